@@ -1,0 +1,9 @@
+//! The supervision tree: one actor per concern, started under actix `Supervisor`s and watched by
+//! a watchdog (see `supervisor`). Actors talk in the typed messages of `messages`; work that must
+//! survive a crash goes through the jobs table, which the `job_runner` drains.
+
+pub mod job_runner;
+pub mod maintenance;
+pub mod messages;
+pub mod scheduler;
+pub mod supervisor;

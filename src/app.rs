@@ -1,0 +1,217 @@
+//! Builds the running program: the database (a configured server or the embedded cluster), the
+//! supervision tree, the HTTP server; and takes it down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::web::Data;
+use anyhow::Context as _;
+
+use crate::actors::job_runner::{JobHandlers, JobRunner};
+use crate::actors::maintenance::{MAINTENANCE, Maintenance};
+use crate::actors::messages::{Drain, StopScheduling};
+use crate::actors::scheduler::{Scheduler, TaskSpec};
+use crate::actors::supervisor::{ActorHandle, ActorRegistry};
+use crate::config::Settings;
+use crate::db::embedded::EmbeddedPostgres;
+use crate::db::{self, PgPool};
+use crate::metrics::Metrics;
+use crate::web::{self, WebState, auth::JwtKeys};
+
+/// The database the program uses, and the embedded cluster when it owns one.
+pub struct Database {
+    pub url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// `DATABASE_URL` if set, otherwise the embedded cluster in `DATA_DIR/postgres` (initialised
+    /// on first use, started now, stopped by [`Database::close`]). With `share_running`, an
+    /// embedded cluster that a running `serve` already owns is used as it is (one-off commands).
+    pub async fn open(settings: &Settings, share_running: bool) -> anyhow::Result<Database> {
+        if let Some(url) = &settings.database_url {
+            return Ok(Database {
+                url: url.expose().to_owned(),
+                embedded: None,
+            });
+        }
+        let cluster_dir = settings.data_dir.join("postgres");
+        if share_running
+            && let Some(url) = EmbeddedPostgres::url_if_running(&cluster_dir, "vpn_shop")
+        {
+            tracing::info!(dir = %cluster_dir.display(), "using the embedded PostgreSQL of the running server");
+            return Ok(Database {
+                url,
+                embedded: None,
+            });
+        }
+        tracing::info!(
+            dir = %cluster_dir.display(),
+            "DATABASE_URL is not set: using the embedded PostgreSQL"
+        );
+        let embedded = EmbeddedPostgres::start(&cluster_dir, "vpn_shop")
+            .await
+            .context(
+                "starting the embedded PostgreSQL (set DATABASE_URL to use an existing server)",
+            )?;
+        Ok(Database {
+            url: embedded.database_url(),
+            embedded: Some(embedded),
+        })
+    }
+
+    /// Stops the embedded cluster, if any.
+    pub async fn close(self) {
+        if let Some(pg) = self.embedded
+            && let Err(e) = pg.stop().await
+        {
+            tracing::error!(error = %format!("{e:#}"), "stopping the embedded PostgreSQL failed");
+        }
+    }
+}
+
+/// The started program.
+pub struct RunningApp {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub actors: Arc<ActorRegistry>,
+    pub job_runner: ActorHandle<JobRunner>,
+    pub scheduler: ActorHandle<Scheduler>,
+    server: web::RunningServer,
+    watchdog: actix_rt::task::JoinHandle<()>,
+    settings: Settings,
+}
+
+/// Migrates the database, starts the actors under supervision and the HTTP server. Must run
+/// inside an actix System.
+pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<RunningApp> {
+    let started = std::time::Instant::now();
+    let applied = db::run_migrations(database_url).await?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "database migrated");
+    }
+    let pool = db::build_pool(
+        database_url,
+        settings.database_pool_size,
+        settings.database_connect_timeout,
+    )?;
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let jwt = JwtKeys::new(&web::auth::resolve_jwt_secret(settings)?, settings.jwt_ttl);
+    let actors = ActorRegistry::new(Arc::clone(&metrics));
+
+    let mut handlers = JobHandlers::new();
+    handlers.register(
+        MAINTENANCE,
+        Maintenance {
+            pool: pool.clone(),
+            job_retention: settings.jobs.retention,
+        },
+        Some(1),
+    );
+    let handlers = Arc::new(handlers);
+    let job_kinds = handlers.kinds();
+    let tasks = vec![TaskSpec::new(
+        MAINTENANCE,
+        settings.scheduler.maintenance_interval,
+    )];
+
+    let job_runner = {
+        let (pool, url, jobs, metrics) = (
+            pool.clone(),
+            database_url.to_owned(),
+            settings.jobs.clone(),
+            Arc::clone(&metrics),
+        );
+        let worker_id = JobRunner::process_worker_id();
+        actors.supervise("job_runner", move || {
+            JobRunner::new(
+                pool.clone(),
+                url.clone(),
+                jobs.clone(),
+                Arc::clone(&handlers),
+                worker_id.as_str(),
+                Arc::clone(&metrics),
+            )
+        })
+    };
+    let scheduler = {
+        let (pool, tick, attempts, metrics) = (
+            pool.clone(),
+            settings.scheduler.tick,
+            settings.jobs.max_attempts,
+            Arc::clone(&metrics),
+        );
+        actors.supervise("scheduler", move || {
+            Scheduler::new(
+                pool.clone(),
+                tasks.clone(),
+                tick,
+                attempts,
+                Arc::clone(&metrics),
+            )
+        })
+    };
+    let watchdog = actors.spawn_watchdog(settings.watchdog_interval);
+
+    let state = Data::new(WebState {
+        pool: pool.clone(),
+        metrics: Arc::clone(&metrics),
+        actors: Arc::clone(&actors),
+        jwt,
+        job_kinds,
+    });
+    let server = web::start(state, settings.http_bind, settings.shutdown_timeout)?;
+    tracing::info!(
+        addr = ?server.addrs,
+        public_url = %settings.public_base_url,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "vpn-shop started"
+    );
+    Ok(RunningApp {
+        pool,
+        metrics,
+        actors,
+        job_runner,
+        scheduler,
+        server,
+        watchdog,
+        settings: settings.clone(),
+    })
+}
+
+impl RunningApp {
+    /// Where the HTTP server listens (the real port when HTTP_BIND asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.addrs[0]
+    }
+
+    /// Graceful shutdown: stop accepting connections and let running requests finish, stop
+    /// scheduling, let running jobs finish (bounded by SHUTDOWN_TIMEOUT; the rest go back to
+    /// the queue), then stop the actors.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.server.handle.stop(true).await;
+        let _ = self.server.task.await;
+        let _ = self.scheduler.addr().send(StopScheduling).await;
+        self.watchdog.abort();
+        let timeout = self.settings.shutdown_timeout;
+        match self.job_runner.addr().send(Drain { timeout }).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "unfinished jobs were put back in the queue"),
+            Err(e) => tracing::warn!(error = %e, "job runner did not answer the drain request"),
+        }
+        self.pool.close();
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

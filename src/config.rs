@@ -1,0 +1,844 @@
+//! Typed settings, read once at start-up from (highest precedence first) the process environment,
+//! a `.env` file in the working directory, an optional TOML file (`--config PATH`) and the
+//! documented defaults. Every variable is declared once in [`VARS`]; `check-config` and the
+//! README table are checked against that list.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One configuration variable: its name, default, an example of a good value and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// `None`: unset by default (the feature it enables is off, or the value is derived).
+    pub default: Option<&'static str>,
+    pub example: &'static str,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn var(
+    name: &'static str,
+    default: Option<&'static str>,
+    example: &'static str,
+    help: &'static str,
+) -> Var {
+    Var {
+        name,
+        default,
+        example,
+        secret: false,
+        help,
+    }
+}
+
+const fn secret(name: &'static str, example: &'static str, help: &'static str) -> Var {
+    Var {
+        name,
+        default: None,
+        example,
+        secret: true,
+        help,
+    }
+}
+
+/// Every setting the program reads. README.md documents each in one table (a test checks it).
+pub const VARS: &[Var] = &[
+    secret(
+        "DATABASE_URL",
+        "postgres://vpn_shop:password@127.0.0.1:5432/vpn_shop",
+        "PostgreSQL to use. Unset: `serve` starts and owns a private cluster in DATA_DIR/postgres.",
+    ),
+    var(
+        "DATABASE_POOL_SIZE",
+        Some("16"),
+        "16",
+        "Maximum connections in the pool.",
+    ),
+    var(
+        "DATABASE_CONNECT_TIMEOUT",
+        Some("5s"),
+        "5s",
+        "How long a request waits for a pooled connection before it fails with 503.",
+    ),
+    var(
+        "DATA_DIR",
+        Some("./data"),
+        "/var/lib/vpn-shop",
+        "Where the program keeps its files: the embedded PostgreSQL, the generated JWT secret.",
+    ),
+    var(
+        "HTTP_BIND",
+        Some("127.0.0.1:8080"),
+        "0.0.0.0:8080",
+        "Address of the HTTP server (admin API, webhooks, /health, /ready, /metrics, /docs).",
+    ),
+    var(
+        "PUBLIC_BASE_URL",
+        None,
+        "https://shop.example.com",
+        "Public URL of the HTTP server, used for webhook URLs. Default: http://HTTP_BIND.",
+    ),
+    secret(
+        "JWT_SECRET",
+        "a-random-string-of-at-least-32-characters",
+        "Key that signs admin API tokens (≥ 32 characters). Unset: generated once and kept in DATA_DIR/jwt_secret.",
+    ),
+    var(
+        "JWT_TTL",
+        Some("12h"),
+        "12h",
+        "Lifetime of an admin API access token.",
+    ),
+    var(
+        "LOG_FORMAT",
+        Some("pretty"),
+        "json",
+        "`pretty` (human-readable lines) or `json` (one JSON object per line).",
+    ),
+    var(
+        "RUST_LOG",
+        Some("info"),
+        "info,vpn_shop=debug",
+        "Log filter (tracing-subscriber EnvFilter syntax).",
+    ),
+    var(
+        "JOB_CONCURRENCY",
+        Some("8"),
+        "8",
+        "Jobs one replica runs at the same time.",
+    ),
+    var(
+        "JOB_MAX_ATTEMPTS",
+        Some("20"),
+        "20",
+        "Attempts before a job is marked dead (visible to admins, retried only by hand).",
+    ),
+    var(
+        "JOB_POLL_INTERVAL",
+        Some("5s"),
+        "5s",
+        "Fallback polling of the job queue; new jobs also wake the runner at once (LISTEN/NOTIFY).",
+    ),
+    var(
+        "JOB_LEASE",
+        Some("10m"),
+        "10m",
+        "A running job whose worker has not finished it within this time is taken over by another worker.",
+    ),
+    var(
+        "JOB_BACKOFF_BASE",
+        Some("5s"),
+        "5s",
+        "Delay after the first failed attempt; doubles with each attempt, with jitter.",
+    ),
+    var(
+        "JOB_BACKOFF_MAX",
+        Some("1h"),
+        "1h",
+        "Longest delay between two attempts of a job.",
+    ),
+    var(
+        "JOB_RETENTION",
+        Some("7d"),
+        "7d",
+        "Finished jobs are deleted after this time (dead jobs are kept).",
+    ),
+    var(
+        "SCHEDULER_TICK",
+        Some("5s"),
+        "5s",
+        "How often the scheduler looks for due periodic tasks.",
+    ),
+    var(
+        "MAINTENANCE_INTERVAL",
+        Some("1h"),
+        "1h",
+        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
+    ),
+    var(
+        "WATCHDOG_INTERVAL",
+        Some("5s"),
+        "5s",
+        "How often the watchdog checks that every actor is alive and re-spawns dead ones.",
+    ),
+    var(
+        "SHUTDOWN_TIMEOUT",
+        Some("30s"),
+        "30s",
+        "On SIGINT/SIGTERM, how long running requests and jobs may take to finish.",
+    ),
+];
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Env,
+    DotEnv(PathBuf),
+    Toml(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env => f.write_str("environment"),
+            Source::DotEnv(p) => write!(f, "{}", p.display()),
+            Source::Toml(p) => write!(f, "{}", p.display()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A setting that stops start-up. Its `Display` is the one line shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {var}={value}: {problem} (example: {var}={example})")]
+    Invalid {
+        var: &'static str,
+        /// The offending value, or `***` for a secret.
+        value: String,
+        problem: String,
+        example: &'static str,
+    },
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+/// Raw layered values before parsing: variable name → (value, source). Empty values are unset.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+impl RawConfig {
+    /// Layers the sources in precedence order: `toml` < `dotenv` < `env`.
+    pub fn layered(
+        toml: Option<(&Path, &str)>,
+        dotenv: Option<(&Path, Vec<(String, String)>)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        if let Some((path, text)) = toml {
+            for (key, value) in parse_toml(path, text)? {
+                raw.set(key, value, Source::Toml(path.to_owned()));
+            }
+        }
+        if let Some((path, pairs)) = dotenv {
+            for (key, value) in pairs {
+                if let Some(var) = lookup(&key) {
+                    raw.set(var.name, value, Source::DotEnv(path.to_owned()));
+                }
+            }
+        }
+        for (key, value) in env {
+            if let Some(var) = lookup(&key) {
+                raw.set(var.name, value, Source::Env);
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Reads the real sources: `config_file` if given, `./.env` if present, the process environment.
+    pub fn from_process(config_file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        let toml_text = match config_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    problem: format!("cannot read the configuration file: {e}"),
+                })?,
+            ),
+            None => None,
+        };
+        let dotenv_path = Path::new(".env");
+        let dotenv = if dotenv_path.is_file() {
+            let iter = dotenvy::from_path_iter(dotenv_path).map_err(|e| ConfigError::File {
+                path: ".env".into(),
+                problem: e.to_string(),
+            })?;
+            let pairs = iter
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::File {
+                    path: ".env".into(),
+                    problem: e.to_string(),
+                })?;
+            Some((dotenv_path, pairs))
+        } else {
+            None
+        };
+        RawConfig::layered(
+            config_file.zip(toml_text.as_deref()),
+            dotenv,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>, source: Source) {
+        let value = value.into();
+        if value.trim().is_empty() {
+            self.values.remove(name);
+        } else {
+            self.values.insert(name, (value, source));
+        }
+    }
+
+    /// The effective value and its source, falling back to the default.
+    pub fn get(&self, var: &Var) -> Option<(&str, Source)> {
+        match self.values.get(var.name) {
+            Some((v, s)) => Some((v.as_str(), s.clone())),
+            None => var.default.map(|d| (d, Source::Default)),
+        }
+    }
+}
+
+fn lookup(name: &str) -> Option<&'static Var> {
+    VARS.iter().find(|v| v.name.eq_ignore_ascii_case(name))
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let file_error = |problem: String| ConfigError::File {
+        path: path.display().to_string(),
+        problem,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(format!("not valid TOML: {}", e.message())))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let var = lookup(&key).ok_or_else(|| {
+                file_error(format!(
+                    "unknown setting '{key}' (settings are the variable names, e.g. HTTP_BIND)"
+                ))
+            })?;
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(file_error(format!(
+                        "{key} must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    )));
+                }
+            };
+            Ok((var.name, value))
+        })
+        .collect()
+}
+
+/// `pretty` or `json` log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The durable job queue and its runner.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub concurrency: usize,
+    pub max_attempts: i32,
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub retention: Duration,
+}
+
+/// The periodic tasks.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub tick: Duration,
+    pub maintenance_interval: Duration,
+}
+
+/// The validated configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<Secret>,
+    pub database_pool_size: usize,
+    pub database_connect_timeout: Duration,
+    pub data_dir: PathBuf,
+    pub http_bind: SocketAddr,
+    pub public_base_url: Url,
+    /// `None`: generated and stored in the data dir at start-up (see `web::auth`).
+    pub jwt_secret: Option<Secret>,
+    pub jwt_ttl: Duration,
+    pub log_format: LogFormat,
+    pub rust_log: String,
+    pub jobs: JobSettings,
+    pub scheduler: SchedulerSettings,
+    pub watchdog_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses one variable with `parse`, turning its error into a [`ConfigError`] that names the
+/// variable, shows the value (masked if secret) and an example.
+struct Reader<'a> {
+    raw: &'a RawConfig,
+}
+
+impl Reader<'_> {
+    fn var(name: &str) -> &'static Var {
+        // Every name passed here is a literal from this file that is in VARS (checked by a test).
+        lookup(name).unwrap_or_else(|| panic!("{name} is not declared in config::VARS"))
+    }
+
+    fn optional<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let var = Self::var(name);
+        match self.raw.get(var) {
+            None => Ok(None),
+            Some((value, _)) => {
+                parse(value.trim())
+                    .map(Some)
+                    .map_err(|problem| ConfigError::Invalid {
+                        var: var.name,
+                        value: if var.secret {
+                            "***".into()
+                        } else {
+                            format!("'{value}'")
+                        },
+                        problem,
+                        example: var.example,
+                    })
+            }
+        }
+    }
+
+    fn required<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let var = Self::var(name);
+        self.optional(name, parse)?
+            .ok_or_else(|| ConfigError::Invalid {
+                var: var.name,
+                value: "''".into(),
+                problem: "a value is required".into(),
+                example: var.example,
+            })
+    }
+}
+
+impl Settings {
+    /// Loads the real sources and validates them.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::from_raw(&RawConfig::from_process(config_file)?)
+    }
+
+    pub fn from_raw(raw: &RawConfig) -> Result<Settings, ConfigError> {
+        let r = Reader { raw };
+        let http_bind: SocketAddr = r.required("HTTP_BIND", |v| {
+            v.parse()
+                .map_err(|_| "not an IP address with a port".to_owned())
+        })?;
+        let public_base_url = match r.optional("PUBLIC_BASE_URL", parse_base_url)? {
+            Some(url) => url,
+            None => default_public_url(http_bind),
+        };
+        let jobs = JobSettings {
+            concurrency: r.required("JOB_CONCURRENCY", |v| parse_int(v, 1, 256))?,
+            max_attempts: r.required("JOB_MAX_ATTEMPTS", |v| parse_int(v, 1, 1000))?,
+            poll_interval: r.required("JOB_POLL_INTERVAL", parse_duration)?,
+            lease: r.required("JOB_LEASE", parse_duration)?,
+            backoff_base: r.required("JOB_BACKOFF_BASE", parse_duration)?,
+            backoff_max: r.required("JOB_BACKOFF_MAX", parse_duration)?,
+            retention: r.required("JOB_RETENTION", parse_duration)?,
+        };
+        if jobs.backoff_max < jobs.backoff_base {
+            let var = Reader::var("JOB_BACKOFF_MAX");
+            return Err(ConfigError::Invalid {
+                var: var.name,
+                value: format!("'{}'", format_duration(jobs.backoff_max)),
+                problem: format!(
+                    "must not be shorter than JOB_BACKOFF_BASE ({})",
+                    format_duration(jobs.backoff_base)
+                ),
+                example: var.example,
+            });
+        }
+        Ok(Settings {
+            database_url: r.optional("DATABASE_URL", parse_database_url)?,
+            database_pool_size: r.required("DATABASE_POOL_SIZE", |v| parse_int(v, 1, 512))?,
+            database_connect_timeout: r.required("DATABASE_CONNECT_TIMEOUT", parse_duration)?,
+            data_dir: r.required("DATA_DIR", |v| Ok(PathBuf::from(v)))?,
+            http_bind,
+            public_base_url,
+            jwt_secret: r.optional("JWT_SECRET", |v| {
+                if v.len() < 32 {
+                    Err(format!(
+                        "too short ({} characters); use at least 32 random characters",
+                        v.chars().count()
+                    ))
+                } else {
+                    Ok(Secret::new(v))
+                }
+            })?,
+            jwt_ttl: r.required("JWT_TTL", parse_duration)?,
+            log_format: r.required("LOG_FORMAT", |v| match v {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("must be `pretty` or `json`".to_owned()),
+            })?,
+            rust_log: r.required("RUST_LOG", |v| {
+                tracing_subscriber::EnvFilter::try_new(v)
+                    .map(|_| v.to_owned())
+                    .map_err(|e| format!("not a valid log filter: {e}"))
+            })?,
+            jobs,
+            scheduler: SchedulerSettings {
+                tick: r.required("SCHEDULER_TICK", parse_duration)?,
+                maintenance_interval: r.required("MAINTENANCE_INTERVAL", parse_duration)?,
+            },
+            watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
+            shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
+        })
+    }
+}
+
+/// The report of `vpn-shop check-config`: every variable, its effective value (secrets masked)
+/// and where it came from.
+pub fn describe(raw: &RawConfig, settings: &Settings) -> String {
+    let width = VARS.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for var in VARS {
+        let line = match (raw.get(var), var.name) {
+            (Some((_, source)), _) if var.secret => format!("*** ({source})"),
+            (Some((value, source)), _) => format!("{value} ({source})"),
+            (None, "PUBLIC_BASE_URL") => {
+                format!("{} (derived from HTTP_BIND)", settings.public_base_url)
+            }
+            (None, "JWT_SECRET") => format!(
+                "unset (generated at first start and kept in {})",
+                settings.data_dir.join("jwt_secret").display()
+            ),
+            (None, "DATABASE_URL") => format!(
+                "unset (embedded PostgreSQL in {})",
+                settings.data_dir.join("postgres").display()
+            ),
+            (None, _) => "unset".to_owned(),
+        };
+        out.push_str(&format!("{:width$}  {line}\n", var.name));
+    }
+    out
+}
+
+fn parse_int<T>(value: &str, min: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let n: T = value.parse().map_err(|_| "not a whole number".to_owned())?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(n)
+}
+
+/// Durations: a number with a unit (`250ms`, `30s`, `15m`, `12h`, `7d`) or plain seconds (`30`).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let problem = || "not a duration like 30s, 15m, 12h or 7d".to_owned();
+    let n: u64 = digits.parse().map_err(|_| problem())?;
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(problem()),
+    };
+    let millis = n
+        .checked_mul(millis_per_unit)
+        .filter(|ms| *ms <= 366 * 86_400_000)
+        .ok_or_else(|| "too long (at most 366d)".to_owned())?;
+    if millis == 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(Duration::from_millis(millis))
+}
+
+/// The shortest exact spelling of a duration in the units [`parse_duration`] reads.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= per && ms.is_multiple_of(per) {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn parse_base_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://".into());
+    }
+    if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err("must be a plain http(s)://host[:port][/path] without query".into());
+    }
+    Ok(url)
+}
+
+fn default_public_url(bind: SocketAddr) -> Url {
+    let ip = match bind.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    let host = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    // A literal IP and a port always form a valid URL.
+    Url::parse(&format!("http://{host}:{}", bind.port()))
+        .unwrap_or_else(|e| unreachable!("http://ip:port is a valid URL: {e}"))
+}
+
+fn parse_database_url(value: &str) -> Result<Secret, String> {
+    let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
+    let is_dsn = value.contains('=');
+    if !is_url && !is_dsn {
+        return Err("not a PostgreSQL URL (postgres://…) or key=value connection string".into());
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::from_raw(&RawConfig::layered(None, None, env)?)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.http_bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(s.jwt_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert!(s.database_url.is_none() && s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn every_default_and_example_parses() {
+        // Each example, set alone, must be accepted: the error messages recommend them.
+        for var in VARS {
+            let result = settings(&[(var.name, var.example)]);
+            assert!(
+                result.is_ok(),
+                "{}={} rejected: {:?}",
+                var.name,
+                var.example,
+                result.err()
+            );
+        }
+    }
+
+    #[test]
+    fn bad_value_names_variable_problem_and_example() {
+        let err = settings(&[("HTTP_BIND", "localhost")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid HTTP_BIND='localhost': not an IP address with a port \
+             (example: HTTP_BIND=0.0.0.0:8080)"
+        );
+        let err = settings(&[("JOB_CONCURRENCY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JOB_CONCURRENCY") && err.contains("between 1 and 256"),
+            "{err}"
+        );
+        let err = settings(&[("LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(err.contains("`pretty` or `json`"), "{err}");
+        let err = settings(&[("JWT_TTL", "soon")]).unwrap_err().to_string();
+        assert!(
+            err.contains("JWT_TTL='soon'") && err.contains("12h"),
+            "{err}"
+        );
+        let err = settings(&[("RUST_LOG", "info,[[[")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RUST_LOG"), "{err}");
+        let err = settings(&[("PUBLIC_BASE_URL", "ftp://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://"), "{err}");
+        let err = settings(&[("JOB_BACKOFF_BASE", "2h")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JOB_BACKOFF_MAX") && err.contains("2h"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn secrets_are_never_echoed() {
+        let err = settings(&[("JWT_SECRET", "short-secret")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JWT_SECRET=***") && !err.contains("short-secret"),
+            "{err}"
+        );
+        let err = settings(&[("DATABASE_URL", "mysql-password-x")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("password-x"), "{err}");
+        assert_eq!(format!("{:?}", Secret::new("p")), "***");
+    }
+
+    #[test]
+    fn precedence_env_over_dotenv_over_toml() {
+        let toml = "HTTP_BIND = \"127.0.0.1:1000\"\njob_concurrency = 3\nDATA_DIR = \"/toml\"\n";
+        let dotenv = vec![
+            ("HTTP_BIND".to_owned(), "127.0.0.1:2000".to_owned()),
+            ("DATA_DIR".to_owned(), "/dotenv".to_owned()),
+            ("SOMETHING_ELSE".to_owned(), "ignored".to_owned()),
+        ];
+        let env = vec![("HTTP_BIND".to_owned(), "127.0.0.1:3000".to_owned())];
+        let raw = RawConfig::layered(
+            Some((Path::new("vpn-shop.toml"), toml)),
+            Some((Path::new(".env"), dotenv)),
+            env,
+        )
+        .unwrap();
+        let s = Settings::from_raw(&raw).unwrap();
+        assert_eq!(s.http_bind.port(), 3000);
+        assert_eq!(s.data_dir, PathBuf::from("/dotenv"));
+        assert_eq!(s.jobs.concurrency, 3);
+        let report = describe(&raw, &s);
+        assert!(report.contains("127.0.0.1:3000 (environment)"), "{report}");
+        assert!(report.contains("3 (vpn-shop.toml)"), "{report}");
+    }
+
+    #[test]
+    fn empty_value_means_unset() {
+        let s = settings(&[("DATABASE_URL", ""), ("DATA_DIR", " ")]).unwrap();
+        assert!(s.database_url.is_none());
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn toml_errors_are_clear() {
+        let raw = RawConfig::layered(Some((Path::new("c.toml"), "HTTP_BINDD = 1")), None, vec![]);
+        assert_eq!(
+            raw.unwrap_err().to_string(),
+            "c.toml: unknown setting 'HTTP_BINDD' (settings are the variable names, e.g. HTTP_BIND)"
+        );
+        let raw = RawConfig::layered(Some((Path::new("c.toml"), "HTTP_BIND = [1]")), None, vec![]);
+        assert!(raw.unwrap_err().to_string().contains("not a array"));
+        let raw = RawConfig::layered(Some((Path::new("c.toml"), "= =")), None, vec![]);
+        assert!(
+            raw.unwrap_err()
+                .to_string()
+                .starts_with("c.toml: not valid TOML")
+        );
+    }
+
+    #[test]
+    fn check_config_masks_secrets() {
+        let secret = "0123456789abcdef0123456789abcdef-very-secret";
+        let raw = RawConfig::layered(
+            None,
+            None,
+            vec![
+                ("JWT_SECRET".to_owned(), secret.to_owned()),
+                ("DATABASE_URL".to_owned(), "postgres://u:pw@h/db".to_owned()),
+            ],
+        )
+        .unwrap();
+        let s = Settings::from_raw(&raw).unwrap();
+        let report = describe(&raw, &s);
+        assert!(
+            !report.contains(secret) && !report.contains("pw@"),
+            "{report}"
+        );
+        assert!(report.contains("JWT_SECRET") && report.contains("*** (environment)"));
+        assert_eq!(report.lines().count(), VARS.len());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for bad in [
+            "",
+            "m",
+            "0s",
+            "1w",
+            "-1s",
+            "1.5h",
+            "99999999999999999999d",
+            "400d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for d in ["250ms", "30s", "15m", "12h", "7d", "90s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+    }
+
+    #[test]
+    fn variable_names_are_unique() {
+        let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VARS.len());
+    }
+}

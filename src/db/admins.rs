@@ -1,0 +1,153 @@
+//! Admin API accounts and the failed-login throttle.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Double, Integer, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+
+use crate::db::PgConn;
+use crate::db::models::Admin;
+use crate::db::schema::{admins, login_throttle, revoked_tokens};
+use crate::domain::{AdminId, AdminRole};
+
+pub async fn find_by_username(conn: &mut PgConn, username: &str) -> QueryResult<Option<Admin>> {
+    admins::table
+        .filter(admins::username.eq(username))
+        .select(Admin::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut PgConn, id: AdminId) -> QueryResult<Option<Admin>> {
+    admins::table
+        .find(id)
+        .select(Admin::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Inserts an account; `Ok(None)` when the username is taken.
+pub async fn create(
+    conn: &mut PgConn,
+    username: &str,
+    password_hash: &str,
+    role: AdminRole,
+) -> QueryResult<Option<Admin>> {
+    diesel::insert_into(admins::table)
+        .values((
+            admins::username.eq(username),
+            admins::password_hash.eq(password_hash),
+            admins::role.eq(role),
+        ))
+        .on_conflict(admins::username)
+        .do_nothing()
+        .returning(Admin::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn record_login(conn: &mut PgConn, id: AdminId) -> QueryResult<()> {
+    diesel::update(admins::table.find(id))
+        .set(admins::last_login_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn is_token_revoked(conn: &mut PgConn, jti: uuid::Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Failed logins allowed within [`LOCKOUT_WINDOW`] before the username is locked.
+pub const MAX_FAILED_LOGINS: i32 = 5;
+/// The window in which failures count, and how long a lock lasts.
+pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// When the username is locked, until when.
+pub async fn locked_until(conn: &mut PgConn, username: &str) -> QueryResult<Option<DateTime<Utc>>> {
+    let until: Option<Option<DateTime<Utc>>> = login_throttle::table
+        .filter(login_throttle::username.eq(username))
+        .filter(login_throttle::locked_until.gt(diesel::dsl::now))
+        .select(login_throttle::locked_until)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(until.flatten())
+}
+
+#[derive(QueryableByName)]
+struct ThrottleRow {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    locked_until: Option<DateTime<Utc>>,
+}
+
+/// Counts a failed login for `username` in the current window (a new window starts when the
+/// old one is over) and locks the username for [`LOCKOUT_WINDOW`] at the
+/// [`MAX_FAILED_LOGINS`]th failure. Returns the lock's end if this failure locked it.
+pub async fn record_failure(
+    conn: &mut PgConn,
+    username: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    // One atomic upsert, so concurrent attempts (any replica) are all counted.
+    let row: ThrottleRow = diesel::sql_query(
+        "INSERT INTO login_throttle AS t (username, failures, window_started_at) \
+         VALUES ($1, 1, now()) \
+         ON CONFLICT (username) DO UPDATE SET \
+             failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $2) \
+                 THEN 1 ELSE t.failures + 1 END, \
+             window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $2) \
+                 THEN now() ELSE t.window_started_at END \
+         RETURNING CASE WHEN failures >= $3 THEN now() + make_interval(secs => $2) END AS locked_until",
+    )
+    .bind::<Text, _>(username)
+    .bind::<Double, _>(LOCKOUT_WINDOW.as_secs_f64())
+    .bind::<Integer, _>(MAX_FAILED_LOGINS)
+    .get_result(conn)
+    .await?;
+    if let Some(until) = row.locked_until {
+        // A lock starts a fresh window: the next failures after it count from zero.
+        diesel::update(login_throttle::table.find(username))
+            .set((
+                login_throttle::locked_until.eq(until),
+                login_throttle::failures.eq(0),
+                login_throttle::window_started_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(row.locked_until)
+}
+
+/// A successful login forgets earlier failures.
+pub async fn clear_failures(conn: &mut PgConn, username: &str) -> QueryResult<()> {
+    diesel::delete(login_throttle::table.find(username))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Removes throttle rows whose window and lock are over, and revoked tokens past their expiry.
+pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
+    let throttles = diesel::sql_query(
+        "DELETE FROM login_throttle WHERE window_started_at < now() - make_interval(secs => $1) \
+           AND (locked_until IS NULL OR locked_until < now())",
+    )
+    .bind::<Double, _>(LOCKOUT_WINDOW.as_secs_f64())
+    .execute(conn)
+    .await?;
+    let tokens = diesel::delete(
+        revoked_tokens::table.filter(revoked_tokens::expires_at.lt(diesel::dsl::now)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(throttles + tokens)
+}

@@ -1,0 +1,354 @@
+//! Row types of every table, with the domain types (ids, enums) they hold. Queries live in the
+//! aggregate modules; a test loads each table through its row type to catch drift between the
+//! migrations, `schema.rs` and these structs.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::schema::*;
+use crate::domain::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
+pub struct Plan {
+    pub id: PlanId,
+    pub name: String,
+    pub days: i32,
+    pub price_minor: i64,
+    pub currency: Currency,
+    pub price_stars: Option<i64>,
+    pub traffic_limit_bytes: Option<i64>,
+    pub active: bool,
+    pub sort_order: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Plan {
+    pub fn price(&self) -> Money {
+        Money::new(self.price_minor, self.currency)
+    }
+
+    pub fn price_in_stars(&self) -> Option<Money> {
+        self.price_stars.map(Money::stars)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = promo_codes, check_for_backend(diesel::pg::Pg))]
+pub struct PromoCode {
+    pub id: PromoCodeId,
+    pub code: String,
+    pub kind: PromoKind,
+    pub value: i64,
+    pub max_uses: Option<i32>,
+    pub uses_count: i32,
+    pub once_per_user: bool,
+    pub new_users_only: bool,
+    pub min_plan_days: Option<i32>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    pub id: UserId,
+    pub telegram_id: i64,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub language: Language,
+    pub email: Option<String>,
+    pub referral_code: String,
+    pub referred_by: Option<UserId>,
+    pub pending_promo_id: Option<PromoCodeId>,
+    pub trial_used_at: Option<DateTime<Utc>>,
+    pub banned: bool,
+    pub bot_blocked: bool,
+    pub note: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub user_id: UserId,
+    pub plan_id: Option<PlanId>,
+    pub panel_username: String,
+    pub status: SubscriptionStatus,
+    pub is_trial: bool,
+    pub expires_at: DateTime<Utc>,
+    pub traffic_limit_bytes: Option<i64>,
+    pub traffic_used_bytes: i64,
+    pub lifetime_used_bytes: i64,
+    pub panel_status: Option<PanelUserStatus>,
+    pub online_at: Option<DateTime<Utc>>,
+    pub subscription_url: Option<String>,
+    pub auto_renew: bool,
+    pub auto_renew_provider: Option<PaymentProvider>,
+    pub auto_renew_method_id: Option<String>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
+pub struct Payment {
+    pub id: PaymentId,
+    pub user_id: UserId,
+    pub plan_id: Option<PlanId>,
+    pub provider: PaymentProvider,
+    pub kind: PaymentKind,
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub days: i32,
+    pub promo_code_id: Option<PromoCodeId>,
+    pub discount_minor: i64,
+    pub bonus_days: i32,
+    pub external_id: Option<String>,
+    pub confirmation_url: Option<String>,
+    pub save_payment_method: bool,
+    pub refunded_minor: i64,
+    pub failure_reason: Option<String>,
+    pub raw_payload: Option<Value>,
+    pub link_expires_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Payment {
+    pub fn amount(&self) -> Money {
+        Money::new(self.amount_minor, self.currency)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = payment_events, check_for_backend(diesel::pg::Pg))]
+pub struct PaymentEvent {
+    pub id: i64,
+    pub provider: PaymentProvider,
+    pub event_key: String,
+    pub event_type: String,
+    pub payment_id: Option<PaymentId>,
+    pub verdict: PaymentEventVerdict,
+    pub detail: Option<String>,
+    pub remote_addr: Option<String>,
+    pub payload: Option<Value>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = promo_redemptions, check_for_backend(diesel::pg::Pg))]
+pub struct PromoRedemption {
+    pub id: i64,
+    pub promo_code_id: PromoCodeId,
+    pub user_id: UserId,
+    pub payment_id: Option<PaymentId>,
+    pub discount_minor: i64,
+    pub bonus_days: i32,
+    pub redeemed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = referrals, check_for_backend(diesel::pg::Pg))]
+pub struct Referral {
+    pub id: i64,
+    pub inviter_id: UserId,
+    pub invitee_id: UserId,
+    pub invitee_bonus_days: i32,
+    pub inviter_bonus_days: i32,
+    pub rewarded_payment_id: Option<PaymentId>,
+    pub inviter_rewarded_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg))]
+pub struct Job {
+    #[schema(value_type = i64)]
+    pub id: JobId,
+    pub kind: String,
+    pub payload: Value,
+    #[schema(value_type = String, example = "pending")]
+    pub state: JobState,
+    /// Attempts started so far (including a running one).
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// When a pending job becomes due.
+    pub run_at: DateTime<Utc>,
+    pub dedup_key: Option<String>,
+    pub locked_by: Option<String>,
+    pub locked_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = broadcasts, check_for_backend(diesel::pg::Pg))]
+pub struct Broadcast {
+    pub id: BroadcastId,
+    pub created_by_admin_id: Option<AdminId>,
+    pub created_by_telegram_id: Option<i64>,
+    pub text: String,
+    pub button_text: Option<String>,
+    pub button_url: Option<String>,
+    pub audience: Value,
+    pub status: BroadcastStatus,
+    pub total: i32,
+    pub sent: i32,
+    pub failed: i32,
+    pub blocked: i32,
+    pub cursor_user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
+pub struct Notification {
+    pub id: i64,
+    pub user_id: UserId,
+    pub kind: String,
+    pub channel: NotificationChannel,
+    pub status: NotificationStatus,
+    pub dedup_key: String,
+    pub payload: Value,
+    pub broadcast_id: Option<BroadcastId>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = sync_runs, check_for_backend(diesel::pg::Pg))]
+pub struct SyncRun {
+    pub id: i64,
+    pub kind: String,
+    pub status: SyncRunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub checked: i32,
+    pub created: i32,
+    pub updated: i32,
+    pub failed: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = panel_stats, check_for_backend(diesel::pg::Pg))]
+pub struct PanelStats {
+    pub id: i64,
+    pub collected_at: DateTime<Utc>,
+    pub version: Option<String>,
+    pub mem_total: i64,
+    pub mem_used: i64,
+    pub cpu_cores: i32,
+    pub cpu_usage: f64,
+    pub total_user: i64,
+    pub online_users: i64,
+    pub users_active: i64,
+    pub users_on_hold: i64,
+    pub users_disabled: i64,
+    pub users_expired: i64,
+    pub users_limited: i64,
+    pub incoming_bandwidth: i64,
+    pub outgoing_bandwidth: i64,
+    pub incoming_bandwidth_speed: i64,
+    pub outgoing_bandwidth_speed: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = admins, check_for_backend(diesel::pg::Pg))]
+pub struct Admin {
+    pub id: AdminId,
+    pub username: String,
+    /// Argon2id PHC string; never serialised.
+    pub password_hash: String,
+    pub role: AdminRole,
+    pub active: bool,
+    pub tokens_valid_after: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = login_throttle, check_for_backend(diesel::pg::Pg))]
+pub struct LoginThrottle {
+    pub username: String,
+    pub failures: i32,
+    pub window_started_at: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = revoked_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct RevokedToken {
+    pub jti: uuid::Uuid,
+    pub admin_id: AdminId,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = audit_log, check_for_backend(diesel::pg::Pg))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub admin_id: Option<AdminId>,
+    pub actor: String,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub remote_addr: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = bot_dialogues, check_for_backend(diesel::pg::Pg))]
+pub struct BotDialogue {
+    pub chat_id: i64,
+    pub state: Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = telegram_updates, check_for_backend(diesel::pg::Pg))]
+pub struct TelegramUpdate {
+    pub update_id: i64,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = scheduled_tasks, check_for_backend(diesel::pg::Pg))]
+pub struct ScheduledTask {
+    pub name: String,
+    pub interval_secs: i32,
+    pub enabled: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<i64>)]
+    pub last_job_id: Option<JobId>,
+    /// `enqueued`, or why the last due run was skipped.
+    pub last_result: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}

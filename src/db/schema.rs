@@ -1,0 +1,362 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    admins (id) {
+        id -> Int8,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        active -> Bool,
+        tokens_valid_after -> Timestamptz,
+        last_login_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        admin_id -> Nullable<Int8>,
+        actor -> Text,
+        action -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        remote_addr -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    bot_dialogues (chat_id) {
+        chat_id -> Int8,
+        state -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    broadcasts (id) {
+        id -> Int8,
+        created_by_admin_id -> Nullable<Int8>,
+        created_by_telegram_id -> Nullable<Int8>,
+        text -> Text,
+        button_text -> Nullable<Text>,
+        button_url -> Nullable<Text>,
+        audience -> Jsonb,
+        status -> Text,
+        total -> Int4,
+        sent -> Int4,
+        failed -> Int4,
+        blocked -> Int4,
+        cursor_user_id -> Int8,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        state -> Text,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        dedup_key -> Nullable<Text>,
+        locked_by -> Nullable<Text>,
+        locked_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_throttle (username) {
+        username -> Text,
+        failures -> Int4,
+        window_started_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Int8,
+        user_id -> Int8,
+        kind -> Text,
+        channel -> Text,
+        status -> Text,
+        dedup_key -> Text,
+        payload -> Jsonb,
+        broadcast_id -> Nullable<Int8>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    panel_stats (id) {
+        id -> Int8,
+        collected_at -> Timestamptz,
+        version -> Nullable<Text>,
+        mem_total -> Int8,
+        mem_used -> Int8,
+        cpu_cores -> Int4,
+        cpu_usage -> Float8,
+        total_user -> Int8,
+        online_users -> Int8,
+        users_active -> Int8,
+        users_on_hold -> Int8,
+        users_disabled -> Int8,
+        users_expired -> Int8,
+        users_limited -> Int8,
+        incoming_bandwidth -> Int8,
+        outgoing_bandwidth -> Int8,
+        incoming_bandwidth_speed -> Int8,
+        outgoing_bandwidth_speed -> Int8,
+    }
+}
+
+diesel::table! {
+    payment_events (id) {
+        id -> Int8,
+        provider -> Text,
+        event_key -> Text,
+        event_type -> Text,
+        payment_id -> Nullable<Int8>,
+        verdict -> Text,
+        detail -> Nullable<Text>,
+        remote_addr -> Nullable<Text>,
+        payload -> Nullable<Jsonb>,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Int8,
+        user_id -> Int8,
+        plan_id -> Nullable<Int8>,
+        provider -> Text,
+        kind -> Text,
+        status -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        days -> Int4,
+        promo_code_id -> Nullable<Int8>,
+        discount_minor -> Int8,
+        bonus_days -> Int4,
+        external_id -> Nullable<Text>,
+        confirmation_url -> Nullable<Text>,
+        save_payment_method -> Bool,
+        refunded_minor -> Int8,
+        failure_reason -> Nullable<Text>,
+        raw_payload -> Nullable<Jsonb>,
+        link_expires_at -> Nullable<Timestamptz>,
+        paid_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Int8,
+        name -> Text,
+        days -> Int4,
+        price_minor -> Int8,
+        currency -> Text,
+        price_stars -> Nullable<Int8>,
+        traffic_limit_bytes -> Nullable<Int8>,
+        active -> Bool,
+        sort_order -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    promo_codes (id) {
+        id -> Int8,
+        code -> Text,
+        kind -> Text,
+        value -> Int8,
+        max_uses -> Nullable<Int4>,
+        uses_count -> Int4,
+        once_per_user -> Bool,
+        new_users_only -> Bool,
+        min_plan_days -> Nullable<Int4>,
+        valid_from -> Nullable<Timestamptz>,
+        valid_until -> Nullable<Timestamptz>,
+        active -> Bool,
+        note -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    promo_redemptions (id) {
+        id -> Int8,
+        promo_code_id -> Int8,
+        user_id -> Int8,
+        payment_id -> Nullable<Int8>,
+        discount_minor -> Int8,
+        bonus_days -> Int4,
+        redeemed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    referrals (id) {
+        id -> Int8,
+        inviter_id -> Int8,
+        invitee_id -> Int8,
+        invitee_bonus_days -> Int4,
+        inviter_bonus_days -> Int4,
+        rewarded_payment_id -> Nullable<Int8>,
+        inviter_rewarded_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Uuid,
+        admin_id -> Int8,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    scheduled_tasks (name) {
+        name -> Text,
+        interval_secs -> Int4,
+        enabled -> Bool,
+        next_run_at -> Timestamptz,
+        last_run_at -> Nullable<Timestamptz>,
+        last_job_id -> Nullable<Int8>,
+        last_result -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Int8,
+        user_id -> Int8,
+        plan_id -> Nullable<Int8>,
+        panel_username -> Text,
+        status -> Text,
+        is_trial -> Bool,
+        expires_at -> Timestamptz,
+        traffic_limit_bytes -> Nullable<Int8>,
+        traffic_used_bytes -> Int8,
+        lifetime_used_bytes -> Int8,
+        panel_status -> Nullable<Text>,
+        online_at -> Nullable<Timestamptz>,
+        subscription_url -> Nullable<Text>,
+        auto_renew -> Bool,
+        auto_renew_provider -> Nullable<Text>,
+        auto_renew_method_id -> Nullable<Text>,
+        last_synced_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Int8,
+        kind -> Text,
+        status -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        checked -> Int4,
+        created -> Int4,
+        updated -> Int4,
+        failed -> Int4,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    telegram_updates (update_id) {
+        update_id -> Int8,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        telegram_id -> Int8,
+        username -> Nullable<Text>,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        language -> Text,
+        email -> Nullable<Text>,
+        referral_code -> Text,
+        referred_by -> Nullable<Int8>,
+        pending_promo_id -> Nullable<Int8>,
+        trial_used_at -> Nullable<Timestamptz>,
+        banned -> Bool,
+        bot_blocked -> Bool,
+        note -> Nullable<Text>,
+        last_seen_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(audit_log -> admins (admin_id));
+diesel::joinable!(broadcasts -> admins (created_by_admin_id));
+diesel::joinable!(notifications -> broadcasts (broadcast_id));
+diesel::joinable!(notifications -> users (user_id));
+diesel::joinable!(payment_events -> payments (payment_id));
+diesel::joinable!(payments -> plans (plan_id));
+diesel::joinable!(payments -> promo_codes (promo_code_id));
+diesel::joinable!(payments -> users (user_id));
+diesel::joinable!(promo_redemptions -> payments (payment_id));
+diesel::joinable!(promo_redemptions -> promo_codes (promo_code_id));
+diesel::joinable!(promo_redemptions -> users (user_id));
+diesel::joinable!(referrals -> payments (rewarded_payment_id));
+diesel::joinable!(revoked_tokens -> admins (admin_id));
+diesel::joinable!(scheduled_tasks -> jobs (last_job_id));
+diesel::joinable!(subscriptions -> plans (plan_id));
+diesel::joinable!(subscriptions -> users (user_id));
+diesel::joinable!(users -> promo_codes (pending_promo_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    admins,
+    audit_log,
+    bot_dialogues,
+    broadcasts,
+    jobs,
+    login_throttle,
+    notifications,
+    panel_stats,
+    payment_events,
+    payments,
+    plans,
+    promo_codes,
+    promo_redemptions,
+    referrals,
+    revoked_tokens,
+    scheduled_tasks,
+    subscriptions,
+    sync_runs,
+    telegram_updates,
+    users,
+);

@@ -1,0 +1,17 @@
+//! Pure business rules and value types: no database, no HTTP, no actors.
+//!
+//! Types here carry meaning (ids, money, statuses) and are shared by every layer; the database
+//! mapping of these types lives in `db::sql_types`.
+
+#[macro_use]
+mod macros;
+pub mod enums;
+pub mod ids;
+pub mod money;
+pub mod password;
+pub mod roles;
+
+pub use enums::*;
+pub use ids::*;
+pub use money::{Currency, Money};
+pub use roles::AdminRole;

@@ -1,0 +1,211 @@
+//! The `vpn-shop` command line: serve · migrate · check-config · admin create.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use diesel_async::AsyncConnection;
+
+use vpn_shop::app::{self, Database};
+use vpn_shop::config::{self, RawConfig, Settings};
+use vpn_shop::db::{self, admins, audit};
+use vpn_shop::domain::{AdminRole, password};
+use vpn_shop::telemetry;
+
+/// A Telegram shop for VPN access on a Marzban panel.
+#[derive(Debug, Parser)]
+#[command(name = "vpn-shop", version, about)]
+struct Cli {
+    /// Optional TOML file with settings (keys are the variable names, e.g. HTTP_BIND);
+    /// environment variables and .env take precedence over it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the shop: HTTP server, actors, scheduler (embedded PostgreSQL without DATABASE_URL).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print the effective settings (secrets masked).
+    CheckConfig,
+    /// Manage admin API accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin API account. The password is read from VPN_SHOP_ADMIN_PASSWORD or asked
+    /// for on the terminal.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// admin, operator or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: AdminRole,
+    },
+}
+
+fn parse_role(s: &str) -> Result<AdminRole, String> {
+    s.parse::<AdminRole>().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let raw = match RawConfig::from_process(cli.config.as_deref()) {
+        Ok(raw) => raw,
+        Err(e) => return config_error(e),
+    };
+    let settings = match Settings::from_raw(&raw) {
+        Ok(settings) => settings,
+        Err(e) => return config_error(e),
+    };
+    if let Command::CheckConfig = cli.command {
+        print!("{}", config::describe(&raw, &settings));
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(settings.log_format, &settings.rust_log);
+    let result = actix_rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Admin {
+                command: AdminCommand::Create { username, role },
+            } => create_admin(settings, &username, role).await,
+            Command::CheckConfig => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "vpn-shop failed");
+            eprintln!("vpn-shop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: config::ConfigError) -> ExitCode {
+    eprintln!("vpn-shop: {e}");
+    ExitCode::from(2)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let database = Database::open(&settings, false).await?;
+    let running = match app::start(&settings, &database.url).await {
+        Ok(running) => running,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
+    let signal = app::shutdown_signal().await;
+    tracing::info!(signal = ?signal.as_ref().ok(), "shutdown requested");
+    running.shutdown().await;
+    database.close().await;
+    signal.map(|_| ())
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let database = Database::open(&settings, true).await?;
+    let result = db::run_migrations(&database.url).await;
+    database.close().await;
+    let applied = result?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        println!(
+            "applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn create_admin(settings: Settings, username: &str, role: AdminRole) -> anyhow::Result<()> {
+    let username = username.trim().to_lowercase();
+    let valid = (3..=64).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if !valid {
+        bail!("username must be 3 to 64 characters of a-z, 0-9, '_', '.', '-'");
+    }
+    let password = read_password()?;
+    password::check_policy(&password).map_err(anyhow::Error::msg)?;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .context("hashing thread failed")?
+        .map_err(anyhow::Error::msg)?;
+
+    let database = Database::open(&settings, true).await?;
+    let result = async {
+        db::run_migrations(&database.url).await?;
+        let mut conn = diesel_async::AsyncPgConnection::establish(&database.url)
+            .await
+            .context("connecting to the database")?;
+        conn.transaction::<_, anyhow::Error, _>(async |conn| {
+            let admin = admins::create(conn, &username, &hash, role)
+                .await?
+                .with_context(|| format!("an admin named '{username}' already exists"))?;
+            audit::record(
+                conn,
+                audit::AuditRecord {
+                    admin_id: Some(admin.id),
+                    actor: "cli".into(),
+                    action: "admin.create".into(),
+                    target_type: Some("admin".into()),
+                    target_id: Some(admin.id.to_string()),
+                    after: Some(
+                        serde_json::json!({"username": admin.username, "role": admin.role}),
+                    ),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(admin)
+        })
+        .await
+    }
+    .await;
+    database.close().await;
+    let admin = result?;
+    println!(
+        "created admin '{}' with role {}",
+        admin.username, admin.role
+    );
+    Ok(())
+}
+
+/// The new admin's password: VPN_SHOP_ADMIN_PASSWORD, or typed twice on the terminal.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("VPN_SHOP_ADMIN_PASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to read the password from: set VPN_SHOP_ADMIN_PASSWORD");
+    }
+    let first = rpassword::prompt_password(format!(
+        "Password (at least {} characters): ",
+        password::MIN_PASSWORD_CHARS
+    ))
+    .context("reading the password")?;
+    let second =
+        rpassword::prompt_password("Repeat the password: ").context("reading the password")?;
+    if first != second {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}

@@ -1,0 +1,52 @@
+//! The OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::web::{auth, health, jobs};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vpn-shop admin API",
+        description = "Run the VPN shop: accounts, jobs, operations. Log in with \
+            `POST /api/v1/auth/login`, then send `Authorization: Bearer <access_token>`. \
+            Errors are `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`."
+    ),
+    paths(
+        health::health,
+        health::ready,
+        health::metrics,
+        auth::login,
+        auth::me,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::retry_job,
+        jobs::list_tasks,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Admin login and identity"),
+        (name = "jobs", description = "The durable job queue and periodic tasks"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Operational endpoints: `/health` (the process answers), `/ready` (the database and every
+//! actor answer) and `/metrics` (Prometheus).
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::db::{self, jobs};
+use crate::domain::JobState;
+use crate::web::WebState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+}
+
+/// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Ready to serve: the database answers and every supervised actor answers a ping.
+///
+/// 503 names each failing part in `checks` and in `error.message`.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Everything answers", body = Object,
+         example = json!({"status": "ready", "checks": {"database": "ok", "scheduler": "ok", "job_runner": "ok"}})),
+        (status = 503, description = "Something does not", body = Object,
+         example = json!({"status": "unavailable", "checks": {"database": "ok", "scheduler": "not running"},
+                          "error": {"code": "not_ready", "message": "not ready: scheduler (not running)"}})),
+    )
+)]
+pub async fn ready(state: web::Data<WebState>) -> HttpResponse {
+    let (database, actors) = futures_util::join!(
+        db::ping(&state.pool, Duration::from_secs(2)),
+        state.actors.check(Duration::from_secs(1)),
+    );
+    let mut checks = serde_json::Map::new();
+    let mut failing = Vec::new();
+    match database {
+        Ok(()) => checks.insert("database".into(), json!("ok")),
+        Err(e) => {
+            failing.push(format!("database ({e})"));
+            checks.insert("database".into(), json!(e))
+        }
+    };
+    for actor in actors {
+        match actor.problem {
+            None => checks.insert(actor.name.into(), json!("ok")),
+            Some(problem) => {
+                failing.push(format!("{} ({problem})", actor.name));
+                checks.insert(actor.name.into(), json!(problem))
+            }
+        };
+    }
+    if failing.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    } else {
+        tracing::warn!(failing = %failing.join("; "), "not ready");
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "checks": checks,
+            "error": {"code": "not_ready", "message": format!("not ready: {}", failing.join("; "))},
+        }))
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+    refresh_gauges(&state).await;
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => actix_web::ResponseError::error_response(&crate::error::AppError::Internal(
+            anyhow::anyhow!("rendering metrics: {e}"),
+        )),
+    }
+}
+
+/// Gauges read at scrape time: the pool's state and the job counts.
+async fn refresh_gauges(state: &WebState) {
+    let status = state.pool.status();
+    let pool = &state.metrics.db_pool;
+    pool.with_label_values(&["max"]).set(status.max_size as i64);
+    pool.with_label_values(&["size"]).set(status.size as i64);
+    pool.with_label_values(&["available"])
+        .set(status.available as i64);
+    pool.with_label_values(&["waiting"])
+        .set(status.waiting as i64);
+
+    let counts = async {
+        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        jobs::counts(&mut conn).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), counts).await {
+        Ok(Ok(counts)) => {
+            let gauge = &state.metrics.jobs;
+            gauge.reset();
+            // Every handled kind shows every state, so dashboards see zeros, not gaps.
+            for kind in &state.job_kinds {
+                for job_state in JobState::ALL {
+                    gauge.with_label_values(&[kind, job_state.as_str()]).set(0);
+                }
+            }
+            for row in counts {
+                gauge
+                    .with_label_values(&[row.kind.as_str(), row.state.as_str()])
+                    .set(row.count);
+            }
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "job counts unavailable for /metrics"),
+        Err(_) => tracing::debug!("job counts timed out for /metrics"),
+    }
+}

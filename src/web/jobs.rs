@@ -1,0 +1,194 @@
+//! Admin endpoints of the durable job queue and the scheduler: see what is pending or dead,
+//! retry a dead job.
+
+use actix_web::{HttpRequest, web};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::db::audit::{self, AuditRecord};
+use crate::db::jobs::{self, RetryError};
+use crate::db::models::{Job, ScheduledTask};
+use crate::db::scheduler;
+use crate::domain::{AdminRole, JobId, JobState};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::web::WebState;
+use crate::web::auth::AuthenticatedAdmin;
+
+/// Largest page a list endpoint returns.
+pub const MAX_PER_PAGE: i64 = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    /// `pending`, `running`, `done` or `dead`.
+    pub state: Option<String>,
+    /// Job kind, e.g. `provision`, `notify`, `maintenance`.
+    pub kind: Option<String>,
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// Items per page, 1 to 200 (default 50).
+    pub per_page: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<Job>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Validated `page` / `per_page`.
+pub fn pagination(page: Option<i64>, per_page: Option<i64>) -> AppResult<(i64, i64)> {
+    let page = page.unwrap_or(1);
+    if page < 1 {
+        return Err(AppError::validation("page", "must be 1 or more"));
+    }
+    let per_page = per_page.unwrap_or(50);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(AppError::validation(
+            "per_page",
+            format!("must be between 1 and {MAX_PER_PAGE}"),
+        ));
+    }
+    Ok((page, per_page))
+}
+
+/// Jobs of the durable queue, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    params(JobListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 401, body = ErrorBody),
+        (status = 422, description = "Bad filter or pagination", body = ErrorBody),
+    )
+)]
+pub async fn list_jobs(
+    state: web::Data<WebState>,
+    admin: AuthenticatedAdmin,
+    query: web::Query<JobListQuery>,
+) -> AppResult<web::Json<JobPage>> {
+    admin.require(AdminRole::Viewer)?;
+    let (page, per_page) = pagination(query.page, query.per_page)?;
+    let job_state = query
+        .state
+        .as_deref()
+        .map(|s| s.parse::<JobState>())
+        .transpose()
+        .map_err(|e| AppError::validation("state", e.to_string()))?;
+    let mut conn = state.pool.get().await?;
+    let (items, total) =
+        jobs::list(&mut conn, job_state, query.kind.as_deref(), page, per_page).await?;
+    Ok(web::Json(JobPage {
+        items,
+        total,
+        page,
+        per_page,
+    }))
+}
+
+fn job_json(job: &Job) -> serde_json::Value {
+    serde_json::to_value(job).unwrap_or(serde_json::Value::Null)
+}
+
+/// One job.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_job(
+    state: web::Data<WebState>,
+    admin: AuthenticatedAdmin,
+    id: web::Path<i64>,
+) -> AppResult<web::Json<Job>> {
+    admin.require(AdminRole::Viewer)?;
+    let id = JobId(id.into_inner());
+    let mut conn = state.pool.get().await?;
+    jobs::find(&mut conn, id)
+        .await?
+        .map(web::Json)
+        .ok_or_else(|| AppError::not_found(format!("job {id}")))
+}
+
+/// Retry a dead job: it becomes pending at once with a fresh set of attempts. Audit-logged.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job, pending again", body = Job),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Needs the operator role", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The job is not dead, or an identical job is pending", body = ErrorBody),
+    )
+)]
+pub async fn retry_job(
+    state: web::Data<WebState>,
+    admin: AuthenticatedAdmin,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> AppResult<web::Json<Job>> {
+    admin.require(AdminRole::Operator)?;
+    let id = JobId(id.into_inner());
+    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let mut conn = state.pool.get().await?;
+    let actor = admin.actor();
+    let job = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let before = jobs::find(conn, id).await?;
+            let job = jobs::retry_dead(conn, id).await.map_err(|e| match e {
+                RetryError::NotFound(_) => AppError::not_found(format!("job {id}")),
+                RetryError::NotDead(..) | RetryError::TwinPending => {
+                    AppError::Conflict(e.to_string())
+                }
+                RetryError::Db(e) => e.into(),
+            })?;
+            audit::record(
+                conn,
+                AuditRecord {
+                    admin_id: Some(admin.id),
+                    actor,
+                    action: "job.retry".into(),
+                    target_type: Some("job".into()),
+                    target_id: Some(id.to_string()),
+                    before: before.as_ref().map(job_json),
+                    after: Some(job_json(&job)),
+                    remote_addr: remote,
+                },
+            )
+            .await?;
+            Ok(job)
+        })
+        .await?;
+    tracing::info!(job = %id, kind = %job.kind, admin = %admin.username, "dead job retried");
+    Ok(web::Json(job))
+}
+
+/// The scheduler's periodic tasks with their next run and last result.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scheduler/tasks",
+    tag = "jobs",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<ScheduledTask>), (status = 401, body = ErrorBody))
+)]
+pub async fn list_tasks(
+    state: web::Data<WebState>,
+    admin: AuthenticatedAdmin,
+) -> AppResult<web::Json<Vec<ScheduledTask>>> {
+    admin.require(AdminRole::Viewer)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(scheduler::list(&mut conn).await?))
+}

@@ -1,0 +1,219 @@
+//! The HTTP server (actix-web): admin REST API under `/api/v1` (JWT + roles), operational
+//! endpoints, OpenAPI + Swagger UI. Every error, 404 and 405 included, is a JSON
+//! `{"error": {"code", "message"}}` body.
+
+pub mod auth;
+pub mod docs;
+pub mod health;
+pub mod jobs;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Server, Service, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+use anyhow::Context as _;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::actors::supervisor::ActorRegistry;
+use crate::db::PgPool;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use auth::JwtKeys;
+
+/// What handlers share.
+pub struct WebState {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub actors: Arc<ActorRegistry>,
+    pub jwt: JwtKeys,
+    /// Job kinds this replica handles (for zero-valued job gauges).
+    pub job_kinds: Vec<&'static str>,
+}
+
+/// Largest JSON body the API accepts.
+const JSON_LIMIT: usize = 64 * 1024;
+
+/// Routes, extractor error handling and the JSON error shape.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(|err, _| json_payload_error(err).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| AppError::validation("query", err.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, req| AppError::NotFound(format!("{} ({err})", req.path())).into()),
+    )
+    .service(web::resource("/health").get(health::health))
+    .service(web::resource("/ready").get(health::ready))
+    .service(web::resource("/metrics").get(health::metrics))
+    .service(
+        web::scope("/api/v1")
+            .service(web::resource("/auth/login").post(auth::login))
+            .service(web::resource("/me").get(auth::me))
+            .service(web::resource("/jobs").get(jobs::list_jobs))
+            .service(web::resource("/jobs/{id}").get(jobs::get_job))
+            .service(web::resource("/jobs/{id}/retry").post(jobs::retry_job))
+            .service(web::resource("/scheduler/tasks").get(jobs::list_tasks)),
+    )
+    .service(web::resource("/docs").get(|| async {
+        HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, "/docs/"))
+            .finish()
+    }))
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::ApiDoc::openapi()));
+}
+
+fn json_payload_error(err: actix_web::error::JsonPayloadError) -> AppError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Deserialize(e) if e.is_data() => AppError::validation("body", e.to_string()),
+        E::Deserialize(e) => AppError::BadRequest(format!("malformed JSON: {e}")),
+        E::ContentType => AppError::BadRequest("expected Content-Type: application/json".into()),
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+            AppError::BadRequest(format!("body larger than {JSON_LIMIT} bytes"))
+        }
+        other => AppError::BadRequest(other.to_string()),
+    }
+}
+
+/// Routes that did not match anything.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Replaces any non-JSON error body (actix's own 404/405/413…) with our JSON shape.
+fn json_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let error = match status.as_u16() {
+        404 => AppError::NotFound(format!(
+            "{} {}",
+            res.request().method(),
+            res.request().path()
+        )),
+        405 => AppError::MethodNotAllowed(format!(
+            "{} is not allowed on {}",
+            res.request().method(),
+            res.request().path()
+        )),
+        s if s < 500 => AppError::BadRequest(
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_lowercase(),
+        ),
+        _ => AppError::Internal(anyhow::anyhow!("{status} without a body")),
+    };
+    let mut response: HttpResponse<BoxBody> = error.error_response();
+    *response.status_mut() = status;
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let (req, _) = res.into_parts();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}
+
+/// A running HTTP server.
+pub struct RunningServer {
+    pub handle: actix_web::dev::ServerHandle,
+    pub addrs: Vec<SocketAddr>,
+    pub task: actix_rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds and starts the server on the current System. Signals are handled by the caller.
+pub fn start(
+    state: web::Data<WebState>,
+    bind: SocketAddr,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<RunningServer> {
+    let metrics = Arc::clone(&state.metrics);
+    let server = HttpServer::new(move || {
+        let metrics = Arc::clone(&metrics);
+        App::new()
+            .app_data(state.clone())
+            .configure(configure)
+            .default_service(web::to(not_found))
+            .wrap(ErrorHandlers::new().default_handler(json_errors))
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let method = req.method().clone();
+                let fut = srv.call(req);
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    let res: ServiceResponse<EitherBody<_>> = fut.await?;
+                    record_request(&metrics, &method, &res, started);
+                    Ok(res)
+                }
+            })
+    })
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+    .bind(bind)
+    .with_context(|| format!("binding the HTTP server to {bind} (HTTP_BIND)"))?;
+    let addrs = server.addrs();
+    let server: Server = server.run();
+    let handle = server.handle();
+    let task = actix_rt::spawn(server);
+    Ok(RunningServer {
+        handle,
+        addrs,
+        task,
+    })
+}
+
+fn record_request<B>(
+    metrics: &Metrics,
+    method: &actix_web::http::Method,
+    res: &ServiceResponse<B>,
+    started: Instant,
+) {
+    // The matched pattern, never the raw path: label values must stay few.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), &route, &status.to_string()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[method.as_str(), &route])
+        .observe(elapsed.as_secs_f64());
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if matches!(route.as_str(), "/metrics" | "/health" | "/ready") {
+        tracing::debug!(method = %method, route, status, ms, "request");
+    } else {
+        tracing::info!(method = %method, route, status, ms, "request");
+    }
+}

@@ -1,0 +1,125 @@
+//! Starts the real app (actors + HTTP server on a random 127.0.0.1 port) on a fresh database.
+
+use vpn_shop::app::{self, RunningApp};
+use vpn_shop::config::{RawConfig, Settings};
+use vpn_shop::db::admins;
+use vpn_shop::domain::{AdminRole, password};
+
+use super::db::TestDb;
+
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-0123456789";
+
+pub struct TestApp {
+    pub app: RunningApp,
+    pub db: TestDb,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Settings for a test: defaults, then these, then `overrides`.
+pub fn test_settings(
+    db: &TestDb,
+    data_dir: &std::path::Path,
+    overrides: &[(&str, &str)],
+) -> Settings {
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), db.url.clone()),
+        ("HTTP_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        ("DATA_DIR".to_owned(), data_dir.display().to_string()),
+        ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
+        ("SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
+    ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Settings::from_raw(&RawConfig::layered(None, None, env).expect("raw config"))
+        .expect("valid test settings")
+}
+
+/// Must be called inside an actix System (`#[actix_rt::test]`).
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::new().await;
+    let data_dir = tempfile::tempdir().expect("temp data dir");
+    let settings = test_settings(&db, data_dir.path(), overrides);
+    let app = app::start(&settings, &db.url).await.expect("app starts");
+    let base_url = format!("http://{}", app.http_addr());
+    TestApp {
+        app,
+        db,
+        base_url,
+        http: reqwest::Client::new(),
+        settings,
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Creates an admin account directly in the database.
+    pub async fn create_admin(&self, username: &str, pw: &str, role: AdminRole) {
+        let hash = password::hash(pw).expect("hash");
+        let mut conn = self.db.connect().await;
+        admins::create(&mut conn, username, &hash, role)
+            .await
+            .expect("insert admin")
+            .expect("new username");
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, pw: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": pw}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), 200, "login of {username} failed");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// An admin with `role` and its token.
+    pub async fn token_for(&self, role: AdminRole) -> String {
+        let username = format!("{}-user", role.as_str());
+        let pw = "a password long enough";
+        self.create_admin(&username, pw, role).await;
+        self.login(&username, pw).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn shutdown(self) {
+        self.app.shutdown().await;
+    }
+}
+
+/// The JSON error body's code and message.
+pub async fn error_of(resp: reqwest::Response) -> (u16, String, String) {
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.expect("error body is JSON");
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}

@@ -1,0 +1,169 @@
+//! A fresh database per test, cloned from a template migrated once per test process.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{Mutex, OnceCell};
+use vpn_shop::db::{self, PgPool};
+
+use super::pg;
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+/// CREATE DATABASE … TEMPLATE must not run while anything is connected to the template.
+static CLONE_LOCK: Mutex<()> = Mutex::const_new(());
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Prefix of every database the tests create; the pid follows, so leftovers of dead test
+/// processes can be recognised and removed.
+const PREFIX: &str = "vpnshop_test_";
+
+/// A database of its own for one test; dropped (best effort) when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+async fn admin_connection() -> (AsyncPgConnection, String) {
+    let admin_url = pg::server().await.url_for("postgres");
+    let conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test server: {e}"));
+    (conn, admin_url)
+}
+
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let (mut conn, _) = admin_connection().await;
+            drop_leftovers(&mut conn).await;
+            let name = format!("{PREFIX}{}_template", std::process::id());
+            execute(
+                &mut conn,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+            execute(&mut conn, &format!("CREATE DATABASE {name}")).await;
+            let url = pg::server().await.url_for(&name);
+            db::run_migrations(&url)
+                .await
+                .unwrap_or_else(|e| panic!("migrating the template database: {e:#}"));
+            name
+        })
+        .await
+}
+
+async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    datname: String,
+}
+
+/// Drops databases left by test processes that no longer run.
+async fn drop_leftovers(conn: &mut AsyncPgConnection) {
+    let names: Vec<Name> = diesel::sql_query(format!(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+    ))
+    .load(conn)
+    .await
+    .unwrap_or_default();
+    for Name { datname } in names {
+        let pid = datname
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid != std::process::id() as i32
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
+                .execute(conn)
+                .await;
+        }
+    }
+}
+
+impl TestDb {
+    /// A new database with every migration applied.
+    pub async fn new() -> TestDb {
+        let template = template().await;
+        let name = format!(
+            "{PREFIX}{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (mut conn, admin_url) = admin_connection().await;
+        {
+            let _guard = CLONE_LOCK.lock().await;
+            execute(
+                &mut conn,
+                &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            )
+            .await;
+        }
+        let url = pg::server().await.url_for(&name);
+        TestDb {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    /// An empty database with no migrations (for migration tests).
+    pub async fn empty() -> TestDb {
+        let name = format!(
+            "{PREFIX}{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (mut conn, admin_url) = admin_connection().await;
+        execute(&mut conn, &format!("CREATE DATABASE {name}")).await;
+        let url = pg::server().await.url_for(&name);
+        TestDb {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    pub fn pool(&self) -> PgPool {
+        db::build_pool(&self.url, 8, std::time::Duration::from_secs(5)).expect("building a pool")
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.name))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Outside of the test's runtime (it may be shutting down): a thread with its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
