@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use actix::fut::wrap_future;
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, Supervised,
-    WrapFuture,
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, SpawnHandle,
+    Supervised, WrapFuture,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
@@ -144,6 +144,9 @@ impl JobHandlers {
     }
 }
 
+/// Values of the `outcome` label of `vpn_shop_job_runs_total`.
+const JOB_OUTCOMES: [&str; 6] = ["done", "retry", "dead", "superseded", "lost", "panicked"];
+
 /// The runner actor. One per replica; `worker_id` names it in `jobs.locked_by`.
 pub struct JobRunner {
     pool: PgPool,
@@ -157,6 +160,8 @@ pub struct JobRunner {
     claiming: bool,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// The LISTEN task; cancelled on drain so shutdown does not look like a lost connection.
+    listener: Option<SpawnHandle>,
 }
 
 impl JobRunner {
@@ -168,6 +173,12 @@ impl JobRunner {
         worker_id: impl Into<Arc<str>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Series exist from the start, so dashboards see 0 rather than nothing.
+        for kind in handlers.kinds() {
+            for outcome in JOB_OUTCOMES {
+                metrics.job_runs.with_label_values(&[kind, outcome]);
+            }
+        }
         JobRunner {
             pool,
             database_url,
@@ -180,6 +191,7 @@ impl JobRunner {
             claiming: false,
             draining: false,
             drain_waiters: Vec::new(),
+            listener: None,
         }
     }
 
@@ -329,7 +341,7 @@ impl JobRunner {
 
     /// Keeps a dedicated connection LISTENing for enqueues and wakes the runner on each.
     /// Reconnects with backoff; a silent connection is probed every 30 s.
-    fn spawn_listener(&self, ctx: &mut Context<Self>) {
+    fn spawn_listener(&self, ctx: &mut Context<Self>) -> SpawnHandle {
         let url = self.database_url.clone();
         let addr = ctx.address();
         ctx.spawn(wrap_future(async move {
@@ -376,7 +388,7 @@ impl JobRunner {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
-        }));
+        }))
     }
 }
 
@@ -476,7 +488,7 @@ impl Actor for JobRunner {
             }),
         );
         ctx.run_interval(self.settings.poll_interval, |act, ctx| act.poll(ctx));
-        self.spawn_listener(ctx);
+        self.listener = Some(self.spawn_listener(ctx));
         tracing::info!(worker = %self.worker_id, kinds = ?self.handlers.kinds(), "job runner started");
     }
 }
@@ -502,8 +514,11 @@ impl Handler<WakeUp> for JobRunner {
 impl Handler<Drain> for JobRunner {
     type Result = ResponseActFuture<Self, usize>;
 
-    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
         self.draining = true;
+        if let Some(listener) = self.listener.take() {
+            ctx.cancel_future(listener);
+        }
         let (tx, rx) = oneshot::channel();
         if self.total_in_flight == 0 {
             let _ = tx.send(());

@@ -75,6 +75,8 @@ impl ActorRegistry {
         A: Actor<Context = Context<A>> + Supervised + Handler<Ping>,
         F: Fn() -> A + Send + Sync + 'static,
     {
+        // The series exists from the start, so dashboards see 0 rather than nothing.
+        self.metrics.actor_restarts.with_label_values(&[name]);
         let factory = Arc::new(factory);
         let start = move || {
             let factory = Arc::clone(&factory);

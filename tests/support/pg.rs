@@ -101,7 +101,7 @@ fn postmaster_alive(cluster_dir: &Path) -> bool {
 }
 
 /// `postgres://user@host:5432/old?sslmode=disable` -> `postgres://user@host:5432/<database>?sslmode=disable`.
-fn url_with_database(url: &str, database: &str) -> String {
+pub fn url_with_database(url: &str, database: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[authority_start..];
     let authority_end = rest
@@ -118,7 +118,7 @@ fn url_with_database(url: &str, database: &str) -> String {
 }
 
 /// `host=/run/pg user=x dbname=old` -> `host=/run/pg user=x dbname=<database>`; values may be quoted.
-fn dsn_with_database(dsn: &str, database: &str) -> String {
+pub fn dsn_with_database(dsn: &str, database: &str) -> String {
     let mut pairs = parse_dsn(dsn);
     pairs.retain(|(key, _)| key != "dbname");
     pairs.push(("dbname".to_owned(), database.to_owned()));
@@ -168,44 +168,5 @@ fn quote_dsn_value(value: &str) -> String {
         value.to_owned()
     } else {
         format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_get_the_database_replaced() {
-        let cases = [
-            (
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "postgres://postgres@127.0.0.1:5432/t1",
-            ),
-            (
-                "postgres://u:p@h/db?sslmode=disable",
-                "postgres://u:p@h/t1?sslmode=disable",
-            ),
-            ("postgresql://h:5432", "postgresql://h:5432/t1"),
-            (
-                "postgres://h?application_name=x",
-                "postgres://h/t1?application_name=x",
-            ),
-        ];
-        for (url, expected) in cases {
-            assert_eq!(url_with_database(url, "t1"), expected);
-        }
-    }
-
-    #[test]
-    fn dsns_get_the_database_replaced_or_added() {
-        assert_eq!(
-            dsn_with_database("host=/run/pg port=5432 dbname=old user=x", "t1"),
-            "host=/run/pg port=5432 user=x dbname=t1"
-        );
-        assert_eq!(
-            dsn_with_database("host = '/my dir' password='a\\'b'", "t1"),
-            "host='/my dir' password='a\\'b' dbname=t1"
-        );
     }
 }

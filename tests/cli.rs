@@ -1,0 +1,297 @@
+//! The `vpn-shop` binary as a user runs it: version, check-config, configuration errors,
+//! migrate, admin create, and serve on the embedded default.
+
+mod support;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use support::db::TestDb;
+use vpn_shop::db::schema::{admins, audit_log};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vpn-shop");
+
+/// The binary with a clean environment, run in an empty directory (so no stray .env is read).
+fn vpn_shop(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    vpn_shop(dir, env, args).output().expect("running vpn-shop")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[], &["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("vpn-shop {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_prints_every_setting_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "JOB_CONCURRENCY=3\n").unwrap();
+    std::fs::write(
+        dir.path().join("shop.toml"),
+        "HTTP_BIND = \"0.0.0.0:9000\"\n",
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://shop:db-password-123@db:5432/shop",
+            ),
+            ("JWT_SECRET", "jwt-secret-jwt-secret-jwt-secret-jwt-secret"),
+        ],
+        &["--config", "shop.toml", "check-config"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for var in vpn_shop::config::VARS {
+        assert!(stdout.contains(var.name), "{} missing:\n{stdout}", var.name);
+    }
+    assert!(
+        !stdout.contains("db-password-123") && !stdout.contains("jwt-secret-jwt"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0.0.0.0:9000 (shop.toml)"), "{stdout}");
+    assert!(stdout.contains("3 (.env)"), "{stdout}");
+    assert!(stdout.contains("*** (environment)"), "{stdout}");
+    assert!(stdout.ends_with("configuration OK\n"));
+}
+
+#[test]
+fn a_bad_value_stops_start_up_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[("HTTP_BIND", "everywhere")], &["serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr,
+        "vpn-shop: invalid HTTP_BIND='everywhere': not an IP address with a port \
+         (example: HTTP_BIND=0.0.0.0:8080)\n"
+    );
+    let out = run(
+        dir.path(),
+        &[],
+        &["--config", "missing.toml", "check-config"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("vpn-shop: missing.toml: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn migrate_and_admin_create_work_against_a_configured_database() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url.clone();
+    let env = [("DATABASE_URL", url.as_str())];
+
+    let out = run(dir.path(), &env, &["migrate"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "database is up to date\n");
+
+    let with_password = [
+        ("DATABASE_URL", url.as_str()),
+        ("VPN_SHOP_ADMIN_PASSWORD", "a long enough password"),
+    ];
+    let out = run(
+        dir.path(),
+        &with_password,
+        &[
+            "admin",
+            "create",
+            "--username",
+            "Alice",
+            "--role",
+            "operator",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "created admin 'alice' with role operator\n"
+    );
+
+    let out = run(
+        dir.path(),
+        &with_password,
+        &["admin", "create", "--username", "alice", "--role", "admin"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("an admin named 'alice' already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let short = [
+        ("DATABASE_URL", url.as_str()),
+        ("VPN_SHOP_ADMIN_PASSWORD", "short"),
+    ];
+    let out = run(
+        dir.path(),
+        &short,
+        &["admin", "create", "--username", "bob", "--role", "viewer"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("password too short"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(
+        dir.path(),
+        &env,
+        &["admin", "create", "--username", "bob", "--role", "viewer"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("set VPN_SHOP_ADMIN_PASSWORD"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(
+        dir.path(),
+        &with_password,
+        &["admin", "create", "--username", "bob", "--role", "root"],
+    );
+    assert_eq!(out.status.code(), Some(2), "clap rejects an unknown role");
+
+    let conn = &mut db.connect().await;
+    let rows: Vec<(String, String)> = admins::table
+        .select((admins::username, admins::password_hash))
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1.starts_with("$argon2id$"));
+    let audit: Vec<(String, String)> = audit_log::table
+        .select((audit_log::actor, audit_log::action))
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(audit, vec![("cli".to_owned(), "admin.create".to_owned())]);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(port: u16, child: &mut std::process::Child) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await
+            && resp.status() == 200
+        {
+            return started.elapsed();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early with {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap()
+}
+
+/// The README's run command: `serve` with no DATABASE_URL owns an embedded PostgreSQL in the
+/// data dir; a second start reuses the data; one-off commands share the running cluster.
+#[tokio::test]
+async fn serve_runs_on_the_embedded_database_and_keeps_its_data() {
+    let dir = tempfile::Builder::new()
+        .prefix("vpn-shop-cli-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    // When the tests run as root the cluster runs as `postgres`, which must reach the data dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let env = [("HTTP_BIND", bind.as_str()), ("DATA_DIR", "data")];
+
+    let mut first = vpn_shop(dir.path(), &env, &["serve"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port, &mut first).await;
+
+    // While it runs, `admin create` uses its cluster instead of starting a second one.
+    let mut create_env = env.to_vec();
+    create_env.push(("VPN_SHOP_ADMIN_PASSWORD", "a long enough password"));
+    let out = run(
+        dir.path(),
+        &create_env,
+        &["admin", "create", "--username", "ops", "--role", "admin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let status = terminate(&mut first);
+    assert!(status.success(), "serve exited with {status} on SIGTERM");
+    assert!(
+        !dir.path().join("data/postgres/postmaster.pid").exists(),
+        "PostgreSQL still running"
+    );
+
+    let mut second = vpn_shop(dir.path(), &env, &["serve"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port, &mut second).await;
+    let login = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "ops", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        200,
+        "the admin created in the first run is still there"
+    );
+    assert!(terminate(&mut second).success());
+    assert!(dir.path().join("data/jwt_secret").exists());
+}

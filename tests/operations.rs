@@ -1,0 +1,313 @@
+//! Operational endpoints and supervision: /health, /ready, /metrics, /docs, the watchdog, the
+//! scheduled maintenance task, the job admin endpoints and graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Context, Handler, Message, Supervised};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+use support::app::{TestApp, error_of, spawn_app};
+use vpn_shop::actors::messages::Ping;
+use vpn_shop::db::jobs::{self, NewJob};
+use vpn_shop::db::schema::{audit_log, jobs as jobs_table};
+use vpn_shop::domain::{AdminRole, JobState};
+
+/// An actor whose handler panics on demand, killing its task: what a bug in a synchronous
+/// handler does to a real actor.
+struct Crashy;
+
+impl Actor for Crashy {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Crashy {}
+
+impl Handler<Ping> for Crashy {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Crash;
+
+impl Handler<Crash> for Crashy {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("simulated bug in a handler");
+    }
+}
+
+async fn ready(app: &TestApp) -> (u16, Value) {
+    let resp = app.get("/ready", None).await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn health_and_ready_answer_when_everything_runs() {
+    let app = spawn_app(&[]).await;
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["job_runner"], "ok");
+    assert_eq!(body["checks"]["scheduler"], "ok");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn ready_names_a_dead_actor_until_the_watchdog_restarts_it() {
+    // The watchdog is slow here so the dead state can be observed; it is then run by hand.
+    let app = spawn_app(&[("WATCHDOG_INTERVAL", "1h")]).await;
+    let crashy = app.app.actors.supervise("crashy", || Crashy);
+    assert_eq!(ready(&app).await.0, 200);
+
+    crashy.addr().do_send(Crash);
+    wait_for("the actor to die", || async { !crashy.addr().connected() }).await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["checks"]["crashy"], "not running");
+    assert_eq!(body["checks"]["scheduler"], "ok");
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert_eq!(body["error"]["message"], "not ready: crashy (not running)");
+
+    assert_eq!(app.app.actors.respawn_dead(), vec!["crashy"]);
+    assert_eq!(ready(&app).await.0, 200);
+    // The handle follows the new instance.
+    assert!(crashy.addr().send(Ping).await.is_ok());
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("vpn_shop_actor_restarts_total{actor=\"crashy\"} 1"),
+        "{metrics}"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_watchdog_restarts_a_dead_actor_by_itself() {
+    let app = spawn_app(&[("WATCHDOG_INTERVAL", "100ms")]).await;
+    let crashy = app.app.actors.supervise("crashy", || Crashy);
+    let first = crashy.addr();
+    first.do_send(Crash);
+    wait_for("a new instance", || async {
+        !first.connected() && crashy.addr().connected()
+    })
+    .await;
+    wait_for("ready again", || async { ready(&app).await.0 == 200 }).await;
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn metrics_expose_every_family() {
+    let app = spawn_app(&[]).await;
+    // Wait for the maintenance job the scheduler enqueues at start, so job series have values.
+    wait_for("the first maintenance run", || async {
+        let conn = &mut app.db.connect().await;
+        jobs_table::table
+            .filter(jobs_table::kind.eq("maintenance"))
+            .filter(jobs_table::state.eq(JobState::Done))
+            .count()
+            .get_result::<i64>(conn)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    app.get("/health", None).await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for expected in [
+        "vpn_shop_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1",
+        "vpn_shop_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\"",
+        "vpn_shop_db_pool_connections{state=\"max\"} 16",
+        "vpn_shop_db_pool_connections{state=\"waiting\"}",
+        "vpn_shop_jobs{kind=\"maintenance\",state=\"done\"} 1",
+        "vpn_shop_jobs{kind=\"maintenance\",state=\"dead\"} 0",
+        "vpn_shop_job_runs_total{kind=\"maintenance\",outcome=\"done\"} 1",
+        "vpn_shop_job_duration_seconds_count{kind=\"maintenance\"} 1",
+        "vpn_shop_actor_restarts_total{actor=\"job_runner\"} 0",
+        "vpn_shop_actor_restarts_total{actor=\"scheduler\"} 0",
+        "vpn_shop_scheduler_leader 1",
+        "vpn_shop_scheduler_task_runs_total{outcome=\"enqueued\",task=\"maintenance\"} 1",
+        "vpn_shop_build_info{version=\"",
+        "process_resident_memory_bytes ",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // Unknown paths share one label value instead of creating a series each.
+    app.get("/random/path/1", None).await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("route=\"unmatched\",status=\"404\""));
+    assert!(!text.contains("/random/path/1"));
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn docs_serve_swagger_ui_and_the_openapi_document() {
+    let app = spawn_app(&[]).await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_redirect.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(resp.headers()["location"], "/docs/");
+
+    let html = app.get("/docs/", None).await.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let init = app
+        .get("/docs/swagger-initializer.js", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/me",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs/{id}/retry",
+        "/api/v1/scheduler/tasks",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_maintenance_task_runs_at_start_and_shows_in_the_task_list() {
+    let app = spawn_app(&[]).await;
+    let token = app.token_for(AdminRole::Viewer).await;
+    wait_for("the maintenance task to be enqueued", || async {
+        let tasks: Value = app
+            .get("/api/v1/scheduler/tasks", Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        tasks[0]["last_result"] == "enqueued"
+    })
+    .await;
+    let tasks: Value = app
+        .get("/api/v1/scheduler/tasks", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), 1);
+    assert_eq!(tasks[0]["name"], "maintenance");
+    assert_eq!(tasks[0]["interval_secs"], 3600);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn admins_see_dead_jobs_and_an_operator_retries_one() {
+    let app = spawn_app(&[]).await;
+    let viewer = app.token_for(AdminRole::Viewer).await;
+    let operator = app.token_for(AdminRole::Operator).await;
+    // A job of a kind this replica does not handle, made dead as if its attempts ran out.
+    let conn = &mut app.db.connect().await;
+    let id = jobs::enqueue(
+        conn,
+        NewJob::new("provision", serde_json::json!({"user": 7})),
+        5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    diesel::update(jobs_table::table.find(id))
+        .set((
+            jobs_table::state.eq(JobState::Dead),
+            jobs_table::attempts.eq(5),
+            jobs_table::last_error.eq("panel unreachable"),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    let page: Value = app
+        .get("/api/v1/jobs?state=dead", Some(&viewer))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["kind"], "provision");
+    assert_eq!(page["items"][0]["last_error"], "panel unreachable");
+
+    let (status, _, _) =
+        error_of(app.get("/api/v1/jobs?state=sleeping", Some(&viewer)).await).await;
+    assert_eq!(status, 422);
+    let (status, _, _) = error_of(app.get("/api/v1/jobs?per_page=500", Some(&viewer)).await).await;
+    assert_eq!(status, 422);
+
+    let retry = |token: String| {
+        let req = app
+            .http
+            .post(app.url(&format!("/api/v1/jobs/{id}/retry")))
+            .bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    let resp = retry(operator.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["state"], "pending");
+    assert_eq!(job["attempts"], 0);
+    // Retrying a job that is not dead is a conflict.
+    let (status, code, _) = error_of(retry(operator).await).await;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+
+    let actions: Vec<(String, String)> = audit_log::table
+        .select((audit_log::actor, audit_log::action))
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions,
+        vec![("admin:operator-user".to_owned(), "job.retry".to_owned())]
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn graceful_shutdown_stops_the_server() {
+    let app = spawn_app(&[]).await;
+    let url = app.url("/health");
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    let started = Instant::now();
+    app.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(reqwest::get(&url).await.is_err(), "the port still answers");
+}
