@@ -835,6 +835,16 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_variable_with_its_default() {
+        let readme = include_str!("../README.md");
+        for var in VARS {
+            let default = var.default.map_or("—".to_owned(), |d| format!("`{d}`"));
+            let row = format!("| `{}` | {default} | {}", var.name, var.help);
+            assert!(readme.contains(&row), "README.md lacks the row: {row}");
+        }
+    }
+
+    #[test]
     fn variable_names_are_unique() {
         let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
         names.sort_unstable();
