@@ -156,7 +156,7 @@ pub const VARS: &[Var] = &[
         "JOB_LEASE",
         Some("10m"),
         "10m",
-        "A running job whose worker has not finished it within this time is taken over by another worker.",
+        "One attempt may run for 90 % of this; a job whose worker died is taken over by another worker after it.",
     ),
     var(
         "JOB_BACKOFF_BASE",

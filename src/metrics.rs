@@ -20,7 +20,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `method`, `route`.
     pub http_duration: HistogramVec,
-    /// `state`: `max`, `size`, `available`, `waiting`.
+    /// `state`: `max`, `size`, `in_use`, `available`, `waiting`.
     pub db_pool: IntGaugeVec,
     /// `kind`, `state`: refreshed from the jobs table at each scrape.
     pub jobs: IntGaugeVec,
@@ -58,7 +58,7 @@ impl Metrics {
         let db_pool = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
-                "Database pool: max size, open, idle, waiters.",
+                "Database pool: max size, open, in use, idle, waiters.",
             )
             .namespace(NAMESPACE),
             &["state"],

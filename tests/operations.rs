@@ -139,6 +139,7 @@ async fn metrics_expose_every_family() {
         "vpn_shop_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\"",
         "vpn_shop_db_pool_connections{state=\"max\"} 16",
         "vpn_shop_db_pool_connections{state=\"waiting\"}",
+        "vpn_shop_db_pool_connections{state=\"in_use\"}",
         "vpn_shop_jobs{kind=\"maintenance\",state=\"done\"} 1",
         "vpn_shop_jobs{kind=\"maintenance\",state=\"dead\"} 0",
         "vpn_shop_job_runs_total{kind=\"maintenance\",outcome=\"done\"} 1",

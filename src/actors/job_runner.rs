@@ -158,6 +158,9 @@ pub struct JobRunner {
     in_flight: HashMap<&'static str, usize>,
     total_in_flight: usize,
     claiming: bool,
+    /// A wake-up came while a claim was running: that claim may have missed the new job (its
+    /// snapshot can predate the enqueue's commit), so claim once more when it ends.
+    poll_again: bool,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// The LISTEN task; cancelled on drain so shutdown does not look like a lost connection.
@@ -189,6 +192,7 @@ impl JobRunner {
             in_flight: HashMap::new(),
             total_in_flight: 0,
             claiming: false,
+            poll_again: false,
             draining: false,
             drain_waiters: Vec::new(),
             listener: None,
@@ -210,7 +214,11 @@ impl JobRunner {
 
     /// Claims as many due jobs as there is capacity for and starts them.
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.claiming || self.draining {
+        if self.draining {
+            return;
+        }
+        if self.claiming {
+            self.poll_again = true;
             return;
         }
         let free = self
@@ -225,6 +233,7 @@ impl JobRunner {
             return;
         }
         self.claiming = true;
+        self.poll_again = false;
         let pool = self.pool.clone();
         let worker = Arc::clone(&self.worker_id);
         let lease = self.settings.lease;
@@ -262,14 +271,27 @@ impl JobRunner {
                     for job in claimed {
                         act.start(job, ctx);
                     }
-                    if any {
-                        // There may be more due jobs than this batch took.
+                    if any || act.poll_again {
+                        // There may be more due jobs than this batch took, or a job enqueued
+                        // while it ran.
                         act.poll(ctx);
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming jobs failed; will retry"),
             }
+            // A drain that arrived during this claim waited for it (see `Drain`).
+            act.notify_if_drained();
         }));
+    }
+
+    /// Answers pending `Drain` requests once nothing runs and no claim is in flight (a claim's
+    /// jobs are started even while draining: they are ours already).
+    fn notify_if_drained(&mut self) {
+        if self.total_in_flight == 0 && !self.claiming {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
     }
 
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
@@ -293,15 +315,17 @@ impl JobRunner {
             let started = Instant::now();
             let id = job.id;
             let attempts = job.attempts;
-            let attempt = AssertUnwindSafe(tokio::time::timeout(settings.lease, handler.run(job)))
-                .catch_unwind()
-                .await;
+            // `run` is called inside the guarded future: a handler that panics before returning
+            // its future is contained too (and does not take the runner down).
+            let limit = handler_time_limit(settings.lease);
+            let guarded = async move { tokio::time::timeout(limit, handler.run(job)).await };
+            let attempt = AssertUnwindSafe(guarded).catch_unwind().await;
             let (result, panicked) = match attempt {
                 Ok(Ok(result)) => (result, false),
                 Ok(Err(_)) => (
                     Err(JobError::retryable(format!(
                         "timed out after {}",
-                        crate::config::format_duration(settings.lease)
+                        crate::config::format_duration(limit)
                     ))),
                     false,
                 ),
@@ -329,11 +353,7 @@ impl JobRunner {
                         *n = n.saturating_sub(1);
                     }
                     act.total_in_flight = act.total_in_flight.saturating_sub(1);
-                    if act.total_in_flight == 0 {
-                        for waiter in act.drain_waiters.drain(..) {
-                            let _ = waiter.send(());
-                        }
-                    }
+                    act.notify_if_drained();
                     act.poll(ctx);
                 }),
         );
@@ -390,6 +410,12 @@ impl JobRunner {
             }
         }))
     }
+}
+
+/// How long one attempt may run: 90 % of the lease, so that the outcome is written while this
+/// worker still holds the job and no other worker has taken it over.
+fn handler_time_limit(lease: Duration) -> Duration {
+    lease.mul_f64(0.9)
 }
 
 /// Writes the outcome of an attempt, retrying briefly if the database is unavailable (if it
@@ -484,6 +510,7 @@ impl Actor for JobRunner {
                     Ok(n) => tracing::warn!(jobs = n, "gave back jobs held by a previous run"),
                     Err(error) => tracing::warn!(%error, "could not release held jobs"),
                 }
+                act.notify_if_drained();
                 act.poll(ctx);
             }),
         );
@@ -520,11 +547,8 @@ impl Handler<Drain> for JobRunner {
             ctx.cancel_future(listener);
         }
         let (tx, rx) = oneshot::channel();
-        if self.total_in_flight == 0 {
-            let _ = tx.send(());
-        } else {
-            self.drain_waiters.push(tx);
-        }
+        self.drain_waiters.push(tx);
+        self.notify_if_drained();
         let running = self.total_in_flight;
         let pool = self.pool.clone();
         let worker = Arc::clone(&self.worker_id);

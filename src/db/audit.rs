@@ -9,7 +9,8 @@ use crate::db::schema::audit_log;
 use crate::domain::AdminId;
 
 /// One mutation to record, in the same transaction as the mutation itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Insertable)]
+#[diesel(table_name = audit_log)]
 pub struct AuditRecord {
     pub admin_id: Option<AdminId>,
     /// "admin:alice", "telegram:123456", "cli", "system".
@@ -24,16 +25,7 @@ pub struct AuditRecord {
 
 pub async fn record(conn: &mut PgConn, entry: AuditRecord) -> QueryResult<()> {
     diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::admin_id.eq(entry.admin_id),
-            audit_log::actor.eq(entry.actor),
-            audit_log::action.eq(entry.action),
-            audit_log::target_type.eq(entry.target_type),
-            audit_log::target_id.eq(entry.target_id),
-            audit_log::before.eq(entry.before),
-            audit_log::after.eq(entry.after),
-            audit_log::remote_addr.eq(entry.remote_addr),
-        ))
+        .values(&entry)
         .execute(conn)
         .await
         .map(|_| ())

@@ -106,6 +106,8 @@ async fn refresh_gauges(state: &WebState) {
     pool.with_label_values(&["size"]).set(status.size as i64);
     pool.with_label_values(&["available"])
         .set(status.available as i64);
+    pool.with_label_values(&["in_use"])
+        .set(status.size.saturating_sub(status.available) as i64);
     pool.with_label_values(&["waiting"])
         .set(status.waiting as i64);
 
