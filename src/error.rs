@@ -156,43 +156,42 @@ impl From<diesel::result::Error> for AppError {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+    use actix_web::http::header::HeaderMap;
 
-    async fn body_of(e: AppError) -> (StatusCode, serde_json::Value, HttpResponse) {
+    async fn render(e: AppError) -> (StatusCode, HeaderMap, serde_json::Value) {
         let resp = e.error_response();
-        let status = resp.status();
-        let headers = resp.headers().clone();
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let bytes = to_bytes(resp.into_body()).await.unwrap();
-        let mut r = HttpResponse::build(status);
-        for (k, v) in headers.iter() {
-            r.insert_header((k.clone(), v.clone()));
-        }
-        (status, serde_json::from_slice(&bytes).unwrap(), r.finish())
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     #[actix_rt::test]
     async fn maps_each_kind_to_status_and_body() {
-        let (s, b, _) = body_of(AppError::validation("username", "too short")).await;
+        let (s, _, b) = render(AppError::validation("username", "too short")).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             b,
             serde_json::json!({"error": {"code": "validation_failed", "message": "too short", "field": "username"}})
         );
-        let (s, b, _) = body_of(AppError::not_found("job 7")).await;
+        let (s, _, b) = render(AppError::not_found("job 7")).await;
         assert_eq!(
             (s, b["error"]["message"].as_str()),
             (StatusCode::NOT_FOUND, Some("job 7 not found"))
         );
-        let (s, b, _) = body_of(AppError::Internal(anyhow::anyhow!("secret detail"))).await;
+        let (s, _, b) = render(AppError::Internal(anyhow::anyhow!("secret detail"))).await;
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(b["error"]["message"], "internal server error");
-        let (s, _, r) = body_of(AppError::TooManyRequests {
+        let (s, h, _) = render(AppError::TooManyRequests {
             message: "locked".into(),
             retry_after: Duration::from_millis(1500),
         })
         .await;
         assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "2");
-        let (s, _, _) = body_of(AppError::Unavailable("db down".into())).await;
+        assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "2");
+        let (s, h, _) = render(AppError::Unauthorized("no".into())).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(h.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        let (s, _, _) = render(AppError::Unavailable("db down".into())).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     }
 }
