@@ -3,13 +3,20 @@
 //! documented defaults. Every variable is declared once in [`VARS`]; `check-config` and the
 //! README table are checked against that list.
 
+mod parse;
+mod vars;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Url;
+
+pub use parse::{format_duration, parse_duration};
+use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
+pub use vars::{VARS, Var};
 
 /// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,170 +44,6 @@ impl fmt::Display for Secret {
         f.write_str("***")
     }
 }
-
-/// One configuration variable: its name, default, an example of a good value and what it does.
-#[derive(Debug, Clone, Copy)]
-pub struct Var {
-    pub name: &'static str,
-    /// `None`: unset by default (the feature it enables is off, or the value is derived).
-    pub default: Option<&'static str>,
-    pub example: &'static str,
-    pub secret: bool,
-    pub help: &'static str,
-}
-
-const fn var(
-    name: &'static str,
-    default: Option<&'static str>,
-    example: &'static str,
-    help: &'static str,
-) -> Var {
-    Var {
-        name,
-        default,
-        example,
-        secret: false,
-        help,
-    }
-}
-
-const fn secret(name: &'static str, example: &'static str, help: &'static str) -> Var {
-    Var {
-        name,
-        default: None,
-        example,
-        secret: true,
-        help,
-    }
-}
-
-/// Every setting the program reads. README.md documents each in one table (a test checks it).
-pub const VARS: &[Var] = &[
-    secret(
-        "DATABASE_URL",
-        "postgres://vpn_shop:password@127.0.0.1:5432/vpn_shop",
-        "PostgreSQL to use. Unset: `serve` starts and owns a private cluster in DATA_DIR/postgres.",
-    ),
-    var(
-        "DATABASE_POOL_SIZE",
-        Some("16"),
-        "16",
-        "Maximum connections in the pool.",
-    ),
-    var(
-        "DATABASE_CONNECT_TIMEOUT",
-        Some("5s"),
-        "5s",
-        "How long a request waits for a pooled connection before it fails with 503.",
-    ),
-    var(
-        "DATA_DIR",
-        Some("./data"),
-        "/var/lib/vpn-shop",
-        "Where the program keeps its files: the embedded PostgreSQL, the generated JWT secret.",
-    ),
-    var(
-        "HTTP_BIND",
-        Some("127.0.0.1:8080"),
-        "0.0.0.0:8080",
-        "Address of the HTTP server (admin API, webhooks, /health, /ready, /metrics, /docs).",
-    ),
-    var(
-        "PUBLIC_BASE_URL",
-        None,
-        "https://shop.example.com",
-        "Public URL of the HTTP server, used for webhook URLs. Default: http://HTTP_BIND.",
-    ),
-    secret(
-        "JWT_SECRET",
-        "a-random-string-of-at-least-32-characters",
-        "Key that signs admin API tokens (≥ 32 characters). Unset: generated once and kept in DATA_DIR/jwt_secret.",
-    ),
-    var(
-        "JWT_TTL",
-        Some("12h"),
-        "12h",
-        "Lifetime of an admin API access token.",
-    ),
-    var(
-        "LOG_FORMAT",
-        Some("pretty"),
-        "json",
-        "`pretty` (human-readable lines) or `json` (one JSON object per line).",
-    ),
-    var(
-        "RUST_LOG",
-        Some("info"),
-        "info,vpn_shop=debug",
-        "Log filter (tracing-subscriber EnvFilter syntax).",
-    ),
-    var(
-        "JOB_CONCURRENCY",
-        Some("8"),
-        "8",
-        "Jobs one replica runs at the same time.",
-    ),
-    var(
-        "JOB_MAX_ATTEMPTS",
-        Some("20"),
-        "20",
-        "Attempts before a job is marked dead (visible to admins, retried only by hand).",
-    ),
-    var(
-        "JOB_POLL_INTERVAL",
-        Some("5s"),
-        "5s",
-        "Fallback polling of the job queue; new jobs also wake the runner at once (LISTEN/NOTIFY).",
-    ),
-    var(
-        "JOB_LEASE",
-        Some("10m"),
-        "10m",
-        "One attempt may run for 90 % of this; a job whose worker died is taken over by another worker after it.",
-    ),
-    var(
-        "JOB_BACKOFF_BASE",
-        Some("5s"),
-        "5s",
-        "Delay after the first failed attempt; doubles with each attempt, with jitter.",
-    ),
-    var(
-        "JOB_BACKOFF_MAX",
-        Some("1h"),
-        "1h",
-        "Longest delay between two attempts of a job.",
-    ),
-    var(
-        "JOB_RETENTION",
-        Some("7d"),
-        "7d",
-        "Finished jobs are deleted after this time (dead jobs are kept).",
-    ),
-    var(
-        "SCHEDULER_TICK",
-        Some("5s"),
-        "5s",
-        "How often the scheduler looks for due periodic tasks.",
-    ),
-    var(
-        "MAINTENANCE_INTERVAL",
-        Some("1h"),
-        "1h",
-        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
-    ),
-    var(
-        "WATCHDOG_INTERVAL",
-        Some("5s"),
-        "5s",
-        "How often the watchdog checks that every actor is alive and re-spawns dead ones.",
-    ),
-    var(
-        "SHUTDOWN_TIMEOUT",
-        Some("30s"),
-        "30s",
-        "On SIGINT/SIGTERM, how long running requests and jobs may take to finish.",
-    ),
-];
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,93 +406,6 @@ pub fn describe(raw: &RawConfig, settings: &Settings) -> String {
     out
 }
 
-fn parse_int<T>(value: &str, min: T, max: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-{
-    let n: T = value.parse().map_err(|_| "not a whole number".to_owned())?;
-    if n < min || n > max {
-        return Err(format!("must be between {min} and {max}"));
-    }
-    Ok(n)
-}
-
-/// Durations: a number with a unit (`250ms`, `30s`, `15m`, `12h`, `7d`) or plain seconds (`30`).
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let problem = || "not a duration like 30s, 15m, 12h or 7d".to_owned();
-    let n: u64 = digits.parse().map_err(|_| problem())?;
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(problem()),
-    };
-    let millis = n
-        .checked_mul(millis_per_unit)
-        .filter(|ms| *ms <= 366 * 86_400_000)
-        .ok_or_else(|| "too long (at most 366d)".to_owned())?;
-    if millis == 0 {
-        return Err("must be longer than zero".into());
-    }
-    Ok(Duration::from_millis(millis))
-}
-
-/// The shortest exact spelling of a duration in the units [`parse_duration`] reads.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    for (unit, per) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms >= per && ms.is_multiple_of(per) {
-            return format!("{}{unit}", ms / per);
-        }
-    }
-    format!("{ms}ms")
-}
-
-fn parse_base_url(value: &str) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must start with http:// or https://".into());
-    }
-    if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
-        return Err("must be a plain http(s)://host[:port][/path] without query".into());
-    }
-    Ok(url)
-}
-
-fn default_public_url(bind: SocketAddr) -> Url {
-    let ip = match bind.ip() {
-        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        ip => ip,
-    };
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    // A literal IP and a port always form a valid URL.
-    Url::parse(&format!("http://{host}:{}", bind.port()))
-        .unwrap_or_else(|e| unreachable!("http://ip:port is a valid URL: {e}"))
-}
-
-fn parse_database_url(value: &str) -> Result<Secret, String> {
-    let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
-    let is_dsn = value.contains('=');
-    if !is_url && !is_dsn {
-        return Err("not a PostgreSQL URL (postgres://…) or key=value connection string".into());
-    }
-    Ok(Secret::new(value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,7 +592,7 @@ mod tests {
 
     #[test]
     fn readme_documents_every_variable_with_its_default() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for var in VARS {
             let default = var.default.map_or("—".to_owned(), |d| format!("`{d}`"));
             let row = format!("| `{}` | {default} | {}", var.name, var.help);

@@ -1,0 +1,166 @@
+//! The table of every configuration variable: name, default, example and meaning. README.md
+//! documents each in one table (a test checks it); `check-config` prints them in this order.
+
+/// One configuration variable: its name, default, an example of a good value and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// `None`: unset by default (the feature it enables is off, or the value is derived).
+    pub default: Option<&'static str>,
+    pub example: &'static str,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn var(
+    name: &'static str,
+    default: Option<&'static str>,
+    example: &'static str,
+    help: &'static str,
+) -> Var {
+    Var {
+        name,
+        default,
+        example,
+        secret: false,
+        help,
+    }
+}
+
+const fn secret(name: &'static str, example: &'static str, help: &'static str) -> Var {
+    Var {
+        name,
+        default: None,
+        example,
+        secret: true,
+        help,
+    }
+}
+
+/// Every setting the program reads. README.md documents each in one table (a test checks it).
+pub const VARS: &[Var] = &[
+    secret(
+        "DATABASE_URL",
+        "postgres://vpn_shop:password@127.0.0.1:5432/vpn_shop",
+        "PostgreSQL to use. Unset: `serve` starts and owns a private cluster in DATA_DIR/postgres.",
+    ),
+    var(
+        "DATABASE_POOL_SIZE",
+        Some("16"),
+        "16",
+        "Maximum connections in the pool.",
+    ),
+    var(
+        "DATABASE_CONNECT_TIMEOUT",
+        Some("5s"),
+        "5s",
+        "How long a request waits for a pooled connection before it fails with 503.",
+    ),
+    var(
+        "DATA_DIR",
+        Some("./data"),
+        "/var/lib/vpn-shop",
+        "Where the program keeps its files: the embedded PostgreSQL, the generated JWT secret.",
+    ),
+    var(
+        "HTTP_BIND",
+        Some("127.0.0.1:8080"),
+        "0.0.0.0:8080",
+        "Address of the HTTP server (admin API, webhooks, /health, /ready, /metrics, /docs).",
+    ),
+    var(
+        "PUBLIC_BASE_URL",
+        None,
+        "https://shop.example.com",
+        "Public URL of the HTTP server, used for webhook URLs. Default: http://HTTP_BIND.",
+    ),
+    secret(
+        "JWT_SECRET",
+        "a-random-string-of-at-least-32-characters",
+        "Key that signs admin API tokens (≥ 32 characters). Unset: generated once and kept in DATA_DIR/jwt_secret.",
+    ),
+    var(
+        "JWT_TTL",
+        Some("12h"),
+        "12h",
+        "Lifetime of an admin API access token.",
+    ),
+    var(
+        "LOG_FORMAT",
+        Some("pretty"),
+        "json",
+        "`pretty` (human-readable lines) or `json` (one JSON object per line).",
+    ),
+    var(
+        "RUST_LOG",
+        Some("info"),
+        "info,vpn_shop=debug",
+        "Log filter (tracing-subscriber EnvFilter syntax).",
+    ),
+    var(
+        "JOB_CONCURRENCY",
+        Some("8"),
+        "8",
+        "Jobs one replica runs at the same time.",
+    ),
+    var(
+        "JOB_MAX_ATTEMPTS",
+        Some("20"),
+        "20",
+        "Attempts before a job is marked dead (visible to admins, retried only by hand).",
+    ),
+    var(
+        "JOB_POLL_INTERVAL",
+        Some("5s"),
+        "5s",
+        "Fallback polling of the job queue; new jobs also wake the runner at once (LISTEN/NOTIFY).",
+    ),
+    var(
+        "JOB_LEASE",
+        Some("10m"),
+        "10m",
+        "One attempt may run for 90 % of this; a job whose worker died is taken over by another worker after it.",
+    ),
+    var(
+        "JOB_BACKOFF_BASE",
+        Some("5s"),
+        "5s",
+        "Delay after the first failed attempt; doubles with each attempt, with jitter.",
+    ),
+    var(
+        "JOB_BACKOFF_MAX",
+        Some("1h"),
+        "1h",
+        "Longest delay between two attempts of a job.",
+    ),
+    var(
+        "JOB_RETENTION",
+        Some("7d"),
+        "7d",
+        "Finished jobs are deleted after this time (dead jobs are kept).",
+    ),
+    var(
+        "SCHEDULER_TICK",
+        Some("5s"),
+        "5s",
+        "How often the scheduler looks for due periodic tasks.",
+    ),
+    var(
+        "MAINTENANCE_INTERVAL",
+        Some("1h"),
+        "1h",
+        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
+    ),
+    var(
+        "WATCHDOG_INTERVAL",
+        Some("5s"),
+        "5s",
+        "How often the watchdog checks that every actor is alive and re-spawns dead ones.",
+    ),
+    var(
+        "SHUTDOWN_TIMEOUT",
+        Some("30s"),
+        "30s",
+        "On SIGINT/SIGTERM, how long running requests and jobs may take to finish.",
+    ),
+];
