@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{MAINTENANCE, Maintenance};
+use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -77,6 +78,8 @@ pub struct RunningApp {
     pub actors: Arc<ActorRegistry>,
     pub job_runner: ActorHandle<JobRunner>,
     pub scheduler: ActorHandle<Scheduler>,
+    /// `None` without `MARZBAN_URL`.
+    pub marzban: Option<ActorHandle<MarzbanSyncer>>,
     server: web::RunningServer,
     watchdog: actix_rt::task::JoinHandle<()>,
     settings: Settings,
@@ -108,12 +111,33 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         },
         Some(1),
     );
-    let handlers = Arc::new(handlers);
-    let job_kinds = handlers.kinds();
-    let tasks = vec![TaskSpec::new(
+    let mut tasks = vec![TaskSpec::new(
         MAINTENANCE,
         settings.scheduler.maintenance_interval,
     )];
+    let marzban_syncer = match &settings.marzban {
+        Some(marzban) => {
+            let factory = MarzbanSyncer::factory(
+                pool.clone(),
+                marzban.clone(),
+                Arc::clone(&metrics),
+                settings.jobs.max_attempts,
+            )?;
+            let syncer = actors.supervise("marzban", factory);
+            PanelJobs::register(&mut handlers, syncer.clone(), marzban.write_concurrency);
+            tasks.extend(MarzbanSyncer::tasks(marzban));
+            Some(syncer)
+        }
+        None => {
+            tracing::warn!(
+                "MARZBAN_URL is not set: panel provisioning and syncs are off \
+                 (provision jobs wait in the queue); set MARZBAN_URL, MARZBAN_USERNAME and MARZBAN_PASSWORD"
+            );
+            None
+        }
+    };
+    let handlers = Arc::new(handlers);
+    let job_kinds = handlers.kinds();
 
     let job_runner = {
         let (pool, url, jobs, metrics) = (
@@ -173,6 +197,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         actors,
         job_runner,
         scheduler,
+        marzban: marzban_syncer,
         server,
         watchdog,
         settings: settings.clone(),

@@ -5,6 +5,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod domain;

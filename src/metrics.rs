@@ -36,6 +36,28 @@ pub struct Metrics {
     pub scheduler_runs: IntCounterVec,
     /// `version`: constant 1.
     pub build_info: IntGaugeVec,
+    /// `endpoint`, `status` (HTTP code, `timeout` or `error`).
+    pub panel_requests: IntCounterVec,
+    /// `endpoint`.
+    pub panel_duration: HistogramVec,
+    /// `kind`, `outcome`: `succeeded`, `failed`, `skipped`.
+    pub sync_runs: IntCounterVec,
+    /// `kind`.
+    pub sync_duration: HistogramVec,
+    /// `kind`, `change`: `checked`, `created`, `updated`, `failed`.
+    pub sync_users: IntCounterVec,
+    /// `status`: the panel's users by status, from `GET /api/system`.
+    pub panel_users: IntGaugeVec,
+    /// Users seen online in the last 24 h.
+    pub panel_online_users: IntGauge,
+    /// `direction`: `incoming`, `outgoing` — total bytes since the panel started.
+    pub panel_bandwidth: IntGaugeVec,
+    /// `direction`: bytes per second.
+    pub panel_bandwidth_speed: IntGaugeVec,
+    /// Panel host CPU usage in percent.
+    pub panel_cpu_usage: prometheus::Gauge,
+    /// `kind`: `total`, `used` — panel host memory in bytes.
+    pub panel_memory: IntGaugeVec,
 }
 
 impl Metrics {
@@ -109,6 +131,55 @@ impl Metrics {
                 .namespace(NAMESPACE),
             &["version"],
         )?;
+        let panel_requests = IntCounterVec::new(
+            Opts::new("panel_requests_total", "Requests to the Marzban panel by endpoint and status.")
+                .namespace(NAMESPACE),
+            &["endpoint", "status"],
+        )?;
+        let panel_duration = HistogramVec::new(
+            HistogramOpts::new("panel_request_duration_seconds", "Marzban panel request time.")
+                .namespace(NAMESPACE)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["endpoint"],
+        )?;
+        let sync_runs = IntCounterVec::new(
+            Opts::new("sync_runs_total", "Panel sync runs by kind and outcome.").namespace(NAMESPACE),
+            &["kind", "outcome"],
+        )?;
+        let sync_duration = HistogramVec::new(
+            HistogramOpts::new("sync_duration_seconds", "Panel sync run time.")
+                .namespace(NAMESPACE)
+                .buckets(vec![0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+            &["kind"],
+        )?;
+        let sync_users = IntCounterVec::new(
+            Opts::new("sync_users_total", "Users handled by panel syncs: checked, created, updated (drift corrected), failed.")
+                .namespace(NAMESPACE),
+            &["kind", "change"],
+        )?;
+        let panel_users = IntGaugeVec::new(
+            Opts::new("panel_users", "Panel users by status (GET /api/system).").namespace(NAMESPACE),
+            &["status"],
+        )?;
+        let panel_online_users = IntGauge::with_opts(
+            Opts::new("panel_online_users", "Panel users online in the last 24 hours.").namespace(NAMESPACE),
+        )?;
+        let panel_bandwidth = IntGaugeVec::new(
+            Opts::new("panel_bandwidth_bytes", "Panel traffic since it started, by direction.").namespace(NAMESPACE),
+            &["direction"],
+        )?;
+        let panel_bandwidth_speed = IntGaugeVec::new(
+            Opts::new("panel_bandwidth_speed_bytes", "Panel traffic rate in bytes per second, by direction.")
+                .namespace(NAMESPACE),
+            &["direction"],
+        )?;
+        let panel_cpu_usage = prometheus::Gauge::with_opts(
+            Opts::new("panel_cpu_usage_percent", "Panel host CPU usage in percent.").namespace(NAMESPACE),
+        )?;
+        let panel_memory = IntGaugeVec::new(
+            Opts::new("panel_memory_bytes", "Panel host memory: total and used.").namespace(NAMESPACE),
+            &["kind"],
+        )?;
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -120,6 +191,17 @@ impl Metrics {
             Box::new(scheduler_leader.clone()),
             Box::new(scheduler_runs.clone()),
             Box::new(build_info.clone()),
+            Box::new(panel_requests.clone()),
+            Box::new(panel_duration.clone()),
+            Box::new(sync_runs.clone()),
+            Box::new(sync_duration.clone()),
+            Box::new(sync_users.clone()),
+            Box::new(panel_users.clone()),
+            Box::new(panel_online_users.clone()),
+            Box::new(panel_bandwidth.clone()),
+            Box::new(panel_bandwidth_speed.clone()),
+            Box::new(panel_cpu_usage.clone()),
+            Box::new(panel_memory.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -142,6 +224,17 @@ impl Metrics {
             scheduler_leader,
             scheduler_runs,
             build_info,
+            panel_requests,
+            panel_duration,
+            sync_runs,
+            sync_duration,
+            sync_users,
+            panel_users,
+            panel_online_users,
+            panel_bandwidth,
+            panel_bandwidth_speed,
+            panel_cpu_usage,
+            panel_memory,
         })
     }
 

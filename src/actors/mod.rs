@@ -4,6 +4,7 @@
 
 pub mod job_runner;
 pub mod maintenance;
+pub mod marzban;
 pub mod messages;
 pub mod scheduler;
 pub mod supervisor;

@@ -3,6 +3,7 @@
 //! documented defaults. Every variable is declared once in [`VARS`]; `check-config` and the
 //! README table are checked against that list.
 
+mod marzban;
 mod parse;
 mod vars;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+pub use marzban::{CleanupAction, MarzbanSettings};
 pub use parse::{format_duration, parse_duration};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use vars::{VARS, Var};
@@ -248,6 +250,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub watchdog_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// `None`: no `MARZBAN_URL`, provisioning and panel syncs are off.
+    pub marzban: Option<MarzbanSettings>,
 }
 
 /// Parses one variable with `parse`, turning its error into a [`ConfigError`] that names the
@@ -292,12 +296,22 @@ impl Reader<'_> {
         name: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
+        self.required_because(name, "a value is required", parse)
+    }
+
+    /// Like `required`, with the reason a value is needed (e.g. "required when MARZBAN_URL is set").
+    fn required_because<T>(
+        &self,
+        name: &str,
+        why: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let var = Self::var(name);
         self.optional(name, parse)?
             .ok_or_else(|| ConfigError::Invalid {
                 var: var.name,
                 value: "''".into(),
-                problem: "a value is required".into(),
+                problem: why.into(),
                 example: var.example,
             })
     }
@@ -375,6 +389,7 @@ impl Settings {
             },
             watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
+            marzban: marzban::read(&r)?,
         })
     }
 }
@@ -428,17 +443,11 @@ mod tests {
 
     #[test]
     fn every_default_and_example_parses() {
-        // Each example, set alone, must be accepted: the error messages recommend them.
-        for var in VARS {
-            let result = settings(&[(var.name, var.example)]);
-            assert!(
-                result.is_ok(),
-                "{}={} rejected: {:?}",
-                var.name,
-                var.example,
-                result.err()
-            );
-        }
+        // The error messages recommend the examples, so they must be accepted: all at once
+        // (some variables only count together with others, like the MARZBAN_* group).
+        let all: Vec<(&str, &str)> = VARS.iter().map(|v| (v.name, v.example)).collect();
+        let s = settings(&all).unwrap_or_else(|e| panic!("an example is rejected: {e}"));
+        assert!(s.marzban.is_some());
     }
 
     #[test]

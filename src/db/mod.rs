@@ -12,6 +12,8 @@ pub mod models;
 pub mod scheduler;
 pub mod schema;
 pub mod sql_types;
+pub mod subscriptions;
+pub mod sync;
 pub mod telegram;
 
 use std::time::Duration;

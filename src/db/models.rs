@@ -8,7 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::db::schema::*;
-use crate::domain::*;
+use crate::domain::{
+    AdminId, AdminRole, BroadcastId, BroadcastStatus, Currency, JobId, JobState, Language, Money,
+    NotificationChannel, NotificationStatus, PanelUserStatus, PaymentEventVerdict, PaymentId,
+    PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind, SubscriptionId,
+    SubscriptionStatus, SyncRunStatus, UserId,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
@@ -100,6 +105,10 @@ pub struct Subscription {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Highest traffic threshold (0, 80, 100) announced for the period ending at
+    /// `traffic_warned_expires_at`.
+    pub traffic_warned_percent: i16,
+    pub traffic_warned_expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -251,6 +260,28 @@ pub struct SyncRun {
     pub updated: i32,
     pub failed: i32,
     pub error: Option<String>,
+}
+
+/// A `panel_stats` row to insert: one snapshot of the panel's `GET /api/system`.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = panel_stats)]
+pub struct NewPanelStats {
+    pub version: Option<String>,
+    pub mem_total: i64,
+    pub mem_used: i64,
+    pub cpu_cores: i32,
+    pub cpu_usage: f64,
+    pub total_user: i64,
+    pub online_users: i64,
+    pub users_active: i64,
+    pub users_on_hold: i64,
+    pub users_disabled: i64,
+    pub users_expired: i64,
+    pub users_limited: i64,
+    pub incoming_bandwidth: i64,
+    pub outgoing_bandwidth: i64,
+    pub incoming_bandwidth_speed: i64,
+    pub outgoing_bandwidth_speed: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -273,6 +273,8 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        traffic_warned_percent -> Int2,
+        traffic_warned_expires_at -> Nullable<Timestamptz>,
     }
 }
 

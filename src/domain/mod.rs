@@ -8,6 +8,8 @@ mod macros;
 pub mod enums;
 pub mod ids;
 pub mod money;
+pub mod notifications;
+pub mod panel;
 pub mod password;
 pub mod roles;
 

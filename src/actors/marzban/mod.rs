@@ -1,0 +1,260 @@
+//! MarzbanSyncer: provisioning and the scheduled syncs with the Marzban panel.
+//!
+//! The database says what each user has paid for; this actor makes the panel match it. It drains
+//! `provision` and `panel_*` jobs (through [`PanelJobs`], registered with the job runner) and runs
+//! the scheduled syncs; every panel write uses absolute values, so a retried job can never add
+//! time twice. Per-user work lives in `provision`, the syncs in `sync`.
+
+mod provision;
+mod sync;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::fut::wrap_future;
+use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, ResponseFuture, Supervised};
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
+use crate::actors::messages::{PanelOp, Ping, RunPanelOp, RunSync, SyncKind};
+use crate::actors::scheduler::TaskSpec;
+use crate::actors::supervisor::{ActorHandle, ActorRegistry};
+use crate::clients::marzban::{MarzbanClient, PanelError};
+use crate::config::MarzbanSettings;
+use crate::db::PgPool;
+use crate::db::models::Job;
+use crate::domain::UserId;
+use crate::metrics::Metrics;
+
+/// Job kinds of per-user panel operations (payload [`UserJob`]).
+pub const PROVISION: &str = "provision";
+pub const PANEL_DISABLE: &str = "panel_disable";
+pub const PANEL_ENABLE: &str = "panel_enable";
+pub const PANEL_RESET_TRAFFIC: &str = "panel_reset_traffic";
+pub const PANEL_REVOKE_SUB: &str = "panel_revoke_sub";
+pub const PANEL_DELETE: &str = "panel_delete";
+
+const USER_OPS: [(&str, PanelOp); 6] = [
+    (PROVISION, PanelOp::Provision),
+    (PANEL_DISABLE, PanelOp::Disable),
+    (PANEL_ENABLE, PanelOp::Enable),
+    (PANEL_RESET_TRAFFIC, PanelOp::ResetTraffic),
+    (PANEL_REVOKE_SUB, PanelOp::RevokeSubscription),
+    (PANEL_DELETE, PanelOp::Delete),
+];
+
+impl SyncKind {
+    pub const ALL: [SyncKind; 5] = [
+        SyncKind::Subscriptions,
+        SyncKind::Status,
+        SyncKind::Traffic,
+        SyncKind::Stats,
+        SyncKind::Cleanup,
+    ];
+
+    /// The job kind and scheduled task name.
+    pub const fn job_kind(self) -> &'static str {
+        match self {
+            SyncKind::Subscriptions => "panel_sync_subscriptions",
+            SyncKind::Status => "panel_sync_status",
+            SyncKind::Traffic => "panel_sync_traffic",
+            SyncKind::Stats => "panel_stats",
+            SyncKind::Cleanup => "panel_cleanup",
+        }
+    }
+
+    /// The `kind` of its `sync_runs` rows and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Subscriptions => "subscriptions",
+            SyncKind::Status => "status",
+            SyncKind::Traffic => "traffic",
+            SyncKind::Stats => "stats",
+            SyncKind::Cleanup => "cleanup",
+        }
+    }
+
+    fn interval(self, settings: &MarzbanSettings) -> Duration {
+        match self {
+            SyncKind::Subscriptions => settings.sync_subscriptions_interval,
+            SyncKind::Status => settings.sync_status_interval,
+            SyncKind::Traffic => settings.sync_traffic_interval,
+            SyncKind::Stats => settings.stats_interval,
+            SyncKind::Cleanup => settings.cleanup_interval,
+        }
+    }
+}
+
+/// Payload of the per-user panel jobs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct UserJob {
+    pub user_id: UserId,
+}
+
+/// What the per-user operations and the syncs share.
+pub(crate) struct Shared {
+    pool: PgPool,
+    client: MarzbanClient,
+    settings: MarzbanSettings,
+    metrics: Arc<Metrics>,
+    /// Attempts of the jobs this actor enqueues (notifications).
+    max_attempts: i32,
+}
+
+pub struct MarzbanSyncer {
+    shared: Arc<Shared>,
+    running: HashSet<SyncKind>,
+}
+
+impl MarzbanSyncer {
+    /// A factory of syncers for the supervisor: every instance (a restarted one too) shares the
+    /// client and its cached panel token.
+    pub fn factory(
+        pool: PgPool,
+        settings: MarzbanSettings,
+        metrics: Arc<Metrics>,
+        max_attempts: i32,
+    ) -> anyhow::Result<impl Fn() -> MarzbanSyncer + Send + Sync + 'static> {
+        let client = MarzbanClient::new(&settings, Arc::clone(&metrics))?;
+        for kind in SyncKind::ALL {
+            for outcome in ["succeeded", "failed", "skipped"] {
+                metrics.sync_runs.with_label_values(&[kind.as_str(), outcome]);
+            }
+        }
+        let shared = Arc::new(Shared {
+            pool,
+            client,
+            settings,
+            metrics,
+            max_attempts,
+        });
+        Ok(move || MarzbanSyncer {
+            shared: Arc::clone(&shared),
+            running: HashSet::new(),
+        })
+    }
+
+    /// The periodic tasks of the syncs, with their configured intervals.
+    pub fn tasks(settings: &MarzbanSettings) -> Vec<TaskSpec> {
+        SyncKind::ALL
+            .iter()
+            .map(|kind| TaskSpec::new(kind.job_kind(), kind.interval(settings)))
+            .collect()
+    }
+}
+
+/// Maps a panel failure to a job outcome: what a retry may fix is retried, the rest is dead
+/// at once (an admin looks at it).
+pub(crate) fn job_error(context: &str, error: PanelError) -> JobError {
+    let message = format!("{context}: {error}");
+    match error {
+        PanelError::Validation { .. } | PanelError::BadRequest(_) | PanelError::Forbidden(_) => {
+            JobError::permanent(message)
+        }
+        _ => JobError::retryable(message),
+    }
+}
+
+impl Actor for MarzbanSyncer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        tracing::info!(panel = %self.shared.settings.url, "Marzban syncer started");
+    }
+}
+
+impl Supervised for MarzbanSyncer {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.running.clear();
+        ActorRegistry::count_restart(&self.shared.metrics, "marzban");
+    }
+}
+
+impl Handler<Ping> for MarzbanSyncer {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+impl Handler<RunPanelOp> for MarzbanSyncer {
+    type Result = ResponseFuture<Result<(), JobError>>;
+
+    fn handle(&mut self, msg: RunPanelOp, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.apply(msg.user_id, msg.op).await })
+    }
+}
+
+impl Handler<RunSync> for MarzbanSyncer {
+    type Result = ResponseActFuture<Self, Result<Option<crate::db::sync::SyncCounts>, JobError>>;
+
+    fn handle(&mut self, msg: RunSync, _: &mut Context<Self>) -> Self::Result {
+        if !self.running.insert(msg.kind) {
+            tracing::info!(kind = msg.kind.as_str(), "sync already running; this run is skipped");
+            self.shared
+                .metrics
+                .sync_runs
+                .with_label_values(&[msg.kind.as_str(), "skipped"])
+                .inc();
+            return Box::pin(actix::fut::ready(Ok(None)));
+        }
+        let shared = Arc::clone(&self.shared);
+        let kind = msg.kind;
+        Box::pin(
+            wrap_future::<_, Self>(async move { shared.run_sync(kind).await }).map(
+                move |result, act, _| {
+                    act.running.remove(&kind);
+                    result.map(Some)
+                },
+            ),
+        )
+    }
+}
+
+/// The job handler of every `provision`, `panel_*` and sync job: hands the job to the actor.
+#[derive(Clone)]
+pub struct PanelJobs {
+    syncer: ActorHandle<MarzbanSyncer>,
+}
+
+impl PanelJobs {
+    /// Registers every panel job kind: per-user operations limited to `MARZBAN_WRITE_CONCURRENCY`
+    /// at a time, each sync to one at a time.
+    pub fn register(handlers: &mut JobHandlers, syncer: ActorHandle<MarzbanSyncer>, writes: usize) {
+        let jobs = PanelJobs { syncer };
+        for (kind, _) in USER_OPS {
+            handlers.register(kind, jobs.clone(), Some(writes));
+        }
+        for kind in SyncKind::ALL {
+            handlers.register(kind.job_kind(), jobs.clone(), Some(1));
+        }
+    }
+}
+
+impl JobHandler for PanelJobs {
+    fn run(&self, job: Job) -> LocalBoxFuture<'static, Result<(), JobError>> {
+        let addr = self.syncer.addr();
+        Box::pin(async move {
+            if let Some((_, op)) = USER_OPS.iter().find(|(kind, _)| *kind == job.kind) {
+                let payload: UserJob = serde_json::from_value(job.payload)
+                    .map_err(|e| JobError::permanent(format!("bad payload: {e}")))?;
+                return addr
+                    .send(RunPanelOp {
+                        user_id: payload.user_id,
+                        op: *op,
+                    })
+                    .await
+                    .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?;
+            }
+            let kind = SyncKind::ALL
+                .into_iter()
+                .find(|k| k.job_kind() == job.kind)
+                .ok_or_else(|| JobError::permanent(format!("not a panel job: {}", job.kind)))?;
+            addr.send(RunSync { kind })
+                .await
+                .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?
+                .map(|_| ())
+        })
+    }
+}

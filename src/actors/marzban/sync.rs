@@ -1,0 +1,429 @@
+//! The scheduled syncs. Each run writes a `sync_runs` row and metrics; each write it makes is
+//! absolute and independent, so a run that fails half-way leaves a consistent database and the
+//! next run picks up where it stopped. Panel users without the shop's prefix are never touched.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{Duration as ChronoDuration, Utc};
+use diesel_async::AsyncConnection;
+use futures_util::StreamExt;
+
+use super::provision::utc;
+use super::Shared;
+use crate::actors::job_runner::JobError;
+use crate::actors::messages::SyncKind;
+use crate::clients::marzban::{UserModify, UserQuery, UserResponse};
+use crate::config::CleanupAction;
+use crate::db::jobs::{self, NewJob};
+use crate::db::models::{NewPanelStats, Subscription};
+use crate::db::subscriptions::{self, UsageBatch};
+use crate::db::sync::{self as runs, SyncCounts};
+use crate::domain::notifications::{NOTIFY_JOB, Notification, NotifyJob};
+use crate::domain::panel::{DesiredUser, drift, traffic_level};
+use crate::domain::PanelUserStatus;
+
+impl Shared {
+    /// Runs one sync and records it (`sync_runs`, metrics).
+    pub(super) async fn run_sync(&self, kind: SyncKind) -> Result<SyncCounts, JobError> {
+        let started = Instant::now();
+        let run_id = {
+            let mut conn = self.pool.get().await?;
+            runs::start_run(&mut conn, kind.as_str()).await?
+        };
+        let result = match kind {
+            SyncKind::Subscriptions => self.sync_subscriptions().await,
+            SyncKind::Status => self.sync_usage(&[None]).await,
+            SyncKind::Traffic => {
+                // Limited users just crossed 100 %: they are read too.
+                self.sync_usage(&[Some(PanelUserStatus::Active), Some(PanelUserStatus::Limited)])
+                    .await
+            }
+            SyncKind::Stats => self.collect_stats().await,
+            SyncKind::Cleanup => self.cleanup().await,
+        };
+        let (counts, error) = match &result {
+            Ok(counts) => (*counts, None),
+            Err((counts, e)) => (*counts, Some(format!("{e:#}"))),
+        };
+        let label = kind.as_str();
+        let m = &self.metrics;
+        m.sync_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        m.sync_runs
+            .with_label_values(&[label, if error.is_some() { "failed" } else { "succeeded" }])
+            .inc();
+        for (change, n) in [
+            ("checked", counts.checked),
+            ("created", counts.created),
+            ("updated", counts.updated),
+            ("failed", counts.failed),
+        ] {
+            m.sync_users
+                .with_label_values(&[label, change])
+                .inc_by(n.max(0) as u64);
+        }
+        let mut conn = self.pool.get().await?;
+        runs::finish_run(&mut conn, run_id, counts, error.as_deref()).await?;
+        match error {
+            None => {
+                tracing::info!(kind = label, ?counts, ms = started.elapsed().as_millis() as u64, "panel sync done");
+                Ok(counts)
+            }
+            Some(error) => {
+                tracing::warn!(kind = label, ?counts, %error, "panel sync failed; the next run retries");
+                Err(JobError::retryable(error))
+            }
+        }
+    }
+
+    /// A cursor over the pages of the panel's users that carry the shop's prefix.
+    fn pages(&self, status: Option<PanelUserStatus>) -> Pages<'_> {
+        Pages {
+            shared: self,
+            status,
+            offset: 0,
+            done: false,
+        }
+    }
+
+    /// Compares every shop user on the panel with the database and writes only the drifted
+    /// ones; creates the users missing on the panel that should have access.
+    async fn sync_subscriptions(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
+        let mut counts = SyncCounts::default();
+        let mut wanted: HashMap<String, (Subscription, i64)> = match self.pool.get().await {
+            Ok(mut conn) => match subscriptions::all(&mut conn).await {
+                Ok(all) => all
+                    .into_iter()
+                    .map(|(sub, tg)| (sub.panel_username.to_ascii_lowercase(), (sub, tg)))
+                    .collect(),
+                Err(e) => return Err((counts, e.into())),
+            },
+            Err(e) => return Err((counts, e.into())),
+        };
+        let mut unknown = 0u64;
+        let mut pages = self.pages(None);
+        loop {
+            let users = match pages.next().await {
+                Ok(Some(users)) => users,
+                Ok(None) => break,
+                Err(e) => return Err((counts, e)),
+            };
+            let mut drifted = Vec::new();
+            for user in users {
+                let Some((sub, _)) = wanted.remove(&user.username.to_ascii_lowercase()) else {
+                    unknown += 1;
+                    continue;
+                };
+                counts.checked += 1;
+                let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
+                let changes = drift(&desired, &user.state());
+                if !changes.is_empty() {
+                    drifted.push((sub, UserModify::from_drift(&changes, &user), user.username));
+                }
+            }
+            let results: Vec<_> = futures_util::stream::iter(drifted)
+                .map(|(sub, body, username)| async move {
+                    let result = self.client.modify_user(&username, &body).await;
+                    (sub, username, body, result)
+                })
+                .buffer_unordered(self.settings.write_concurrency)
+                .collect()
+                .await;
+            for (sub, username, body, result) in results {
+                match result {
+                    Ok(user) => {
+                        counts.updated += 1;
+                        tracing::info!(%username, ?body, "drift corrected on the panel");
+                        let report = subscriptions::PanelReport {
+                            status: user.status,
+                            used_bytes: user.used_traffic,
+                            lifetime_used_bytes: user.lifetime_used_traffic,
+                            online_at: utc(user.online_at),
+                            subscription_url: None,
+                        };
+                        let recorded = async {
+                            let mut conn = self.pool.get().await?;
+                            subscriptions::record_panel_report(&mut conn, sub.user_id, &report).await?;
+                            anyhow::Ok(())
+                        };
+                        recorded.await.map_err(|e| (counts, e))?;
+                    }
+                    Err(e) => {
+                        counts.failed += 1;
+                        tracing::warn!(%username, error = %e, "could not correct drift");
+                    }
+                }
+            }
+        }
+        // What is left is missing on the panel: re-create what should have access.
+        let now = Utc::now();
+        let missing: Vec<(Subscription, i64)> = wanted
+            .into_values()
+            .filter(|(sub, _)| {
+                DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes)
+                    .needs_panel_user(now)
+            })
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(missing)
+            .map(|(sub, telegram_id)| async move {
+                let result = self.provision(&sub, telegram_id).await;
+                (sub, result)
+            })
+            .buffer_unordered(self.settings.write_concurrency)
+            .collect()
+            .await;
+        for (sub, result) in results {
+            counts.checked += 1;
+            match result {
+                Ok(()) => counts.created += 1,
+                Err(e) => {
+                    counts.failed += 1;
+                    tracing::warn!(username = %sub.panel_username, error = %e.message, "could not re-create the panel user");
+                }
+            }
+        }
+        if unknown > 0 {
+            tracing::info!(users = unknown, "panel users with the shop's prefix but no subscription were left alone");
+        }
+        Ok(counts)
+    }
+
+    /// Reads status, last online time and traffic into the database; announces traffic
+    /// thresholds crossed in the current period.
+    async fn sync_usage(
+        &self,
+        statuses: &[Option<PanelUserStatus>],
+    ) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
+        let mut counts = SyncCounts::default();
+        let subs: HashMap<String, Subscription> = match self.pool.get().await {
+            Ok(mut conn) => match subscriptions::all(&mut conn).await {
+                Ok(all) => all
+                    .into_iter()
+                    .map(|(sub, _)| (sub.panel_username.to_ascii_lowercase(), sub))
+                    .collect(),
+                Err(e) => return Err((counts, e.into())),
+            },
+            Err(e) => return Err((counts, e.into())),
+        };
+        for status in statuses {
+            let mut pages = self.pages(*status);
+            loop {
+                let users = match pages.next().await {
+                    Ok(Some(users)) => users,
+                    Ok(None) => break,
+                    Err(e) => return Err((counts, e)),
+                };
+                let mut batch = UsageBatch::default();
+                let mut crossed = Vec::new();
+                for user in &users {
+                    let Some(sub) = subs.get(&user.username.to_ascii_lowercase()) else {
+                        continue;
+                    };
+                    counts.checked += 1;
+                    batch.push(
+                        &sub.panel_username,
+                        user.status,
+                        utc(user.online_at),
+                        user.used_traffic,
+                        user.lifetime_used_traffic,
+                    );
+                    let level = traffic_level(user.used_traffic, sub.traffic_limit_bytes);
+                    let announced = if sub.traffic_warned_expires_at == Some(sub.expires_at) {
+                        sub.traffic_warned_percent
+                    } else {
+                        0
+                    };
+                    if level > 0 && i16::from(level) > announced {
+                        crossed.push((sub, level, user.used_traffic));
+                    }
+                }
+                let written = async {
+                    let mut conn = self.pool.get().await?;
+                    let updated = subscriptions::record_usage(&mut conn, &batch).await?;
+                    for (sub, level, used) in crossed {
+                        self.announce_traffic(&mut conn, sub, level, used).await?;
+                    }
+                    anyhow::Ok(updated)
+                };
+                match written.await {
+                    Ok(updated) => counts.updated += updated as i32,
+                    Err(e) => return Err((counts, e)),
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Records the threshold and enqueues its notification in one transaction: exactly one
+    /// per threshold per period, whatever the number of runs or replicas.
+    async fn announce_traffic(
+        &self,
+        conn: &mut crate::db::PgConn,
+        sub: &Subscription,
+        level: u8,
+        used: i64,
+    ) -> anyhow::Result<()> {
+        let limit = sub.traffic_limit_bytes.unwrap_or(0);
+        let max_attempts = self.max_attempts;
+        let enqueued = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                if !subscriptions::claim_traffic_warning(conn, sub.user_id, i16::from(level), sub.expires_at)
+                    .await?
+                {
+                    return Ok(false);
+                }
+                let dedup_key = format!(
+                    "traffic:{level}:{}:{}",
+                    sub.user_id,
+                    sub.expires_at.timestamp()
+                );
+                let payload = NotifyJob {
+                    user_id: sub.user_id,
+                    notification: Notification::TrafficThreshold {
+                        percent: level,
+                        used_bytes: used,
+                        limit_bytes: limit,
+                    },
+                    dedup_key: dedup_key.clone(),
+                };
+                jobs::enqueue(conn, NewJob::new(NOTIFY_JOB, payload).dedup_key(dedup_key), max_attempts)
+                    .await?;
+                Ok(true)
+            })
+            .await?;
+        if enqueued {
+            tracing::info!(user = %sub.user_id, percent = level, "traffic threshold crossed; notification enqueued");
+        }
+        Ok(())
+    }
+
+    /// `GET /api/system` into `panel_stats` and the panel gauges.
+    async fn collect_stats(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
+        let counts = SyncCounts::default();
+        let stats = match self.client.system().await {
+            Ok(stats) => stats,
+            Err(e) => return Err((counts, anyhow::Error::new(e).context("reading the panel's system stats"))),
+        };
+        let m = &self.metrics;
+        for (status, n) in [
+            ("active", stats.users_active),
+            ("on_hold", stats.users_on_hold),
+            ("disabled", stats.users_disabled),
+            ("expired", stats.users_expired),
+            ("limited", stats.users_limited),
+        ] {
+            m.panel_users.with_label_values(&[status]).set(n);
+        }
+        m.panel_online_users.set(stats.online_users);
+        m.panel_bandwidth.with_label_values(&["incoming"]).set(stats.incoming_bandwidth);
+        m.panel_bandwidth.with_label_values(&["outgoing"]).set(stats.outgoing_bandwidth);
+        m.panel_bandwidth_speed
+            .with_label_values(&["incoming"])
+            .set(stats.incoming_bandwidth_speed);
+        m.panel_bandwidth_speed
+            .with_label_values(&["outgoing"])
+            .set(stats.outgoing_bandwidth_speed);
+        m.panel_cpu_usage.set(stats.cpu_usage);
+        m.panel_memory.with_label_values(&["total"]).set(stats.mem_total);
+        m.panel_memory.with_label_values(&["used"]).set(stats.mem_used);
+        let row = NewPanelStats {
+            version: stats.version,
+            mem_total: stats.mem_total,
+            mem_used: stats.mem_used,
+            cpu_cores: stats.cpu_cores,
+            cpu_usage: stats.cpu_usage,
+            total_user: stats.total_user,
+            online_users: stats.online_users,
+            users_active: stats.users_active,
+            users_on_hold: stats.users_on_hold,
+            users_disabled: stats.users_disabled,
+            users_expired: stats.users_expired,
+            users_limited: stats.users_limited,
+            incoming_bandwidth: stats.incoming_bandwidth,
+            outgoing_bandwidth: stats.outgoing_bandwidth,
+            incoming_bandwidth_speed: stats.incoming_bandwidth_speed,
+            outgoing_bandwidth_speed: stats.outgoing_bandwidth_speed,
+        };
+        let stored = async {
+            let mut conn = self.pool.get().await?;
+            runs::record_panel_stats(&mut conn, &row).await?;
+            anyhow::Ok(())
+        };
+        stored.await.map_err(|e| (counts, e))?;
+        Ok(counts)
+    }
+
+    /// Disables or deletes panel users expired for longer than `MARZBAN_CLEANUP_AFTER_DAYS`.
+    /// The subscription is disabled in the database too, so no sync brings the user back; a
+    /// renewal enables it again.
+    async fn cleanup(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
+        let mut counts = SyncCounts::default();
+        let cutoff = Utc::now() - ChronoDuration::days(i64::from(self.settings.cleanup_after_days));
+        let expired = match self.pool.get().await {
+            Ok(mut conn) => subscriptions::expired_before(&mut conn, cutoff)
+                .await
+                .map_err(|e| (counts, e.into()))?,
+            Err(e) => return Err((counts, e.into())),
+        };
+        let op = match self.settings.cleanup_action {
+            CleanupAction::Disable => crate::actors::messages::PanelOp::Disable,
+            CleanupAction::Delete => crate::actors::messages::PanelOp::Delete,
+        };
+        let results: Vec<_> = futures_util::stream::iter(expired)
+            .map(|sub| async move { (self.apply(sub.user_id, op).await, sub) })
+            .buffer_unordered(self.settings.write_concurrency)
+            .collect()
+            .await;
+        for (result, sub) in results {
+            counts.checked += 1;
+            match result {
+                Ok(()) => counts.updated += 1,
+                Err(e) => {
+                    counts.failed += 1;
+                    tracing::warn!(username = %sub.panel_username, error = %e.message, "cleanup failed for a user");
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Pages of `GET /api/users?search=<prefix>`, filtered to the users whose name starts with the
+/// prefix (the panel's search also matches inside names and notes).
+struct Pages<'a> {
+    shared: &'a Shared,
+    status: Option<PanelUserStatus>,
+    offset: u64,
+    done: bool,
+}
+
+impl Pages<'_> {
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<UserResponse>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let prefix = self.shared.settings.username_prefix.as_str();
+        let query = UserQuery {
+            search: Some(prefix),
+            status: self.status,
+        };
+        let page = self
+            .shared
+            .client
+            .list_users(&query, self.offset, self.shared.settings.page_size)
+            .await
+            .context("listing the panel's users")?;
+        let received = page.users.len() as u64;
+        self.offset += received;
+        self.done = received == 0 || self.offset >= page.total;
+        Ok(Some(
+            page.users
+                .into_iter()
+                .filter(|u| u.username.to_ascii_lowercase().starts_with(prefix))
+                .collect(),
+        ))
+    }
+}

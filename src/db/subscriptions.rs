@@ -1,0 +1,214 @@
+//! Subscriptions: what each user has paid for (the source of truth the panel is made to match)
+//! and what the panel last reported about it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, SmallInt, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+
+use crate::db::PgConn;
+use crate::db::models::Subscription;
+use crate::db::schema::{subscriptions, users};
+use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
+
+/// A user's subscription and Telegram id.
+pub async fn find_by_user(
+    conn: &mut PgConn,
+    user_id: UserId,
+) -> QueryResult<Option<(Subscription, i64)>> {
+    subscriptions::table
+        .inner_join(users::table)
+        .filter(subscriptions::user_id.eq(user_id))
+        .select((Subscription::as_select(), users::telegram_id))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every subscription with its user's Telegram id (the syncs compare them with the panel).
+pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, i64)>> {
+    subscriptions::table
+        .inner_join(users::table)
+        .select((Subscription::as_select(), users::telegram_id))
+        .order(subscriptions::id)
+        .load(conn)
+        .await
+}
+
+/// What the panel reported for one user after a write.
+#[derive(Debug, Clone)]
+pub struct PanelReport<'a> {
+    pub status: PanelUserStatus,
+    pub used_bytes: i64,
+    pub lifetime_used_bytes: i64,
+    pub online_at: Option<DateTime<Utc>>,
+    /// Stored when given (a new user or a revoked link); the panel mints a new URL on every
+    /// answer and all stay valid, so an unchanged link is not rewritten.
+    pub subscription_url: Option<&'a str>,
+}
+
+pub async fn record_panel_report(
+    conn: &mut PgConn,
+    user_id: UserId,
+    report: &PanelReport<'_>,
+) -> QueryResult<()> {
+    let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
+    let changes = (
+        subscriptions::panel_status.eq(Some(report.status)),
+        subscriptions::traffic_used_bytes.eq(report.used_bytes.max(0)),
+        subscriptions::lifetime_used_bytes.eq(report.lifetime_used_bytes.max(0)),
+        subscriptions::online_at.eq(report.online_at),
+        subscriptions::last_synced_at.eq(diesel::dsl::now),
+    );
+    match report.subscription_url {
+        Some(url) => {
+            diesel::update(target)
+                .set((changes, subscriptions::subscription_url.eq(url)))
+                .execute(conn)
+                .await
+        }
+        None => diesel::update(target).set(changes).execute(conn).await,
+    }
+    .map(|_| ())
+}
+
+/// Stores the link when none is stored yet (e.g. the user was created by an earlier run).
+pub async fn fill_missing_subscription_url(
+    conn: &mut PgConn,
+    user_id: UserId,
+    url: &str,
+) -> QueryResult<()> {
+    diesel::update(
+        subscriptions::table
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::subscription_url.is_null()),
+    )
+    .set(subscriptions::subscription_url.eq(url))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The user no longer exists on the panel: no link, no panel status, and the subscription is
+/// disabled so that no sync creates the user again (a renewal enables it).
+pub async fn mark_removed_from_panel(conn: &mut PgConn, user_id: UserId) -> QueryResult<()> {
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user_id)))
+        .set((
+            subscriptions::status.eq(SubscriptionStatus::Disabled),
+            subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::subscription_url.eq(None::<String>),
+            subscriptions::last_synced_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Sets the status the panel is made to match. Enabling a subscription whose time is up makes
+/// it `expired`, not `active`.
+pub async fn set_enabled(conn: &mut PgConn, user_id: UserId, enabled: bool) -> QueryResult<bool> {
+    let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
+    let n = if enabled {
+        diesel::sql_query(
+            "UPDATE subscriptions SET status = CASE WHEN expires_at > now() THEN 'active' ELSE 'expired' END \
+             WHERE user_id = $1",
+        )
+        .bind::<BigInt, _>(user_id.0)
+        .execute(conn)
+        .await?
+    } else {
+        diesel::update(target)
+            .set(subscriptions::status.eq(SubscriptionStatus::Disabled))
+            .execute(conn)
+            .await?
+    };
+    Ok(n == 1)
+}
+
+/// Traffic counters and status of many users at once (one statement per page of the panel).
+#[derive(Debug, Clone, Default)]
+pub struct UsageBatch {
+    pub usernames: Vec<String>,
+    pub statuses: Vec<String>,
+    pub online_at: Vec<Option<DateTime<Utc>>>,
+    pub used: Vec<i64>,
+    pub lifetime: Vec<i64>,
+}
+
+impl UsageBatch {
+    pub fn push(
+        &mut self,
+        username: &str,
+        status: PanelUserStatus,
+        online_at: Option<DateTime<Utc>>,
+        used: i64,
+        lifetime: i64,
+    ) {
+        self.usernames.push(username.to_owned());
+        self.statuses.push(status.as_str().to_owned());
+        self.online_at.push(online_at);
+        self.used.push(used.max(0));
+        self.lifetime.push(lifetime.max(0));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.usernames.is_empty()
+    }
+}
+
+/// Writes a batch; returns how many subscriptions matched.
+pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "UPDATE subscriptions s SET panel_status = v.status, online_at = v.online_at, \
+             traffic_used_bytes = v.used, lifetime_used_bytes = v.lifetime, last_synced_at = now() \
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[]) \
+             AS v(username, status, online_at, used, lifetime) \
+         WHERE s.panel_username = v.username",
+    )
+    .bind::<Array<Text>, _>(&batch.usernames)
+    .bind::<Array<Text>, _>(&batch.statuses)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&batch.online_at)
+    .bind::<Array<BigInt>, _>(&batch.used)
+    .bind::<Array<BigInt>, _>(&batch.lifetime)
+    .execute(conn)
+    .await
+}
+
+/// Records that `percent` was announced for the current period, if it was not yet (a new
+/// period starts from zero). `true` when this call is the one that recorded it.
+pub async fn claim_traffic_warning(
+    conn: &mut PgConn,
+    user_id: UserId,
+    percent: i16,
+    period_expires_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::sql_query(
+        "UPDATE subscriptions SET traffic_warned_percent = $2, traffic_warned_expires_at = $3 \
+         WHERE user_id = $1 AND expires_at = $3 \
+           AND (traffic_warned_expires_at IS DISTINCT FROM $3 OR traffic_warned_percent < $2)",
+    )
+    .bind::<BigInt, _>(user_id.0)
+    .bind::<SmallInt, _>(percent)
+    .bind::<Timestamptz, _>(period_expires_at)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Subscriptions expired before `cutoff` whose panel user is still there and not yet dealt
+/// with (for a `disable` cleanup: not yet disabled in the database).
+pub async fn expired_before(
+    conn: &mut PgConn,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<Vec<Subscription>> {
+    subscriptions::table
+        .filter(subscriptions::expires_at.lt(cutoff))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+        .select(Subscription::as_select())
+        .order(subscriptions::id)
+        .load(conn)
+        .await
+}
