@@ -1,0 +1,752 @@
+//! Provisioning and the scheduled syncs against the fake Marzban panel, through the real app
+//! (job runner, MarzbanSyncer, database).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use support::app::{TestApp, spawn_app};
+use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
+use vpn_shop::actors::marzban::UserJob;
+use vpn_shop::actors::messages::{RunSync, SyncKind};
+use vpn_shop::db::jobs::{self, NewJob};
+use vpn_shop::db::models::{Job, Subscription, SyncRun};
+use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs, users};
+use vpn_shop::db::sync::SyncCounts;
+use vpn_shop::domain::panel::panel_username;
+use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, UserId};
+
+const GIB: i64 = 1 << 30;
+
+async fn spawn_with_panel(panel: &FakePanel, extra: &[(&str, &str)]) -> TestApp {
+    let url = panel.url();
+    let mut settings = vec![
+        ("MARZBAN_URL", url.as_str()),
+        ("MARZBAN_USERNAME", ADMIN_USERNAME),
+        ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
+        ("MARZBAN_TIMEOUT", "1s"),
+        ("JOB_BACKOFF_BASE", "100ms"),
+        ("JOB_BACKOFF_MAX", "500ms"),
+        ("JOB_POLL_INTERVAL", "200ms"),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app(&settings).await;
+    // The syncs run once at start; wait for them so they do not mix with what a test does.
+    wait_until("the start-up syncs", || async {
+        let busy: i64 = jobs_table::table
+            .filter(jobs_table::kind.like("panel_%"))
+            .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
+            .count()
+            .get_result(&mut app.db.connect().await)
+            .await
+            .unwrap();
+        let done: i64 = jobs_table::table
+            .filter(jobs_table::kind.like("panel_%"))
+            .count()
+            .get_result(&mut app.db.connect().await)
+            .await
+            .unwrap();
+        busy == 0 && done == 5
+    })
+    .await;
+    panel.clear_requests();
+    app
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A subscriber with a subscription, as a payment or a trial leaves them.
+async fn subscriber(
+    conn: &mut AsyncPgConnection,
+    telegram_id: i64,
+    status: SubscriptionStatus,
+    expires_at: DateTime<Utc>,
+    traffic_limit: Option<i64>,
+) -> UserId {
+    let user_id: UserId = diesel::insert_into(users::table)
+        .values((
+            users::telegram_id.eq(telegram_id),
+            users::referral_code.eq(format!("ref{telegram_id}")),
+        ))
+        .returning(users::id)
+        .get_result(conn)
+        .await
+        .unwrap();
+    diesel::insert_into(subscriptions::table)
+        .values((
+            subscriptions::user_id.eq(user_id),
+            subscriptions::panel_username.eq(panel_username("vpnshop_", telegram_id)),
+            subscriptions::status.eq(status),
+            subscriptions::expires_at.eq(expires_at),
+            subscriptions::traffic_limit_bytes.eq(traffic_limit),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    user_id
+}
+
+/// `n` days from a fixed instant of this test process (whole seconds, as the panel stores unix
+/// seconds), so two calls with the same `n` agree.
+fn days(n: i64) -> DateTime<Utc> {
+    static ANCHOR: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(|| Utc::now().timestamp());
+    DateTime::from_timestamp(anchor + n * 86_400, 0).unwrap()
+}
+
+async fn enqueue(conn: &mut AsyncPgConnection, kind: &str, user_id: UserId) -> JobId {
+    jobs::enqueue(conn, NewJob::new(kind, UserJob { user_id }), 20)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn job(conn: &mut AsyncPgConnection, id: JobId) -> Job {
+    jobs::find(conn, id).await.unwrap().unwrap()
+}
+
+async fn wait_done(app: &TestApp, ids: &[JobId]) -> Vec<Job> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let conn = &mut app.db.connect().await;
+    loop {
+        let mut found = Vec::new();
+        for id in ids {
+            found.push(job(conn, *id).await);
+        }
+        assert!(
+            found.iter().all(|j| j.state != JobState::Dead),
+            "a job died: {found:?}"
+        );
+        if found.iter().all(|j| j.state == JobState::Done) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs not done in time: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn subscription(conn: &mut AsyncPgConnection, user_id: UserId) -> Subscription {
+    subscriptions::table
+        .filter(subscriptions::user_id.eq(user_id))
+        .select(Subscription::as_select())
+        .first(conn)
+        .await
+        .unwrap()
+}
+
+async fn run_sync(app: &TestApp, kind: SyncKind) -> SyncCounts {
+    app.app
+        .marzban
+        .as_ref()
+        .expect("a panel is configured")
+        .addr()
+        .send(RunSync { kind })
+        .await
+        .expect("the syncer answers")
+        .expect("the sync succeeds")
+        .expect("no other run of this kind is in progress")
+}
+
+fn name(telegram_id: i64) -> String {
+    panel_username("vpnshop_", telegram_id)
+}
+
+#[actix_rt::test]
+async fn a_paid_user_is_created_on_the_panel_with_expiry_limit_and_inbounds() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(
+        &panel,
+        &[
+            ("MARZBAN_INBOUNDS", r#"{"vless":["VLESS TCP REALITY"]}"#),
+            ("MARZBAN_SUBSCRIPTION_BASE_URL", "https://sub.example.com"),
+        ],
+    )
+    .await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(30);
+    let user = subscriber(
+        conn,
+        1001,
+        SubscriptionStatus::Active,
+        expires,
+        Some(50 * GIB),
+    )
+    .await;
+    let id = enqueue(conn, "provision", user).await;
+    wait_done(&app, &[id]).await;
+
+    let panel_user = panel.user(&name(1001)).expect("created on the panel");
+    assert_eq!(panel_user.expire, Some(expires.timestamp()));
+    assert_eq!(panel_user.data_limit, Some(50 * GIB));
+    assert_eq!(panel_user.status, "active");
+    assert!(panel_user.proxies.contains_key("vless"));
+    assert_eq!(panel_user.inbounds["vless"], vec!["VLESS TCP REALITY"]);
+    assert_eq!(panel_user.note.as_deref(), Some("vpn-shop: telegram 1001"));
+    // The create body carried `inbounds` (without it the user could not connect).
+    let create = &panel.requests()[1];
+    assert_eq!(
+        (create.method.as_str(), create.route.as_str()),
+        ("POST", "/api/user")
+    );
+    assert!(create.body.as_ref().unwrap()["inbounds"].is_object());
+
+    let sub = subscription(conn, user).await;
+    assert_eq!(sub.panel_status, Some(PanelUserStatus::Active));
+    let url = sub.subscription_url.expect("the link is stored");
+    assert!(url.starts_with("https://sub.example.com/sub/"), "{url}");
+    assert!(sub.last_synced_at.is_some());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_provision_retried_after_a_timeout_that_succeeded_leaves_one_user() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(30);
+    let user = subscriber(conn, 1002, SubscriptionStatus::Active, expires, None).await;
+    // The panel creates the user but answers after the client gave up (MARZBAN_TIMEOUT=1s).
+    panel.time_out_next_on("POST", "/api/user", 1, Duration::from_secs(3));
+    let id = enqueue(conn, "provision", user).await;
+    let done = wait_done(&app, &[id]).await;
+
+    assert_eq!(
+        done[0].attempts, 2,
+        "the timed-out attempt failed, the retry found the user"
+    );
+    assert_eq!(panel.user_count(), 1);
+    assert_eq!(panel.count("POST", "/api/user"), 1, "created once");
+    assert_eq!(
+        panel.count("PUT", "/api/user/{username}"),
+        0,
+        "nothing to correct"
+    );
+    let panel_user = panel.user(&name(1002)).unwrap();
+    assert_eq!(panel_user.expire, Some(expires.timestamp()));
+    assert!(subscription(conn, user).await.subscription_url.is_some());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_existing_panel_user_is_reconciled_not_created_again() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(10);
+    let user = subscriber(conn, 1003, SubscriptionStatus::Active, expires, Some(GIB)).await;
+    // A user the shop created earlier, whose expiry and limit are stale.
+    let mut stale = FakeUser::new(&name(1003));
+    stale.expire = Some(days(1).timestamp());
+    panel.insert_user(stale);
+    let id = enqueue(conn, "provision", user).await;
+    wait_done(&app, &[id]).await;
+    let panel_user = panel.user(&name(1003)).unwrap();
+    assert_eq!(panel_user.expire, Some(expires.timestamp()));
+    assert_eq!(panel_user.data_limit, Some(GIB));
+    assert_eq!(panel.count("POST", "/api/user"), 0);
+    assert_eq!(panel.count("PUT", "/api/user/{username}"), 1);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn renewing_an_expired_user_makes_it_active_again() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 1004, SubscriptionStatus::Active, days(5), None).await;
+    let mut expired = FakeUser::new(&name(1004));
+    expired.expire = Some(days(-3).timestamp());
+    panel.insert_user(expired);
+    assert_eq!(panel.user(&name(1004)).unwrap().status, "expired");
+
+    let id = enqueue(conn, "provision", user).await;
+    wait_done(&app, &[id]).await;
+    let panel_user = panel.user(&name(1004)).unwrap();
+    assert_eq!(panel_user.status, "active");
+    assert_eq!(panel_user.expire, Some(days(5).timestamp()));
+    let put = panel
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("a PUT");
+    // Absolute values only: the expiry as a timestamp, nothing else touched.
+    assert_eq!(
+        put.body,
+        Some(serde_json::json!({"expire": days(5).timestamp()}))
+    );
+    assert_eq!(
+        subscription(conn, user).await.panel_status,
+        Some(PanelUserStatus::Active)
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("MARZBAN_PAGE_SIZE", "2")]).await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(20);
+    let mut ids = Vec::new();
+    for tg in 2001..=2005 {
+        let user = subscriber(
+            conn,
+            tg,
+            SubscriptionStatus::Active,
+            expires,
+            Some(10 * GIB),
+        )
+        .await;
+        ids.push(enqueue(conn, "provision", user).await);
+    }
+    wait_done(&app, &ids).await;
+    // Changed by hand on the panel: one expiry, one data limit, one disabled.
+    panel.update_user(&name(2002), |u| u.expire = Some(days(400).timestamp()));
+    panel.update_user(&name(2003), |u| u.data_limit = None);
+    panel.update_user(&name(2004), |u| u.status = "disabled".into());
+    // Users that are not the shop's, and one with the prefix the shop does not know.
+    let mut foreign = FakeUser::new("alice");
+    foreign.expire = Some(days(1).timestamp());
+    panel.insert_user(foreign);
+    panel.insert_user(FakeUser::new(&name(9999)));
+    panel.clear_requests();
+
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!(
+        counts,
+        SyncCounts {
+            checked: 5,
+            created: 0,
+            updated: 3,
+            failed: 0
+        }
+    );
+    let puts: Vec<String> = panel
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        puts.len(),
+        3,
+        "only the drifted users are written: {puts:?}"
+    );
+    for tg in [2002, 2003, 2004] {
+        let u = panel.user(&name(tg)).unwrap();
+        assert_eq!(
+            (u.expire, u.data_limit, u.status.as_str()),
+            (Some(expires.timestamp()), Some(10 * GIB), "active"),
+            "{tg}"
+        );
+    }
+    assert_eq!(
+        panel.user("alice").unwrap().expire,
+        Some(days(1).timestamp())
+    );
+    assert!(panel.user(&name(9999)).unwrap().expire.is_none());
+    assert!(
+        panel
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("alice") && !r.path.contains("9999")),
+        "foreign users are never touched"
+    );
+    // Pages of 2 for the 6 users the prefix search finds.
+    assert_eq!(panel.count("GET", "/api/users"), 3);
+
+    let run: SyncRun = sync_runs::table
+        .filter(sync_runs::kind.eq("subscriptions"))
+        .order(sync_runs::id.desc())
+        .select(SyncRun::as_select())
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!((run.checked, run.updated, run.failed), (5, 3, 0));
+    assert!(run.finished_at.is_some() && run.error.is_none());
+
+    // A second run finds nothing to do.
+    panel.clear_requests();
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!(counts.updated, 0);
+    assert_eq!(panel.count("PUT", "/api/user/{username}"), 0);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_subscription_sync_recreates_users_missing_on_the_panel() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let active = subscriber(conn, 3001, SubscriptionStatus::Active, days(9), None).await;
+    let _expired = subscriber(conn, 3002, SubscriptionStatus::Expired, days(-9), None).await;
+    let _disabled = subscriber(conn, 3003, SubscriptionStatus::Disabled, days(9), None).await;
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!((counts.created, counts.failed), (1, 0));
+    assert_eq!(
+        panel.user_count(),
+        1,
+        "only access still paid for is re-created"
+    );
+    assert_eq!(
+        panel.user(&name(3001)).unwrap().expire,
+        Some(days(9).timestamp())
+    );
+    assert!(subscription(conn, active).await.subscription_url.is_some());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn provision_jobs_wait_out_a_panel_outage_and_all_complete_after_it() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    panel.set_outage(true);
+    let expires = days(30);
+    let mut ids = Vec::new();
+    for tg in 4001..=4010 {
+        let user = subscriber(conn, tg, SubscriptionStatus::Active, expires, None).await;
+        ids.push(enqueue(conn, "provision", user).await);
+    }
+    // While the panel is down every job keeps failing and stays queued — none dies.
+    wait_until("repeated failed attempts", || async {
+        let conn = &mut app.db.connect().await;
+        let mut all_retrying = true;
+        for id in &ids {
+            let j = job(conn, *id).await;
+            assert!(
+                matches!(j.state, JobState::Pending | JobState::Running),
+                "{j:?}"
+            );
+            all_retrying &= j.attempts >= 3;
+        }
+        all_retrying
+    })
+    .await;
+    assert_eq!(panel.user_count(), 0);
+    panel.set_outage(false);
+    wait_done(&app, &ids).await;
+    assert_eq!(panel.user_count(), 10);
+    for tg in 4001..=4010 {
+        assert_eq!(
+            panel.user(&name(tg)).unwrap().expire,
+            Some(expires.timestamp())
+        );
+    }
+    assert_eq!(
+        panel.count("POST", "/api/user"),
+        10,
+        "each user created once"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_expired_token_mid_sync_logs_in_again_once() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("MARZBAN_PAGE_SIZE", "1")]).await;
+    let conn = &mut app.db.connect().await;
+    let mut ids = Vec::new();
+    for tg in 5001..=5004 {
+        let user = subscriber(conn, tg, SubscriptionStatus::Active, days(30), None).await;
+        ids.push(enqueue(conn, "provision", user).await);
+    }
+    wait_done(&app, &ids).await;
+    let logins = panel.logins();
+    panel.set_latency(Duration::from_millis(100));
+    let sync = app.app.marzban.as_ref().unwrap().addr().send(RunSync {
+        kind: SyncKind::Subscriptions,
+    });
+    let expire_after_first_page = async {
+        while panel.count("GET", "/api/users") < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panel.expire_all_tokens();
+    };
+    let (result, ()) = tokio::join!(sync, expire_after_first_page);
+    let counts = result.unwrap().unwrap().unwrap();
+    assert_eq!(
+        counts.checked, 4,
+        "the whole list was read despite the expired token"
+    );
+    assert_eq!(panel.logins(), logins + 1, "exactly one new login");
+    app.shutdown().await;
+}
+
+async fn notifications(conn: &mut AsyncPgConnection) -> Vec<serde_json::Value> {
+    jobs_table::table
+        .filter(jobs_table::kind.eq("notify"))
+        .order(jobs_table::id)
+        .select(jobs_table::payload)
+        .load(conn)
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn traffic_thresholds_enqueue_one_notification_each() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 6001, SubscriptionStatus::Active, days(30), Some(1000)).await;
+    let quiet = subscriber(conn, 6002, SubscriptionStatus::Active, days(30), None).await;
+    let ids = vec![
+        enqueue(conn, "provision", user).await,
+        enqueue(conn, "provision", quiet).await,
+    ];
+    wait_done(&app, &ids).await;
+
+    panel.update_user(&name(6001), |u| u.used_traffic = 500);
+    panel.update_user(&name(6002), |u| u.used_traffic = 10 * GIB);
+    run_sync(&app, SyncKind::Traffic).await;
+    assert!(
+        notifications(conn).await.is_empty(),
+        "50 % announces nothing"
+    );
+
+    panel.update_user(&name(6001), |u| u.used_traffic = 850);
+    for _ in 0..3 {
+        run_sync(&app, SyncKind::Traffic).await;
+    }
+    run_sync(&app, SyncKind::Status).await;
+    let sent = notifications(conn).await;
+    assert_eq!(sent.len(), 1, "80 % once, however many runs: {sent:?}");
+    assert_eq!(sent[0]["notification"]["percent"], 80);
+    assert_eq!(sent[0]["user_id"], user.0);
+
+    panel.update_user(&name(6001), |u| u.used_traffic = 1000);
+    assert_eq!(panel.user(&name(6001)).unwrap().status, "limited");
+    for _ in 0..3 {
+        run_sync(&app, SyncKind::Traffic).await;
+    }
+    let sent = notifications(conn).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["notification"]["percent"], 100);
+    assert_eq!(sent[1]["notification"]["limit_bytes"], 1000);
+
+    let sub = subscription(conn, user).await;
+    assert_eq!(sub.traffic_used_bytes, 1000);
+    assert_eq!(sub.panel_status, Some(PanelUserStatus::Limited));
+    assert_eq!(sub.traffic_warned_percent, 100);
+
+    // A renewal starts a new period: the thresholds are armed again.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::expires_at.eq(days(60)))
+        .execute(conn)
+        .await
+        .unwrap();
+    run_sync(&app, SyncKind::Traffic).await;
+    assert_eq!(notifications(conn).await.len(), 3);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_status_sync_stores_panel_status_online_time_and_traffic() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 7001, SubscriptionStatus::Active, days(30), None).await;
+    let id = enqueue(conn, "provision", user).await;
+    wait_done(&app, &[id]).await;
+    let online = Utc::now().naive_utc() - chrono::Duration::minutes(5);
+    panel.update_user(&name(7001), |u| {
+        u.used_traffic = 12345;
+        u.online_at = Some(online);
+        u.status = "disabled".into();
+    });
+    let counts = run_sync(&app, SyncKind::Status).await;
+    assert_eq!((counts.checked, counts.updated), (1, 1));
+    let sub = subscription(conn, user).await;
+    assert_eq!(sub.traffic_used_bytes, 12345);
+    assert_eq!(sub.panel_status, Some(PanelUserStatus::Disabled));
+    let stored = sub.online_at.unwrap().naive_utc();
+    assert!((stored - online).num_seconds().abs() <= 1);
+    // The status sync only reads: nothing was written to the panel.
+    assert_eq!(panel.count("PUT", "/api/user/{username}"), 0);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn cleanup_disables_long_expired_users_and_keeps_their_records() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let old = subscriber(conn, 8001, SubscriptionStatus::Expired, days(-40), None).await;
+    let recent = subscriber(conn, 8002, SubscriptionStatus::Expired, days(-10), None).await;
+    for tg in [8001, 8002] {
+        let mut u = FakeUser::new(&name(tg));
+        u.expire = Some(days(if tg == 8001 { -40 } else { -10 }).timestamp());
+        panel.insert_user(u);
+    }
+    let counts = run_sync(&app, SyncKind::Cleanup).await;
+    assert_eq!((counts.checked, counts.updated), (1, 1));
+    assert_eq!(panel.user(&name(8001)).unwrap().status, "disabled");
+    assert_eq!(panel.user(&name(8002)).unwrap().status, "expired");
+    assert_eq!(
+        subscription(conn, old).await.status,
+        SubscriptionStatus::Disabled
+    );
+    assert_eq!(
+        subscription(conn, recent).await.status,
+        SubscriptionStatus::Expired
+    );
+    // Handled once: the next run finds nothing.
+    assert_eq!(run_sync(&app, SyncKind::Cleanup).await.checked, 0);
+    // The subscription sync does not undo it.
+    run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!(panel.user(&name(8001)).unwrap().status, "disabled");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn cleanup_can_delete_instead() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("MARZBAN_CLEANUP_ACTION", "delete")]).await;
+    let conn = &mut app.db.connect().await;
+    let old = subscriber(conn, 8101, SubscriptionStatus::Expired, days(-40), None).await;
+    let mut u = FakeUser::new(&name(8101));
+    u.expire = Some(days(-40).timestamp());
+    panel.insert_user(u);
+    run_sync(&app, SyncKind::Cleanup).await;
+    assert!(panel.user(&name(8101)).is_none());
+    let sub = subscription(conn, old).await;
+    assert_eq!(sub.status, SubscriptionStatus::Disabled);
+    assert!(sub.panel_status.is_none() && sub.subscription_url.is_none());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn admin_operations_reach_the_panel_and_the_database() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 9001, SubscriptionStatus::Active, days(30), Some(GIB)).await;
+    wait_done(&app, &[enqueue(conn, "provision", user).await]).await;
+    let first_link = subscription(conn, user).await.subscription_url.unwrap();
+
+    // Revoke: a new link is stored, the old one is dead.
+    wait_done(&app, &[enqueue(conn, "panel_revoke_sub", user).await]).await;
+    let new_link = subscription(conn, user).await.subscription_url.unwrap();
+    assert_ne!(new_link, first_link);
+    assert!(!panel.subscription_valid(&first_link) && panel.subscription_valid(&new_link));
+
+    // Disable, then reset traffic: the 0.8.4 reset would make the user active again; the job
+    // re-applies the status the database wants.
+    panel.update_user(&name(9001), |u| u.used_traffic = 300);
+    wait_done(&app, &[enqueue(conn, "panel_disable", user).await]).await;
+    assert_eq!(panel.user(&name(9001)).unwrap().status, "disabled");
+    wait_done(&app, &[enqueue(conn, "panel_reset_traffic", user).await]).await;
+    let u = panel.user(&name(9001)).unwrap();
+    assert_eq!((u.used_traffic, u.status.as_str()), (0, "disabled"));
+    assert_eq!(subscription(conn, user).await.traffic_used_bytes, 0);
+
+    wait_done(&app, &[enqueue(conn, "panel_enable", user).await]).await;
+    assert_eq!(panel.user(&name(9001)).unwrap().status, "active");
+    assert_eq!(
+        subscription(conn, user).await.status,
+        SubscriptionStatus::Active
+    );
+
+    // Delete, through the 0.8.4 bug that answers 500 although the user is gone.
+    panel.set_delete_bug(true);
+    wait_done(&app, &[enqueue(conn, "panel_delete", user).await]).await;
+    assert!(panel.user(&name(9001)).is_none());
+    let sub = subscription(conn, user).await;
+    assert_eq!(sub.status, SubscriptionStatus::Disabled);
+    assert!(sub.subscription_url.is_none());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_request_the_panel_refuses_makes_the_job_dead_with_its_reason() {
+    let panel = FakePanel::start();
+    // Trojan is configured in the shop but the panel has no trojan inbound.
+    panel.set_inbounds(std::collections::BTreeMap::from([(
+        "vless".to_owned(),
+        vec!["VLESS TCP REALITY".to_owned()],
+    )]));
+    let app = spawn_with_panel(&panel, &[("MARZBAN_PROXIES", "vless,trojan")]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 9101, SubscriptionStatus::Active, days(30), None).await;
+    let id = enqueue(conn, "provision", user).await;
+    wait_until("the job to die", || async {
+        job(&mut app.db.connect().await, id).await.state == JobState::Dead
+    })
+    .await;
+    let dead = job(conn, id).await;
+    assert_eq!(dead.attempts, 1, "no retry of a request the panel refuses");
+    let error = dead.last_error.unwrap();
+    assert!(
+        error.contains("Protocol trojan is disabled on your server"),
+        "{error}"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_stats_sync_records_the_panel_and_exports_gauges() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    panel.insert_user(FakeUser::new(&name(9201)));
+    let mut disabled = FakeUser::new("bob");
+    disabled.status = "disabled".into();
+    panel.insert_user(disabled);
+    run_sync(&app, SyncKind::Stats).await;
+    let (total, active, disabled): (i64, i64, i64) = vpn_shop::db::schema::panel_stats::table
+        .order(vpn_shop::db::schema::panel_stats::id.desc())
+        .select((
+            vpn_shop::db::schema::panel_stats::total_user,
+            vpn_shop::db::schema::panel_stats::users_active,
+            vpn_shop::db::schema::panel_stats::users_disabled,
+        ))
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!((total, active, disabled), (2, 1, 1));
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "vpn_shop_panel_users{status=\"active\"} 1",
+        "vpn_shop_panel_users{status=\"disabled\"} 1",
+        "vpn_shop_sync_runs_total{kind=\"stats\",outcome=\"succeeded\"} 2",
+        "vpn_shop_panel_requests_total{endpoint=\"system\",status=\"200\"} 2",
+        "vpn_shop_panel_request_duration_seconds_count{endpoint=\"system\"} 2",
+        "vpn_shop_panel_memory_bytes{kind=\"total\"}",
+    ] {
+        assert!(metrics.contains(line), "missing {line}");
+    }
+    let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"]["marzban"], "ok");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn without_a_panel_provision_jobs_wait_in_the_queue() {
+    let app = spawn_app(&[("JOB_POLL_INTERVAL", "100ms")]).await;
+    assert!(app.app.marzban.is_none());
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 9301, SubscriptionStatus::Active, days(30), None).await;
+    let id = enqueue(conn, "provision", user).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = job(conn, id).await;
+    assert_eq!((waiting.state, waiting.attempts), (JobState::Pending, 0));
+    let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();
+    assert!(ready["checks"].get("marzban").is_none());
+    app.shutdown().await;
+}
