@@ -31,7 +31,8 @@ use crate::db::{PgPool, jobs::NOTIFY_CHANNEL};
 use crate::metrics::Metrics;
 
 /// Why an attempt failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct JobError {
     pub message: String,
     /// Retrying cannot help (bad payload, a 4xx that will not change): dead at once.
