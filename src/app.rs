@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{MAINTENANCE, Maintenance};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
+use crate::actors::notifier::{Notifier, NotifierJobs};
 use crate::actors::messages::{Drain, StopScheduling};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -80,6 +81,7 @@ pub struct RunningApp {
     pub scheduler: ActorHandle<Scheduler>,
     /// `None` without `MARZBAN_URL`.
     pub marzban: Option<ActorHandle<MarzbanSyncer>>,
+    pub notifier: ActorHandle<Notifier>,
     server: web::RunningServer,
     watchdog: actix_rt::task::JoinHandle<()>,
     settings: Settings,
@@ -136,6 +138,19 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             None
         }
     };
+    let notifier = actors.supervise(
+        "notifier",
+        Notifier::factory(
+            pool.clone(),
+            settings.telegram.as_ref(),
+            settings.notifications.clone(),
+            Arc::clone(&metrics),
+            settings.jobs.max_attempts,
+            settings.marzban.is_some(),
+        )?,
+    );
+    NotifierJobs::register(&mut handlers, notifier.clone());
+    tasks.extend(Notifier::tasks(&settings.notifications));
     let handlers = Arc::new(handlers);
     let job_kinds = handlers.kinds();
 
@@ -198,6 +213,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         job_runner,
         scheduler,
         marzban: marzban_syncer,
+        notifier,
         server,
         watchdog,
         settings: settings.clone(),

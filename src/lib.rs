@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod i18n;
 pub mod metrics;
 pub mod telemetry;
 pub mod web;

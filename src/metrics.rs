@@ -58,6 +58,16 @@ pub struct Metrics {
     pub panel_cpu_usage: prometheus::Gauge,
     /// `kind`: `total`, `used` — panel host memory in bytes.
     pub panel_memory: IntGaugeVec,
+    /// `kind`, `channel`, `outcome`: `sent`, `failed`, `skipped`.
+    pub notifications: IntCounterVec,
+    /// `channel`: time to send one message, waiting for the rate budget included.
+    pub notification_send_duration: HistogramVec,
+    /// 429 answers from Telegram (each one waited out and the message resent).
+    pub telegram_flood_waits: prometheus::IntCounter,
+    /// `outcome`: `sent`, `failed`, `blocked`.
+    pub broadcast_messages: IntCounterVec,
+    /// Messages still to send in the running broadcast.
+    pub broadcast_remaining: IntGauge,
 }
 
 impl Metrics {
@@ -132,24 +142,33 @@ impl Metrics {
             &["version"],
         )?;
         let panel_requests = IntCounterVec::new(
-            Opts::new("panel_requests_total", "Requests to the Marzban panel by endpoint and status.")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "panel_requests_total",
+                "Requests to the Marzban panel by endpoint and status.",
+            )
+            .namespace(NAMESPACE),
             &["endpoint", "status"],
         )?;
         let panel_duration = HistogramVec::new(
-            HistogramOpts::new("panel_request_duration_seconds", "Marzban panel request time.")
-                .namespace(NAMESPACE)
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "panel_request_duration_seconds",
+                "Marzban panel request time.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["endpoint"],
         )?;
         let sync_runs = IntCounterVec::new(
-            Opts::new("sync_runs_total", "Panel sync runs by kind and outcome.").namespace(NAMESPACE),
+            Opts::new("sync_runs_total", "Panel sync runs by kind and outcome.")
+                .namespace(NAMESPACE),
             &["kind", "outcome"],
         )?;
         let sync_duration = HistogramVec::new(
             HistogramOpts::new("sync_duration_seconds", "Panel sync run time.")
                 .namespace(NAMESPACE)
-                .buckets(vec![0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+                .buckets(vec![
+                    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                ]),
             &["kind"],
         )?;
         let sync_users = IntCounterVec::new(
@@ -158,27 +177,70 @@ impl Metrics {
             &["kind", "change"],
         )?;
         let panel_users = IntGaugeVec::new(
-            Opts::new("panel_users", "Panel users by status (GET /api/system).").namespace(NAMESPACE),
+            Opts::new("panel_users", "Panel users by status (GET /api/system).")
+                .namespace(NAMESPACE),
             &["status"],
         )?;
         let panel_online_users = IntGauge::with_opts(
-            Opts::new("panel_online_users", "Panel users online in the last 24 hours.").namespace(NAMESPACE),
+            Opts::new(
+                "panel_online_users",
+                "Panel users online in the last 24 hours.",
+            )
+            .namespace(NAMESPACE),
         )?;
         let panel_bandwidth = IntGaugeVec::new(
-            Opts::new("panel_bandwidth_bytes", "Panel traffic since it started, by direction.").namespace(NAMESPACE),
+            Opts::new(
+                "panel_bandwidth_bytes",
+                "Panel traffic since it started, by direction.",
+            )
+            .namespace(NAMESPACE),
             &["direction"],
         )?;
         let panel_bandwidth_speed = IntGaugeVec::new(
-            Opts::new("panel_bandwidth_speed_bytes", "Panel traffic rate in bytes per second, by direction.")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "panel_bandwidth_speed_bytes",
+                "Panel traffic rate in bytes per second, by direction.",
+            )
+            .namespace(NAMESPACE),
             &["direction"],
         )?;
         let panel_cpu_usage = prometheus::Gauge::with_opts(
-            Opts::new("panel_cpu_usage_percent", "Panel host CPU usage in percent.").namespace(NAMESPACE),
+            Opts::new(
+                "panel_cpu_usage_percent",
+                "Panel host CPU usage in percent.",
+            )
+            .namespace(NAMESPACE),
         )?;
         let panel_memory = IntGaugeVec::new(
-            Opts::new("panel_memory_bytes", "Panel host memory: total and used.").namespace(NAMESPACE),
+            Opts::new("panel_memory_bytes", "Panel host memory: total and used.")
+                .namespace(NAMESPACE),
             &["kind"],
+        )?;
+        let notifications = IntCounterVec::new(
+            Opts::new("notifications_total", "Notification deliveries by type, channel and outcome.")
+                .namespace(NAMESPACE),
+            &["kind", "channel", "outcome"],
+        )?;
+        let notification_send_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "notification_send_duration_seconds",
+                "Time to send one message, waiting for the rate budget included.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["channel"],
+        )?;
+        let telegram_flood_waits = prometheus::IntCounter::with_opts(
+            Opts::new("telegram_flood_waits_total", "429 answers from Telegram, each waited out.")
+                .namespace(NAMESPACE),
+        )?;
+        let broadcast_messages = IntCounterVec::new(
+            Opts::new("broadcast_messages_total", "Broadcast messages by outcome.").namespace(NAMESPACE),
+            &["outcome"],
+        )?;
+        let broadcast_remaining = IntGauge::with_opts(
+            Opts::new("broadcast_remaining", "Messages still to send in the running broadcast.")
+                .namespace(NAMESPACE),
         )?;
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -202,6 +264,11 @@ impl Metrics {
             Box::new(panel_bandwidth_speed.clone()),
             Box::new(panel_cpu_usage.clone()),
             Box::new(panel_memory.clone()),
+            Box::new(notifications.clone()),
+            Box::new(notification_send_duration.clone()),
+            Box::new(telegram_flood_waits.clone()),
+            Box::new(broadcast_messages.clone()),
+            Box::new(broadcast_remaining.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -235,6 +302,11 @@ impl Metrics {
             panel_bandwidth_speed,
             panel_cpu_usage,
             panel_memory,
+            notifications,
+            notification_send_duration,
+            telegram_flood_waits,
+            broadcast_messages,
+            broadcast_remaining,
         })
     }
 

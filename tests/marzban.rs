@@ -543,7 +543,6 @@ async fn traffic_thresholds_enqueue_one_notification_each() {
     let sub = subscription(conn, user).await;
     assert_eq!(sub.traffic_used_bytes, 1000);
     assert_eq!(sub.panel_status, Some(PanelUserStatus::Limited));
-    assert_eq!(sub.traffic_warned_percent, 100);
 
     // A renewal starts a new period: the thresholds are armed again.
     diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))

@@ -7,7 +7,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::actors::job_runner::{JobError, JobHandler};
 use crate::db::models::Job;
-use crate::db::{PgPool, admins, jobs, telegram};
+use crate::db::{PgPool, admins, jobs, rate, telegram};
 
 /// Job kind (and scheduled task name).
 pub const MAINTENANCE: &str = "maintenance";
@@ -31,7 +31,14 @@ impl JobHandler for Maintenance {
             let auth_pruned = admins::prune_auth_state(&mut conn).await?;
             let updates_pruned =
                 telegram::prune_updates(&mut conn, TELEGRAM_UPDATE_RETENTION).await?;
-            tracing::info!(jobs_pruned, auth_pruned, updates_pruned, "maintenance done");
+            let budgets_pruned = rate::prune(&mut conn).await?;
+            tracing::info!(
+                jobs_pruned,
+                auth_pruned,
+                updates_pruned,
+                budgets_pruned,
+                "maintenance done"
+            );
             Ok(())
         })
     }

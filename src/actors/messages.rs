@@ -69,7 +69,9 @@ pub enum SyncKind {
 
 /// Runs a sync now. `None` when a run of that kind is already in progress (runs never overlap).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<Option<crate::db::sync::SyncCounts>, crate::actors::job_runner::JobError>")]
+#[rtype(
+    result = "Result<Option<crate::db::sync::SyncCounts>, crate::actors::job_runner::JobError>"
+)]
 pub struct RunSync {
     pub kind: SyncKind,
 }

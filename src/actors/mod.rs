@@ -6,5 +6,6 @@ pub mod job_runner;
 pub mod maintenance;
 pub mod marzban;
 pub mod messages;
+pub mod notifier;
 pub mod scheduler;
 pub mod supervisor;

@@ -421,7 +421,14 @@ impl MarzbanClient {
     pub async fn create_user(&self, user: &UserCreate) -> Result<UserResponse, PanelError> {
         let body = serde_json::to_value(user).map_err(|e| PanelError::Decode(e.to_string()))?;
         let response = self
-            .call(Method::POST, "/api/user", &[], Some(&body), "create_user", Retry::Once)
+            .call(
+                Method::POST,
+                "/api/user",
+                &[],
+                Some(&body),
+                "create_user",
+                Retry::Once,
+            )
             .await?;
         Self::json(response).await
     }
@@ -435,7 +442,14 @@ impl MarzbanClient {
         let body = serde_json::to_value(changes).map_err(|e| PanelError::Decode(e.to_string()))?;
         let path = Self::user_path(username, "");
         let response = self
-            .call(Method::PUT, &path, &[], Some(&body), "modify_user", Retry::Idempotent)
+            .call(
+                Method::PUT,
+                &path,
+                &[],
+                Some(&body),
+                "modify_user",
+                Retry::Idempotent,
+            )
             .await?;
         Self::json(response).await
     }
@@ -444,18 +458,30 @@ impl MarzbanClient {
     pub async fn delete_user(&self, username: &str) -> Result<(), PanelError> {
         let path = Self::user_path(username, "");
         match self
-            .call(Method::DELETE, &path, &[], None, "delete_user", Retry::Idempotent)
+            .call(
+                Method::DELETE,
+                &path,
+                &[],
+                None,
+                "delete_user",
+                Retry::Idempotent,
+            )
             .await
         {
             Ok(_) | Err(PanelError::NotFound) => Ok(()),
             // 0.8.4 answers 500 for users created by an env-file sudoer although it deleted them.
-            Err(error @ PanelError::Server { status: 500, .. }) => match self.get_user(username).await {
-                Err(PanelError::NotFound) => {
-                    tracing::info!(username, "panel answered 500 to DELETE but the user is gone");
-                    Ok(())
+            Err(error @ PanelError::Server { status: 500, .. }) => {
+                match self.get_user(username).await {
+                    Err(PanelError::NotFound) => {
+                        tracing::info!(
+                            username,
+                            "panel answered 500 to DELETE but the user is gone"
+                        );
+                        Ok(())
+                    }
+                    _ => Err(error),
                 }
-                _ => Err(error),
-            },
+            }
             Err(error) => Err(error),
         }
     }
@@ -494,21 +520,42 @@ impl MarzbanClient {
             params.push(("status", status.as_str().to_owned()));
         }
         let response = self
-            .call(Method::GET, "/api/users", &params, None, "list_users", Retry::Idempotent)
+            .call(
+                Method::GET,
+                "/api/users",
+                &params,
+                None,
+                "list_users",
+                Retry::Idempotent,
+            )
             .await?;
         Self::json(response).await
     }
 
     pub async fn system(&self) -> Result<SystemStats, PanelError> {
         let response = self
-            .call(Method::GET, "/api/system", &[], None, "system", Retry::Idempotent)
+            .call(
+                Method::GET,
+                "/api/system",
+                &[],
+                None,
+                "system",
+                Retry::Idempotent,
+            )
             .await?;
         Self::json(response).await
     }
 
     pub async fn inbounds(&self) -> Result<BTreeMap<String, Vec<Inbound>>, PanelError> {
         let response = self
-            .call(Method::GET, "/api/inbounds", &[], None, "inbounds", Retry::Idempotent)
+            .call(
+                Method::GET,
+                "/api/inbounds",
+                &[],
+                None,
+                "inbounds",
+                Retry::Idempotent,
+            )
             .await?;
         Self::json(response).await
     }
@@ -532,7 +579,12 @@ async fn error_of(status: StatusCode, response: reqwest::Response) -> PanelError
             let (field, message) = body["detail"]
                 .as_object()
                 .and_then(|m| m.iter().next())
-                .map(|(f, m)| (f.clone(), m.as_str().map_or_else(|| m.to_string(), str::to_owned)))
+                .map(|(f, m)| {
+                    (
+                        f.clone(),
+                        m.as_str().map_or_else(|| m.to_string(), str::to_owned),
+                    )
+                })
                 .unwrap_or_else(|| ("body".to_owned(), detail.clone()));
             PanelError::Validation { field, message }
         }
@@ -559,7 +611,11 @@ mod tests {
         )
         .unwrap();
         let settings = crate::config::Settings::from_raw(&raw).unwrap();
-        MarzbanClient::new(&settings.marzban.unwrap(), Arc::new(Metrics::new().unwrap())).unwrap()
+        MarzbanClient::new(
+            &settings.marzban.unwrap(),
+            Arc::new(Metrics::new().unwrap()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -578,7 +634,10 @@ mod tests {
             "https://panel.example.com:8000/api/user/u"
         );
         let c = client("https://example.com/panel/", "https://example.com/panel");
-        assert_eq!(c.url("/api/users").as_str(), "https://example.com/panel/api/users");
+        assert_eq!(
+            c.url("/api/users").as_str(),
+            "https://example.com/panel/api/users"
+        );
         assert_eq!(
             c.absolute_subscription_url("/sub/abc"),
             "https://example.com/panel/sub/abc"

@@ -122,8 +122,8 @@ fn parse_inbounds(
     value: &str,
     proxies: &Map<String, Value>,
 ) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let inbounds: BTreeMap<String, Vec<String>> = serde_json::from_str(value)
-        .map_err(|e| format!("not a JSON object of tag lists: {e}"))?;
+    let inbounds: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(value).map_err(|e| format!("not a JSON object of tag lists: {e}"))?;
     for (protocol, tags) in &inbounds {
         if !proxies.contains_key(protocol) {
             return Err(format!("'{protocol}' is not one of MARZBAN_PROXIES"));
@@ -171,7 +171,12 @@ mod tests {
 
     #[test]
     fn off_without_url() {
-        assert!(settings(&[("MARZBAN_USERNAME", "x")]).unwrap().marzban.is_none());
+        assert!(
+            settings(&[("MARZBAN_USERNAME", "x")])
+                .unwrap()
+                .marzban
+                .is_none()
+        );
     }
 
     #[test]
@@ -188,7 +193,9 @@ mod tests {
 
     #[test]
     fn credentials_are_required_with_the_url() {
-        let err = settings(&[("MARZBAN_URL", "https://p")]).unwrap_err().to_string();
+        let err = settings(&[("MARZBAN_URL", "https://p")])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "invalid MARZBAN_USERNAME='': required when MARZBAN_URL is set (example: MARZBAN_USERNAME=admin)"
@@ -202,7 +209,10 @@ mod tests {
     #[test]
     fn proxies_and_inbounds() {
         let m = settings(&with(&[
-            ("MARZBAN_PROXIES", r#"{"vless":{"flow":"xtls-rprx-vision"},"trojan":{}}"#),
+            (
+                "MARZBAN_PROXIES",
+                r#"{"vless":{"flow":"xtls-rprx-vision"},"trojan":{}}"#,
+            ),
             ("MARZBAN_INBOUNDS", r#"{"vless":["VLESS TCP REALITY"]}"#),
         ]))
         .unwrap()
@@ -210,21 +220,38 @@ mod tests {
         .unwrap();
         assert_eq!(m.proxies["vless"]["flow"], "xtls-rprx-vision");
         assert_eq!(m.inbounds["vless"], vec!["VLESS TCP REALITY"]);
-        let m = settings(&with(&[("MARZBAN_PROXIES", "vless, trojan")])).unwrap().marzban.unwrap();
-        assert_eq!(m.proxies.keys().collect::<Vec<_>>(), vec!["trojan", "vless"]);
+        let m = settings(&with(&[("MARZBAN_PROXIES", "vless, trojan")]))
+            .unwrap()
+            .marzban
+            .unwrap();
+        assert_eq!(
+            m.proxies.keys().collect::<Vec<_>>(),
+            vec!["trojan", "vless"]
+        );
 
         for (var, value, problem) in [
-            ("MARZBAN_PROXIES", "wireguard", "unknown protocol 'wireguard'"),
+            (
+                "MARZBAN_PROXIES",
+                "wireguard",
+                "unknown protocol 'wireguard'",
+            ),
             ("MARZBAN_PROXIES", ",", "at least one protocol"),
             ("MARZBAN_PROXIES", r#"{"vless": 1}"#, "must be an object"),
-            ("MARZBAN_INBOUNDS", r#"{"trojan":["T"]}"#, "not one of MARZBAN_PROXIES"),
+            (
+                "MARZBAN_INBOUNDS",
+                r#"{"trojan":["T"]}"#,
+                "not one of MARZBAN_PROXIES",
+            ),
             ("MARZBAN_INBOUNDS", "[1]", "not a JSON object"),
             ("MARZBAN_USERNAME_PREFIX", "Shop-", "a-z, 0-9 and _"),
             ("MARZBAN_USERNAME_PREFIX", "a_very_long_prefix_", "1 to 16"),
             ("MARZBAN_CLEANUP_ACTION", "archive", "`disable` or `delete`"),
         ] {
             let err = settings(&with(&[(var, value)])).unwrap_err().to_string();
-            assert!(err.contains(var) && err.contains(problem), "{var}={value}: {err}");
+            assert!(
+                err.contains(var) && err.contains(problem),
+                "{var}={value}: {err}"
+            );
         }
     }
 }

@@ -4,7 +4,9 @@
 //! README table are checked against that list.
 
 mod marzban;
+mod notifications;
 mod parse;
+mod telegram;
 mod vars;
 
 use std::collections::BTreeMap;
@@ -16,8 +18,10 @@ use std::time::Duration;
 use reqwest::Url;
 
 pub use marzban::{CleanupAction, MarzbanSettings};
-pub use parse::{format_duration, parse_duration};
+pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
+pub use telegram::TelegramSettings;
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
+pub use parse::{format_duration, parse_duration};
 pub use vars::{VARS, Var};
 
 /// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.
@@ -252,6 +256,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `None`: no `MARZBAN_URL`, provisioning and panel syncs are off.
     pub marzban: Option<MarzbanSettings>,
+    /// `None`: no `TELEGRAM_BOT_TOKEN`, the bot and Telegram notifications are off.
+    pub telegram: Option<TelegramSettings>,
+    pub notifications: NotificationSettings,
 }
 
 /// Parses one variable with `parse`, turning its error into a [`ConfigError`] that names the
@@ -354,6 +361,7 @@ impl Settings {
                 example: var.example,
             });
         }
+        let telegram = telegram::read(&r)?;
         Ok(Settings {
             database_url: r.optional("DATABASE_URL", parse_database_url)?,
             database_pool_size: r.required("DATABASE_POOL_SIZE", |v| parse_int(v, 1, 512))?,
@@ -390,6 +398,8 @@ impl Settings {
             watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
             marzban: marzban::read(&r)?,
+            notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
+            telegram,
         })
     }
 }
@@ -409,6 +419,10 @@ pub fn describe(raw: &RawConfig, settings: &Settings) -> String {
             (None, "JWT_SECRET") => format!(
                 "unset (generated at first start and kept in {})",
                 settings.data_dir.join("jwt_secret").display()
+            ),
+            (None, "BROADCAST_RATE") => format!(
+                "{} (80 % of TELEGRAM_MAX_RATE)",
+                settings.notifications.broadcast_rate
             ),
             (None, "DATABASE_URL") => format!(
                 "unset (embedded PostgreSQL in {})",

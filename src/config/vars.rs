@@ -264,4 +264,68 @@ pub const VARS: &[Var] = &[
         "delete",
         "`disable` or `delete` the panel users `panel_cleanup` finds (the shop keeps their records).",
     ),
+    secret(
+        "TELEGRAM_BOT_TOKEN",
+        "123456789:AAEhBP0av18e3ZmDDs4kWXMhvmCtwcg9Qh8",
+        "Bot token from @BotFather. Unset: the Telegram bot and Telegram notifications are off.",
+    ),
+    var(
+        "TELEGRAM_API_URL",
+        Some("https://api.telegram.org"),
+        "http://127.0.0.1:8081",
+        "Bot API server: the official one, or a self-hosted telegram-bot-api.",
+    ),
+    var(
+        "TELEGRAM_MAX_RATE",
+        Some("25"),
+        "25",
+        "Messages per second the shop sends, all replicas together (Telegram allows about 30; at most 1 per second goes to one chat).",
+    ),
+    var(
+        "TELEGRAM_TIMEOUT",
+        Some("15s"),
+        "15s",
+        "Timeout of one Bot API request.",
+    ),
+    secret(
+        "SMTP_URL",
+        "smtps://user:password@smtp.example.com:465",
+        "Mail server for email notifications: smtps://… (TLS, port 465), smtp://… (STARTTLS, port 587), smtp://host:25?tls=none (no encryption, a local relay). Unset: email is off.",
+    ),
+    var(
+        "SMTP_FROM",
+        None,
+        "VPN Shop <noreply@example.com>",
+        "Sender of the emails. Required with SMTP_URL.",
+    ),
+    var(
+        "SMTP_TIMEOUT",
+        Some("15s"),
+        "15s",
+        "Timeout of one conversation with the mail server.",
+    ),
+    var(
+        "EXPIRY_WARNING_DAYS",
+        Some("3,1"),
+        "7,3,1",
+        "Days before a subscription ends at which the user is warned (trials: 1 day before).",
+    ),
+    var(
+        "NOTIFICATIONS_SCAN_INTERVAL",
+        Some("1h"),
+        "1h",
+        "Interval of `notifications_scan`: find who gets an expiry warning, an expired notice or a trial-ending notice.",
+    ),
+    var(
+        "BROADCAST_RATE",
+        None,
+        "20",
+        "Broadcast messages per second, at most TELEGRAM_MAX_RATE. Default: 80 % of TELEGRAM_MAX_RATE, so other messages still go out during a broadcast.",
+    ),
+    var(
+        "DISPLAY_UTC_OFFSET",
+        Some("+03:00"),
+        "+03:00",
+        "Time zone of the dates and times in messages, as an offset from UTC (Moscow: +03:00).",
+    ),
 ];

@@ -6,15 +6,19 @@
 
 pub mod admins;
 pub mod audit;
+pub mod broadcasts;
 pub mod embedded;
 pub mod jobs;
 pub mod models;
+pub mod notifications;
+pub mod rate;
 pub mod scheduler;
 pub mod schema;
 pub mod sql_types;
 pub mod subscriptions;
 pub mod sync;
 pub mod telegram;
+pub mod users;
 
 use std::time::Duration;
 

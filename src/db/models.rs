@@ -105,10 +105,6 @@ pub struct Subscription {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Highest traffic threshold (0, 80, 100) announced for the period ending at
-    /// `traffic_warned_expires_at`.
-    pub traffic_warned_percent: i16,
-    pub traffic_warned_expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -352,6 +348,22 @@ pub struct AuditEntry {
     pub after: Option<Value>,
     pub remote_addr: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notification_keys, check_for_backend(diesel::pg::Pg))]
+pub struct NotificationKey {
+    pub dedup_key: String,
+    pub user_id: UserId,
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rate_slots, check_for_backend(diesel::pg::Pg))]
+pub struct RateSlot {
+    pub key: String,
+    pub next_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -88,6 +88,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_keys (dedup_key) {
+        dedup_key -> Text,
+        user_id -> Int8,
+        kind -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     notifications (id) {
         id -> Int8,
         user_id -> Int8,
@@ -219,6 +228,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    rate_slots (key) {
+        key -> Text,
+        next_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     referrals (id) {
         id -> Int8,
         inviter_id -> Int8,
@@ -273,8 +289,6 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        traffic_warned_percent -> Int2,
-        traffic_warned_expires_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -324,6 +338,7 @@ diesel::table! {
 
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(broadcasts -> admins (created_by_admin_id));
+diesel::joinable!(notification_keys -> users (user_id));
 diesel::joinable!(notifications -> broadcasts (broadcast_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(payment_events -> payments (payment_id));
@@ -347,6 +362,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     broadcasts,
     jobs,
     login_throttle,
+    notification_keys,
     notifications,
     panel_stats,
     payment_events,
@@ -354,6 +370,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plans,
     promo_codes,
     promo_redemptions,
+    rate_slots,
     referrals,
     revoked_tokens,
     scheduled_tasks,

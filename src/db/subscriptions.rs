@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, SmallInt, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
@@ -177,27 +177,6 @@ pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<
     .await
 }
 
-/// Records that `percent` was announced for the current period, if it was not yet (a new
-/// period starts from zero). `true` when this call is the one that recorded it.
-pub async fn claim_traffic_warning(
-    conn: &mut PgConn,
-    user_id: UserId,
-    percent: i16,
-    period_expires_at: DateTime<Utc>,
-) -> QueryResult<bool> {
-    let n = diesel::sql_query(
-        "UPDATE subscriptions SET traffic_warned_percent = $2, traffic_warned_expires_at = $3 \
-         WHERE user_id = $1 AND expires_at = $3 \
-           AND (traffic_warned_expires_at IS DISTINCT FROM $3 OR traffic_warned_percent < $2)",
-    )
-    .bind::<BigInt, _>(user_id.0)
-    .bind::<SmallInt, _>(percent)
-    .bind::<Timestamptz, _>(period_expires_at)
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
-}
-
 /// Subscriptions expired before `cutoff` whose panel user is still there and not yet dealt
 /// with (for a `disable` cleanup: not yet disabled in the database).
 pub async fn expired_before(
@@ -211,4 +190,39 @@ pub async fn expired_before(
         .order(subscriptions::id)
         .load(conn)
         .await
+}
+
+/// A subscription about to end or just ended: whose, when, and whether it is a trial.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Ending {
+    #[diesel(sql_type = BigInt)]
+    pub user_id: UserId,
+    #[diesel(sql_type = Timestamptz)]
+    pub expires_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub is_trial: bool,
+}
+
+/// Running subscriptions that end within `within` from now.
+pub async fn ending_within(conn: &mut PgConn, within: std::time::Duration) -> QueryResult<Vec<Ending>> {
+    diesel::sql_query(
+        "SELECT user_id, expires_at, is_trial FROM subscriptions \
+         WHERE status = 'active' AND expires_at > now() \
+           AND expires_at <= now() + make_interval(secs => $1) \
+         ORDER BY user_id",
+    )
+    .bind::<diesel::sql_types::Double, _>(within.as_secs_f64())
+    .load(conn)
+    .await
+}
+
+/// Marks running subscriptions whose time is up as expired and returns them.
+pub async fn expire_ended(conn: &mut PgConn) -> QueryResult<Vec<Ending>> {
+    diesel::sql_query(
+        "UPDATE subscriptions SET status = 'expired' \
+         WHERE status = 'active' AND expires_at <= now() \
+         RETURNING user_id, expires_at, is_trial",
+    )
+    .load(conn)
+    .await
 }

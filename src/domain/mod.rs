@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod macros;
+pub mod broadcast;
 pub mod enums;
 pub mod ids;
 pub mod money;

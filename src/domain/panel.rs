@@ -9,7 +9,11 @@ use crate::domain::{PanelUserStatus, SubscriptionStatus};
 /// Panel username of a Telegram user: prefix + id, lowercase, within the panel's
 /// `[a-z0-9_]{3,32}` (the prefix is validated at start-up to leave room for any id).
 pub fn panel_username(prefix: &str, telegram_id: i64) -> String {
-    format!("{}{}", prefix.to_ascii_lowercase(), telegram_id.unsigned_abs())
+    format!(
+        "{}{}",
+        prefix.to_ascii_lowercase(),
+        telegram_id.unsigned_abs()
+    )
 }
 
 /// The status the shop asks the panel for. `limited` and `expired` are computed by the panel
@@ -139,13 +143,25 @@ mod tests {
     fn usernames_fit_the_panel_rule() {
         assert_eq!(panel_username("vpnshop_", 123456789), "vpnshop_123456789");
         let longest = panel_username("sixteen_chars_pf", i64::MAX >> 11);
-        assert!(longest.len() <= 32 && longest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        assert!(
+            longest.len() <= 32
+                && longest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
     }
 
     #[test]
     fn desired_user_from_subscription() {
         let d = DesiredUser::new(SubscriptionStatus::Expired, at(1_000), None);
-        assert_eq!(d, DesiredUser { expire: 1_000, data_limit: 0, status: WantedStatus::Active });
+        assert_eq!(
+            d,
+            DesiredUser {
+                expire: 1_000,
+                data_limit: 0,
+                status: WantedStatus::Active
+            }
+        );
         assert!(!d.needs_panel_user(at(2_000)) && d.needs_panel_user(at(999)));
         let d = DesiredUser::new(SubscriptionStatus::Disabled, at(5_000), Some(10));
         assert_eq!(d.status, WantedStatus::Disabled);
@@ -154,23 +170,48 @@ mod tests {
 
     #[test]
     fn drift_only_where_the_panel_differs() {
-        let desired = DesiredUser { expire: 2_000, data_limit: 0, status: WantedStatus::Active };
-        let same = PanelState { expire: Some(2_000), data_limit: None, status: PanelUserStatus::Active };
+        let desired = DesiredUser {
+            expire: 2_000,
+            data_limit: 0,
+            status: WantedStatus::Active,
+        };
+        let same = PanelState {
+            expire: Some(2_000),
+            data_limit: None,
+            status: PanelUserStatus::Active,
+        };
         assert!(drift(&desired, &same).is_empty());
         // Computed panel statuses are not drift.
         for status in [PanelUserStatus::Expired, PanelUserStatus::Limited] {
             assert!(drift(&desired, &PanelState { status, ..same }).is_empty());
         }
-        let changed = PanelState { expire: Some(1_500), data_limit: Some(5), status: PanelUserStatus::Disabled };
+        let changed = PanelState {
+            expire: Some(1_500),
+            data_limit: Some(5),
+            status: PanelUserStatus::Disabled,
+        };
         assert_eq!(
             drift(&desired, &changed),
-            Drift { expire: Some(2_000), data_limit: Some(0), status: Some(WantedStatus::Active) }
+            Drift {
+                expire: Some(2_000),
+                data_limit: Some(0),
+                status: Some(WantedStatus::Active)
+            }
         );
-        let never = PanelState { expire: None, ..same };
+        let never = PanelState {
+            expire: None,
+            ..same
+        };
         assert_eq!(drift(&desired, &never).expire, Some(2_000));
-        let disabled = DesiredUser { status: WantedStatus::Disabled, ..desired };
+        let disabled = DesiredUser {
+            status: WantedStatus::Disabled,
+            ..desired
+        };
         assert_eq!(drift(&disabled, &same).status, Some(WantedStatus::Disabled));
-        let on_hold = PanelState { status: PanelUserStatus::OnHold, ..same };
+        let on_hold = PanelState {
+            status: PanelUserStatus::OnHold,
+            ..same
+        };
         assert_eq!(drift(&desired, &on_hold).status, Some(WantedStatus::Active));
     }
 

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::fut::wrap_future;
-use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, ResponseFuture, Supervised};
+use actix::{
+    Actor, ActorFutureExt, Context, Handler, ResponseActFuture, ResponseFuture, Supervised,
+};
 use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +122,9 @@ impl MarzbanSyncer {
         let client = MarzbanClient::new(&settings, Arc::clone(&metrics))?;
         for kind in SyncKind::ALL {
             for outcome in ["succeeded", "failed", "skipped"] {
-                metrics.sync_runs.with_label_values(&[kind.as_str(), outcome]);
+                metrics
+                    .sync_runs
+                    .with_label_values(&[kind.as_str(), outcome]);
             }
         }
         let shared = Arc::new(Shared {
@@ -191,7 +195,10 @@ impl Handler<RunSync> for MarzbanSyncer {
 
     fn handle(&mut self, msg: RunSync, _: &mut Context<Self>) -> Self::Result {
         if !self.running.insert(msg.kind) {
-            tracing::info!(kind = msg.kind.as_str(), "sync already running; this run is skipped");
+            tracing::info!(
+                kind = msg.kind.as_str(),
+                "sync already running; this run is skipped"
+            );
             self.shared
                 .metrics
                 .sync_runs

@@ -38,7 +38,9 @@ impl Shared {
             PanelOp::Disable | PanelOp::Enable => {
                 let mut conn = self.pool.get().await?;
                 if !subscriptions::set_enabled(&mut conn, user_id, op == PanelOp::Enable).await? {
-                    return Err(JobError::permanent(format!("user {user_id} has no subscription")));
+                    return Err(JobError::permanent(format!(
+                        "user {user_id} has no subscription"
+                    )));
                 }
                 drop(conn);
                 let (sub, telegram_id) = self.subscription(user_id).await?;
@@ -62,7 +64,9 @@ impl Shared {
                     Err(PanelError::NotFound) => return self.provision(&sub, telegram_id).await,
                     Err(e) => return Err(job_error("revoking the subscription", e)),
                 };
-                let url = self.client.absolute_subscription_url(&user.subscription_url);
+                let url = self
+                    .client
+                    .absolute_subscription_url(&user.subscription_url);
                 self.record(user_id, &user, Some(&url)).await?;
                 tracing::info!("subscription link revoked; new link stored");
                 Ok(())
@@ -84,7 +88,11 @@ impl Shared {
     /// Makes the panel user match the subscription: creates it when missing (a 409 means an
     /// earlier attempt created it: read and reconcile), otherwise PUTs the absolute expiry, data
     /// limit and status that differ. Done only when the panel's answer shows the wanted state.
-    pub(super) async fn provision(&self, sub: &Subscription, telegram_id: i64) -> Result<(), JobError> {
+    pub(super) async fn provision(
+        &self,
+        sub: &Subscription,
+        telegram_id: i64,
+    ) -> Result<(), JobError> {
         let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
         let name = sub.panel_username.as_str();
         let (user, created) = match self.client.get_user(name).await {
@@ -94,9 +102,17 @@ impl Shared {
                 return Ok(());
             }
             Err(PanelError::NotFound) => {
-                match self.client.create_user(&self.new_user(name, telegram_id, &desired)).await {
+                match self
+                    .client
+                    .create_user(&self.new_user(name, telegram_id, &desired))
+                    .await
+                {
                     Ok(user) => {
-                        tracing::info!(username = name, expire = desired.expire, "panel user created");
+                        tracing::info!(
+                            username = name,
+                            expire = desired.expire,
+                            "panel user created"
+                        );
                         (user, true)
                     }
                     Err(PanelError::AlreadyExists) => {
@@ -118,7 +134,9 @@ impl Shared {
                 "the panel did not apply the wanted state: still differs in {left:?}"
             )));
         }
-        let url = self.client.absolute_subscription_url(&user.subscription_url);
+        let url = self
+            .client
+            .absolute_subscription_url(&user.subscription_url);
         if created || sub.subscription_url.is_none() {
             self.record(sub.user_id, &user, Some(&url)).await?;
         } else {
@@ -155,7 +173,12 @@ impl Shared {
             .proxies
             .keys()
             .map(|protocol| {
-                let tags = self.settings.inbounds.get(protocol).cloned().unwrap_or_default();
+                let tags = self
+                    .settings
+                    .inbounds
+                    .get(protocol)
+                    .cloned()
+                    .unwrap_or_default();
                 (protocol.clone(), tags)
             })
             .collect();

@@ -7,22 +7,21 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use chrono::{Duration as ChronoDuration, Utc};
-use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
 
-use super::provision::utc;
 use super::Shared;
+use super::provision::utc;
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::SyncKind;
 use crate::clients::marzban::{UserModify, UserQuery, UserResponse};
 use crate::config::CleanupAction;
-use crate::db::jobs::{self, NewJob};
 use crate::db::models::{NewPanelStats, Subscription};
+use crate::db::notifications;
 use crate::db::subscriptions::{self, UsageBatch};
 use crate::db::sync::{self as runs, SyncCounts};
-use crate::domain::notifications::{NOTIFY_JOB, Notification, NotifyJob};
-use crate::domain::panel::{DesiredUser, drift, traffic_level};
 use crate::domain::PanelUserStatus;
+use crate::domain::notifications::{Notification, NotifyJob};
+use crate::domain::panel::{DesiredUser, drift, traffic_level};
 
 impl Shared {
     /// Runs one sync and records it (`sync_runs`, metrics).
@@ -37,8 +36,11 @@ impl Shared {
             SyncKind::Status => self.sync_usage(&[None]).await,
             SyncKind::Traffic => {
                 // Limited users just crossed 100 %: they are read too.
-                self.sync_usage(&[Some(PanelUserStatus::Active), Some(PanelUserStatus::Limited)])
-                    .await
+                self.sync_usage(&[
+                    Some(PanelUserStatus::Active),
+                    Some(PanelUserStatus::Limited),
+                ])
+                .await
             }
             SyncKind::Stats => self.collect_stats().await,
             SyncKind::Cleanup => self.cleanup().await,
@@ -53,7 +55,14 @@ impl Shared {
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
         m.sync_runs
-            .with_label_values(&[label, if error.is_some() { "failed" } else { "succeeded" }])
+            .with_label_values(&[
+                label,
+                if error.is_some() {
+                    "failed"
+                } else {
+                    "succeeded"
+                },
+            ])
             .inc();
         for (change, n) in [
             ("checked", counts.checked),
@@ -69,7 +78,12 @@ impl Shared {
         runs::finish_run(&mut conn, run_id, counts, error.as_deref()).await?;
         match error {
             None => {
-                tracing::info!(kind = label, ?counts, ms = started.elapsed().as_millis() as u64, "panel sync done");
+                tracing::info!(
+                    kind = label,
+                    ?counts,
+                    ms = started.elapsed().as_millis() as u64,
+                    "panel sync done"
+                );
                 Ok(counts)
             }
             Some(error) => {
@@ -146,7 +160,8 @@ impl Shared {
                         };
                         let recorded = async {
                             let mut conn = self.pool.get().await?;
-                            subscriptions::record_panel_report(&mut conn, sub.user_id, &report).await?;
+                            subscriptions::record_panel_report(&mut conn, sub.user_id, &report)
+                                .await?;
                             anyhow::Ok(())
                         };
                         recorded.await.map_err(|e| (counts, e))?;
@@ -186,7 +201,10 @@ impl Shared {
             }
         }
         if unknown > 0 {
-            tracing::info!(users = unknown, "panel users with the shop's prefix but no subscription were left alone");
+            tracing::info!(
+                users = unknown,
+                "panel users with the shop's prefix but no subscription were left alone"
+            );
         }
         Ok(counts)
     }
@@ -231,12 +249,7 @@ impl Shared {
                         user.lifetime_used_traffic,
                     );
                     let level = traffic_level(user.used_traffic, sub.traffic_limit_bytes);
-                    let announced = if sub.traffic_warned_expires_at == Some(sub.expires_at) {
-                        sub.traffic_warned_percent
-                    } else {
-                        0
-                    };
-                    if level > 0 && i16::from(level) > announced {
+                    if level > 0 {
                         crossed.push((sub, level, user.used_traffic));
                     }
                 }
@@ -257,8 +270,8 @@ impl Shared {
         Ok(counts)
     }
 
-    /// Records the threshold and enqueues its notification in one transaction: exactly one
-    /// per threshold per period, whatever the number of runs or replicas.
+    /// Enqueues the notification of the highest threshold reached, once per threshold per
+    /// subscription period (the period is part of its key), however many runs see it.
     async fn announce_traffic(
         &self,
         conn: &mut crate::db::PgConn,
@@ -266,35 +279,16 @@ impl Shared {
         level: u8,
         used: i64,
     ) -> anyhow::Result<()> {
-        let limit = sub.traffic_limit_bytes.unwrap_or(0);
-        let max_attempts = self.max_attempts;
-        let enqueued = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                if !subscriptions::claim_traffic_warning(conn, sub.user_id, i16::from(level), sub.expires_at)
-                    .await?
-                {
-                    return Ok(false);
-                }
-                let dedup_key = format!(
-                    "traffic:{level}:{}:{}",
-                    sub.user_id,
-                    sub.expires_at.timestamp()
-                );
-                let payload = NotifyJob {
-                    user_id: sub.user_id,
-                    notification: Notification::TrafficThreshold {
-                        percent: level,
-                        used_bytes: used,
-                        limit_bytes: limit,
-                    },
-                    dedup_key: dedup_key.clone(),
-                };
-                jobs::enqueue(conn, NewJob::new(NOTIFY_JOB, payload).dedup_key(dedup_key), max_attempts)
-                    .await?;
-                Ok(true)
-            })
-            .await?;
-        if enqueued {
+        let job = NotifyJob {
+            user_id: sub.user_id,
+            notification: Notification::TrafficThreshold {
+                percent: level,
+                used_bytes: used,
+                limit_bytes: sub.traffic_limit_bytes.unwrap_or(0),
+            },
+            dedup_key: format!("traffic:{level}:{}:{}", sub.user_id, sub.expires_at.timestamp()),
+        };
+        if notifications::enqueue_once(conn, &job, self.max_attempts).await?.is_some() {
             tracing::info!(user = %sub.user_id, percent = level, "traffic threshold crossed; notification enqueued");
         }
         Ok(())
@@ -305,7 +299,12 @@ impl Shared {
         let counts = SyncCounts::default();
         let stats = match self.client.system().await {
             Ok(stats) => stats,
-            Err(e) => return Err((counts, anyhow::Error::new(e).context("reading the panel's system stats"))),
+            Err(e) => {
+                return Err((
+                    counts,
+                    anyhow::Error::new(e).context("reading the panel's system stats"),
+                ));
+            }
         };
         let m = &self.metrics;
         for (status, n) in [
@@ -318,8 +317,12 @@ impl Shared {
             m.panel_users.with_label_values(&[status]).set(n);
         }
         m.panel_online_users.set(stats.online_users);
-        m.panel_bandwidth.with_label_values(&["incoming"]).set(stats.incoming_bandwidth);
-        m.panel_bandwidth.with_label_values(&["outgoing"]).set(stats.outgoing_bandwidth);
+        m.panel_bandwidth
+            .with_label_values(&["incoming"])
+            .set(stats.incoming_bandwidth);
+        m.panel_bandwidth
+            .with_label_values(&["outgoing"])
+            .set(stats.outgoing_bandwidth);
         m.panel_bandwidth_speed
             .with_label_values(&["incoming"])
             .set(stats.incoming_bandwidth_speed);
@@ -327,8 +330,12 @@ impl Shared {
             .with_label_values(&["outgoing"])
             .set(stats.outgoing_bandwidth_speed);
         m.panel_cpu_usage.set(stats.cpu_usage);
-        m.panel_memory.with_label_values(&["total"]).set(stats.mem_total);
-        m.panel_memory.with_label_values(&["used"]).set(stats.mem_used);
+        m.panel_memory
+            .with_label_values(&["total"])
+            .set(stats.mem_total);
+        m.panel_memory
+            .with_label_values(&["used"])
+            .set(stats.mem_used);
         let row = NewPanelStats {
             version: stats.version,
             mem_total: stats.mem_total,

@@ -1,0 +1,182 @@
+//! Delivery of one `notify` job: render it in the user's language, then send it on each channel
+//! that applies, each delivery recorded in `notifications` and sent at most once.
+
+use super::Shared;
+use super::email::MailError;
+use super::telegram::{MessageButton, SendError};
+use crate::actors::job_runner::JobError;
+use crate::db::models::User;
+use crate::db::notifications::{self, Delivery};
+use crate::db::{subscriptions, users};
+use crate::domain::NotificationChannel;
+use crate::domain::notifications::NotifyJob;
+use crate::i18n::notifications::{Recipient, email_html, render};
+
+/// Attempts of a notification that wait for the subscription link before it is sent without it
+/// (with the backoff of the job queue: about a minute and a half).
+const LINK_WAIT_ATTEMPTS: i32 = 5;
+
+/// How a channel's delivery ended.
+enum Outcome {
+    Sent,
+    /// Not attempted now: already delivered, or being delivered by another worker.
+    AlreadyHandled,
+    Skipped,
+    Failed { error: String, transient: bool },
+}
+
+impl Shared {
+    #[tracing::instrument(skip(self, job), fields(user = %job.user_id, kind = job.notification.kind()))]
+    pub(super) async fn deliver(&self, job: NotifyJob, attempt: i32) -> Result<(), JobError> {
+        let kind = job.notification.kind();
+        let (user, link) = {
+            let mut conn = self.pool.get().await?;
+            let user = users::find(&mut conn, job.user_id)
+                .await?
+                .ok_or_else(|| JobError::permanent(format!("user {} does not exist", job.user_id)))?;
+            let link = subscriptions::find_by_user(&mut conn, job.user_id)
+                .await?
+                .and_then(|(sub, _)| sub.subscription_url);
+            (user, link)
+        };
+        if job.notification.with_link() && link.is_none() && self.waits_for_links && attempt < LINK_WAIT_ATTEMPTS {
+            return Err(JobError::retryable("waiting for the panel to issue the subscription link"));
+        }
+        let recipient = Recipient {
+            language: user.language,
+            subscription_url: link.as_deref(),
+        };
+        let Some(rendered) = render(&job.notification, &recipient, self.settings.display_offset) else {
+            return Err(JobError::permanent("broadcasts are delivered by broadcast jobs"));
+        };
+        let payload = serde_json::to_value(&job.notification).unwrap_or_default();
+        let delivery = |channel| Delivery {
+            user_id: user.id,
+            kind,
+            channel,
+            dedup_key: &job.dedup_key,
+            payload: &payload,
+            broadcast_id: None,
+        };
+
+        let mut transient = Vec::new();
+        if let Some(telegram) = &self.telegram {
+            let d = delivery(NotificationChannel::Telegram);
+            let button = MessageButton::Callback {
+                text: rendered.button.text.clone(),
+                data: rendered.button.callback.to_owned(),
+            };
+            let outcome = self
+                .on_channel(&d, &user, async {
+                    telegram
+                        .send(user.telegram_id, &rendered.html, Some(&button), false)
+                        .await
+                })
+                .await?;
+            self.tally(kind, "telegram", &outcome, &mut transient);
+        }
+        if let (Some(mailer), Some(email), true) = (&self.mailer, &user.email, job.notification.by_email()) {
+            let d = delivery(NotificationChannel::Email);
+            let text = crate::i18n::html_to_text(&rendered.html);
+            let html = email_html(&rendered.subject, &rendered.html);
+            let outcome = self
+                .on_channel(&d, &user, async {
+                    mailer
+                        .send(email, &rendered.subject, text, html)
+                        .await
+                        .map_err(|e| match e {
+                            MailError::Refused(m) => SendError::Refused(m),
+                            MailError::Transient(m) => SendError::Transient(m),
+                        })
+                })
+                .await?;
+            self.tally(kind, "email", &outcome, &mut transient);
+        }
+        if transient.is_empty() {
+            Ok(())
+        } else {
+            Err(JobError::retryable(transient.join("; ")))
+        }
+    }
+
+    /// Claims the delivery, sends, records the outcome.
+    async fn on_channel(
+        &self,
+        delivery: &Delivery<'_>,
+        user: &User,
+        send: impl std::future::Future<Output = Result<(), SendError>>,
+    ) -> Result<Outcome, JobError> {
+        let blocked = delivery.channel == NotificationChannel::Telegram && user.bot_blocked;
+        let skip = if user.banned {
+            Some("the user is banned")
+        } else if blocked {
+            Some("the user blocked the bot")
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            let mut conn = self.pool.get().await?;
+            return Ok(if notifications::record_skipped(&mut conn, delivery, reason).await? {
+                Outcome::Skipped
+            } else {
+                Outcome::AlreadyHandled
+            });
+        }
+        let claimed = {
+            let mut conn = self.pool.get().await?;
+            notifications::claim(&mut conn, delivery, false).await?
+        };
+        let Some(id) = claimed else {
+            return Ok(Outcome::AlreadyHandled);
+        };
+        // No pooled connection is held while waiting for the rate budget and the network.
+        let result = send.await;
+        let mut conn = self.pool.get().await?;
+        Ok(match result {
+            Ok(()) => {
+                notifications::mark_sent(&mut conn, id).await?;
+                Outcome::Sent
+            }
+            Err(SendError::Unreachable(error)) => {
+                notifications::mark_skipped(&mut conn, id, &error).await?;
+                users::mark_bot_blocked(&mut conn, user.id).await?;
+                tracing::info!(%error, "user unreachable on Telegram; marked as blocked");
+                Outcome::Skipped
+            }
+            Err(SendError::Refused(error)) => {
+                notifications::mark_failed(&mut conn, id, &error).await?;
+                Outcome::Failed {
+                    error,
+                    transient: false,
+                }
+            }
+            Err(SendError::Transient(error)) => {
+                notifications::mark_failed(&mut conn, id, &error).await?;
+                Outcome::Failed {
+                    error,
+                    transient: true,
+                }
+            }
+        })
+    }
+
+    fn tally(&self, kind: &str, channel: &str, outcome: &Outcome, transient: &mut Vec<String>) {
+        let label = match outcome {
+            Outcome::Sent => "sent",
+            Outcome::AlreadyHandled => return,
+            Outcome::Skipped => "skipped",
+            Outcome::Failed { .. } => "failed",
+        };
+        self.metrics
+            .notifications
+            .with_label_values(&[kind, channel, label])
+            .inc();
+        match outcome {
+            Outcome::Failed { error, transient: true } => transient.push(format!("{channel}: {error}")),
+            Outcome::Failed { error, .. } => {
+                tracing::warn!(channel, %error, "notification refused; not retried")
+            }
+            _ => {}
+        }
+    }
+}

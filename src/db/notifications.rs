@@ -1,0 +1,184 @@
+//! Notifications: the logical ones asked for (`notification_keys`, enqueued once each) and their
+//! deliveries per channel (`notifications`: pending, sent, failed, skipped).
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+
+use crate::db::PgConn;
+use crate::db::jobs::{self, NewJob};
+use crate::db::models::Notification as NotificationRow;
+use crate::db::schema::{notification_keys, notifications};
+use crate::domain::notifications::{NOTIFY_JOB, NotifyJob};
+use crate::domain::{BroadcastId, JobId, NotificationChannel, NotificationStatus, UserId};
+
+/// Enqueues the `notify` job of a logical notification unless it was asked for before (its
+/// dedup key is kept). Runs in the caller's transaction. `Some(job)` when enqueued now.
+pub async fn enqueue_once(
+    conn: &mut PgConn,
+    job: &NotifyJob,
+    max_attempts: i32,
+) -> QueryResult<Option<JobId>> {
+    let inserted = diesel::insert_into(notification_keys::table)
+        .values((
+            notification_keys::dedup_key.eq(&job.dedup_key),
+            notification_keys::user_id.eq(job.user_id),
+            notification_keys::kind.eq(job.notification.kind()),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    jobs::enqueue(
+        conn,
+        NewJob::new(NOTIFY_JOB, job).dedup_key(format!("notify:{}", job.dedup_key)),
+        max_attempts,
+    )
+    .await
+}
+
+/// Which deliveries may be attempted again: failed ones at once, pending ones only when their
+/// attempt was abandoned long ago (a worker that died while sending).
+const STALE_PENDING: &str = "interval '10 minutes'";
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// A delivery to attempt.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub user_id: UserId,
+    pub kind: &'a str,
+    pub channel: NotificationChannel,
+    pub dedup_key: &'a str,
+    pub payload: &'a Value,
+    pub broadcast_id: Option<BroadcastId>,
+}
+
+/// Claims the delivery of one notification on one channel: `Some(id)` when this caller may send
+/// now (a new row, or a failed attempt to repeat); `None` when it was sent, skipped, or is being
+/// sent by someone else. With `at_most_once`, an existing row is never claimed again (broadcasts:
+/// a message whose outcome is unknown is not sent twice).
+pub async fn claim(
+    conn: &mut PgConn,
+    delivery: &Delivery<'_>,
+    at_most_once: bool,
+) -> QueryResult<Option<i64>> {
+    let sql = if at_most_once {
+        "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1) \
+         ON CONFLICT (dedup_key, channel) DO NOTHING \
+         RETURNING id"
+            .to_owned()
+    } else {
+        format!(
+            "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1) \
+             ON CONFLICT (dedup_key, channel) DO UPDATE SET status = 'pending', \
+                 attempts = n.attempts + 1, last_error = NULL \
+             WHERE n.status = 'failed' OR (n.status = 'pending' AND n.updated_at < now() - {STALE_PENDING}) \
+             RETURNING id"
+        )
+    };
+    let row: Option<Claimed> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(delivery.user_id.0)
+        .bind::<Text, _>(delivery.kind)
+        .bind::<Text, _>(delivery.channel.as_str())
+        .bind::<Text, _>(delivery.dedup_key)
+        .bind::<Jsonb, _>(delivery.payload)
+        .bind::<Nullable<BigInt>, _>(delivery.broadcast_id.map(|b| b.0))
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|r| r.id))
+}
+
+/// Records a delivery that is not attempted (e.g. the user blocked the bot), unless one exists.
+pub async fn record_skipped(
+    conn: &mut PgConn,
+    delivery: &Delivery<'_>,
+    reason: &str,
+) -> QueryResult<bool> {
+    let n = diesel::insert_into(notifications::table)
+        .values((
+            notifications::user_id.eq(delivery.user_id),
+            notifications::kind.eq(delivery.kind),
+            notifications::channel.eq(delivery.channel),
+            notifications::dedup_key.eq(delivery.dedup_key),
+            notifications::payload.eq(delivery.payload),
+            notifications::broadcast_id.eq(delivery.broadcast_id),
+            notifications::status.eq(NotificationStatus::Skipped),
+            notifications::last_error.eq(reason),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn mark_sent(conn: &mut PgConn, id: i64) -> QueryResult<()> {
+    diesel::update(notifications::table.find(id))
+        .set((
+            notifications::status.eq(NotificationStatus::Sent),
+            notifications::sent_at.eq(diesel::dsl::now),
+            notifications::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn mark_failed(conn: &mut PgConn, id: i64, error: &str) -> QueryResult<()> {
+    diesel::update(notifications::table.find(id))
+        .set((
+            notifications::status.eq(NotificationStatus::Failed),
+            notifications::last_error.eq(error),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The recipient cannot be reached on this channel (e.g. blocked the bot): nothing was sent.
+pub async fn mark_skipped(conn: &mut PgConn, id: i64, reason: &str) -> QueryResult<()> {
+    diesel::update(notifications::table.find(id))
+        .set((
+            notifications::status.eq(NotificationStatus::Skipped),
+            notifications::last_error.eq(reason),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Deliveries of a user, newest first.
+pub async fn for_user(conn: &mut PgConn, user_id: UserId) -> QueryResult<Vec<NotificationRow>> {
+    notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .select(NotificationRow::as_select())
+        .order(notifications::id.desc())
+        .load(conn)
+        .await
+}
+
+/// Broadcast deliveries whose outcome is unknown (their sender stopped mid-way): marked failed,
+/// never sent again. Returns how many.
+pub async fn fail_interrupted(conn: &mut PgConn, broadcast_id: BroadcastId) -> QueryResult<usize> {
+    diesel::update(
+        notifications::table
+            .filter(notifications::broadcast_id.eq(broadcast_id))
+            .filter(notifications::status.eq(NotificationStatus::Pending)),
+    )
+    .set((
+        notifications::status.eq(NotificationStatus::Failed),
+        notifications::last_error.eq("interrupted while sending (a restart); not sent again to avoid a duplicate"),
+    ))
+    .execute(conn)
+    .await
+}

@@ -1,0 +1,232 @@
+//! Admin broadcasts: who receives them (the audience) and what a valid message is — Telegram's
+//! HTML subset, at most 4096 characters of text, an optional URL button.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Language;
+
+/// Which users a broadcast goes to (banned users and users who blocked the bot never do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Segment {
+    /// Everyone.
+    All,
+    /// Users whose subscription is running now.
+    Active,
+    /// Users whose subscription has ended.
+    Expired,
+    /// Users on a free trial now.
+    Trial,
+    /// Users who never paid.
+    NeverPaid,
+}
+
+impl Segment {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Segment::All => "all",
+            Segment::Active => "active",
+            Segment::Expired => "expired",
+            Segment::Trial => "trial",
+            Segment::NeverPaid => "never_paid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Audience {
+    pub segment: Segment,
+    /// Only users with this language; `None`: every language.
+    #[schema(value_type = Option<String>, example = "ru")]
+    pub language: Option<Language>,
+}
+
+/// A validated broadcast message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastMessage {
+    /// Telegram HTML.
+    pub html: String,
+    pub button: Option<(String, String)>,
+}
+
+/// Why a broadcast message is refused, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Telegram's limit on the text of one message, after entities are parsed.
+pub const MAX_TEXT_CHARS: usize = 4096;
+const MAX_BUTTON_CHARS: usize = 64;
+
+/// Tags Telegram accepts with `parse_mode=HTML`.
+const TAGS: [&str; 16] = [
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+    "blockquote", "tg-spoiler", "span", "tg-emoji",
+];
+
+/// Checks the HTML (known tags, balanced, `href` on links, only `&lt; &gt; &amp; &quot;` and
+/// numeric entities) and the length of the text, and the button: both or neither of a label (1–64
+/// characters) and an `http(s)://` or `tg://` URL.
+pub fn validate(
+    html: &str,
+    button_text: Option<&str>,
+    button_url: Option<&str>,
+) -> Result<BroadcastMessage, Invalid> {
+    let text_chars = check_html(html).map_err(|m| invalid("text", m))?;
+    if text_chars == 0 {
+        return Err(invalid("text", "the message is empty"));
+    }
+    if text_chars > MAX_TEXT_CHARS {
+        return Err(invalid(
+            "text",
+            format!("{text_chars} characters of text; Telegram allows {MAX_TEXT_CHARS}"),
+        ));
+    }
+    let button = match (button_text.map(str::trim), button_url.map(str::trim)) {
+        (None, None) => None,
+        (Some(text), Some(url)) => {
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_BUTTON_CHARS {
+                return Err(invalid("button_text", format!("must be 1 to {MAX_BUTTON_CHARS} characters")));
+            }
+            let scheme_ok = ["https://", "http://", "tg://"].iter().any(|s| url.starts_with(s));
+            if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+                return Err(invalid("button_url", "must be an http(s):// or tg:// URL"));
+            }
+            Some((text.to_owned(), url.to_owned()))
+        }
+        (Some(_), None) => return Err(invalid("button_url", "a button needs a URL")),
+        (None, Some(_)) => return Err(invalid("button_text", "a button needs a label")),
+    };
+    Ok(BroadcastMessage {
+        html: html.to_owned(),
+        button,
+    })
+}
+
+/// Walks the HTML; returns the number of text characters (entities count as one).
+fn check_html(html: &str) -> Result<usize, String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut chars = 0usize;
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest
+                    .find('>')
+                    .ok_or("a '<' that does not start a tag: write &lt;")?;
+                let tag = &rest[1..end];
+                rest = &rest[end + 1..];
+                if let Some(name) = tag.strip_prefix('/') {
+                    let name = name.trim().to_ascii_lowercase();
+                    match open.pop() {
+                        Some(expected) if expected == name => {}
+                        Some(expected) => return Err(format!("</{name}> closes <{expected}>")),
+                        None => return Err(format!("</{name}> closes nothing")),
+                    }
+                    continue;
+                }
+                let (name, attributes) = tag
+                    .split_once(char::is_whitespace)
+                    .map_or((tag, ""), |(n, a)| (n, a.trim()));
+                let name = name.to_ascii_lowercase();
+                if !TAGS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "<{name}> is not allowed; Telegram accepts b, i, u, s, a, code, pre, blockquote, tg-spoiler"
+                    ));
+                }
+                if name == "a" && !attributes.starts_with("href=") {
+                    return Err("a link needs href=\"…\"".into());
+                }
+                if name == "span" && attributes != "class=\"tg-spoiler\"" {
+                    return Err("<span> is only allowed as <span class=\"tg-spoiler\">".into());
+                }
+                open.push(name);
+            }
+            '>' => return Err("a '>' outside a tag: write &gt;".into()),
+            '&' => {
+                let end = rest.find(';').filter(|e| *e <= 10).ok_or("a '&' that does not start an entity: write &amp;")?;
+                let entity = &rest[1..end];
+                let known = matches!(entity, "lt" | "gt" | "amp" | "quot")
+                    || entity
+                        .strip_prefix('#')
+                        .is_some_and(|n| n.parse::<u32>().is_ok() || n.strip_prefix('x').is_some_and(|h| u32::from_str_radix(h, 16).is_ok()));
+                if !known {
+                    return Err(format!("&{entity}; is not an entity Telegram knows"));
+                }
+                rest = &rest[end + 1..];
+                chars += 1;
+            }
+            c => {
+                rest = &rest[c.len_utf8()..];
+                chars += 1;
+            }
+        }
+    }
+    match open.pop() {
+        Some(tag) => Err(format!("<{tag}> is not closed")),
+        None => Ok(chars),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_telegram_html() {
+        let m = validate(
+            "<b>Sale</b> &amp; <i>more</i>: <a href=\"https://x.example\">link</a> <span class=\"tg-spoiler\">s</span>",
+            Some("Open"),
+            Some("https://t.me/shop"),
+        )
+        .unwrap();
+        assert_eq!(m.button, Some(("Open".into(), "https://t.me/shop".into())));
+    }
+
+    #[test]
+    fn refuses_what_telegram_would_refuse() {
+        for (html, problem) in [
+            ("", "empty"),
+            ("<script>x</script>", "not allowed"),
+            ("<b>x", "not closed"),
+            ("<b>x</i>", "closes <b>"),
+            ("x </b>", "closes nothing"),
+            ("a < b", "does not start a tag"),
+            ("a > b", "outside a tag"),
+            ("fish & chips", "write &amp;"),
+            ("&nbsp;", "not an entity"),
+            ("<a>x</a>", "href"),
+            ("<span>x</span>", "tg-spoiler"),
+        ] {
+            let err = validate(html, None, None).unwrap_err();
+            assert_eq!(err.field, "text");
+            assert!(err.message.contains(problem), "{html}: {err}");
+        }
+        let long = "x".repeat(MAX_TEXT_CHARS + 1);
+        assert!(validate(&long, None, None).unwrap_err().message.contains("4097"));
+        assert!(validate(&format!("<b>{}</b>", "я".repeat(MAX_TEXT_CHARS)), None, None).is_ok());
+        assert_eq!(validate("x", Some("Go"), None).unwrap_err().field, "button_url");
+        assert_eq!(validate("x", None, Some("https://a")).unwrap_err().field, "button_text");
+        assert_eq!(validate("x", Some("Go"), Some("javascript:alert(1)")).unwrap_err().field, "button_url");
+        assert_eq!(validate("x", Some(&"b".repeat(65)), Some("https://a")).unwrap_err().field, "button_text");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(html in ".{0,200}", text in proptest::option::of(".{0,80}"), url in proptest::option::of(".{0,80}")) {
+            let _ = validate(&html, text.as_deref(), url.as_deref());
+        }
+    }
+}
