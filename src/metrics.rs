@@ -217,8 +217,11 @@ impl Metrics {
             &["kind"],
         )?;
         let notifications = IntCounterVec::new(
-            Opts::new("notifications_total", "Notification deliveries by type, channel and outcome.")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "notifications_total",
+                "Notification deliveries by type, channel and outcome.",
+            )
+            .namespace(NAMESPACE),
             &["kind", "channel", "outcome"],
         )?;
         let notification_send_duration = HistogramVec::new(
@@ -231,16 +234,23 @@ impl Metrics {
             &["channel"],
         )?;
         let telegram_flood_waits = prometheus::IntCounter::with_opts(
-            Opts::new("telegram_flood_waits_total", "429 answers from Telegram, each waited out.")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "telegram_flood_waits_total",
+                "429 answers from Telegram, each waited out.",
+            )
+            .namespace(NAMESPACE),
         )?;
         let broadcast_messages = IntCounterVec::new(
-            Opts::new("broadcast_messages_total", "Broadcast messages by outcome.").namespace(NAMESPACE),
+            Opts::new("broadcast_messages_total", "Broadcast messages by outcome.")
+                .namespace(NAMESPACE),
             &["outcome"],
         )?;
         let broadcast_remaining = IntGauge::with_opts(
-            Opts::new("broadcast_remaining", "Messages still to send in the running broadcast.")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "broadcast_remaining",
+                "Messages still to send in the running broadcast.",
+            )
+            .namespace(NAMESPACE),
         )?;
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,

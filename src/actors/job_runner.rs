@@ -166,6 +166,8 @@ pub struct JobRunner {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// The LISTEN task; cancelled on drain so shutdown does not look like a lost connection.
     listener: Option<SpawnHandle>,
+    /// The futures of the running jobs, cancelled when a drain runs out of time.
+    running: HashMap<crate::domain::JobId, SpawnHandle>,
 }
 
 impl JobRunner {
@@ -197,6 +199,7 @@ impl JobRunner {
             draining: false,
             drain_waiters: Vec::new(),
             listener: None,
+            running: HashMap::new(),
         }
     }
 
@@ -306,6 +309,7 @@ impl JobRunner {
         *self.in_flight.entry(kind).or_default() += 1;
         self.total_in_flight += 1;
 
+        let id_of_started = job.id;
         let handler = Arc::clone(&registered.handler);
         let pool = self.pool.clone();
         let worker = Arc::clone(&self.worker_id);
@@ -346,10 +350,12 @@ impl JobRunner {
             let label = if panicked { "panicked" } else { outcome };
             metrics.job_runs.with_label_values(&[kind, label]).inc();
         };
-        ctx.spawn(
+        let job_id = id_of_started;
+        let handle = ctx.spawn(
             tracing::Instrument::instrument(run, span)
                 .into_actor(self)
                 .map(move |(), act, ctx| {
+                    act.running.remove(&job_id);
                     if let Some(n) = act.in_flight.get_mut(kind) {
                         *n = n.saturating_sub(1);
                     }
@@ -358,6 +364,7 @@ impl JobRunner {
                     act.poll(ctx);
                 }),
         );
+        self.running.insert(job_id, handle);
     }
 
     /// Keeps a dedicated connection LISTENing for enqueues and wakes the runner on each.
@@ -493,6 +500,7 @@ impl Actor for JobRunner {
         // A fresh start (or a restart) owns nothing that is still running: anything this worker
         // id holds in the table belongs to a previous incarnation and is given back.
         self.in_flight.clear();
+        self.running.clear();
         self.total_in_flight = 0;
         self.claiming = true;
         let pool = self.pool.clone();
@@ -553,23 +561,39 @@ impl Handler<Drain> for JobRunner {
         let running = self.total_in_flight;
         let pool = self.pool.clone();
         let worker = Arc::clone(&self.worker_id);
-        Box::pin(wrap_future(async move {
-            if running > 0 {
-                tracing::info!(jobs = running, "waiting for running jobs to finish");
-            }
-            if tokio::time::timeout(msg.timeout, rx).await.is_ok() {
-                return 0;
-            }
-            let released = match pool.get().await {
-                Ok(mut conn) => jobs::release_held(&mut conn, &worker).await.unwrap_or(0),
-                Err(_) => 0,
-            };
-            tracing::warn!(
-                jobs = released,
-                "jobs did not finish in time; put back in the queue"
-            );
-            released
-        }))
+        Box::pin(
+            wrap_future::<_, Self>(async move {
+                if running > 0 {
+                    tracing::info!(jobs = running, "waiting for running jobs to finish");
+                }
+                tokio::time::timeout(msg.timeout, rx).await.is_err()
+            })
+            .then(move |timed_out, act, ctx| {
+                if timed_out {
+                    // Stop what still runs, as the end of the process would, then hand the jobs
+                    // back to the queue (their handlers are idempotent).
+                    for (_, handle) in act.running.drain() {
+                        ctx.cancel_future(handle);
+                    }
+                    act.in_flight.clear();
+                    act.total_in_flight = 0;
+                }
+                wrap_future(async move {
+                    if !timed_out {
+                        return 0;
+                    }
+                    let released = match pool.get().await {
+                        Ok(mut conn) => jobs::release_held(&mut conn, &worker).await.unwrap_or(0),
+                        Err(_) => 0,
+                    };
+                    tracing::warn!(
+                        jobs = released,
+                        "jobs did not finish in time; put back in the queue"
+                    );
+                    released
+                })
+            }),
+        )
     }
 }
 

@@ -19,9 +19,9 @@ use reqwest::Url;
 
 pub use marzban::{CleanupAction, MarzbanSettings};
 pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
-pub use telegram::TelegramSettings;
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use parse::{format_duration, parse_duration};
+pub use telegram::TelegramSettings;
 pub use vars::{VARS, Var};
 
 /// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.

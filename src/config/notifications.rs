@@ -48,7 +48,10 @@ pub struct NotificationSettings {
 /// TELEGRAM_MAX_RATE's default, for the broadcast rate when no bot is configured.
 const DEFAULT_MAX_RATE: u32 = 25;
 
-pub(super) fn read(r: &Reader<'_>, max_rate: Option<u32>) -> Result<NotificationSettings, ConfigError> {
+pub(super) fn read(
+    r: &Reader<'_>,
+    max_rate: Option<u32>,
+) -> Result<NotificationSettings, ConfigError> {
     let smtp = match r.optional("SMTP_URL", parse_smtp_url)? {
         Some(parsed) => Some(SmtpSettings {
             from: r.required_because("SMTP_FROM", "required when SMTP_URL is set", parse_from)?,
@@ -90,7 +93,11 @@ fn parse_smtp_url(value: &str) -> Result<SmtpSettings, String> {
         match (key.as_ref(), val.as_ref()) {
             ("tls", "none") if tls == SmtpTls::StartTls => tls = SmtpTls::None,
             ("tls", "required") => {}
-            _ => return Err(format!("unknown option {key}={val} (only tls=none, for smtp://)")),
+            _ => {
+                return Err(format!(
+                    "unknown option {key}={val} (only tls=none, for smtp://)"
+                ));
+            }
         }
     }
     let host = url
@@ -104,7 +111,8 @@ fn parse_smtp_url(value: &str) -> Result<SmtpSettings, String> {
         SmtpTls::None => 25,
     });
     let decode = |s: &str| {
-        percent_decode(s).map_err(|_| "the user or password is not valid percent-encoding".to_owned())
+        percent_decode(s)
+            .map_err(|_| "the user or password is not valid percent-encoding".to_owned())
     };
     let username = match url.username() {
         "" => None,
@@ -153,7 +161,12 @@ fn parse_from(value: &str) -> Result<String, String> {
 fn parse_days(value: &str) -> Result<Vec<u32>, String> {
     let mut days = value
         .split(',')
-        .map(|d| d.trim().parse::<u32>().ok().filter(|d| (1..=60).contains(d)))
+        .map(|d| {
+            d.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=60).contains(d))
+        })
         .collect::<Option<Vec<u32>>>()
         .ok_or("must be a comma list of days between 1 and 60, like 3,1")?;
     days.sort_unstable_by(|a, b| b.cmp(a));
@@ -173,7 +186,10 @@ fn parse_offset(value: &str) -> Result<FixedOffset, String> {
         _ => return Err(problem()),
     };
     let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| problem())?, m.parse().map_err(|_| problem())?);
+    let (h, m): (i32, i32) = (
+        h.parse().map_err(|_| problem())?,
+        m.parse().map_err(|_| problem())?,
+    );
     if !(0..=14).contains(&h) || !(0..60).contains(&m) {
         return Err(problem());
     }
@@ -187,14 +203,22 @@ mod tests {
     #[test]
     fn smtp_urls() {
         let s = parse_smtp_url("smtps://user%40x:p%2Fss@mail.example.com").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.tls), ("mail.example.com", 465, SmtpTls::Implicit));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls),
+            ("mail.example.com", 465, SmtpTls::Implicit)
+        );
         assert_eq!(s.username.as_deref(), Some("user@x"));
         assert_eq!(s.password.unwrap().expose(), "p/ss");
         let s = parse_smtp_url("smtp://a:b@mail.example.com:2587").unwrap();
         assert_eq!((s.port, s.tls), (2587, SmtpTls::StartTls));
         let s = parse_smtp_url("smtp://127.0.0.1:2525?tls=none").unwrap();
         assert_eq!((s.port, s.tls, s.username), (2525, SmtpTls::None, None));
-        for bad in ["http://x", "smtps://x?tls=none", "smtp://x?foo=1", "smtp://"] {
+        for bad in [
+            "http://x",
+            "smtps://x?tls=none",
+            "smtp://x?foo=1",
+            "smtp://",
+        ] {
             assert!(parse_smtp_url(bad).is_err(), "{bad}");
         }
     }
@@ -204,14 +228,20 @@ mod tests {
         assert_eq!(parse_days("1, 3,3"), Ok(vec![3, 1]));
         assert!(parse_days("0").is_err() && parse_days("a").is_err() && parse_days("").is_err());
         assert_eq!(parse_offset("+03:00").unwrap().local_minus_utc(), 3 * 3600);
-        assert_eq!(parse_offset("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+        assert_eq!(
+            parse_offset("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 1800)
+        );
         assert_eq!(parse_offset("UTC").unwrap().local_minus_utc(), 0);
         assert!(parse_offset("3").is_err() && parse_offset("+25:00").is_err());
     }
 
     #[test]
     fn from_addresses() {
-        assert_eq!(parse_from("VPN Shop <noreply@example.com>").unwrap(), "VPN Shop <noreply@example.com>");
+        assert_eq!(
+            parse_from("VPN Shop <noreply@example.com>").unwrap(),
+            "VPN Shop <noreply@example.com>"
+        );
         assert!(parse_from("not an address").is_err());
     }
 }

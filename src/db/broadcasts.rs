@@ -58,10 +58,15 @@ pub async fn create_and_queue(
 }
 
 /// Queues (the next slice of) a broadcast's delivery; a no-op while one is already queued.
-pub async fn queue_delivery(conn: &mut PgConn, id: BroadcastId, max_attempts: i32) -> QueryResult<()> {
+pub async fn queue_delivery(
+    conn: &mut PgConn,
+    id: BroadcastId,
+    max_attempts: i32,
+) -> QueryResult<()> {
     jobs::enqueue(
         conn,
-        NewJob::new(BROADCAST_JOB, BroadcastJob { broadcast_id: id }).dedup_key(format!("broadcast:{id}")),
+        NewJob::new(BROADCAST_JOB, BroadcastJob { broadcast_id: id })
+            .dedup_key(format!("broadcast:{id}")),
         max_attempts,
     )
     .await
@@ -89,17 +94,16 @@ pub async fn list(conn: &mut PgConn, limit: i64) -> QueryResult<Vec<Broadcast>> 
 
 /// Cancels a queued or running broadcast; `false` when it had already ended.
 pub async fn cancel(conn: &mut PgConn, id: BroadcastId) -> QueryResult<bool> {
-    let n = diesel::update(
-        broadcasts::table
-            .find(id)
-            .filter(broadcasts::status.eq_any([BroadcastStatus::Queued, BroadcastStatus::Running])),
-    )
-    .set((
-        broadcasts::status.eq(BroadcastStatus::Canceled),
-        broadcasts::finished_at.eq(diesel::dsl::now),
-    ))
-    .execute(conn)
-    .await?;
+    let n =
+        diesel::update(broadcasts::table.find(id).filter(
+            broadcasts::status.eq_any([BroadcastStatus::Queued, BroadcastStatus::Running]),
+        ))
+        .set((
+            broadcasts::status.eq(BroadcastStatus::Canceled),
+            broadcasts::finished_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
     Ok(n == 1)
 }
 
@@ -160,20 +164,28 @@ pub async fn recipients(
 
 /// Starts a queued broadcast: running, with its audience counted now.
 pub async fn start(conn: &mut PgConn, id: BroadcastId, total: i64) -> QueryResult<()> {
-    diesel::update(broadcasts::table.find(id).filter(broadcasts::status.eq(BroadcastStatus::Queued)))
-        .set((
-            broadcasts::status.eq(BroadcastStatus::Running),
-            broadcasts::started_at.eq(diesel::dsl::now),
-            broadcasts::total.eq(i32::try_from(total).unwrap_or(i32::MAX)),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    diesel::update(
+        broadcasts::table
+            .find(id)
+            .filter(broadcasts::status.eq(BroadcastStatus::Queued)),
+    )
+    .set((
+        broadcasts::status.eq(BroadcastStatus::Running),
+        broadcasts::started_at.eq(diesel::dsl::now),
+        broadcasts::total.eq(i32::try_from(total).unwrap_or(i32::MAX)),
+    ))
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Moves the cursor past `user` and refreshes the counters from the deliveries (so they stay
 /// right across restarts): sent, failed, and blocked (skipped: the user blocked the bot).
-pub async fn record_progress(conn: &mut PgConn, id: BroadcastId, cursor: i64) -> QueryResult<Broadcast> {
+pub async fn record_progress(
+    conn: &mut PgConn,
+    id: BroadcastId,
+    cursor: i64,
+) -> QueryResult<Broadcast> {
     diesel::sql_query(
         "UPDATE broadcasts b SET cursor_user_id = GREATEST(b.cursor_user_id, $2), \
              sent = c.sent, failed = c.failed, blocked = c.blocked \
@@ -195,12 +207,16 @@ pub async fn record_progress(conn: &mut PgConn, id: BroadcastId, cursor: i64) ->
 }
 
 pub async fn complete(conn: &mut PgConn, id: BroadcastId) -> QueryResult<()> {
-    diesel::update(broadcasts::table.find(id).filter(broadcasts::status.eq(BroadcastStatus::Running)))
-        .set((
-            broadcasts::status.eq(BroadcastStatus::Completed),
-            broadcasts::finished_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    diesel::update(
+        broadcasts::table
+            .find(id)
+            .filter(broadcasts::status.eq(BroadcastStatus::Running)),
+    )
+    .set((
+        broadcasts::status.eq(BroadcastStatus::Completed),
+        broadcasts::finished_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

@@ -177,7 +177,8 @@ pub async fn fail_interrupted(conn: &mut PgConn, broadcast_id: BroadcastId) -> Q
     )
     .set((
         notifications::status.eq(NotificationStatus::Failed),
-        notifications::last_error.eq("interrupted while sending (a restart); not sent again to avoid a duplicate"),
+        notifications::last_error
+            .eq("interrupted while sending (a restart); not sent again to avoid a duplicate"),
     ))
     .execute(conn)
     .await

@@ -204,7 +204,10 @@ pub struct Ending {
 }
 
 /// Running subscriptions that end within `within` from now.
-pub async fn ending_within(conn: &mut PgConn, within: std::time::Duration) -> QueryResult<Vec<Ending>> {
+pub async fn ending_within(
+    conn: &mut PgConn,
+    within: std::time::Duration,
+) -> QueryResult<Vec<Ending>> {
     diesel::sql_query(
         "SELECT user_id, expires_at, is_trial FROM subscriptions \
          WHERE status = 'active' AND expires_at > now() \

@@ -70,8 +70,22 @@ const MAX_BUTTON_CHARS: usize = 64;
 
 /// Tags Telegram accepts with `parse_mode=HTML`.
 const TAGS: [&str; 16] = [
-    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
-    "blockquote", "tg-spoiler", "span", "tg-emoji",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-spoiler",
+    "span",
+    "tg-emoji",
 ];
 
 /// Checks the HTML (known tags, balanced, `href` on links, only `&lt; &gt; &amp; &quot;` and
@@ -97,9 +111,14 @@ pub fn validate(
         (Some(text), Some(url)) => {
             let chars = text.chars().count();
             if chars == 0 || chars > MAX_BUTTON_CHARS {
-                return Err(invalid("button_text", format!("must be 1 to {MAX_BUTTON_CHARS} characters")));
+                return Err(invalid(
+                    "button_text",
+                    format!("must be 1 to {MAX_BUTTON_CHARS} characters"),
+                ));
             }
-            let scheme_ok = ["https://", "http://", "tg://"].iter().any(|s| url.starts_with(s));
+            let scheme_ok = ["https://", "http://", "tg://"]
+                .iter()
+                .any(|s| url.starts_with(s));
             if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
                 return Err(invalid("button_url", "must be an http(s):// or tg:// URL"));
             }
@@ -155,12 +174,17 @@ fn check_html(html: &str) -> Result<usize, String> {
             }
             '>' => return Err("a '>' outside a tag: write &gt;".into()),
             '&' => {
-                let end = rest.find(';').filter(|e| *e <= 10).ok_or("a '&' that does not start an entity: write &amp;")?;
+                let end = rest
+                    .find(';')
+                    .filter(|e| *e <= 10)
+                    .ok_or("a '&' that does not start an entity: write &amp;")?;
                 let entity = &rest[1..end];
                 let known = matches!(entity, "lt" | "gt" | "amp" | "quot")
-                    || entity
-                        .strip_prefix('#')
-                        .is_some_and(|n| n.parse::<u32>().is_ok() || n.strip_prefix('x').is_some_and(|h| u32::from_str_radix(h, 16).is_ok()));
+                    || entity.strip_prefix('#').is_some_and(|n| {
+                        n.parse::<u32>().is_ok()
+                            || n.strip_prefix('x')
+                                .is_some_and(|h| u32::from_str_radix(h, 16).is_ok())
+                    });
                 if !known {
                     return Err(format!("&{entity}; is not an entity Telegram knows"));
                 }
@@ -215,12 +239,40 @@ mod tests {
             assert!(err.message.contains(problem), "{html}: {err}");
         }
         let long = "x".repeat(MAX_TEXT_CHARS + 1);
-        assert!(validate(&long, None, None).unwrap_err().message.contains("4097"));
-        assert!(validate(&format!("<b>{}</b>", "я".repeat(MAX_TEXT_CHARS)), None, None).is_ok());
-        assert_eq!(validate("x", Some("Go"), None).unwrap_err().field, "button_url");
-        assert_eq!(validate("x", None, Some("https://a")).unwrap_err().field, "button_text");
-        assert_eq!(validate("x", Some("Go"), Some("javascript:alert(1)")).unwrap_err().field, "button_url");
-        assert_eq!(validate("x", Some(&"b".repeat(65)), Some("https://a")).unwrap_err().field, "button_text");
+        assert!(
+            validate(&long, None, None)
+                .unwrap_err()
+                .message
+                .contains("4097")
+        );
+        assert!(
+            validate(
+                &format!("<b>{}</b>", "я".repeat(MAX_TEXT_CHARS)),
+                None,
+                None
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            validate("x", Some("Go"), None).unwrap_err().field,
+            "button_url"
+        );
+        assert_eq!(
+            validate("x", None, Some("https://a")).unwrap_err().field,
+            "button_text"
+        );
+        assert_eq!(
+            validate("x", Some("Go"), Some("javascript:alert(1)"))
+                .unwrap_err()
+                .field,
+            "button_url"
+        );
+        assert_eq!(
+            validate("x", Some(&"b".repeat(65)), Some("https://a"))
+                .unwrap_err()
+                .field,
+            "button_text"
+        );
     }
 
     proptest! {

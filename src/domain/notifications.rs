@@ -44,7 +44,10 @@ impl FailureReason {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PromoEffect {
     /// Days added to the subscription at once.
-    Days { days: u32, expires_at: DateTime<Utc> },
+    Days {
+        days: u32,
+        expires_at: DateTime<Utc>,
+    },
     /// Percent off the next payment.
     Percent { percent: u8 },
     /// An amount off the next payment.

@@ -16,11 +16,17 @@ use crate::domain::{Currency, Language, Money};
 const SOURCES: [(Language, &[(&str, &str)]); 2] = [
     (
         Language::En,
-        &[("notifications.ftl", include_str!("../../locales/en/notifications.ftl"))],
+        &[(
+            "notifications.ftl",
+            include_str!("../../locales/en/notifications.ftl"),
+        )],
     ),
     (
         Language::Ru,
-        &[("notifications.ftl", include_str!("../../locales/ru/notifications.ftl"))],
+        &[(
+            "notifications.ftl",
+            include_str!("../../locales/ru/notifications.ftl"),
+        )],
     ),
 ];
 
@@ -45,12 +51,22 @@ fn build(language: Language) -> Bundle {
         let resource = match FluentResource::try_new((*text).to_owned()) {
             Ok(resource) => resource,
             Err((resource, errors)) => {
-                tracing::error!(language = tag, file = name, ?errors, "syntax errors in a locale file");
+                tracing::error!(
+                    language = tag,
+                    file = name,
+                    ?errors,
+                    "syntax errors in a locale file"
+                );
                 resource
             }
         };
         if let Err(errors) = bundle.add_resource(resource) {
-            tracing::error!(language = tag, file = name, ?errors, "duplicate messages in a locale file");
+            tracing::error!(
+                language = tag,
+                file = name,
+                ?errors,
+                "duplicate messages in a locale file"
+            );
         }
     }
     bundle
@@ -270,25 +286,46 @@ mod tests {
 
     #[test]
     fn values_are_escaped_and_missing_messages_do_not_panic() {
-        let text = message(Language::En, "greeting", &Args::new().text("name", "<b>Eve & co</b>"));
+        let text = message(
+            Language::En,
+            "greeting",
+            &Args::new().text("name", "<b>Eve & co</b>"),
+        );
         assert_eq!(text, "Hello, &lt;b&gt;Eve &amp; co&lt;/b&gt;!");
-        assert_eq!(message(Language::En, "no-such-message", &Args::new()), "no-such-message");
+        assert_eq!(
+            message(Language::En, "no-such-message", &Args::new()),
+            "no-such-message"
+        );
         assert_eq!(html_to_text("<b>a &lt; b</b> &amp; c"), "a < b & c");
     }
 
     #[test]
     fn dates_money_and_traffic() {
-        let at = DateTime::parse_from_rfc3339("2026-11-27T11:05:00Z").unwrap().to_utc();
+        let at = DateTime::parse_from_rfc3339("2026-11-27T11:05:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(format_date(Language::Ru, at, msk()), "27.11.2026");
         assert_eq!(format_date(Language::En, at, msk()), "27 Nov 2026");
-        assert_eq!(format_datetime(Language::Ru, at, msk()), "27.11.2026 14:05 (UTC+3)");
+        assert_eq!(
+            format_datetime(Language::Ru, at, msk()),
+            "27.11.2026 14:05 (UTC+3)"
+        );
         assert_eq!(
             format_datetime(Language::En, at, FixedOffset::east_opt(0).unwrap()),
             "27 Nov 2026, 11:05 (UTC)"
         );
-        assert_eq!(format_money(Language::Ru, Money::rub_kopecks(19900)), "199 ₽");
-        assert_eq!(format_money(Language::Ru, Money::rub_kopecks(19950)), "199,50 ₽");
-        assert_eq!(format_money(Language::En, Money::rub_kopecks(19950)), "199.50 ₽");
+        assert_eq!(
+            format_money(Language::Ru, Money::rub_kopecks(19900)),
+            "199 ₽"
+        );
+        assert_eq!(
+            format_money(Language::Ru, Money::rub_kopecks(19950)),
+            "199,50 ₽"
+        );
+        assert_eq!(
+            format_money(Language::En, Money::rub_kopecks(19950)),
+            "199.50 ₽"
+        );
         assert_eq!(format_money(Language::En, Money::stars(150)), "150 ⭐");
         assert_eq!(format_bytes(Language::En, 850 * 1024 * 1024), "850 MB");
         assert_eq!(format_bytes(Language::Ru, 17 * (1 << 30) / 2), "8,5 ГБ");

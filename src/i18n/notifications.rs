@@ -48,7 +48,9 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
         Notification::TrialStarted { days, expires_at } => Args::new()
             .text("days_text", &days_text(*days))
             .text("date", &datetime(*expires_at)),
-        Notification::TrialEnding { expires_at } => Args::new().text("date", &datetime(*expires_at)),
+        Notification::TrialEnding { expires_at } => {
+            Args::new().text("date", &datetime(*expires_at))
+        }
         Notification::SubscriptionExpiring {
             days_left,
             expires_at,
@@ -100,9 +102,9 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
                     .text("effect", "days")
                     .text("days_text", &days_text(*days))
                     .text("date", &date(*expires_at)),
-                PromoEffect::Percent { percent } => args
-                    .text("effect", "percent")
-                    .number("percent", *percent),
+                PromoEffect::Percent { percent } => {
+                    args.text("effect", "percent").number("percent", *percent)
+                }
                 PromoEffect::Amount { amount } => args
                     .text("effect", "amount")
                     .text("amount", &money(*amount)),
@@ -178,26 +180,65 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-12-27T09:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-12-27T09:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     /// One notification of every kind, with data.
     pub(crate) fn samples() -> Vec<Notification> {
         let rub = Money::rub_kopecks(54900);
         vec![
-            Notification::TrialStarted { days: 7, expires_at: at() },
+            Notification::TrialStarted {
+                days: 7,
+                expires_at: at(),
+            },
             Notification::TrialEnding { expires_at: at() },
-            Notification::SubscriptionExpiring { days_left: 3, expires_at: at() },
+            Notification::SubscriptionExpiring {
+                days_left: 3,
+                expires_at: at(),
+            },
             Notification::SubscriptionExpired { expired_at: at() },
-            Notification::PaymentSucceeded { plan: "3 months".into(), amount: rub, days: 90, expires_at: at() },
-            Notification::PaymentFailed { plan: "3 months".into(), amount: rub, reason: FailureReason::InsufficientFunds },
-            Notification::AutoRenewalSucceeded { plan: "1 month".into(), amount: rub, expires_at: at() },
-            Notification::AutoRenewalFailed { amount: rub, reason: FailureReason::PermissionRevoked },
-            Notification::ReferralJoined { friend: "Ann <3".into(), bonus_days: 30 },
-            Notification::ReferralBonus { days: 30, expires_at: at() },
-            Notification::PromoApplied { code: "SPRING".into(), effect: PromoEffect::Percent { percent: 15 } },
-            Notification::TrafficThreshold { percent: 80, used_bytes: 40 << 30, limit_bytes: 50 << 30 },
-            Notification::Broadcast { broadcast_id: BroadcastId(1) },
+            Notification::PaymentSucceeded {
+                plan: "3 months".into(),
+                amount: rub,
+                days: 90,
+                expires_at: at(),
+            },
+            Notification::PaymentFailed {
+                plan: "3 months".into(),
+                amount: rub,
+                reason: FailureReason::InsufficientFunds,
+            },
+            Notification::AutoRenewalSucceeded {
+                plan: "1 month".into(),
+                amount: rub,
+                expires_at: at(),
+            },
+            Notification::AutoRenewalFailed {
+                amount: rub,
+                reason: FailureReason::PermissionRevoked,
+            },
+            Notification::ReferralJoined {
+                friend: "Ann <3".into(),
+                bonus_days: 30,
+            },
+            Notification::ReferralBonus {
+                days: 30,
+                expires_at: at(),
+            },
+            Notification::PromoApplied {
+                code: "SPRING".into(),
+                effect: PromoEffect::Percent { percent: 15 },
+            },
+            Notification::TrafficThreshold {
+                percent: 80,
+                used_bytes: 40 << 30,
+                limit_bytes: 50 << 30,
+            },
+            Notification::Broadcast {
+                broadcast_id: BroadcastId(1),
+            },
         ]
     }
 
@@ -211,7 +252,10 @@ mod tests {
         let kinds: Vec<_> = samples.iter().map(Notification::kind).collect();
         assert_eq!(kinds, KINDS, "a sample per kind");
         for lang in [Language::En, Language::Ru] {
-            let to = Recipient { language: lang, subscription_url: Some("https://sub.example.com/sub/abc") };
+            let to = Recipient {
+                language: lang,
+                subscription_url: Some("https://sub.example.com/sub/abc"),
+            };
             for n in &samples {
                 let Some(r) = render(n, &to, msk()) else {
                     assert_eq!(n.kind(), "broadcast");
@@ -219,11 +263,23 @@ mod tests {
                 };
                 for text in [&r.subject, &r.html, &r.button.text] {
                     assert!(!text.is_empty(), "{lang} {}: empty", n.kind());
-                    assert!(!text.contains(n.kind()), "{lang} {}: a message id leaked: {text}", n.kind());
-                    assert!(!text.contains('{') && !text.contains('$'), "{lang} {}: {text}", n.kind());
+                    assert!(
+                        !text.contains(n.kind()),
+                        "{lang} {}: a message id leaked: {text}",
+                        n.kind()
+                    );
+                    assert!(
+                        !text.contains('{') && !text.contains('$'),
+                        "{lang} {}: {text}",
+                        n.kind()
+                    );
                 }
                 if n.with_link() {
-                    assert!(r.html.contains("https://sub.example.com/sub/abc"), "{}", r.html);
+                    assert!(
+                        r.html.contains("https://sub.example.com/sub/abc"),
+                        "{}",
+                        r.html
+                    );
                 }
             }
         }
@@ -237,22 +293,99 @@ mod tests {
             days: 90,
             expires_at: at(),
         };
-        let ru = render(&n, &Recipient { language: Language::Ru, subscription_url: None }, msk()).unwrap();
-        assert!(ru.html.contains("549 ₽") && ru.html.contains("90 дней") && ru.html.contains("27.12.2026"), "{}", ru.html);
-        assert!(ru.html.contains("Ссылка на подписку готовится"), "{}", ru.html);
+        let ru = render(
+            &n,
+            &Recipient {
+                language: Language::Ru,
+                subscription_url: None,
+            },
+            msk(),
+        )
+        .unwrap();
+        assert!(
+            ru.html.contains("549 ₽")
+                && ru.html.contains("90 дней")
+                && ru.html.contains("27.12.2026"),
+            "{}",
+            ru.html
+        );
+        assert!(
+            ru.html.contains("Ссылка на подписку готовится"),
+            "{}",
+            ru.html
+        );
         assert_eq!(ru.subject, "Оплата получена: 3 months");
-        let en = render(&n, &Recipient { language: Language::En, subscription_url: Some("https://x/sub/1") }, msk()).unwrap();
-        assert!(en.html.contains("549 ₽") && en.html.contains("90 days") && en.html.contains("27 Dec 2026"), "{}", en.html);
-        assert_eq!(en.button, Button { text: "My subscription".into(), callback: CALLBACK_STATUS });
+        let en = render(
+            &n,
+            &Recipient {
+                language: Language::En,
+                subscription_url: Some("https://x/sub/1"),
+            },
+            msk(),
+        )
+        .unwrap();
+        assert!(
+            en.html.contains("549 ₽")
+                && en.html.contains("90 days")
+                && en.html.contains("27 Dec 2026"),
+            "{}",
+            en.html
+        );
+        assert_eq!(
+            en.button,
+            Button {
+                text: "My subscription".into(),
+                callback: CALLBACK_STATUS
+            }
+        );
 
-        let traffic = Notification::TrafficThreshold { percent: 100, used_bytes: 50 << 30, limit_bytes: 50 << 30 };
-        let en = render(&traffic, &Recipient { language: Language::En, subscription_url: None }, msk()).unwrap();
-        assert!(en.html.contains("Your traffic is used up") && en.html.contains("50 GB"), "{}", en.html);
-        let friend = Notification::ReferralJoined { friend: "<script>".into(), bonus_days: 30 };
-        let en = render(&friend, &Recipient { language: Language::En, subscription_url: None }, msk()).unwrap();
+        let traffic = Notification::TrafficThreshold {
+            percent: 100,
+            used_bytes: 50 << 30,
+            limit_bytes: 50 << 30,
+        };
+        let en = render(
+            &traffic,
+            &Recipient {
+                language: Language::En,
+                subscription_url: None,
+            },
+            msk(),
+        )
+        .unwrap();
+        assert!(
+            en.html.contains("Your traffic is used up") && en.html.contains("50 GB"),
+            "{}",
+            en.html
+        );
+        let friend = Notification::ReferralJoined {
+            friend: "<script>".into(),
+            bonus_days: 30,
+        };
+        let en = render(
+            &friend,
+            &Recipient {
+                language: Language::En,
+                subscription_url: None,
+            },
+            msk(),
+        )
+        .unwrap();
         assert!(en.html.contains("&lt;script&gt;") && !en.html.contains("<script>"));
-        let reason = Notification::PaymentFailed { plan: "x".into(), amount: Money::rub_kopecks(100), reason: FailureReason::CardExpired };
-        let ru = render(&reason, &Recipient { language: Language::Ru, subscription_url: None }, msk()).unwrap();
+        let reason = Notification::PaymentFailed {
+            plan: "x".into(),
+            amount: Money::rub_kopecks(100),
+            reason: FailureReason::CardExpired,
+        };
+        let ru = render(
+            &reason,
+            &Recipient {
+                language: Language::Ru,
+                subscription_url: None,
+            },
+            msk(),
+        )
+        .unwrap();
         assert!(ru.html.contains("срок действия карты истёк"), "{}", ru.html);
     }
 

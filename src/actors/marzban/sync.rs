@@ -286,9 +286,16 @@ impl Shared {
                 used_bytes: used,
                 limit_bytes: sub.traffic_limit_bytes.unwrap_or(0),
             },
-            dedup_key: format!("traffic:{level}:{}:{}", sub.user_id, sub.expires_at.timestamp()),
+            dedup_key: format!(
+                "traffic:{level}:{}:{}",
+                sub.user_id,
+                sub.expires_at.timestamp()
+            ),
         };
-        if notifications::enqueue_once(conn, &job, self.max_attempts).await?.is_some() {
+        if notifications::enqueue_once(conn, &job, self.max_attempts)
+            .await?
+            .is_some()
+        {
             tracing::info!(user = %sub.user_id, percent = level, "traffic threshold crossed; notification enqueued");
         }
         Ok(())

@@ -36,11 +36,15 @@ impl Shared {
     #[tracing::instrument(skip(self), fields(broadcast = %id))]
     pub(super) async fn deliver_broadcast(&self, id: BroadcastId) -> Result<(), JobError> {
         let Some(telegram) = &self.telegram else {
-            return Err(JobError::retryable("no Telegram bot configured (TELEGRAM_BOT_TOKEN)"));
+            return Err(JobError::retryable(
+                "no Telegram bot configured (TELEGRAM_BOT_TOKEN)",
+            ));
         };
         let mut conn = self.pool.get().await?;
         let Some(mut broadcast) = broadcasts::find(&mut conn, id).await? else {
-            return Err(JobError::permanent(format!("broadcast {id} does not exist")));
+            return Err(JobError::permanent(format!(
+                "broadcast {id} does not exist"
+            )));
         };
         let audience: Audience = serde_json::from_value(broadcast.audience.clone())
             .map_err(|e| JobError::permanent(format!("broadcast {id} has a bad audience: {e}")))?;
@@ -55,7 +59,10 @@ impl Shared {
             BroadcastStatus::Running => {
                 let interrupted = notifications::fail_interrupted(&mut conn, id).await?;
                 if interrupted > 0 {
-                    tracing::warn!(interrupted, "messages interrupted by a restart are counted failed, not resent");
+                    tracing::warn!(
+                        interrupted,
+                        "messages interrupted by a restart are counted failed, not resent"
+                    );
                 }
             }
         }
@@ -84,9 +91,15 @@ impl Shared {
             let Some(last) = batch.last().map(|r| r.user_id.0) else {
                 let mut conn = self.pool.get().await?;
                 broadcasts::complete(&mut conn, id).await?;
-                let done = broadcasts::record_progress(&mut conn, id, broadcast.cursor_user_id).await?;
+                let done =
+                    broadcasts::record_progress(&mut conn, id, broadcast.cursor_user_id).await?;
                 self.metrics.broadcast_remaining.set(0);
-                tracing::info!(sent = done.sent, failed = done.failed, blocked = done.blocked, "broadcast completed");
+                tracing::info!(
+                    sent = done.sent,
+                    failed = done.failed,
+                    blocked = done.blocked,
+                    "broadcast completed"
+                );
                 return Ok(());
             };
             let results: Vec<Result<Sent, JobError>> = futures_util::stream::iter(batch)
@@ -96,7 +109,9 @@ impl Shared {
                 .await;
             // A recipient that could not even be claimed: the cursor stays, the job is retried
             // (the others of this batch are claimed and will not be sent twice).
-            let results = results.into_iter().collect::<Result<Vec<Sent>, JobError>>()?;
+            let results = results
+                .into_iter()
+                .collect::<Result<Vec<Sent>, JobError>>()?;
             for result in &results {
                 let outcome = match result {
                     Sent::Sent => "sent",
@@ -104,7 +119,10 @@ impl Shared {
                     Sent::Failed => "failed",
                     Sent::Skipped => continue,
                 };
-                self.metrics.broadcast_messages.with_label_values(&[outcome]).inc();
+                self.metrics
+                    .broadcast_messages
+                    .with_label_values(&[outcome])
+                    .inc();
             }
             let mut conn = self.pool.get().await?;
             let progress = broadcasts::record_progress(&mut conn, id, last).await?;

@@ -22,7 +22,10 @@ enum Outcome {
     /// Not attempted now: already delivered, or being delivered by another worker.
     AlreadyHandled,
     Skipped,
-    Failed { error: String, transient: bool },
+    Failed {
+        error: String,
+        transient: bool,
+    },
 }
 
 impl Shared {
@@ -31,23 +34,32 @@ impl Shared {
         let kind = job.notification.kind();
         let (user, link) = {
             let mut conn = self.pool.get().await?;
-            let user = users::find(&mut conn, job.user_id)
-                .await?
-                .ok_or_else(|| JobError::permanent(format!("user {} does not exist", job.user_id)))?;
+            let user = users::find(&mut conn, job.user_id).await?.ok_or_else(|| {
+                JobError::permanent(format!("user {} does not exist", job.user_id))
+            })?;
             let link = subscriptions::find_by_user(&mut conn, job.user_id)
                 .await?
                 .and_then(|(sub, _)| sub.subscription_url);
             (user, link)
         };
-        if job.notification.with_link() && link.is_none() && self.waits_for_links && attempt < LINK_WAIT_ATTEMPTS {
-            return Err(JobError::retryable("waiting for the panel to issue the subscription link"));
+        if job.notification.with_link()
+            && link.is_none()
+            && self.waits_for_links
+            && attempt < LINK_WAIT_ATTEMPTS
+        {
+            return Err(JobError::retryable(
+                "waiting for the panel to issue the subscription link",
+            ));
         }
         let recipient = Recipient {
             language: user.language,
             subscription_url: link.as_deref(),
         };
-        let Some(rendered) = render(&job.notification, &recipient, self.settings.display_offset) else {
-            return Err(JobError::permanent("broadcasts are delivered by broadcast jobs"));
+        let Some(rendered) = render(&job.notification, &recipient, self.settings.display_offset)
+        else {
+            return Err(JobError::permanent(
+                "broadcasts are delivered by broadcast jobs",
+            ));
         };
         let payload = serde_json::to_value(&job.notification).unwrap_or_default();
         let delivery = |channel| Delivery {
@@ -75,7 +87,9 @@ impl Shared {
                 .await?;
             self.tally(kind, "telegram", &outcome, &mut transient);
         }
-        if let (Some(mailer), Some(email), true) = (&self.mailer, &user.email, job.notification.by_email()) {
+        if let (Some(mailer), Some(email), true) =
+            (&self.mailer, &user.email, job.notification.by_email())
+        {
             let d = delivery(NotificationChannel::Email);
             let text = crate::i18n::html_to_text(&rendered.html);
             let html = email_html(&rendered.subject, &rendered.html);
@@ -116,11 +130,13 @@ impl Shared {
         };
         if let Some(reason) = skip {
             let mut conn = self.pool.get().await?;
-            return Ok(if notifications::record_skipped(&mut conn, delivery, reason).await? {
-                Outcome::Skipped
-            } else {
-                Outcome::AlreadyHandled
-            });
+            return Ok(
+                if notifications::record_skipped(&mut conn, delivery, reason).await? {
+                    Outcome::Skipped
+                } else {
+                    Outcome::AlreadyHandled
+                },
+            );
         }
         let claimed = {
             let mut conn = self.pool.get().await?;
@@ -172,7 +188,10 @@ impl Shared {
             .with_label_values(&[kind, channel, label])
             .inc();
         match outcome {
-            Outcome::Failed { error, transient: true } => transient.push(format!("{channel}: {error}")),
+            Outcome::Failed {
+                error,
+                transient: true,
+            } => transient.push(format!("{channel}: {error}")),
             Outcome::Failed { error, .. } => {
                 tracing::warn!(channel, %error, "notification refused; not retried")
             }

@@ -31,12 +31,17 @@ impl Mailer {
     pub fn new(settings: &SmtpSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let builder = match settings.tls {
             SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)?,
-            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?,
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+            SmtpTls::StartTls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?
+            }
+            SmtpTls::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            }
         };
         let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         Ok(Mailer {
             transport: builder.build(),
@@ -45,7 +50,13 @@ impl Mailer {
         })
     }
 
-    pub async fn send(&self, to: &str, subject: &str, text: String, html: String) -> Result<(), MailError> {
+    pub async fn send(
+        &self,
+        to: &str,
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> Result<(), MailError> {
         let started = Instant::now();
         let to: Mailbox = to
             .parse()

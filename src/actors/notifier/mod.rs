@@ -61,23 +61,34 @@ impl Notifier {
         waits_for_links: bool,
     ) -> anyhow::Result<impl Fn() -> Notifier + Send + Sync + 'static> {
         let telegram = match telegram {
-            Some(t) => Some(TelegramSender::new(t, settings.broadcast_rate, pool.clone(), Arc::clone(&metrics))?),
+            Some(t) => Some(TelegramSender::new(
+                t,
+                settings.broadcast_rate,
+                pool.clone(),
+                Arc::clone(&metrics),
+            )?),
             None => {
-                tracing::warn!("TELEGRAM_BOT_TOKEN is not set: Telegram notifications and broadcasts are off");
+                tracing::warn!(
+                    "TELEGRAM_BOT_TOKEN is not set: Telegram notifications and broadcasts are off"
+                );
                 None
             }
         };
         let mailer = match &settings.smtp {
             Some(smtp) => Some(Mailer::new(smtp, Arc::clone(&metrics))?),
             None => {
-                tracing::warn!("SMTP_URL is not set: email notifications are off (set SMTP_URL and SMTP_FROM)");
+                tracing::warn!(
+                    "SMTP_URL is not set: email notifications are off (set SMTP_URL and SMTP_FROM)"
+                );
                 None
             }
         };
         for kind in KINDS {
             for channel in ["telegram", "email"] {
                 for outcome in ["sent", "failed", "skipped"] {
-                    metrics.notifications.with_label_values(&[kind, channel, outcome]);
+                    metrics
+                        .notifications
+                        .with_label_values(&[kind, channel, outcome]);
                 }
             }
         }
@@ -181,11 +192,14 @@ impl JobHandler for NotifierJobs {
     fn run(&self, job: Job) -> LocalBoxFuture<'static, Result<(), JobError>> {
         let addr = self.notifier.addr();
         Box::pin(async move {
-            let unavailable = |e: actix::MailboxError| JobError::retryable(format!("notifier unavailable: {e}"));
-            let bad_payload = |e: serde_json::Error| JobError::permanent(format!("bad payload: {e}"));
+            let unavailable =
+                |e: actix::MailboxError| JobError::retryable(format!("notifier unavailable: {e}"));
+            let bad_payload =
+                |e: serde_json::Error| JobError::permanent(format!("bad payload: {e}"));
             match job.kind.as_str() {
                 NOTIFY_JOB => {
-                    let payload: NotifyJob = serde_json::from_value(job.payload).map_err(bad_payload)?;
+                    let payload: NotifyJob =
+                        serde_json::from_value(job.payload).map_err(bad_payload)?;
                     addr.send(Deliver {
                         job: payload,
                         attempt: job.attempts,
@@ -194,7 +208,8 @@ impl JobHandler for NotifierJobs {
                     .map_err(unavailable)?
                 }
                 BROADCAST_JOB => {
-                    let payload: BroadcastJob = serde_json::from_value(job.payload).map_err(bad_payload)?;
+                    let payload: BroadcastJob =
+                        serde_json::from_value(job.payload).map_err(bad_payload)?;
                     addr.send(DeliverBroadcast(payload.broadcast_id))
                         .await
                         .map_err(unavailable)?

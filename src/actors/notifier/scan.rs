@@ -75,7 +75,10 @@ impl Shared {
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 let ended = subscriptions::expire_ended(conn).await?;
                 let mut enqueued = 0;
-                for ending in ended.iter().filter(|e| e.expires_at > now - EXPIRED_NOTICE_WINDOW) {
+                for ending in ended
+                    .iter()
+                    .filter(|e| e.expires_at > now - EXPIRED_NOTICE_WINDOW)
+                {
                     let job = notice(
                         ending,
                         format!("expired:{}", ending.user_id),
@@ -83,7 +86,10 @@ impl Shared {
                             expired_at: ending.expires_at,
                         },
                     );
-                    if notifications::enqueue_once(conn, &job, max_attempts).await?.is_some() {
+                    if notifications::enqueue_once(conn, &job, max_attempts)
+                        .await?
+                        .is_some()
+                    {
                         enqueued += 1;
                     }
                 }
@@ -91,7 +97,11 @@ impl Shared {
             })
             .await?;
         report.expired = expired;
-        tracing::info!(?report, new_warnings = enqueued_warnings, "notifications scan done");
+        tracing::info!(
+            ?report,
+            new_warnings = enqueued_warnings,
+            "notifications scan done"
+        );
         Ok(report)
     }
 }
@@ -121,7 +131,10 @@ async fn enqueue_all(
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 let mut n = 0;
                 for job in chunk {
-                    if notifications::enqueue_once(conn, job, max_attempts).await?.is_some() {
+                    if notifications::enqueue_once(conn, job, max_attempts)
+                        .await?
+                        .is_some()
+                    {
                         n += 1;
                     }
                 }

@@ -33,8 +33,14 @@ const MAX_FLOODS: u32 = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageButton {
     /// Handled by the bot.
-    Callback { text: String, data: String },
-    Url { text: String, url: String },
+    Callback {
+        text: String,
+        data: String,
+    },
+    Url {
+        text: String,
+        url: String,
+    },
 }
 
 /// Why a message was not delivered.
@@ -69,7 +75,8 @@ impl TelegramSender {
         let client = teloxide::net::default_reqwest_settings()
             .timeout(settings.timeout)
             .build()?;
-        let bot = Bot::with_client(settings.token.expose(), client).set_api_url(settings.api_url.clone());
+        let bot =
+            Bot::with_client(settings.token.expose(), client).set_api_url(settings.api_url.clone());
         Ok(TelegramSender {
             bot,
             pool,
@@ -80,11 +87,20 @@ impl TelegramSender {
     }
 
     /// Waits until budget `key` has a slot for us.
-    async fn take_slot(&self, key: &str, per_second: u32, horizon: Duration) -> Result<(), SendError> {
+    async fn take_slot(
+        &self,
+        key: &str,
+        per_second: u32,
+        horizon: Duration,
+    ) -> Result<(), SendError> {
         let interval = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
         loop {
             let reserved = {
-                let mut conn = self.pool.get().await.map_err(|e| SendError::Transient(e.to_string()))?;
+                let mut conn = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| SendError::Transient(e.to_string()))?;
                 rate::reserve(&mut conn, key, interval, horizon)
                     .await
                     .map_err(|e| SendError::Transient(e.to_string()))?
@@ -112,9 +128,11 @@ impl TelegramSender {
         broadcast: bool,
     ) -> Result<(), SendError> {
         let started = Instant::now();
-        self.take_slot(&format!("telegram:chat:{chat_id}"), 1, CHAT_HORIZON).await?;
+        self.take_slot(&format!("telegram:chat:{chat_id}"), 1, CHAT_HORIZON)
+            .await?;
         if broadcast {
-            self.take_slot(BROADCAST, self.broadcast_rate, HORIZON).await?;
+            self.take_slot(BROADCAST, self.broadcast_rate, HORIZON)
+                .await?;
         }
         let mut floods = 0;
         let result = loop {
@@ -137,7 +155,9 @@ impl TelegramSender {
                     }
                     MessageButton::Url { text, url } => match url.parse() {
                         Ok(url) => InlineKeyboardButton::url(text.clone(), url),
-                        Err(_) => return Err(SendError::Refused(format!("invalid button URL {url}"))),
+                        Err(_) => {
+                            return Err(SendError::Refused(format!("invalid button URL {url}")));
+                        }
                     },
                 };
                 request = request.reply_markup(InlineKeyboardMarkup::new([[button]]));
@@ -149,7 +169,11 @@ impl TelegramSender {
                     floods += 1;
                     self.metrics.telegram_flood_waits.inc();
                     let wait = wait.duration();
-                    tracing::warn!(chat_id, wait_s = wait.as_secs(), "Telegram asked us to slow down (429)");
+                    tracing::warn!(
+                        chat_id,
+                        wait_s = wait.as_secs(),
+                        "Telegram asked us to slow down (429)"
+                    );
                     let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                     if let Ok(mut conn) = self.pool.get().await {
                         let _ = rate::pause_until(&mut conn, GLOBAL, until).await;
@@ -184,9 +208,10 @@ fn classify(error: RequestError) -> SendError {
             SendError::Transient("the bot token was refused (check TELEGRAM_BOT_TOKEN)".into())
         }
         RequestError::Api(api) => SendError::Refused(api.to_string()),
-        RequestError::RetryAfter(wait) => {
-            SendError::Transient(format!("still rate limited (retry after {:?})", wait.duration()))
-        }
+        RequestError::RetryAfter(wait) => SendError::Transient(format!(
+            "still rate limited (retry after {:?})",
+            wait.duration()
+        )),
         RequestError::Network(e) => SendError::Transient(describe_network(&e)),
         other => SendError::Transient(other.to_string()),
     }
@@ -197,7 +222,12 @@ fn describe_network(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "request timed out".into();
     }
-    let mut text = if e.is_connect() { "connection failed" } else { "request failed" }.to_owned();
+    let mut text = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
+    .to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
