@@ -8,3 +8,5 @@ pub mod app;
 pub mod db;
 pub mod marzban;
 pub mod pg;
+pub mod smtp;
+pub mod telegram;

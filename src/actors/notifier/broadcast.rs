@@ -24,7 +24,7 @@ const IN_FLIGHT: usize = 8;
 /// Length of one slice of delivery before the next is queued.
 const SLICE: Duration = Duration::from_secs(10);
 
-enum Sent {
+enum Message {
     Sent,
     Blocked,
     Failed,
@@ -102,7 +102,7 @@ impl Shared {
                 );
                 return Ok(());
             };
-            let results: Vec<Result<Sent, JobError>> = futures_util::stream::iter(batch)
+            let results: Vec<Result<Message, JobError>> = futures_util::stream::iter(batch)
                 .map(|recipient| self.send_one(telegram, &broadcast, recipient, button.as_ref()))
                 .buffer_unordered(IN_FLIGHT)
                 .collect()
@@ -111,13 +111,13 @@ impl Shared {
             // (the others of this batch are claimed and will not be sent twice).
             let results = results
                 .into_iter()
-                .collect::<Result<Vec<Sent>, JobError>>()?;
+                .collect::<Result<Vec<Message>, JobError>>()?;
             for result in &results {
                 let outcome = match result {
-                    Sent::Sent => "sent",
-                    Sent::Blocked => "blocked",
-                    Sent::Failed => "failed",
-                    Sent::Skipped => continue,
+                    Message::Sent => "sent",
+                    Message::Blocked => "blocked",
+                    Message::Failed => "failed",
+                    Message::Skipped => continue,
                 };
                 self.metrics
                     .broadcast_messages
@@ -144,7 +144,7 @@ impl Shared {
         broadcast: &Broadcast,
         recipient: Recipient,
         button: Option<&MessageButton>,
-    ) -> Result<Sent, JobError> {
+    ) -> Result<Message, JobError> {
         let dedup_key = format!("broadcast:{}:{}", broadcast.id, recipient.user_id);
         let payload = serde_json::json!({"type": "broadcast", "broadcast_id": broadcast.id});
         let delivery = Delivery {
@@ -160,14 +160,14 @@ impl Shared {
             notifications::claim(&mut conn, &delivery, true).await?
         };
         let Some(id) = claimed else {
-            return Ok(Sent::Skipped);
+            return Ok(Message::Skipped);
         };
         let result = telegram
             .send(recipient.telegram_id, &broadcast.text, button, true)
             .await;
         let Ok(mut conn) = self.pool.get().await else {
             // The row stays pending: a later run counts it failed (the message may have gone out).
-            return Ok(Sent::Failed);
+            return Ok(Message::Failed);
         };
         let recorded = match &result {
             Ok(()) => notifications::mark_sent(&mut conn, id).await,
@@ -181,9 +181,9 @@ impl Shared {
             tracing::warn!(error = %e, "could not record a broadcast message");
         }
         Ok(match result {
-            Ok(()) => Sent::Sent,
-            Err(SendError::Unreachable(_)) => Sent::Blocked,
-            Err(_) => Sent::Failed,
+            Ok(()) => Message::Sent,
+            Err(SendError::Unreachable(_)) => Message::Blocked,
+            Err(_) => Message::Failed,
         })
     }
 }
