@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use support::app::{TestApp, spawn_app};
+use support::db::Subscriber;
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use vpn_shop::actors::marzban::UserJob;
 use vpn_shop::actors::messages::{RunSync, SyncKind};
 use vpn_shop::db::jobs::{self, NewJob};
 use vpn_shop::db::models::{Job, Subscription, SyncRun};
-use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs, users};
+use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs};
 use vpn_shop::db::sync::SyncCounts;
 use vpn_shop::domain::panel::panel_username;
 use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, UserId};
@@ -76,27 +77,14 @@ async fn subscriber(
     expires_at: DateTime<Utc>,
     traffic_limit: Option<i64>,
 ) -> UserId {
-    let user_id: UserId = diesel::insert_into(users::table)
-        .values((
-            users::telegram_id.eq(telegram_id),
-            users::referral_code.eq(format!("ref{telegram_id}")),
-        ))
-        .returning(users::id)
-        .get_result(conn)
-        .await
-        .unwrap();
-    diesel::insert_into(subscriptions::table)
-        .values((
-            subscriptions::user_id.eq(user_id),
-            subscriptions::panel_username.eq(panel_username("vpnshop_", telegram_id)),
-            subscriptions::status.eq(status),
-            subscriptions::expires_at.eq(expires_at),
-            subscriptions::traffic_limit_bytes.eq(traffic_limit),
-        ))
-        .execute(conn)
-        .await
-        .unwrap();
-    user_id
+    Subscriber {
+        status,
+        expires_at: Some(expires_at),
+        traffic_limit,
+        ..Subscriber::new(telegram_id)
+    }
+    .insert(conn)
+    .await
 }
 
 /// `n` days from a fixed instant of this test process (whole seconds, as the panel stores unix

@@ -167,3 +167,63 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A subscriber, as the bot and payments leave them: a user and (when `expires_at` is given) a
+/// subscription with the panel username `vpnshop_<telegram id>`.
+pub struct Subscriber {
+    pub telegram_id: i64,
+    pub language: vpn_shop::domain::Language,
+    pub email: Option<&'static str>,
+    pub status: vpn_shop::domain::SubscriptionStatus,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub traffic_limit: Option<i64>,
+    pub is_trial: bool,
+}
+
+impl Subscriber {
+    pub fn new(telegram_id: i64) -> Self {
+        Subscriber {
+            telegram_id,
+            language: vpn_shop::domain::Language::En,
+            email: None,
+            status: vpn_shop::domain::SubscriptionStatus::Active,
+            expires_at: None,
+            traffic_limit: None,
+            is_trial: false,
+        }
+    }
+
+    pub async fn insert(self, conn: &mut AsyncPgConnection) -> vpn_shop::domain::UserId {
+        use diesel::ExpressionMethods;
+        use vpn_shop::db::schema::{subscriptions, users};
+        let user_id = diesel::insert_into(users::table)
+            .values((
+                users::telegram_id.eq(self.telegram_id),
+                users::referral_code.eq(format!("ref{}", self.telegram_id)),
+                users::language.eq(self.language),
+                users::email.eq(self.email),
+            ))
+            .returning(users::id)
+            .get_result(conn)
+            .await
+            .expect("insert user");
+        if let Some(expires_at) = self.expires_at {
+            diesel::insert_into(subscriptions::table)
+                .values((
+                    subscriptions::user_id.eq(user_id),
+                    subscriptions::panel_username.eq(vpn_shop::domain::panel::panel_username(
+                        "vpnshop_",
+                        self.telegram_id,
+                    )),
+                    subscriptions::status.eq(self.status),
+                    subscriptions::expires_at.eq(expires_at),
+                    subscriptions::traffic_limit_bytes.eq(self.traffic_limit),
+                    subscriptions::is_trial.eq(self.is_trial),
+                ))
+                .execute(conn)
+                .await
+                .expect("insert subscription");
+        }
+        user_id
+    }
+}

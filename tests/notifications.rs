@@ -1,0 +1,741 @@
+//! Notifications and broadcasts through the real app, the fake Telegram Bot API and the fake
+//! SMTP server.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use support::app::{TestApp, spawn_app};
+use support::db::Subscriber;
+use support::smtp::FakeSmtp;
+use support::telegram::{FakeTelegram, TOKEN};
+use vpn_shop::actors::notifier::Scan;
+use vpn_shop::db::broadcasts::{self, Author};
+use vpn_shop::db::models::{Broadcast, Notification as Delivery};
+use vpn_shop::db::notifications;
+use vpn_shop::db::schema::{jobs as jobs_table, notifications as deliveries, subscriptions, users};
+use vpn_shop::domain::broadcast::{Audience, Segment, validate};
+use vpn_shop::domain::notifications::{Notification, NotifyJob};
+use vpn_shop::domain::{
+    BroadcastId, BroadcastStatus, JobState, Language, Money, NotificationChannel,
+    NotificationStatus, UserId,
+};
+
+struct Env {
+    app: TestApp,
+    telegram: FakeTelegram,
+    smtp: FakeSmtp,
+}
+
+async fn spawn(extra: &[(&str, &str)]) -> Env {
+    let telegram = FakeTelegram::start();
+    let smtp = FakeSmtp::start();
+    let (tg_url, smtp_url) = (telegram.url(), smtp.url());
+    let mut settings = vec![
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", tg_url.as_str()),
+        ("SMTP_URL", smtp_url.as_str()),
+        ("SMTP_FROM", "VPN Shop <noreply@shop.example>"),
+        ("JOB_BACKOFF_BASE", "100ms"),
+        ("JOB_BACKOFF_MAX", "500ms"),
+        ("JOB_POLL_INTERVAL", "200ms"),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app(&settings).await;
+    Env {
+        app,
+        telegram,
+        smtp,
+    }
+}
+
+fn days(n: f64) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::seconds((n * 86_400.0) as i64)
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until no `notify` job is pending or running.
+async fn settle(app: &TestApp) {
+    wait_until("notify jobs to finish", Duration::from_secs(20), || async {
+        let busy: i64 = jobs_table::table
+            .filter(jobs_table::kind.eq("notify"))
+            .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
+            .count()
+            .get_result(&mut app.db.connect().await)
+            .await
+            .unwrap();
+        busy == 0
+    })
+    .await;
+}
+
+async fn deliveries_of(conn: &mut AsyncPgConnection, user: UserId) -> Vec<Delivery> {
+    let mut rows = notifications::for_user(conn, user).await.unwrap();
+    rows.sort_by_key(|r| r.id);
+    rows
+}
+
+fn payment(user: UserId) -> NotifyJob {
+    NotifyJob {
+        user_id: user,
+        notification: Notification::PaymentSucceeded {
+            plan: "3 months".into(),
+            amount: Money::rub_kopecks(54900),
+            days: 90,
+            expires_at: days(90.0),
+        },
+        dedup_key: format!("payment:{user}:42"),
+    }
+}
+
+async fn enqueue(conn: &mut AsyncPgConnection, job: &NotifyJob) -> bool {
+    notifications::enqueue_once(conn, job, 20)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[actix_rt::test]
+async fn a_payment_gives_exactly_one_telegram_message_and_one_email() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber {
+        language: Language::Ru,
+        email: Some("ivan@example.com"),
+        expires_at: Some(days(90.0)),
+        ..Subscriber::new(5001)
+    }
+    .insert(conn)
+    .await;
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::subscription_url.eq("https://sub.example.com/sub/xyz"))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    let job = payment(user);
+    assert!(enqueue(conn, &job).await);
+    // The same notification asked for again (a redelivered webhook): not enqueued again.
+    assert!(!enqueue(conn, &job).await);
+    // Even a second job for it (enqueued by other means) sends nothing twice.
+    vpn_shop::db::jobs::enqueue(conn, vpn_shop::db::jobs::NewJob::new("notify", &job), 20)
+        .await
+        .unwrap();
+    settle(&env.app).await;
+
+    let messages = env.telegram.messages_to(5001);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let text = &messages[0].text;
+    assert!(text.contains("Оплата 549 ₽ получена"), "{text}");
+    assert!(
+        text.contains("https://sub.example.com/sub/xyz"),
+        "the link: {text}"
+    );
+    assert_eq!(messages[0].parse_mode.as_deref(), Some("HTML"));
+    let button = &messages[0].reply_markup.as_ref().unwrap()["inline_keyboard"][0][0];
+    assert_eq!(button["text"], "Моя подписка");
+
+    let mails = env.smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, vec!["ivan@example.com"]);
+    assert_eq!(mails[0].subject, "Оплата получена: 3 months");
+    assert!(
+        mails[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("Оплата 549 ₽ получена")
+    );
+    assert!(mails[0].html.as_deref().unwrap().contains("<b>Спасибо!"));
+
+    let rows = deliveries_of(conn, user).await;
+    let summary: Vec<_> = rows.iter().map(|r| (r.channel, r.status)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (NotificationChannel::Telegram, NotificationStatus::Sent),
+            (NotificationChannel::Email, NotificationStatus::Sent),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.sent_at.is_some() && r.attempts == 1));
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn only_money_and_expiry_go_by_email_and_only_to_users_with_an_address() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let with_email = Subscriber {
+        email: Some("a@example.com"),
+        ..Subscriber::new(5101)
+    }
+    .insert(conn)
+    .await;
+    let without = Subscriber::new(5102).insert(conn).await;
+    let traffic = |user| NotifyJob {
+        user_id: user,
+        notification: Notification::TrafficThreshold {
+            percent: 80,
+            used_bytes: 8 << 30,
+            limit_bytes: 10 << 30,
+        },
+        dedup_key: format!("traffic:80:{user}:1"),
+    };
+    enqueue(conn, &traffic(with_email)).await;
+    enqueue(conn, &payment(without)).await;
+    settle(&env.app).await;
+    assert_eq!(env.telegram.sent_count(), 2);
+    assert!(
+        env.smtp.messages().is_empty(),
+        "traffic is not emailed; the other user has no address"
+    );
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn expiry_warnings_are_sent_once_per_threshold_however_often_the_scan_runs() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber {
+        expires_at: Some(days(2.5)),
+        email: Some("e@example.com"),
+        ..Subscriber::new(5201)
+    }
+    .insert(conn)
+    .await;
+    let _far = Subscriber {
+        expires_at: Some(days(20.0)),
+        ..Subscriber::new(5202)
+    }
+    .insert(conn)
+    .await;
+    let scan = || env.app.app.notifier.addr().send(Scan);
+    for _ in 0..5 {
+        scan().await.unwrap().unwrap();
+    }
+    settle(&env.app).await;
+    let messages = env.telegram.messages_to(5201);
+    assert_eq!(messages.len(), 1, "one 3-day warning: {messages:?}");
+    assert!(
+        messages[0].text.contains("ends in 3 days"),
+        "{}",
+        messages[0].text
+    );
+    assert!(env.telegram.messages_to(5202).is_empty());
+    assert_eq!(env.smtp.messages().len(), 1);
+
+    // A day later: the 1-day threshold, once.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::expires_at.eq(days(0.5)))
+        .execute(conn)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        scan().await.unwrap().unwrap();
+    }
+    settle(&env.app).await;
+    let messages = env.telegram.messages_to(5201);
+    assert_eq!(messages.len(), 2);
+    assert!(
+        messages[1].text.contains("ends in 1 day"),
+        "{}",
+        messages[1].text
+    );
+
+    // The end: marked expired, told once.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::expires_at.eq(days(-0.01)))
+        .execute(conn)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        scan().await.unwrap().unwrap();
+    }
+    settle(&env.app).await;
+    let messages = env.telegram.messages_to(5201);
+    assert_eq!(messages.len(), 3);
+    assert!(
+        messages[2].text.contains("Your subscription ended"),
+        "{}",
+        messages[2].text
+    );
+    let status: vpn_shop::domain::SubscriptionStatus = subscriptions::table
+        .filter(subscriptions::user_id.eq(user))
+        .select(subscriptions::status)
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!(status, vpn_shop::domain::SubscriptionStatus::Expired);
+
+    // A renewal is a new period: its warnings come again.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set((
+            subscriptions::expires_at.eq(days(2.0)),
+            subscriptions::status.eq(vpn_shop::domain::SubscriptionStatus::Active),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    scan().await.unwrap().unwrap();
+    settle(&env.app).await;
+    assert_eq!(env.telegram.messages_to(5201).len(), 4);
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn trials_get_their_own_notice_a_day_before_the_end() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    Subscriber {
+        expires_at: Some(days(0.7)),
+        is_trial: true,
+        ..Subscriber::new(5301)
+    }
+    .insert(conn)
+    .await;
+    Subscriber {
+        expires_at: Some(days(2.0)),
+        is_trial: true,
+        ..Subscriber::new(5302)
+    }
+    .insert(conn)
+    .await;
+    for _ in 0..2 {
+        env.app
+            .app
+            .notifier
+            .addr()
+            .send(Scan)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    settle(&env.app).await;
+    let messages = env.telegram.messages_to(5301);
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].text.contains("free trial ends"),
+        "{}",
+        messages[0].text
+    );
+    assert!(
+        env.telegram.messages_to(5302).is_empty(),
+        "not yet, and no paid-plan warning"
+    );
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_user_who_blocked_the_bot_is_marked_and_skipped() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber {
+        email: Some("b@example.com"),
+        ..Subscriber::new(5401)
+    }
+    .insert(conn)
+    .await;
+    env.telegram.block_chat(5401);
+    enqueue(conn, &payment(user)).await;
+    settle(&env.app).await;
+    let blocked: bool = users::table
+        .find(user)
+        .select(users::bot_blocked)
+        .first(conn)
+        .await
+        .unwrap();
+    assert!(blocked);
+    assert_eq!(env.smtp.messages().len(), 1, "email still goes out");
+
+    let sends = env.telegram.calls_to("sendMessage").len();
+    let mut later = payment(user);
+    later.dedup_key = "payment:later".into();
+    enqueue(conn, &later).await;
+    settle(&env.app).await;
+    assert_eq!(
+        env.telegram.calls_to("sendMessage").len(),
+        sends,
+        "no more attempts"
+    );
+    let rows = deliveries_of(conn, user).await;
+    let telegram: Vec<_> = rows
+        .iter()
+        .filter(|r| r.channel == NotificationChannel::Telegram)
+        .map(|r| (r.status, r.last_error.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(telegram.len(), 2);
+    assert!(
+        telegram
+            .iter()
+            .all(|(s, _)| *s == NotificationStatus::Skipped),
+        "{telegram:?}"
+    );
+    assert_eq!(telegram[1].1, "the user blocked the bot");
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_429_is_waited_out_and_the_message_resent() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber::new(5501).insert(conn).await;
+    env.telegram.flood_next(1, 2);
+    let asked = Instant::now();
+    enqueue(conn, &payment(user)).await;
+    env.telegram
+        .wait_for_messages(5501, 1, Duration::from_secs(10))
+        .await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "retry_after honoured"
+    );
+    settle(&env.app).await;
+    assert_eq!(env.telegram.count_429(), 1);
+    assert_eq!(env.telegram.messages_to(5501).len(), 1);
+    let rows = deliveries_of(conn, user).await;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts),
+        (NotificationStatus::Sent, 1),
+        "not a failure"
+    );
+    let metrics = env.app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("vpn_shop_telegram_flood_waits_total 1"));
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_mail_outage_is_retried_without_resending_on_telegram() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber {
+        email: Some("c@example.com"),
+        ..Subscriber::new(5601)
+    }
+    .insert(conn)
+    .await;
+    env.smtp.set_down(true);
+    enqueue(conn, &payment(user)).await;
+    wait_until(
+        "a failed email attempt",
+        Duration::from_secs(10),
+        || async {
+            deliveries_of(&mut env.app.db.connect().await, user)
+                .await
+                .iter()
+                .any(|r| r.channel == NotificationChannel::Email && r.attempts >= 2)
+        },
+    )
+    .await;
+    env.smtp.set_down(false);
+    settle(&env.app).await;
+    assert_eq!(env.smtp.messages().len(), 1);
+    assert_eq!(
+        env.telegram.messages_to(5601).len(),
+        1,
+        "Telegram was sent once"
+    );
+    env.app.shutdown().await;
+}
+
+async fn many_users(conn: &mut AsyncPgConnection, first: i64, n: i64) {
+    diesel::sql_query(format!(
+        "INSERT INTO users (telegram_id, referral_code) \
+         SELECT {first} + g, 'bulk' || ({first} + g) FROM generate_series(0, {} ) g",
+        n - 1
+    ))
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+async fn broadcast(conn: &mut AsyncPgConnection, audience: Audience) -> Broadcast {
+    let message = validate(
+        "<b>News</b>: faster servers",
+        Some("Read"),
+        Some("https://example.com/news"),
+    )
+    .unwrap();
+    broadcasts::create_and_queue(conn, &message, audience, Author::Telegram(1), 20)
+        .await
+        .unwrap()
+}
+
+async fn broadcast_state(conn: &mut AsyncPgConnection, id: BroadcastId) -> Broadcast {
+    broadcasts::find(conn, id).await.unwrap().unwrap()
+}
+
+const ALL: Audience = Audience {
+    segment: Segment::All,
+    language: None,
+};
+
+#[actix_rt::test]
+async fn a_broadcast_keeps_to_the_rate_limit_and_provokes_no_429() {
+    // 2,000 users, Telegram allowing 100 messages a second: the shop sends at 95/s.
+    let env = spawn(&[("TELEGRAM_MAX_RATE", "100"), ("BROADCAST_RATE", "95")]).await;
+    env.telegram.set_global_limit(100);
+    env.telegram.set_per_chat_limit(1);
+    let conn = &mut env.app.db.connect().await;
+    many_users(conn, 700_000, 2000).await;
+    let started = Instant::now();
+    let b = broadcast(conn, ALL).await;
+    wait_until(
+        "the broadcast to complete",
+        Duration::from_secs(90),
+        || async {
+            broadcast_state(&mut env.app.db.connect().await, b.id)
+                .await
+                .status
+                == BroadcastStatus::Completed
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    let done = broadcast_state(conn, b.id).await;
+    assert_eq!(
+        (done.total, done.sent, done.failed, done.blocked),
+        (2000, 2000, 0, 0)
+    );
+    assert_eq!(env.telegram.count_429(), 0, "never beyond Telegram's limit");
+    assert!(
+        took >= Duration::from_secs(20),
+        "2,000 messages at <= 100/s take 20 s at least: {took:?}"
+    );
+    let sent = env.telegram.sent_messages();
+    assert_eq!(sent.len(), 2000);
+    let mut chats: Vec<i64> = sent.iter().map(|m| m.chat_id).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    assert_eq!(chats.len(), 2000, "everyone once");
+    let button = &sent[0].reply_markup.as_ref().unwrap()["inline_keyboard"][0][0];
+    assert_eq!(button["url"], "https://example.com/news");
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_broadcast_reaches_only_its_audience_and_counts_blocked_users() {
+    let env = spawn(&[("TELEGRAM_MAX_RATE", "200"), ("BROADCAST_RATE", "200")]).await;
+    let conn = &mut env.app.db.connect().await;
+    Subscriber {
+        language: Language::Ru,
+        expires_at: Some(days(10.0)),
+        ..Subscriber::new(5701)
+    }
+    .insert(conn)
+    .await;
+    Subscriber {
+        language: Language::Ru,
+        expires_at: Some(days(-10.0)),
+        ..Subscriber::new(5702)
+    }
+    .insert(conn)
+    .await;
+    Subscriber {
+        language: Language::En,
+        expires_at: Some(days(10.0)),
+        ..Subscriber::new(5703)
+    }
+    .insert(conn)
+    .await;
+    Subscriber {
+        language: Language::Ru,
+        expires_at: Some(days(10.0)),
+        ..Subscriber::new(5704)
+    }
+    .insert(conn)
+    .await;
+    Subscriber {
+        language: Language::Ru,
+        expires_at: Some(days(10.0)),
+        ..Subscriber::new(5705)
+    }
+    .insert(conn)
+    .await;
+    diesel::update(users::table.filter(users::telegram_id.eq(5705)))
+        .set(users::banned.eq(true))
+        .execute(conn)
+        .await
+        .unwrap();
+    env.telegram.block_chat(5704);
+    let audience = Audience {
+        segment: Segment::Active,
+        language: Some(Language::Ru),
+    };
+    let b = broadcast(conn, audience).await;
+    wait_until(
+        "the broadcast to complete",
+        Duration::from_secs(20),
+        || async {
+            broadcast_state(&mut env.app.db.connect().await, b.id)
+                .await
+                .status
+                == BroadcastStatus::Completed
+        },
+    )
+    .await;
+    let done = broadcast_state(conn, b.id).await;
+    assert_eq!(
+        (done.total, done.sent, done.failed, done.blocked),
+        (2, 1, 0, 1)
+    );
+    assert_eq!(env.telegram.messages_to(5701).len(), 1);
+    for other in [5702, 5703, 5705] {
+        assert!(
+            env.telegram.messages_to(other).is_empty(),
+            "{other} is not in the audience"
+        );
+    }
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_canceled_broadcast_stops() {
+    let env = spawn(&[("TELEGRAM_MAX_RATE", "20"), ("BROADCAST_RATE", "20")]).await;
+    let conn = &mut env.app.db.connect().await;
+    many_users(conn, 800_000, 400).await;
+    let b = broadcast(conn, ALL).await;
+    wait_until("some messages out", Duration::from_secs(20), || async {
+        env.telegram.sent_count() >= 20
+    })
+    .await;
+    assert!(broadcasts::cancel(conn, b.id).await.unwrap());
+    let at_cancel = env.telegram.sent_count();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = env.telegram.sent_count();
+    assert!(
+        after <= at_cancel + 50,
+        "stops within a batch: {at_cancel} then {after}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.telegram.sent_count(),
+        after,
+        "and nothing more after that"
+    );
+    assert_eq!(
+        broadcast_state(conn, b.id).await.status,
+        BroadcastStatus::Canceled
+    );
+    assert!(
+        !broadcasts::cancel(conn, b.id).await.unwrap(),
+        "canceled once"
+    );
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_restart_in_the_middle_of_a_broadcast_sends_nobody_twice() {
+    let telegram = FakeTelegram::start();
+    let smtp = FakeSmtp::start();
+    let tg_url = telegram.url();
+    let settings = [
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", tg_url.as_str()),
+        ("TELEGRAM_MAX_RATE", "60"),
+        ("BROADCAST_RATE", "60"),
+        ("SHUTDOWN_TIMEOUT", "1s"),
+        ("JOB_POLL_INTERVAL", "200ms"),
+    ];
+    let first = spawn_app(&settings).await;
+    let conn = &mut first.db.connect().await;
+    many_users(conn, 900_000, 300).await;
+    let b = broadcast(conn, ALL).await;
+    wait_until(
+        "the broadcast to be under way",
+        Duration::from_secs(20),
+        || async { telegram.sent_count() >= 60 },
+    )
+    .await;
+    // Stop this instance mid-broadcast and start another on the same database.
+    let db_url = first.db.url.clone();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = vec![("DATABASE_URL", db_url.as_str())];
+    env.extend_from_slice(&settings);
+    let second_settings = support::app::test_settings(&first.db, data_dir.path(), &env);
+    let TestApp { app, db, .. } = first;
+    app.shutdown().await;
+    let at_restart = telegram.sent_count();
+    let second = vpn_shop::app::start(&second_settings, &db.url)
+        .await
+        .unwrap();
+    wait_until(
+        "the broadcast to complete",
+        Duration::from_secs(60),
+        || async {
+            broadcast_state(&mut db.connect().await, b.id).await.status
+                == BroadcastStatus::Completed
+        },
+    )
+    .await;
+    assert!(
+        telegram.sent_count() > at_restart,
+        "the second instance carried on"
+    );
+    let mut per_chat = std::collections::HashMap::<i64, usize>::new();
+    for m in telegram.sent_messages() {
+        *per_chat.entry(m.chat_id).or_default() += 1;
+    }
+    assert!(per_chat.values().all(|n| *n == 1), "somebody got it twice");
+    let done = broadcast_state(&mut db.connect().await, b.id).await;
+    // A message cut off by the restart may have reached Telegram before it was recorded: it is
+    // counted failed (never resent), so the records can only be short of what went out by those.
+    let delivered = telegram.sent_count();
+    assert!(
+        done.sent as usize <= delivered && delivered <= (done.sent + done.failed) as usize,
+        "sent {} failed {} delivered {delivered}",
+        done.sent,
+        done.failed
+    );
+    assert_eq!(
+        done.sent + done.failed + done.blocked,
+        300,
+        "everyone accounted for"
+    );
+    let rows: i64 = deliveries::table
+        .filter(deliveries::broadcast_id.eq(b.id))
+        .count()
+        .get_result(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(rows, 300);
+    second.shutdown().await;
+    drop(smtp);
+}
+
+#[actix_rt::test]
+async fn without_a_bot_or_mail_server_notifications_are_recorded_as_nothing_sent() {
+    // No TELEGRAM_BOT_TOKEN, no SMTP_URL: the notify job completes and sends nothing.
+    let app = spawn_app(&[("JOB_POLL_INTERVAL", "200ms")]).await;
+    let conn = &mut app.db.connect().await;
+    let user = Subscriber {
+        email: Some("x@example.com"),
+        ..Subscriber::new(5801)
+    }
+    .insert(conn)
+    .await;
+    enqueue(conn, &payment(user)).await;
+    settle(&app).await;
+    let state: JobState = jobs_table::table
+        .filter(jobs_table::kind.eq("notify"))
+        .select(jobs_table::state)
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!(state, JobState::Done);
+    assert!(deliveries_of(conn, user).await.is_empty());
+    app.shutdown().await;
+}
