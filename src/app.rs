@@ -193,6 +193,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     let watchdog = actors.spawn_watchdog(settings.watchdog_interval);
 
     let state = Data::new(WebState {
+        settings: Arc::new(settings.clone()),
         pool: pool.clone(),
         metrics: Arc::clone(&metrics),
         actors: Arc::clone(&actors),

@@ -739,3 +739,140 @@ async fn without_a_bot_or_mail_server_notifications_are_recorded_as_nothing_sent
     assert!(deliveries_of(conn, user).await.is_empty());
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn admins_create_follow_and_cancel_broadcasts_over_the_api() {
+    let env = spawn(&[("TELEGRAM_MAX_RATE", "10"), ("BROADCAST_RATE", "5")]).await;
+    let conn = &mut env.app.db.connect().await;
+    many_users(conn, 910_000, 200).await;
+    let operator = env
+        .app
+        .token_for(vpn_shop::domain::AdminRole::Operator)
+        .await;
+    let viewer = env.app.token_for(vpn_shop::domain::AdminRole::Viewer).await;
+    let post = |token: &str, body: serde_json::Value| {
+        env.app
+            .http
+            .post(env.app.url("/api/v1/broadcasts"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let good = serde_json::json!({
+        "text": "<b>Sale</b> 20% off",
+        "button_text": "Buy",
+        "button_url": "https://t.me/vpn_shop_test_bot?start=sale",
+        "audience": {"segment": "all", "language": null}
+    });
+
+    let (status, code, _) =
+        support::app::error_of(post(&viewer, good.clone()).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    for (body, field) in [
+        (
+            serde_json::json!({"text": "<b>unclosed", "audience": {"segment": "all"}}),
+            "text",
+        ),
+        (
+            serde_json::json!({"text": "x", "button_text": "Buy", "audience": {"segment": "all"}}),
+            "button_url",
+        ),
+    ] {
+        let resp = post(&operator, body).await.unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let resp = post(
+        &operator,
+        serde_json::json!({"text": "x", "audience": {"segment": "vip"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422, "unknown segment");
+
+    let resp = post(&operator, good).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["status"], "queued");
+
+    let progress_of = || async {
+        env.app
+            .get(&format!("/api/v1/broadcasts/{id}"), Some(&viewer))
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    wait_until("progress to show", Duration::from_secs(20), || async {
+        progress_of().await["sent"].as_i64().unwrap() >= 1
+    })
+    .await;
+    let progress = progress_of().await;
+    assert_eq!(progress["status"], "running");
+    assert_eq!(progress["total"], 200);
+    assert!(progress["sent"].as_i64().unwrap() >= 1);
+    assert!(progress["remaining"].as_i64().unwrap() > 100);
+    assert!(progress["eta_seconds"].as_i64().unwrap() > 10, "{progress}");
+
+    let cancel = |token: String| {
+        let req = env
+            .app
+            .http
+            .post(env.app.url(&format!("/api/v1/broadcasts/{id}/cancel")))
+            .bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    let resp = cancel(operator.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let canceled: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(canceled["status"], "canceled");
+    assert!(canceled["eta_seconds"].is_null());
+    assert_eq!(support::app::error_of(cancel(operator).await).await.0, 409);
+    assert_eq!(
+        support::app::error_of(
+            env.app
+                .get("/api/v1/broadcasts/999999", Some(&viewer))
+                .await
+        )
+        .await
+        .0,
+        404
+    );
+    let list: serde_json::Value = env
+        .app
+        .get("/api/v1/broadcasts", Some(&viewer))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let actions: Vec<String> = vpn_shop::db::schema::audit_log::table
+        .select(vpn_shop::db::schema::audit_log::action)
+        .order(vpn_shop::db::schema::audit_log::id)
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(actions, vec!["broadcast.create", "broadcast.cancel"]);
+    env.app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn without_a_bot_a_broadcast_is_refused() {
+    let app = spawn_app(&[]).await;
+    let operator = app.token_for(vpn_shop::domain::AdminRole::Operator).await;
+    let resp = app
+        .http
+        .post(app.url("/api/v1/broadcasts"))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"text": "hello", "audience": {"segment": "all"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = support::app::error_of(resp).await;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+    assert!(message.contains("TELEGRAM_BOT_TOKEN"), "{message}");
+    app.shutdown().await;
+}

@@ -225,6 +225,22 @@ pub struct Broadcast {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Broadcast {
+    /// Recipients not handled yet.
+    pub fn remaining(&self) -> i64 {
+        (i64::from(self.total) - i64::from(self.sent + self.failed + self.blocked)).max(0)
+    }
+
+    /// Seconds until a running broadcast is done at `rate` messages per second.
+    pub fn eta_seconds(&self, rate: u32) -> Option<i64> {
+        matches!(
+            self.status,
+            BroadcastStatus::Queued | BroadcastStatus::Running
+        )
+        .then(|| self.remaining().div_euclid(i64::from(rate.max(1))) + 1)
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 pub struct Notification {

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{auth, health, jobs};
+use crate::web::{auth, broadcasts, health, jobs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,12 +23,17 @@ use crate::web::{auth, health, jobs};
         jobs::get_job,
         jobs::retry_job,
         jobs::list_tasks,
+        broadcasts::create_broadcast,
+        broadcasts::list_broadcasts,
+        broadcasts::get_broadcast,
+        broadcasts::cancel_broadcast,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Admin login and identity"),
         (name = "jobs", description = "The durable job queue and periodic tasks"),
+        (name = "broadcasts", description = "Messages to many users at once, under Telegram's limits"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}` body.
 
 pub mod auth;
+pub mod broadcasts;
 pub mod docs;
 pub mod health;
 pub mod jobs;
@@ -28,6 +29,7 @@ use auth::JwtKeys;
 
 /// What handlers share.
 pub struct WebState {
+    pub settings: Arc<crate::config::Settings>,
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
     pub actors: Arc<ActorRegistry>,
@@ -64,7 +66,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/jobs").get(jobs::list_jobs))
             .service(web::resource("/jobs/{id}").get(jobs::get_job))
             .service(web::resource("/jobs/{id}/retry").post(jobs::retry_job))
-            .service(web::resource("/scheduler/tasks").get(jobs::list_tasks)),
+            .service(web::resource("/scheduler/tasks").get(jobs::list_tasks))
+            .service(
+                web::resource("/broadcasts")
+                    .get(broadcasts::list_broadcasts)
+                    .post(broadcasts::create_broadcast),
+            )
+            .service(web::resource("/broadcasts/{id}").get(broadcasts::get_broadcast))
+            .service(web::resource("/broadcasts/{id}/cancel").post(broadcasts::cancel_broadcast)),
     )
     .service(web::resource("/docs").get(|| async {
         HttpResponse::PermanentRedirect()

@@ -17,8 +17,10 @@ use crate::db::users;
 use crate::domain::broadcast::Audience;
 use crate::domain::{BroadcastId, BroadcastStatus, NotificationChannel};
 
-/// Recipients read and sent per round.
-const BATCH: i64 = 50;
+/// Recipients read and sent per round (the progress is recorded after each): about two seconds
+/// of sending, within these bounds.
+const BATCH_MIN: i64 = 10;
+const BATCH_MAX: i64 = 100;
 /// Messages in flight at once (the rate budget spaces them).
 const IN_FLIGHT: usize = 8;
 /// Length of one slice of delivery before the next is queued.
@@ -74,6 +76,7 @@ impl Shared {
             }),
             _ => None,
         };
+        let batch_size = (i64::from(self.settings.broadcast_rate) * 2).clamp(BATCH_MIN, BATCH_MAX);
         let started = Instant::now();
         loop {
             let batch = {
@@ -86,7 +89,8 @@ impl Shared {
                     self.metrics.broadcast_remaining.set(0);
                     return Ok(());
                 }
-                broadcasts::recipients(&mut conn, audience, broadcast.cursor_user_id, BATCH).await?
+                broadcasts::recipients(&mut conn, audience, broadcast.cursor_user_id, batch_size)
+                    .await?
             };
             let Some(last) = batch.last().map(|r| r.user_id.0) else {
                 let mut conn = self.pool.get().await?;
