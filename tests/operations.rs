@@ -211,7 +211,7 @@ async fn docs_serve_swagger_ui_and_the_openapi_document() {
 }
 
 #[actix_rt::test]
-async fn the_maintenance_task_runs_at_start_and_shows_in_the_task_list() {
+async fn the_periodic_tasks_run_at_start_and_show_in_the_task_list() {
     let app = spawn_app(&[]).await;
     let token = app.token_for(AdminRole::Viewer).await;
     wait_for("the maintenance task to be enqueued", || async {
@@ -230,8 +230,14 @@ async fn the_maintenance_task_runs_at_start_and_shows_in_the_task_list() {
         .json()
         .await
         .unwrap();
-    assert_eq!(tasks.as_array().unwrap().len(), 1);
-    assert_eq!(tasks[0]["name"], "maintenance");
+    let names: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    // Without a panel: the maintenance and the notification scan.
+    assert_eq!(names, vec!["maintenance", "notifications_scan"]);
     assert_eq!(tasks[0]["interval_secs"], 3600);
     app.shutdown().await;
 }
