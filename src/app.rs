@@ -7,11 +7,13 @@ use std::sync::Arc;
 use actix_web::web::Data;
 use anyhow::Context as _;
 
+use crate::actors::bot::BotActor;
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{MAINTENANCE, Maintenance};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling};
 use crate::actors::notifier::{Notifier, NotifierJobs};
+use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::config::Settings;
@@ -82,6 +84,9 @@ pub struct RunningApp {
     /// `None` without `MARZBAN_URL`.
     pub marzban: Option<ActorHandle<MarzbanSyncer>>,
     pub notifier: ActorHandle<Notifier>,
+    pub payments: ActorHandle<PaymentProcessor>,
+    /// `None` without `TELEGRAM_BOT_TOKEN`.
+    pub bot: Option<ActorHandle<BotActor>>,
     server: web::RunningServer,
     watchdog: actix_rt::task::JoinHandle<()>,
     settings: Settings,
@@ -151,6 +156,27 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     );
     NotifierJobs::register(&mut handlers, notifier.clone());
     tasks.extend(Notifier::tasks(&settings.notifications));
+
+    let shared_settings = Arc::new(settings.clone());
+    let payment_clients = PaymentClients::new(settings, &metrics)?;
+    let payments = actors.supervise(
+        "payments",
+        PaymentProcessor::factory(
+            pool.clone(),
+            Arc::clone(&payment_clients),
+            Arc::clone(&shared_settings),
+            Arc::clone(&metrics),
+        ),
+    );
+    PaymentJobs::register(&mut handlers, payments.clone());
+    tasks.extend(PaymentProcessor::tasks(settings));
+    let bot = match &settings.telegram {
+        Some(telegram) => Some(actors.supervise(
+            "bot",
+            BotActor::factory(telegram, payments.clone(), Arc::clone(&metrics))?,
+        )),
+        None => None,
+    };
     let handlers = Arc::new(handlers);
     let job_kinds = handlers.kinds();
 
@@ -193,7 +219,9 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     let watchdog = actors.spawn_watchdog(settings.watchdog_interval);
 
     let state = Data::new(WebState {
-        settings: Arc::new(settings.clone()),
+        settings: shared_settings,
+        payments: Some(payments.clone()),
+        payment_clients: Some(payment_clients),
         pool: pool.clone(),
         metrics: Arc::clone(&metrics),
         actors: Arc::clone(&actors),
@@ -215,6 +243,8 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         scheduler,
         marzban: marzban_syncer,
         notifier,
+        payments,
+        bot,
         server,
         watchdog,
         settings: settings.clone(),

@@ -68,6 +68,20 @@ pub struct Metrics {
     pub broadcast_messages: IntCounterVec,
     /// Messages still to send in the running broadcast.
     pub broadcast_remaining: IntGauge,
+    /// `provider`, `endpoint`, `status` (HTTP code, `timeout` or `error`).
+    pub provider_requests: IntCounterVec,
+    /// `provider`, `endpoint`.
+    pub provider_duration: HistogramVec,
+    /// `provider`: orders created.
+    pub checkouts: IntCounterVec,
+    /// `provider`, `verdict`: `accepted`, `duplicate`, `forged`, `mismatched`, `ignored`, `invalid`.
+    pub payment_events: IntCounterVec,
+    /// `provider`: time to handle a payment webhook.
+    pub webhook_duration: HistogramVec,
+    /// `provider`.
+    pub refunds: IntCounterVec,
+    /// `provider`, `outcome`: `succeeded`, `failed`, `pending`.
+    pub auto_renewals: IntCounterVec,
 }
 
 impl Metrics {
@@ -252,6 +266,56 @@ impl Metrics {
             )
             .namespace(NAMESPACE),
         )?;
+        let provider_requests = IntCounterVec::new(
+            Opts::new(
+                "provider_requests_total",
+                "Requests to payment providers by endpoint and status.",
+            )
+            .namespace(NAMESPACE),
+            &["provider", "endpoint", "status"],
+        )?;
+        let provider_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "provider_request_duration_seconds",
+                "Payment provider request time.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider", "endpoint"],
+        )?;
+        let checkouts = IntCounterVec::new(
+            Opts::new("checkouts_total", "Orders created by provider.").namespace(NAMESPACE),
+            &["provider"],
+        )?;
+        let payment_events = IntCounterVec::new(
+            Opts::new(
+                "payment_events_total",
+                "Payment webhooks and updates by verdict.",
+            )
+            .namespace(NAMESPACE),
+            &["provider", "verdict"],
+        )?;
+        let webhook_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "payment_webhook_duration_seconds",
+                "Time to handle a payment webhook.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )?;
+        let refunds = IntCounterVec::new(
+            Opts::new("refunds_total", "Refunds made, by provider.").namespace(NAMESPACE),
+            &["provider"],
+        )?;
+        let auto_renewals = IntCounterVec::new(
+            Opts::new(
+                "auto_renewals_total",
+                "Automatic renewal charges by outcome.",
+            )
+            .namespace(NAMESPACE),
+            &["provider", "outcome"],
+        )?;
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -279,6 +343,13 @@ impl Metrics {
             Box::new(telegram_flood_waits.clone()),
             Box::new(broadcast_messages.clone()),
             Box::new(broadcast_remaining.clone()),
+            Box::new(provider_requests.clone()),
+            Box::new(provider_duration.clone()),
+            Box::new(checkouts.clone()),
+            Box::new(payment_events.clone()),
+            Box::new(webhook_duration.clone()),
+            Box::new(refunds.clone()),
+            Box::new(auto_renewals.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -317,6 +388,13 @@ impl Metrics {
             telegram_flood_waits,
             broadcast_messages,
             broadcast_remaining,
+            provider_requests,
+            provider_duration,
+            checkouts,
+            payment_events,
+            webhook_duration,
+            refunds,
+            auto_renewals,
         })
     }
 

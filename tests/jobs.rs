@@ -952,7 +952,8 @@ async fn assert_runner_still_works(
     assert_eq!(seen(ran), vec![fine]);
     within_deadline("the runner answers", runner.send(Ping))
         .await
-        .expect("the runner is alive");
+        .expect("the runner is alive")
+        .expect("and healthy");
 }
 
 #[actix_rt::test]
@@ -1215,7 +1216,7 @@ async fn drain_waits_for_running_jobs() {
         timeout: Duration::from_secs(30),
     });
     // The mailbox is in order: once Ping is answered, the runner is draining.
-    runner.send(Ping).await.expect("ping");
+    runner.send(Ping).await.expect("ping").expect("healthy");
     let late = enqueue_one(conn, "panel.write").await;
     for id in &ids {
         assert_eq!(job(conn, *id).await.state, JobState::Running);

@@ -26,8 +26,10 @@ impl Actor for Crashy {
 impl Supervised for Crashy {}
 
 impl Handler<Ping> for Crashy {
-    type Result = ();
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
 }
 
 #[derive(Message)]
@@ -93,7 +95,7 @@ async fn ready_names_a_dead_actor_until_the_watchdog_restarts_it() {
     assert_eq!(app.app.actors.respawn_dead(), vec!["crashy"]);
     assert_eq!(ready(&app).await.0, 200);
     // The handle follows the new instance.
-    assert!(crashy.addr().send(Ping).await.is_ok());
+    assert_eq!(crashy.addr().send(Ping).await, Ok(Ok(())));
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics.contains("vpn_shop_actor_restarts_total{actor=\"crashy\"} 1"),

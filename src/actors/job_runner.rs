@@ -536,8 +536,10 @@ impl Supervised for JobRunner {
 }
 
 impl Handler<Ping> for JobRunner {
-    type Result = ();
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
 }
 
 impl Handler<WakeUp> for JobRunner {

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use actix::Message;
 
-/// Liveness probe: every supervised actor answers it; `/ready` sends it with a timeout.
+/// Liveness probe: every supervised actor answers it; `/ready` sends it with a timeout. An actor
+/// that runs but cannot do its work (e.g. the bot cannot reach Telegram) answers why.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), String>")]
 pub struct Ping;
 
 /// Something was enqueued (NOTIFY or a local enqueue): look for due jobs now.

@@ -202,8 +202,10 @@ impl Supervised for Scheduler {
 }
 
 impl Handler<Ping> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
 }
 
 impl Handler<StopScheduling> for Scheduler {

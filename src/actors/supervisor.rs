@@ -117,7 +117,8 @@ impl ActorRegistry {
                 Some("not running".to_owned())
             } else {
                 match tokio::time::timeout(timeout, recipient.send(Ping)).await {
-                    Ok(Ok(())) => None,
+                    Ok(Ok(Ok(()))) => None,
+                    Ok(Ok(Err(problem))) => Some(problem),
                     Ok(Err(_)) => Some("not running".to_owned()),
                     Err(_) => Some(format!("no answer within {} ms", timeout.as_millis())),
                 }

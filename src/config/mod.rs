@@ -6,6 +6,7 @@
 mod marzban;
 mod notifications;
 mod parse;
+mod payments;
 mod telegram;
 mod vars;
 
@@ -21,6 +22,7 @@ pub use marzban::{CleanupAction, MarzbanSettings};
 pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use parse::{format_duration, parse_duration};
+pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
 pub use telegram::TelegramSettings;
 pub use vars::{VARS, Var};
 
@@ -259,6 +261,7 @@ pub struct Settings {
     /// `None`: no `TELEGRAM_BOT_TOKEN`, the bot and Telegram notifications are off.
     pub telegram: Option<TelegramSettings>,
     pub notifications: NotificationSettings,
+    pub payments: PaymentSettings,
 }
 
 /// Parses one variable with `parse`, turning its error into a [`ConfigError`] that names the
@@ -399,6 +402,7 @@ impl Settings {
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
             marzban: marzban::read(&r)?,
             notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
+            payments: payments::read(&r, telegram.is_some())?,
             telegram,
         })
     }

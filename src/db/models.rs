@@ -132,6 +132,8 @@ pub struct Payment {
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What a shop-initiated order is for (e.g. `auto_renew:<user>:<period end>`); unique.
+    pub idempotency_key: Option<String>,
 }
 
 impl Payment {

@@ -229,3 +229,147 @@ pub async fn expire_ended(conn: &mut PgConn) -> QueryResult<Vec<Ending>> {
     .load(conn)
     .await
 }
+
+/// Gives a user `days` more: paid time is added to what remains (an ended subscription starts
+/// again from now); creates the subscription on the first purchase. The row is locked for the
+/// caller's transaction. Returns the new end.
+pub async fn extend(
+    conn: &mut PgConn,
+    user_id: UserId,
+    panel_username: &str,
+    days: i32,
+    plan_id: Option<crate::domain::PlanId>,
+    is_trial: bool,
+) -> QueryResult<DateTime<Utc>> {
+    let now = Utc::now();
+    let current: Option<DateTime<Utc>> = subscriptions::table
+        .filter(subscriptions::user_id.eq(user_id))
+        .select(subscriptions::expires_at)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let end = crate::domain::pricing::extend(current, now, days);
+    if current.is_some() {
+        let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
+        match plan_id {
+            Some(plan) => {
+                diesel::update(target)
+                    .set((
+                        subscriptions::expires_at.eq(end),
+                        subscriptions::status.eq(SubscriptionStatus::Active),
+                        subscriptions::is_trial.eq(is_trial),
+                        subscriptions::plan_id.eq(plan),
+                    ))
+                    .execute(conn)
+                    .await?
+            }
+            None => {
+                diesel::update(target)
+                    .set((
+                        subscriptions::expires_at.eq(end),
+                        subscriptions::status.eq(SubscriptionStatus::Active),
+                    ))
+                    .execute(conn)
+                    .await?
+            }
+        };
+    } else {
+        diesel::insert_into(subscriptions::table)
+            .values((
+                subscriptions::user_id.eq(user_id),
+                subscriptions::panel_username.eq(panel_username),
+                subscriptions::expires_at.eq(end),
+                subscriptions::status.eq(SubscriptionStatus::Active),
+                subscriptions::is_trial.eq(is_trial),
+                subscriptions::plan_id.eq(plan_id),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(end)
+}
+
+/// Takes `days` back (a refund); the subscription may end at once. Returns the new end.
+pub async fn shorten(
+    conn: &mut PgConn,
+    user_id: UserId,
+    days: i32,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let current: Option<DateTime<Utc>> = subscriptions::table
+        .filter(subscriptions::user_id.eq(user_id))
+        .select(subscriptions::expires_at)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let end = crate::domain::pricing::take_back(current, days);
+    let status = if end > Utc::now() {
+        SubscriptionStatus::Active
+    } else {
+        SubscriptionStatus::Expired
+    };
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user_id)))
+        .set((
+            subscriptions::expires_at.eq(end),
+            subscriptions::status.eq(status),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(Some(end))
+}
+
+/// Turns automatic renewal on (with the saved payment method or Star subscription) or off.
+pub async fn set_auto_renew(
+    conn: &mut PgConn,
+    user_id: UserId,
+    method: Option<(crate::domain::PaymentProvider, &str)>,
+) -> QueryResult<()> {
+    let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
+    match method {
+        Some((provider, id)) => {
+            diesel::update(target)
+                .set((
+                    subscriptions::auto_renew.eq(true),
+                    subscriptions::auto_renew_provider.eq(provider),
+                    subscriptions::auto_renew_method_id.eq(id),
+                ))
+                .execute(conn)
+                .await
+        }
+        None => {
+            diesel::update(target)
+                .set((
+                    subscriptions::auto_renew.eq(false),
+                    subscriptions::auto_renew_provider.eq(None::<crate::domain::PaymentProvider>),
+                    subscriptions::auto_renew_method_id.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await
+        }
+    }
+    .map(|_| ())
+}
+
+/// Subscriptions renewing automatically through `provider` that end within `days` days (or ended
+/// in the last day: a charge that failed may be tried on the next run).
+pub async fn due_for_renewal(
+    conn: &mut PgConn,
+    provider: crate::domain::PaymentProvider,
+    days: u32,
+) -> QueryResult<Vec<Subscription>> {
+    let now = Utc::now();
+    subscriptions::table
+        .filter(subscriptions::auto_renew.eq(true))
+        .filter(subscriptions::auto_renew_provider.eq(provider))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+        .filter(subscriptions::expires_at.le(now + chrono::Duration::days(i64::from(days))))
+        .filter(subscriptions::expires_at.gt(now - chrono::Duration::days(1)))
+        .select(Subscription::as_select())
+        .order(subscriptions::expires_at)
+        .load(conn)
+        .await
+}

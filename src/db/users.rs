@@ -25,3 +25,12 @@ pub async fn mark_bot_blocked(conn: &mut PgConn, id: UserId) -> QueryResult<()> 
         .await
         .map(|_| ())
 }
+
+/// The remembered promo code was used (or refused for good).
+pub async fn clear_pending_promo(conn: &mut PgConn, id: UserId) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::pending_promo_id.eq(None::<crate::domain::PromoCodeId>))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

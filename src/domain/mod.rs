@@ -12,6 +12,7 @@ pub mod money;
 pub mod notifications;
 pub mod panel;
 pub mod password;
+pub mod pricing;
 pub mod roles;
 
 pub use enums::*;

@@ -7,6 +7,7 @@ pub mod broadcasts;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct WebState {
     pub jwt: JwtKeys,
     /// Job kinds this replica handles (for zero-valued job gauges).
     pub job_kinds: Vec<&'static str>,
+    /// The payment processor and the providers' clients (the webhooks authenticate with them).
+    pub payments:
+        Option<crate::actors::supervisor::ActorHandle<crate::actors::payments::PaymentProcessor>>,
+    pub payment_clients: Option<Arc<crate::actors::payments::PaymentClients>>,
 }
 
 /// Largest JSON body the API accepts.
@@ -56,6 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, req| AppError::NotFound(format!("{} ({err})", req.path())).into()),
     )
+    .service(web::resource("/webhooks/yookassa").post(webhooks::yookassa))
+    .service(web::resource("/webhooks/wata").post(webhooks::wata))
     .service(web::resource("/health").get(health::health))
     .service(web::resource("/ready").get(health::ready))
     .service(web::resource("/metrics").get(health::metrics))

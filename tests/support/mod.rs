@@ -10,3 +10,5 @@ pub mod marzban;
 pub mod pg;
 pub mod smtp;
 pub mod telegram;
+pub mod wata;
+pub mod yookassa;

@@ -177,8 +177,10 @@ impl Supervised for MarzbanSyncer {
 }
 
 impl Handler<Ping> for MarzbanSyncer {
-    type Result = ();
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
 }
 
 impl Handler<RunPanelOp> for MarzbanSyncer {

@@ -126,8 +126,10 @@ impl Supervised for Notifier {
 }
 
 impl Handler<Ping> for Notifier {
-    type Result = ();
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
 }
 
 /// Deliver one `notify` job (`attempt` counts from 1).

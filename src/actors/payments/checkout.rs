@@ -1,0 +1,422 @@
+//! Checkouts: the order is priced and written first, then the provider is asked for a payment
+//! page (YooKassa with an `Idempotence-Key` naming the order, WATA with our order id), a Stars
+//! invoice is sent, or a free period (100 % promo code) is given at once.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use teloxide::payloads::{CreateInvoiceLinkSetters, SendInvoiceSetters};
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, LabeledPrice};
+
+use super::fulfil::{Outcome, PaymentUpdate};
+use super::{CheckStarsOrder, CreateCheckout, Shared, parse_stars_payload, stars_payload};
+use crate::clients::wata::CreateLink;
+use crate::clients::yookassa::{
+    Amount, Confirmation, CreatePayment, Receipt, ReceiptCustomer, ReceiptItem,
+};
+use crate::db::models::{Payment, Plan};
+use crate::db::payments::{self, NewOrder};
+use crate::db::{plans, promo, users};
+use crate::domain::pricing::{self, Customer, PlanPrice, PromoRefusal, QuoteError};
+use crate::domain::{Money, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PromoCodeId};
+
+/// The one allowed period of a Star subscription (30 days).
+const STAR_SUBSCRIPTION_PERIOD: u32 = 2_592_000;
+
+/// What the bot shows after a checkout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Checkout {
+    /// Open this page to pay (YooKassa, WATA, or a Star subscription link).
+    Redirect {
+        order_id: PaymentId,
+        url: String,
+        amount: Money,
+    },
+    /// A Stars invoice was sent to the user's chat.
+    StarsInvoice { order_id: PaymentId, amount: Money },
+    /// A 100 % promo code: the period was given without a payment.
+    Free {
+        order_id: PaymentId,
+        expires_at: chrono::DateTime<Utc>,
+    },
+}
+
+/// Why there is no checkout, for the bot to explain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("this payment method is not available")]
+    ProviderOff,
+    #[error("this plan is not on sale")]
+    UnknownPlan,
+    #[error("this plan is not sold for Telegram Stars")]
+    NotForStars,
+    #[error("promo code: {0}")]
+    Promo(PromoRefusal),
+    #[error("you are banned")]
+    Banned,
+    /// The provider could not be reached or refused: try again or use another method.
+    #[error("the payment provider is unavailable: {0}")]
+    Provider(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for CheckoutError {
+    fn from(e: diesel::result::Error) -> Self {
+        CheckoutError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::db::PoolError> for CheckoutError {
+    fn from(e: crate::db::PoolError) -> Self {
+        CheckoutError::Internal(e.to_string())
+    }
+}
+
+fn description(plan: &Plan) -> String {
+    format!("VPN: {} ({} days)", plan.name, plan.days)
+}
+
+impl Shared {
+    pub(super) async fn create_checkout(
+        &self,
+        msg: CreateCheckout,
+    ) -> Result<Checkout, CheckoutError> {
+        if !self.providers().contains(&msg.provider) {
+            return Err(CheckoutError::ProviderOff);
+        }
+        let mut conn = self.pool.get().await?;
+        let user = users::find(&mut conn, msg.user_id).await?.ok_or_else(|| {
+            CheckoutError::Internal(format!("user {} does not exist", msg.user_id))
+        })?;
+        if user.banned {
+            return Err(CheckoutError::Banned);
+        }
+        let plan = plans::find(&mut conn, msg.plan_id)
+            .await?
+            .filter(|p| p.active)
+            .ok_or(CheckoutError::UnknownPlan)?;
+        // The code typed now, or the one the user applied earlier in the bot.
+        let code = match &msg.promo_code {
+            Some(code) => Some(
+                promo::find_by_code(&mut conn, code)
+                    .await?
+                    .ok_or(CheckoutError::Promo(PromoRefusal::Unknown))?,
+            ),
+            None => match user.pending_promo_id {
+                Some(id) => promo::find(&mut conn, id).await?,
+                None => None,
+            },
+        };
+        let rules = match &code {
+            Some(code) => {
+                let customer = Customer {
+                    has_paid: payments::has_paid(&mut conn, user.id).await?,
+                    used_this_code: promo::used_by(&mut conn, code.id, user.id).await?,
+                };
+                let rules = pricing::PromoRules::from(code);
+                pricing::check_promo(&rules, customer, Some(plan.days), Utc::now())
+                    .map_err(CheckoutError::Promo)?;
+                Some(rules)
+            }
+            None => None,
+        };
+        let price = PlanPrice {
+            days: plan.days,
+            rub: plan.price(),
+            stars: plan.price_in_stars(),
+        };
+        let quote = pricing::quote(&price, msg.provider, rules.as_ref()).map_err(|e| match e {
+            QuoteError::NotForStars => CheckoutError::NotForStars,
+            QuoteError::Promo(refusal) => CheckoutError::Promo(refusal),
+        })?;
+        let promo_id: Option<PromoCodeId> = code.as_ref().map(|c| c.id);
+        let link_ttl =
+            chrono::Duration::from_std(self.settings.payments.link_ttl).unwrap_or_default();
+        let order = NewOrder {
+            user_id: user.id,
+            plan_id: Some(plan.id),
+            provider: if quote.free {
+                PaymentProvider::Free
+            } else {
+                msg.provider
+            },
+            kind: PaymentKind::Checkout,
+            amount: quote.amount,
+            days: plan.days,
+            promo_code_id: promo_id,
+            discount_minor: quote.discount,
+            bonus_days: quote.bonus_days,
+            save_payment_method: msg.auto_renew && !quote.free,
+            link_expires_at: (!quote.free && msg.provider != PaymentProvider::Stars)
+                .then(|| Utc::now() + link_ttl),
+            idempotency_key: None,
+            external_id: None,
+        };
+        let order = payments::insert(&mut conn, &order).await?;
+        drop(conn);
+        self.metrics
+            .checkouts
+            .with_label_values(&[order.provider.as_str()])
+            .inc();
+        tracing::info!(order = %order.id, user = %user.id, provider = %order.provider, amount = %order.amount(), "order created");
+
+        if quote.free {
+            return self.give_free(&order).await;
+        }
+        match msg.provider {
+            PaymentProvider::Yookassa => {
+                self.yookassa_checkout(&order, &plan, user.email.as_deref())
+                    .await
+            }
+            PaymentProvider::Wata => self.wata_checkout(&order, &plan).await,
+            PaymentProvider::Stars => {
+                self.stars_checkout(&order, &plan, user.telegram_id, msg.auto_renew)
+                    .await
+            }
+            PaymentProvider::Free => Err(CheckoutError::ProviderOff),
+        }
+    }
+
+    /// A 100 % promo code: the order is fulfilled at once, through the same path as a payment.
+    async fn give_free(&self, order: &Payment) -> Result<Checkout, CheckoutError> {
+        let update = PaymentUpdate {
+            provider: PaymentProvider::Free,
+            order_id: Some(order.id),
+            external_id: format!("free:{}", order.id),
+            event_key: format!("free:{}", order.id),
+            event_type: "free_checkout".into(),
+            outcome: Outcome::Paid {
+                amount: order.amount(),
+            },
+            saved_method: None,
+            raw: serde_json::json!({"free": true}),
+            remote_addr: None,
+        };
+        self.apply(update)
+            .await
+            .map_err(|e| CheckoutError::Internal(e.message))?;
+        let mut conn = self.pool.get().await?;
+        let end = crate::db::subscriptions::find_by_user(&mut conn, order.user_id)
+            .await?
+            .map(|(s, _)| s.expires_at)
+            .unwrap_or_else(Utc::now);
+        Ok(Checkout::Free {
+            order_id: order.id,
+            expires_at: end,
+        })
+    }
+
+    /// Records why a checkout could not be started: the order is canceled (nothing was paid).
+    async fn abandon(&self, order: &Payment, reason: &str) {
+        if let Ok(mut conn) = self.pool.get().await {
+            let _ =
+                payments::mark_unpaid(&mut conn, order.id, PaymentStatus::Canceled, reason, None)
+                    .await;
+        }
+        tracing::warn!(order = %order.id, reason, "checkout failed");
+    }
+
+    fn return_url(&self) -> Option<String> {
+        self.settings
+            .payments
+            .return_url
+            .as_ref()
+            .map(|u| u.to_string())
+    }
+
+    async fn yookassa_checkout(
+        &self,
+        order: &Payment,
+        plan: &Plan,
+        email: Option<&str>,
+    ) -> Result<Checkout, CheckoutError> {
+        let (Some(client), Some(settings)) =
+            (&self.clients.yookassa, &self.settings.payments.yookassa)
+        else {
+            return Err(CheckoutError::ProviderOff);
+        };
+        let amount = Amount::from_money(order.amount());
+        let receipt = match (settings.receipts, email) {
+            (true, Some(email)) => Some(Receipt {
+                customer: ReceiptCustomer {
+                    email: email.to_owned(),
+                },
+                items: vec![ReceiptItem {
+                    description: description(plan).chars().take(128).collect(),
+                    quantity: "1.00".into(),
+                    amount: amount.clone(),
+                    vat_code: settings.vat_code,
+                    payment_mode: "full_payment",
+                    payment_subject: "service",
+                }],
+            }),
+            _ => None,
+        };
+        let request = CreatePayment {
+            amount,
+            capture: true,
+            confirmation: Some(Confirmation {
+                kind: "redirect",
+                return_url: self.return_url().unwrap_or_else(|| "https://t.me".into()),
+            }),
+            description: format!("{}, order {}", description(plan), order.id)
+                .chars()
+                .take(128)
+                .collect(),
+            metadata: BTreeMap::from([
+                ("order_id".to_owned(), order.id.to_string()),
+                ("user_id".to_owned(), order.user_id.to_string()),
+            ]),
+            save_payment_method: order.save_payment_method.then_some(true),
+            payment_method_id: None,
+            receipt,
+        };
+        // The key names the order: a repeat of this call returns the same payment.
+        let key = format!("order-{}", order.id);
+        match client.create_payment(&key, &request).await {
+            Ok(payment) => {
+                let url = payment
+                    .confirmation
+                    .and_then(|c| c.confirmation_url)
+                    .ok_or_else(|| {
+                        CheckoutError::Provider("no confirmation URL in YooKassa's answer".into())
+                    })?;
+                let mut conn = self.pool.get().await?;
+                payments::set_checkout(&mut conn, order.id, &payment.id, Some(&url)).await?;
+                Ok(Checkout::Redirect {
+                    order_id: order.id,
+                    url,
+                    amount: order.amount(),
+                })
+            }
+            Err(e) => {
+                self.abandon(order, &e.to_string()).await;
+                Err(CheckoutError::Provider(e.to_string()))
+            }
+        }
+    }
+
+    async fn wata_checkout(&self, order: &Payment, plan: &Plan) -> Result<Checkout, CheckoutError> {
+        let Some(client) = &self.clients.wata else {
+            return Err(CheckoutError::ProviderOff);
+        };
+        let expires = order
+            .link_expires_at
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
+        let link = CreateLink::new(
+            order.amount(),
+            description(plan),
+            order.id.to_string(),
+            self.return_url(),
+            expires,
+        );
+        // Never repeated: WATA has no idempotency, a repeat could open a second link.
+        match client.create_link(&link).await {
+            Ok(created) => {
+                let mut conn = self.pool.get().await?;
+                payments::set_checkout(&mut conn, order.id, &created.id, Some(&created.url))
+                    .await?;
+                Ok(Checkout::Redirect {
+                    order_id: order.id,
+                    url: created.url,
+                    amount: order.amount(),
+                })
+            }
+            Err(e) => {
+                self.abandon(order, &e.to_string()).await;
+                Err(CheckoutError::Provider(e.to_string()))
+            }
+        }
+    }
+
+    async fn stars_checkout(
+        &self,
+        order: &Payment,
+        plan: &Plan,
+        telegram_id: i64,
+        subscription: bool,
+    ) -> Result<Checkout, CheckoutError> {
+        let Some(bot) = &self.clients.stars else {
+            return Err(CheckoutError::ProviderOff);
+        };
+        let stars = u32::try_from(order.amount_minor).unwrap_or(u32::MAX);
+        let title: String = format!("VPN {}", plan.name).chars().take(32).collect();
+        let text: String = description(plan).chars().take(255).collect();
+        let price = [LabeledPrice::new(title.clone(), stars)];
+        let payload = stars_payload(order.id);
+        // A Star subscription renews every 30 days: only for 30-day plans.
+        if subscription && plan.days == 30 {
+            let link = bot
+                .create_invoice_link(title, text, payload, "XTR", price)
+                .subscription_period(teloxide::types::Seconds::from_seconds(
+                    STAR_SUBSCRIPTION_PERIOD,
+                ))
+                .await;
+            return match link {
+                Ok(url) => Ok(Checkout::Redirect {
+                    order_id: order.id,
+                    url,
+                    amount: order.amount(),
+                }),
+                Err(e) => {
+                    self.abandon(order, &e.to_string()).await;
+                    Err(CheckoutError::Provider(e.to_string()))
+                }
+            };
+        }
+        let sent = bot
+            .send_invoice(ChatId(telegram_id), title, text, payload, "XTR", price)
+            .provider_token("")
+            .await;
+        match sent {
+            Ok(_) => Ok(Checkout::StarsInvoice {
+                order_id: order.id,
+                amount: order.amount(),
+            }),
+            Err(e) => {
+                self.abandon(order, &e.to_string()).await;
+                Err(CheckoutError::Provider(e.to_string()))
+            }
+        }
+    }
+
+    /// The pre-checkout check of a Stars payment: the order exists, belongs to this user, is
+    /// still pending and costs what Telegram is about to charge. Cheap: one indexed read.
+    pub(super) async fn check_stars_order(&self, msg: CheckStarsOrder) -> Result<(), String> {
+        let sorry = "This order can no longer be paid. Please start again with /buy.";
+        let Some(id) = parse_stars_payload(&msg.payload) else {
+            return Err(sorry.into());
+        };
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|_| "Please try again in a minute.".to_owned())?;
+        let order = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let order = payments::find(conn, id).await?;
+                let owner = match &order {
+                    Some(o) => users::find(conn, o.user_id).await?.map(|u| u.telegram_id),
+                    None => None,
+                };
+                Ok(order.zip(owner))
+            })
+            .await
+            .map_err(|_| "Please try again in a minute.".to_owned())?;
+        match order {
+            Some((order, owner))
+                if order.provider == PaymentProvider::Stars
+                    && order.status == PaymentStatus::Pending
+                    && owner == msg.telegram_id
+                    && order.amount() == msg.amount =>
+            {
+                Ok(())
+            }
+            _ => Err(sorry.into()),
+        }
+    }
+}

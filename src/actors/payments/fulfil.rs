@@ -1,0 +1,490 @@
+//! Provider events in one transaction each: the order is locked; only a pending order changes;
+//! the amount and currency must equal the order's; a payment extends the subscription (paid time
+//! is added to what remains), records the promo redemption, grants the inviter's bonus on the
+//! first payment, and enqueues `provision` and `notify` — all committed together, then the
+//! provider is answered. Every event is recorded in `payment_events` with its verdict.
+
+use std::time::Instant;
+
+use diesel_async::AsyncConnection;
+use serde_json::Value;
+
+use super::Shared;
+use crate::actors::job_runner::JobError;
+use crate::actors::marzban::{PROVISION, UserJob};
+use crate::db::jobs::{self, NewJob};
+use crate::db::models::Payment;
+use crate::db::payments::{self, NewEvent, NewOrder};
+use crate::db::{PgConn, notifications, plans, promo, referrals, subscriptions, users};
+use crate::domain::notifications::{FailureReason, Notification, NotifyJob};
+use crate::domain::panel::panel_username;
+use crate::domain::{
+    Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, UserId,
+};
+
+/// What the provider says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Paid this amount.
+    Paid { amount: Money },
+    /// Will not be paid.
+    Canceled {
+        reason: FailureReason,
+        detail: String,
+    },
+    /// Not decided yet.
+    Pending,
+    /// A renewal of a Star subscription: a new payment for the period of the original order.
+    Renewed { amount: Money },
+    /// Money went back to the payer (e.g. a Stars refund notice): the paid days are taken back.
+    Refunded { amount: Money },
+}
+
+/// An authenticated provider event.
+#[derive(Debug, Clone)]
+pub struct PaymentUpdate {
+    pub provider: PaymentProvider,
+    /// Our order, when the provider echoes it (metadata, orderId, invoice payload).
+    pub order_id: Option<PaymentId>,
+    /// The provider's id of the payment (YooKassa payment, WATA transaction, Telegram charge).
+    pub external_id: String,
+    /// Identity of the event, for `payment_events` (e.g. `<payment id>:succeeded`).
+    pub event_key: String,
+    pub event_type: String,
+    pub outcome: Outcome,
+    /// A payment method saved for automatic renewal (YooKassa).
+    pub saved_method: Option<String>,
+    pub raw: Value,
+    pub remote_addr: Option<String>,
+}
+
+impl Shared {
+    /// Applies an event; `Err` only when it could not be recorded (the caller answers 5xx).
+    pub(super) async fn apply(
+        &self,
+        update: PaymentUpdate,
+    ) -> Result<PaymentEventVerdict, JobError> {
+        let started = Instant::now();
+        let mut conn = self.pool.get().await?;
+        let verdict = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                self.apply_in(conn, &update).await
+            })
+            .await?;
+        self.metrics
+            .payment_events
+            .with_label_values(&[update.provider.as_str(), verdict.as_str()])
+            .inc();
+        self.metrics
+            .webhook_duration
+            .with_label_values(&[update.provider.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            provider = %update.provider,
+            order = ?update.order_id,
+            event = %update.event_type,
+            verdict = %verdict,
+            "payment event"
+        );
+        Ok(verdict)
+    }
+
+    async fn apply_in(
+        &self,
+        conn: &mut PgConn,
+        update: &PaymentUpdate,
+    ) -> diesel::QueryResult<PaymentEventVerdict> {
+        let order = match update.order_id {
+            Some(id) => payments::lock(conn, id).await?,
+            None => match payments::find_by_external(conn, update.provider, &update.external_id)
+                .await?
+            {
+                Some(order) => payments::lock(conn, order.id).await?,
+                None => None,
+            },
+        };
+        let (verdict, detail, order_id) = match order {
+            None => (
+                PaymentEventVerdict::Forged,
+                Some("no such order".to_owned()),
+                None,
+            ),
+            Some(order) => {
+                let (verdict, detail) = self.judge(conn, &order, update).await?;
+                (verdict, detail, Some(order.id))
+            }
+        };
+        payments::record_event(
+            conn,
+            &NewEvent {
+                provider: update.provider,
+                event_key: &update.event_key,
+                event_type: &update.event_type,
+                payment_id: order_id,
+                verdict,
+                detail: detail.as_deref(),
+                remote_addr: update.remote_addr.as_deref(),
+                payload: Some(&update.raw),
+            },
+        )
+        .await?;
+        Ok(verdict)
+    }
+
+    /// Decides what an event means for a locked order, and applies it.
+    async fn judge(
+        &self,
+        conn: &mut PgConn,
+        order: &Payment,
+        update: &PaymentUpdate,
+    ) -> diesel::QueryResult<(PaymentEventVerdict, Option<String>)> {
+        if order.provider != update.provider {
+            return Ok((
+                PaymentEventVerdict::Forged,
+                Some(format!("the order is paid through {}", order.provider)),
+            ));
+        }
+        match &update.outcome {
+            Outcome::Pending => Ok((PaymentEventVerdict::Ignored, Some("still pending".into()))),
+            Outcome::Renewed { amount } => {
+                self.renew_star_subscription(conn, order, update, *amount)
+                    .await
+            }
+            Outcome::Refunded { amount } => {
+                if !matches!(
+                    order.status,
+                    PaymentStatus::Succeeded | PaymentStatus::Refunded
+                ) {
+                    return Ok((
+                        PaymentEventVerdict::Ignored,
+                        Some(format!("the order is {}", order.status)),
+                    ));
+                }
+                let taken = self.take_back(conn, order, *amount).await?;
+                Ok(if taken.refunded.minor == 0 {
+                    (
+                        PaymentEventVerdict::Duplicate,
+                        Some("already refunded".into()),
+                    )
+                } else {
+                    (
+                        PaymentEventVerdict::Accepted,
+                        Some(format!("{} days taken back", taken.days_taken_back)),
+                    )
+                })
+            }
+            Outcome::Paid { amount } => {
+                if order.status != PaymentStatus::Pending {
+                    let same = order.external_id.as_deref() == Some(update.external_id.as_str());
+                    return Ok(if same || order.status == PaymentStatus::Succeeded {
+                        (
+                            PaymentEventVerdict::Duplicate,
+                            Some(format!("the order is already {}", order.status)),
+                        )
+                    } else {
+                        (
+                            PaymentEventVerdict::Ignored,
+                            Some(format!("the order is {}", order.status)),
+                        )
+                    });
+                }
+                if order.provider == PaymentProvider::Yookassa
+                    && order
+                        .external_id
+                        .as_deref()
+                        .is_some_and(|own| own != update.external_id)
+                {
+                    return Ok((
+                        PaymentEventVerdict::Forged,
+                        Some("another YooKassa payment than the order's".into()),
+                    ));
+                }
+                if *amount != order.amount() {
+                    let detail = format!("paid {amount}, the order is for {}", order.amount());
+                    tracing::error!(order = %order.id, %detail, "amount mismatch: the order is not fulfilled");
+                    payments::flag(conn, order.id, &format!("amount mismatch: {detail}")).await?;
+                    return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
+                }
+                if !payments::mark_succeeded(conn, order.id, &update.external_id, &update.raw)
+                    .await?
+                {
+                    return Ok((PaymentEventVerdict::Duplicate, None));
+                }
+                self.grant(conn, order, update.saved_method.as_deref())
+                    .await?;
+                Ok((PaymentEventVerdict::Accepted, None))
+            }
+            Outcome::Canceled { reason, detail } => {
+                if order.status != PaymentStatus::Pending {
+                    // E.g. a `canceled` arriving after `succeeded`: nothing changes.
+                    return Ok((
+                        PaymentEventVerdict::Ignored,
+                        Some(format!("the order is already {}", order.status)),
+                    ));
+                }
+                payments::mark_unpaid(
+                    conn,
+                    order.id,
+                    PaymentStatus::Canceled,
+                    detail,
+                    Some(&update.raw),
+                )
+                .await?;
+                self.after_cancel(conn, order, *reason).await?;
+                Ok((PaymentEventVerdict::Accepted, Some(detail.clone())))
+            }
+        }
+    }
+
+    /// What a paid order gives: the days (plus promo bonus days) on the subscription, the promo
+    /// redemption, the inviter's bonus on a first payment, a saved card for auto-renewal, and the
+    /// jobs that put it on the panel and tell the user.
+    pub(super) async fn grant(
+        &self,
+        conn: &mut PgConn,
+        order: &Payment,
+        saved_method: Option<&str>,
+    ) -> diesel::QueryResult<()> {
+        let user = users::find(conn, order.user_id)
+            .await?
+            .ok_or(diesel::result::Error::NotFound)?;
+        let name = panel_username(self.panel_prefix(), user.telegram_id);
+        let end = subscriptions::extend(
+            conn,
+            user.id,
+            &name,
+            order.days + order.bonus_days,
+            order.plan_id,
+            false,
+        )
+        .await?;
+        if let Some(promo_id) = order.promo_code_id {
+            if !promo::redeem(
+                conn,
+                promo_id,
+                user.id,
+                Some(order.id),
+                order.discount_minor,
+                order.bonus_days,
+            )
+            .await?
+            {
+                tracing::warn!(order = %order.id, "the promo code was used up meanwhile; the paid order keeps its price");
+            }
+            users::clear_pending_promo(conn, user.id).await?;
+        }
+        if order.save_payment_method
+            && let Some(method) = saved_method
+        {
+            // A saved YooKassa card, or the charge of a Star subscription's first payment.
+            subscriptions::set_auto_renew(conn, user.id, Some((order.provider, method))).await?;
+        }
+        self.reward_inviter(conn, order).await?;
+        self.provision(conn, user.id).await?;
+        let plan = match order.plan_id {
+            Some(id) => plans::find(conn, id).await?.map(|p| p.name),
+            None => None,
+        }
+        .unwrap_or_default();
+        let notification = match order.kind {
+            PaymentKind::AutoRenewal | PaymentKind::StarsRenewal => {
+                Notification::AutoRenewalSucceeded {
+                    plan,
+                    amount: order.amount(),
+                    expires_at: end,
+                }
+            }
+            PaymentKind::Checkout => Notification::PaymentSucceeded {
+                plan,
+                amount: order.amount(),
+                days: u32::try_from(order.days + order.bonus_days).unwrap_or(0),
+                expires_at: end,
+            },
+        };
+        self.notify(conn, user.id, format!("payment:{}", order.id), notification)
+            .await?;
+        Ok(())
+    }
+
+    /// The inviter's bonus, once, when the invited user pays for the first time.
+    async fn reward_inviter(&self, conn: &mut PgConn, order: &Payment) -> diesel::QueryResult<()> {
+        let days = i32::try_from(self.settings.payments.referral_inviter_days).unwrap_or(0);
+        if days == 0 || order.provider == PaymentProvider::Free {
+            return Ok(());
+        }
+        let Some(referral) = referrals::of_invitee(conn, order.user_id).await? else {
+            return Ok(());
+        };
+        if referral.inviter_rewarded_at.is_some()
+            || !payments::is_first_payment(conn, order.user_id, order.id).await?
+        {
+            return Ok(());
+        }
+        if !referrals::reward_inviter(conn, referral.id, order.id, days).await? {
+            return Ok(());
+        }
+        let Some(inviter) = users::find(conn, referral.inviter_id).await? else {
+            return Ok(());
+        };
+        let name = panel_username(self.panel_prefix(), inviter.telegram_id);
+        let end = subscriptions::extend(conn, inviter.id, &name, days, None, false).await?;
+        self.provision(conn, inviter.id).await?;
+        self.notify(
+            conn,
+            inviter.id,
+            format!("referral_bonus:{}", referral.id),
+            Notification::ReferralBonus {
+                days: u32::try_from(days).unwrap_or(0),
+                expires_at: end,
+            },
+        )
+        .await?;
+        tracing::info!(inviter = %inviter.id, invitee = %order.user_id, days, "referral bonus granted");
+        Ok(())
+    }
+
+    async fn after_cancel(
+        &self,
+        conn: &mut PgConn,
+        order: &Payment,
+        reason: FailureReason,
+    ) -> diesel::QueryResult<()> {
+        let plan = match order.plan_id {
+            Some(id) => plans::find(conn, id).await?.map(|p| p.name),
+            None => None,
+        }
+        .unwrap_or_default();
+        let notification = match order.kind {
+            PaymentKind::AutoRenewal => {
+                if reason == FailureReason::PermissionRevoked {
+                    subscriptions::set_auto_renew(conn, order.user_id, None).await?;
+                    tracing::info!(user = %order.user_id, "automatic renewal turned off: the card's permission was revoked");
+                }
+                Notification::AutoRenewalFailed {
+                    amount: order.amount(),
+                    reason,
+                }
+            }
+            _ => Notification::PaymentFailed {
+                plan,
+                amount: order.amount(),
+                reason,
+            },
+        };
+        self.notify(
+            conn,
+            order.user_id,
+            format!("payment_failed:{}", order.id),
+            notification,
+        )
+        .await
+    }
+
+    /// A Star subscription renewed itself: a new order for the next 30 days, born paid, keyed by
+    /// Telegram's charge id (a redelivery finds it and changes nothing).
+    async fn renew_star_subscription(
+        &self,
+        conn: &mut PgConn,
+        first: &Payment,
+        update: &PaymentUpdate,
+        amount: Money,
+    ) -> diesel::QueryResult<(PaymentEventVerdict, Option<String>)> {
+        let key = format!("stars_charge:{}", update.external_id);
+        if payments::find_by_idempotency_key(conn, &key)
+            .await?
+            .is_some()
+            || payments::find_by_external(conn, PaymentProvider::Stars, &update.external_id)
+                .await?
+                .is_some()
+        {
+            return Ok((PaymentEventVerdict::Duplicate, None));
+        }
+        if amount != first.amount() {
+            let detail = format!(
+                "renewal paid {amount}, the subscription costs {}",
+                first.amount()
+            );
+            return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
+        }
+        let renewal = payments::insert(
+            conn,
+            &NewOrder {
+                user_id: first.user_id,
+                plan_id: first.plan_id,
+                provider: PaymentProvider::Stars,
+                kind: PaymentKind::StarsRenewal,
+                amount,
+                days: first.days,
+                promo_code_id: None,
+                discount_minor: 0,
+                bonus_days: 0,
+                save_payment_method: false,
+                link_expires_at: None,
+                idempotency_key: Some(&key),
+                external_id: None,
+            },
+        )
+        .await?;
+        payments::mark_succeeded(conn, renewal.id, &update.external_id, &update.raw).await?;
+        self.grant(conn, &renewal, None).await?;
+        Ok((
+            PaymentEventVerdict::Accepted,
+            Some(format!("renewal order {}", renewal.id)),
+        ))
+    }
+
+    pub(super) async fn provision(
+        &self,
+        conn: &mut PgConn,
+        user: UserId,
+    ) -> diesel::QueryResult<()> {
+        jobs::enqueue(
+            conn,
+            NewJob::new(PROVISION, UserJob { user_id: user })
+                .dedup_key(format!("provision:{user}")),
+            self.max_attempts(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(super) async fn notify(
+        &self,
+        conn: &mut PgConn,
+        user: UserId,
+        dedup_key: String,
+        notification: Notification,
+    ) -> diesel::QueryResult<()> {
+        let job = NotifyJob {
+            user_id: user,
+            notification,
+            dedup_key,
+        };
+        notifications::enqueue_once(conn, &job, self.max_attempts())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// YooKassa's cancellation reasons in the shop's words.
+pub fn yookassa_reason(reason: &str) -> FailureReason {
+    match reason {
+        "insufficient_funds" | "payment_method_limit_exceeded" => FailureReason::InsufficientFunds,
+        "card_expired" => FailureReason::CardExpired,
+        "permission_revoked" => FailureReason::PermissionRevoked,
+        "3d_secure_failed" => FailureReason::ThreeDSecure,
+        "fraud_suspected" => FailureReason::FraudSuspected,
+        "expired_on_confirmation" | "canceled_by_merchant" | "expired_on_capture" => {
+            FailureReason::Canceled
+        }
+        "call_issuer"
+        | "general_decline"
+        | "invalid_card_number"
+        | "invalid_csc"
+        | "issuer_unavailable"
+        | "payment_method_restricted"
+        | "country_forbidden"
+        | "identification_required" => FailureReason::Declined,
+        _ => FailureReason::Other,
+    }
+}

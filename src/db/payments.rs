@@ -1,0 +1,285 @@
+//! Orders (`payments`) and every provider event about them (`payment_events`).
+//!
+//! An order is written before the provider is called, `pending`; only a pending order changes
+//! state, under a row lock, so a duplicate or late event changes nothing.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+
+use crate::db::PgConn;
+use crate::db::models::{Payment, PaymentEvent};
+use crate::db::schema::{payment_events, payments};
+use crate::domain::{
+    Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId,
+    PromoCodeId, UserId,
+};
+
+/// An order to write.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub user_id: UserId,
+    pub plan_id: Option<PlanId>,
+    pub provider: PaymentProvider,
+    pub kind: PaymentKind,
+    pub amount: Money,
+    pub days: i32,
+    pub promo_code_id: Option<PromoCodeId>,
+    pub discount_minor: i64,
+    pub bonus_days: i32,
+    pub save_payment_method: bool,
+    pub link_expires_at: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<&'a str>,
+    /// For orders born paid (a Star subscription's renewal): the provider's id.
+    pub external_id: Option<&'a str>,
+}
+
+pub async fn insert(conn: &mut PgConn, order: &NewOrder<'_>) -> QueryResult<Payment> {
+    diesel::insert_into(payments::table)
+        .values((
+            payments::user_id.eq(order.user_id),
+            payments::plan_id.eq(order.plan_id),
+            payments::provider.eq(order.provider),
+            payments::kind.eq(order.kind),
+            payments::amount_minor.eq(order.amount.minor),
+            payments::currency.eq(order.amount.currency),
+            payments::days.eq(order.days),
+            payments::promo_code_id.eq(order.promo_code_id),
+            payments::discount_minor.eq(order.discount_minor),
+            payments::bonus_days.eq(order.bonus_days),
+            payments::save_payment_method.eq(order.save_payment_method),
+            payments::link_expires_at.eq(order.link_expires_at),
+            payments::idempotency_key.eq(order.idempotency_key),
+            payments::external_id.eq(order.external_id),
+        ))
+        .returning(Payment::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut PgConn, id: PaymentId) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The order, locked until the end of the caller's transaction.
+pub async fn lock(conn: &mut PgConn, id: PaymentId) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .select(Payment::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_external(
+    conn: &mut PgConn,
+    provider: PaymentProvider,
+    external_id: &str,
+) -> QueryResult<Option<Payment>> {
+    payments::table
+        .filter(payments::provider.eq(provider))
+        .filter(payments::external_id.eq(external_id))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_idempotency_key(conn: &mut PgConn, key: &str) -> QueryResult<Option<Payment>> {
+    payments::table
+        .filter(payments::idempotency_key.eq(key))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The provider's side of a new order: its id and the page to pay on.
+pub async fn set_checkout(
+    conn: &mut PgConn,
+    id: PaymentId,
+    external_id: &str,
+    confirmation_url: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(payments::table.find(id))
+        .set((
+            payments::external_id.eq(external_id),
+            payments::confirmation_url.eq(confirmation_url),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// A pending order is paid: succeeded, with the provider's id and answer. `false` when it was
+/// not pending any more.
+pub async fn mark_succeeded(
+    conn: &mut PgConn,
+    id: PaymentId,
+    external_id: &str,
+    raw: &Value,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq(PaymentStatus::Pending)),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Succeeded),
+        payments::paid_at.eq(diesel::dsl::now),
+        payments::external_id.eq(external_id),
+        payments::raw_payload.eq(raw),
+        payments::failure_reason.eq(None::<String>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// A pending order ends unpaid: `canceled` (declined, abandoned) or `expired` (its link closed).
+pub async fn mark_unpaid(
+    conn: &mut PgConn,
+    id: PaymentId,
+    status: PaymentStatus,
+    reason: &str,
+    raw: Option<&Value>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq(PaymentStatus::Pending)),
+    )
+    .set((
+        payments::status.eq(status),
+        payments::failure_reason.eq(reason),
+        payments::raw_payload.eq(raw),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Flags an order for an admin (e.g. paid the wrong amount): the reason is kept, the status is not
+/// changed.
+pub async fn flag(conn: &mut PgConn, id: PaymentId, reason: &str) -> QueryResult<()> {
+    diesel::update(payments::table.find(id))
+        .set(payments::failure_reason.eq(reason))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Records a refund of `amount` more; the order is `refunded` (fully or partly: see
+/// `refunded_minor`).
+pub async fn mark_refunded(
+    conn: &mut PgConn,
+    id: PaymentId,
+    amount_minor: i64,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::Refunded]))
+            .filter((payments::refunded_minor + amount_minor).le(payments::amount_minor)),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Refunded),
+        payments::refunded_minor.eq(payments::refunded_minor + amount_minor),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Whether the user has ever paid (a refunded payment counts: the user is not new).
+pub async fn has_paid(conn: &mut PgConn, user: UserId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        payments::table
+            .filter(payments::user_id.eq(user))
+            .filter(payments::provider.ne(PaymentProvider::Free))
+            .filter(payments::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::Refunded])),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Whether `order` is the user's first successful payment.
+pub async fn is_first_payment(
+    conn: &mut PgConn,
+    user: UserId,
+    order: PaymentId,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::not(diesel::dsl::exists(
+        payments::table
+            .filter(payments::user_id.eq(user))
+            .filter(payments::id.ne(order))
+            .filter(payments::provider.ne(PaymentProvider::Free))
+            .filter(payments::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::Refunded])),
+    )))
+    .get_result(conn)
+    .await
+}
+
+/// Orders of `provider` still pending after `older_than` (their webhook may be lost).
+pub async fn pending_of(
+    conn: &mut PgConn,
+    provider: PaymentProvider,
+    created_before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::provider.eq(provider))
+        .filter(payments::status.eq(PaymentStatus::Pending))
+        .filter(payments::created_at.lt(created_before))
+        .select(Payment::as_select())
+        .order(payments::id)
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// An event about a payment, with what we made of it.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub provider: PaymentProvider,
+    pub event_key: &'a str,
+    pub event_type: &'a str,
+    pub payment_id: Option<PaymentId>,
+    pub verdict: PaymentEventVerdict,
+    pub detail: Option<&'a str>,
+    pub remote_addr: Option<&'a str>,
+    pub payload: Option<&'a Value>,
+}
+
+pub async fn record_event(conn: &mut PgConn, event: &NewEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(payment_events::table)
+        .values((
+            payment_events::provider.eq(event.provider),
+            payment_events::event_key.eq(event.event_key),
+            payment_events::event_type.eq(event.event_type),
+            payment_events::payment_id.eq(event.payment_id),
+            payment_events::verdict.eq(event.verdict),
+            payment_events::detail.eq(event.detail),
+            payment_events::remote_addr.eq(event.remote_addr),
+            payment_events::payload.eq(event.payload),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn events_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<PaymentEvent>> {
+    payment_events::table
+        .filter(payment_events::payment_id.eq(id))
+        .select(PaymentEvent::as_select())
+        .order(payment_events::id)
+        .load(conn)
+        .await
+}

@@ -1,0 +1,476 @@
+//! Prices, promo codes and subscription periods: what a checkout costs, which promo codes a
+//! user may apply, and how paid time adds up. Pure rules, property-tested.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::{Currency, Money, PaymentProvider, PromoKind};
+
+/// The smallest amount a provider accepts (Wata: 10 RUB; YooKassa: 1 RUB; Stars: 1 Star).
+pub const fn provider_minimum(provider: PaymentProvider) -> Money {
+    match provider {
+        PaymentProvider::Wata => Money::rub_kopecks(1_000),
+        PaymentProvider::Yookassa => Money::rub_kopecks(100),
+        PaymentProvider::Stars => Money::stars(1),
+        PaymentProvider::Free => Money::rub_kopecks(0),
+    }
+}
+
+/// The currency a provider is paid in.
+pub const fn provider_currency(provider: PaymentProvider) -> Currency {
+    match provider {
+        PaymentProvider::Stars => Currency::Xtr,
+        _ => Currency::Rub,
+    }
+}
+
+/// What a plan costs before any promo code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanPrice {
+    pub days: i32,
+    pub rub: Money,
+    /// `None`: not sold for Stars.
+    pub stars: Option<Money>,
+}
+
+/// A promo code's rules, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromoRules {
+    pub code: String,
+    pub kind: PromoKind,
+    /// Percent 1..=100, kopecks off, or days added.
+    pub value: i64,
+    pub active: bool,
+    pub max_uses: Option<i32>,
+    pub uses_count: i32,
+    pub once_per_user: bool,
+    pub new_users_only: bool,
+    pub min_plan_days: Option<i32>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// What is known about the user applying a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Customer {
+    pub has_paid: bool,
+    pub used_this_code: bool,
+}
+
+/// Why a promo code does not apply, in terms the bot and the API explain to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PromoRefusal {
+    #[error("the code is not valid")]
+    Unknown,
+    #[error("the code is not valid yet")]
+    NotYetValid,
+    #[error("the code has expired")]
+    Expired,
+    #[error("the code has been used up")]
+    UsedUp,
+    #[error("you have already used this code")]
+    AlreadyUsed,
+    #[error("the code is only for new customers")]
+    NotForYou,
+    #[error("the code is valid for plans of {min_days} days or more")]
+    PlanTooShort { min_days: i32 },
+    #[error("the code gives a discount in roubles and cannot be used with Telegram Stars")]
+    NotForStars,
+}
+
+impl PromoRefusal {
+    /// Stable code for texts and API errors.
+    pub const fn code(self) -> &'static str {
+        match self {
+            PromoRefusal::Unknown => "unknown",
+            PromoRefusal::NotYetValid => "not_yet_valid",
+            PromoRefusal::Expired => "expired",
+            PromoRefusal::UsedUp => "used_up",
+            PromoRefusal::AlreadyUsed => "already_used",
+            PromoRefusal::NotForYou => "not_for_you",
+            PromoRefusal::PlanTooShort { .. } => "plan_too_short",
+            PromoRefusal::NotForStars => "not_for_stars",
+        }
+    }
+}
+
+/// Whether `user` may apply `promo` now; `plan_days` is the plan to buy (`None` when applying
+/// a bonus-days code outside a checkout).
+pub fn check_promo(
+    promo: &PromoRules,
+    user: Customer,
+    plan_days: Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<(), PromoRefusal> {
+    if !promo.active {
+        return Err(PromoRefusal::Unknown);
+    }
+    if promo.valid_from.is_some_and(|from| now < from) {
+        return Err(PromoRefusal::NotYetValid);
+    }
+    if promo.valid_until.is_some_and(|until| now >= until) {
+        return Err(PromoRefusal::Expired);
+    }
+    if promo.max_uses.is_some_and(|max| promo.uses_count >= max) {
+        return Err(PromoRefusal::UsedUp);
+    }
+    if promo.once_per_user && user.used_this_code {
+        return Err(PromoRefusal::AlreadyUsed);
+    }
+    if promo.new_users_only && user.has_paid {
+        return Err(PromoRefusal::NotForYou);
+    }
+    if let (Some(min_days), Some(days)) = (promo.min_plan_days, plan_days)
+        && days < min_days
+    {
+        return Err(PromoRefusal::PlanTooShort { min_days });
+    }
+    Ok(())
+}
+
+/// What a checkout costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// What the user pays (0 when `free`).
+    pub amount: Money,
+    /// The plan's price in the payment's currency.
+    pub list_price: Money,
+    /// Minor units taken off by the promo code (after the provider's minimum is applied).
+    pub discount: i64,
+    /// Days of the plan.
+    pub days: i32,
+    /// Extra days from a bonus-days code.
+    pub bonus_days: i32,
+    /// A 100 % discount: the period is given without a payment.
+    pub free: bool,
+}
+
+/// Why there is no quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QuoteError {
+    #[error("this plan is not sold for Telegram Stars")]
+    NotForStars,
+    #[error(transparent)]
+    Promo(#[from] PromoRefusal),
+}
+
+/// The price of `plan` through `provider` with an optional promo code (already checked with
+/// [`check_promo`] for the user). Never below zero; a non-zero price never below the provider's
+/// minimum; a price that a discount brings to zero makes the checkout free.
+pub fn quote(
+    plan: &PlanPrice,
+    provider: PaymentProvider,
+    promo: Option<&PromoRules>,
+) -> Result<Quote, QuoteError> {
+    let list_price = match provider_currency(provider) {
+        Currency::Xtr => plan.stars.ok_or(QuoteError::NotForStars)?,
+        Currency::Rub => plan.rub,
+    };
+    let (discount, bonus_days) = match promo {
+        None => (0, 0),
+        Some(p) => match p.kind {
+            PromoKind::Percent => {
+                let pct = p.value.clamp(0, 100);
+                // Rounded down: the shop never takes more off than the code says.
+                (
+                    (i128::from(list_price.minor) * i128::from(pct) / 100) as i64,
+                    0,
+                )
+            }
+            PromoKind::Fixed if list_price.currency == Currency::Xtr => {
+                return Err(PromoRefusal::NotForStars.into());
+            }
+            PromoKind::Fixed => (p.value.max(0), 0),
+            PromoKind::BonusDays => (0, i32::try_from(p.value.clamp(0, 3650)).unwrap_or(0)),
+        },
+    };
+    let discounted = list_price.minor.saturating_sub(discount).max(0);
+    let minimum = provider_minimum(provider).minor;
+    let amount = if discounted == 0 {
+        0
+    } else {
+        discounted.max(minimum)
+    };
+    Ok(Quote {
+        amount: Money::new(amount, list_price.currency),
+        list_price,
+        discount: list_price.minor - amount.min(list_price.minor),
+        days: plan.days,
+        bonus_days,
+        free: amount == 0,
+    })
+}
+
+/// The new end of a subscription that gets `days` more: paid time is added to what remains; an
+/// ended subscription starts again from now.
+pub fn extend(current_end: Option<DateTime<Utc>>, now: DateTime<Utc>, days: i32) -> DateTime<Utc> {
+    let start = current_end.filter(|end| *end > now).unwrap_or(now);
+    start + Duration::days(i64::from(days))
+}
+
+/// The end after `days` are taken back (a refund). It may lie in the past: the access ends.
+pub fn take_back(current_end: DateTime<Utc>, days: i32) -> DateTime<Utc> {
+    current_end - Duration::days(i64::from(days))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn plan(rub: i64, stars: Option<i64>) -> PlanPrice {
+        PlanPrice {
+            days: 30,
+            rub: Money::rub_kopecks(rub),
+            stars: stars.map(Money::stars),
+        }
+    }
+
+    fn promo(kind: PromoKind, value: i64) -> PromoRules {
+        PromoRules {
+            code: "CODE".into(),
+            kind,
+            value,
+            active: true,
+            max_uses: None,
+            uses_count: 0,
+            once_per_user: true,
+            new_users_only: false,
+            min_plan_days: None,
+            valid_from: None,
+            valid_until: None,
+        }
+    }
+
+    #[test]
+    fn prices_with_each_kind_of_code() {
+        let p = plan(19_900, Some(150));
+        let q = quote(&p, PaymentProvider::Yookassa, None).unwrap();
+        assert_eq!(
+            (q.amount, q.discount, q.free),
+            (Money::rub_kopecks(19_900), 0, false)
+        );
+        let q = quote(
+            &p,
+            PaymentProvider::Yookassa,
+            Some(&promo(PromoKind::Percent, 15)),
+        )
+        .unwrap();
+        assert_eq!((q.amount.minor, q.discount), (16_915, 2_985));
+        let q = quote(
+            &p,
+            PaymentProvider::Stars,
+            Some(&promo(PromoKind::Percent, 15)),
+        )
+        .unwrap();
+        assert_eq!(q.amount, Money::stars(128), "150 - 22 (rounded down)");
+        let q = quote(
+            &p,
+            PaymentProvider::Wata,
+            Some(&promo(PromoKind::Fixed, 5_000)),
+        )
+        .unwrap();
+        assert_eq!(q.amount.minor, 14_900);
+        let q = quote(
+            &p,
+            PaymentProvider::Yookassa,
+            Some(&promo(PromoKind::BonusDays, 7)),
+        )
+        .unwrap();
+        assert_eq!((q.amount.minor, q.days, q.bonus_days), (19_900, 30, 7));
+        assert_eq!(
+            quote(
+                &p,
+                PaymentProvider::Stars,
+                Some(&promo(PromoKind::Fixed, 100))
+            ),
+            Err(QuoteError::Promo(PromoRefusal::NotForStars))
+        );
+        assert_eq!(
+            quote(&plan(100, None), PaymentProvider::Stars, None),
+            Err(QuoteError::NotForStars)
+        );
+    }
+
+    #[test]
+    fn minimums_and_free_periods() {
+        let p = plan(19_900, Some(150));
+        // 99 % off leaves 1.99 RUB: Wata takes no less than 10 RUB.
+        let q = quote(
+            &p,
+            PaymentProvider::Wata,
+            Some(&promo(PromoKind::Percent, 99)),
+        )
+        .unwrap();
+        assert_eq!((q.amount.minor, q.discount), (1_000, 18_900));
+        let q = quote(
+            &p,
+            PaymentProvider::Yookassa,
+            Some(&promo(PromoKind::Percent, 99)),
+        )
+        .unwrap();
+        assert_eq!(q.amount.minor, 199);
+        // 100 % (or a fixed amount beyond the price) gives the period for free.
+        for code in [
+            promo(PromoKind::Percent, 100),
+            promo(PromoKind::Fixed, 1_000_000),
+        ] {
+            let q = quote(&p, PaymentProvider::Wata, Some(&code)).unwrap();
+            assert!(
+                q.free && q.amount.minor == 0 && q.discount == 19_900,
+                "{q:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn promo_limits_and_reasons() {
+        let now = at("2026-11-27T12:00:00Z");
+        let user = Customer::default();
+        let ok = promo(PromoKind::Percent, 10);
+        assert_eq!(check_promo(&ok, user, Some(30), now), Ok(()));
+        let cases = [
+            (
+                PromoRules {
+                    active: false,
+                    ..ok.clone()
+                },
+                user,
+                PromoRefusal::Unknown,
+            ),
+            (
+                PromoRules {
+                    valid_from: Some(at("2026-12-01T00:00:00Z")),
+                    ..ok.clone()
+                },
+                user,
+                PromoRefusal::NotYetValid,
+            ),
+            (
+                PromoRules {
+                    valid_until: Some(now),
+                    ..ok.clone()
+                },
+                user,
+                PromoRefusal::Expired,
+            ),
+            (
+                PromoRules {
+                    max_uses: Some(5),
+                    uses_count: 5,
+                    ..ok.clone()
+                },
+                user,
+                PromoRefusal::UsedUp,
+            ),
+            (
+                ok.clone(),
+                Customer {
+                    used_this_code: true,
+                    ..user
+                },
+                PromoRefusal::AlreadyUsed,
+            ),
+            (
+                PromoRules {
+                    new_users_only: true,
+                    ..ok.clone()
+                },
+                Customer {
+                    has_paid: true,
+                    ..user
+                },
+                PromoRefusal::NotForYou,
+            ),
+            (
+                PromoRules {
+                    min_plan_days: Some(90),
+                    ..ok.clone()
+                },
+                user,
+                PromoRefusal::PlanTooShort { min_days: 90 },
+            ),
+        ];
+        for (rules, customer, refusal) in cases {
+            assert_eq!(check_promo(&rules, customer, Some(30), now), Err(refusal));
+        }
+        let reusable = PromoRules {
+            once_per_user: false,
+            ..ok.clone()
+        };
+        assert_eq!(
+            check_promo(
+                &reusable,
+                Customer {
+                    used_this_code: true,
+                    ..user
+                },
+                Some(30),
+                now
+            ),
+            Ok(())
+        );
+        // Outside a checkout (bonus days applied at once) the plan length does not matter.
+        let min_plan = PromoRules {
+            min_plan_days: Some(90),
+            ..ok
+        };
+        assert_eq!(check_promo(&min_plan, user, None, now), Ok(()));
+    }
+
+    #[test]
+    fn paid_time_adds_up() {
+        let now = at("2026-11-27T12:00:00Z");
+        assert_eq!(extend(None, now, 30), at("2026-12-27T12:00:00Z"));
+        // Time left is kept…
+        assert_eq!(
+            extend(Some(at("2026-12-01T12:00:00Z")), now, 30),
+            at("2026-12-31T12:00:00Z")
+        );
+        // …an ended subscription restarts from now.
+        assert_eq!(
+            extend(Some(at("2026-11-01T00:00:00Z")), now, 30),
+            at("2026-12-27T12:00:00Z")
+        );
+        assert_eq!(
+            take_back(at("2026-12-31T12:00:00Z"), 30),
+            at("2026-12-01T12:00:00Z")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_price_is_never_negative_nor_between_zero_and_the_minimum(
+            rub in 0i64..10_000_000, stars in proptest::option::of(1i64..100_000),
+            kind in 0usize..3, value in -100i64..20_000_000, provider in 0usize..3,
+        ) {
+            let provider = [PaymentProvider::Yookassa, PaymentProvider::Wata, PaymentProvider::Stars][provider];
+            let kind = [PromoKind::Percent, PromoKind::Fixed, PromoKind::BonusDays][kind];
+            let p = plan(rub, stars);
+            if let Ok(q) = quote(&p, provider, Some(&promo(kind, value))) {
+                prop_assert!(q.amount.minor >= 0);
+                prop_assert!(q.amount.minor == 0 || q.amount.minor >= provider_minimum(provider).minor);
+                prop_assert!(q.discount >= 0 && q.discount <= q.list_price.minor);
+                prop_assert_eq!(q.free, q.amount.minor == 0);
+                prop_assert_eq!(q.amount.currency, provider_currency(provider));
+                // A discount never raises the price, except up to the provider's minimum.
+                prop_assert!(q.amount.minor <= q.list_price.minor.max(provider_minimum(provider).minor));
+            }
+        }
+
+        #[test]
+        fn extending_never_loses_time(
+            left in -100_000i64..100_000_000, days in 1i32..3660,
+        ) {
+            let now = at("2026-11-27T12:00:00Z");
+            let end = now + Duration::seconds(left);
+            let new_end = extend(Some(end), now, days);
+            prop_assert!(new_end >= now + Duration::days(i64::from(days)));
+            prop_assert!(new_end >= end + Duration::days(i64::from(days)) || end < now);
+            prop_assert_eq!(take_back(new_end, days), end.max(now));
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Payment webhooks. Nothing a stranger sends may give access, so each is authenticated before
+//! anything else: YooKassa's by asking YooKassa's API about the payment (and, optionally, by its
+//! sender's address), WATA's by the RSA signature over the raw body. The PaymentProcessor then
+//! applies the event in one transaction; the provider gets 200 once it is committed, 5xx when it
+//! could not be (so it sends it again), and every verdict is recorded.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::actors::payments::{Outcome, PaymentUpdate, ProviderUpdate, raw_of};
+use crate::clients::ProviderError;
+use crate::clients::wata::{self, Transaction};
+use crate::clients::yookassa::Status;
+use crate::db::payments::{self, NewEvent};
+use crate::domain::{PaymentEventVerdict, PaymentId, PaymentProvider};
+use crate::web::WebState;
+
+/// YooKassa's published webhook senders (reference §5).
+static YOOKASSA_NETWORKS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
+    [
+        "185.71.76.0/27",
+        "185.71.77.0/27",
+        "77.75.153.0/25",
+        "77.75.156.11/32",
+        "77.75.156.35/32",
+        "77.75.154.128/25",
+        "2a02:5180::/32",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+});
+
+/// The client's address: the socket peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` entry that is not a trusted proxy (a client-supplied value further left is
+/// never believed).
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|n| n.contains(ip)))
+            .unwrap_or(peer),
+    )
+}
+
+/// Records an event refused at the edge (no order involved) and answers `status`.
+async fn refuse(
+    state: &WebState,
+    provider: PaymentProvider,
+    verdict: PaymentEventVerdict,
+    detail: &str,
+    remote: Option<IpAddr>,
+    payload: Option<&Value>,
+    status: actix_web::http::StatusCode,
+) -> HttpResponse {
+    state
+        .metrics
+        .payment_events
+        .with_label_values(&[provider.as_str(), verdict.as_str()])
+        .inc();
+    tracing::warn!(provider = %provider, verdict = %verdict, remote = ?remote, detail, "payment webhook refused");
+    let remote = remote.map(|ip| ip.to_string());
+    if let Ok(mut conn) = state.pool.get().await {
+        let recorded = payments::record_event(
+            &mut conn,
+            &NewEvent {
+                provider,
+                event_key: "-",
+                event_type: "webhook",
+                payment_id: None,
+                verdict,
+                detail: Some(detail),
+                remote_addr: remote.as_deref(),
+                payload,
+            },
+        )
+        .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record a refused webhook");
+        }
+    }
+    HttpResponse::build(status)
+        .json(json!({"error": {"code": verdict.as_str(), "message": detail}}))
+}
+
+/// Hands an authenticated event to the processor: 200 once committed, 500 otherwise.
+async fn deliver(state: &WebState, update: PaymentUpdate) -> HttpResponse {
+    let Some(processor) = &state.payments else {
+        return HttpResponse::NotFound().finish();
+    };
+    match processor.addr().send(ProviderUpdate(update)).await {
+        Ok(Ok(verdict)) => HttpResponse::Ok().json(json!({"status": "ok", "verdict": verdict})),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e.message, "payment event not recorded; the provider will send it again");
+            HttpResponse::InternalServerError()
+                .json(json!({"error": {"code": "internal", "message": "try again"}}))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "payment processor unavailable");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"code": "service_unavailable", "message": "try again"}}))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct YooKassaNotification {
+    event: String,
+    object: YooKassaObject,
+}
+
+#[derive(Deserialize)]
+struct YooKassaObject {
+    id: String,
+}
+
+/// `POST /webhooks/yookassa`.
+pub async fn yookassa(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let provider = PaymentProvider::Yookassa;
+    let (Some(settings), Some(clients)) =
+        (&state.settings.payments.yookassa, &state.payment_clients)
+    else {
+        return HttpResponse::NotFound().finish();
+    };
+    let Some(client) = &clients.yookassa else {
+        return HttpResponse::NotFound().finish();
+    };
+    let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
+    if settings.check_ip
+        && !remote.is_some_and(|ip| YOOKASSA_NETWORKS.iter().any(|n| n.contains(&ip)))
+    {
+        return refuse(
+            &state,
+            provider,
+            PaymentEventVerdict::Forged,
+            "the sender is not one of YooKassa's addresses",
+            remote,
+            None,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Ok(notification) = serde_json::from_slice::<YooKassaNotification>(&body) else {
+        return refuse(
+            &state,
+            provider,
+            PaymentEventVerdict::Invalid,
+            "not a YooKassa notification",
+            remote,
+            Some(&raw),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    // Trust only YooKassa's own answer about the payment, never the body.
+    let payment = match client.get_payment(&notification.object.id).await {
+        Ok(payment) => payment,
+        Err(ProviderError::NotFound) => {
+            return refuse(
+                &state,
+                provider,
+                PaymentEventVerdict::Forged,
+                "YooKassa does not know this payment",
+                remote,
+                Some(&raw),
+                StatusCode::OK,
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not confirm a YooKassa webhook; asking YooKassa to send it again");
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"code": "service_unavailable", "message": "try again"}}));
+        }
+    };
+    let outcome = match payment.status {
+        Status::Succeeded if payment.paid => match payment.amount.to_money() {
+            Some(amount) => Outcome::Paid { amount },
+            None => Outcome::Pending,
+        },
+        Status::Canceled => {
+            let reason = payment
+                .cancellation_details
+                .as_ref()
+                .map_or("", |c| c.reason.as_str());
+            Outcome::Canceled {
+                reason: crate::actors::payments::yookassa_reason(reason),
+                detail: format!(
+                    "canceled by {}: {reason}",
+                    payment
+                        .cancellation_details
+                        .as_ref()
+                        .map_or("?", |c| c.party.as_str())
+                ),
+            }
+        }
+        _ => Outcome::Pending,
+    };
+    let order_id = payment
+        .metadata
+        .get("order_id")
+        .and_then(|id| id.parse::<PaymentId>().ok());
+    let update = PaymentUpdate {
+        provider,
+        order_id,
+        external_id: payment.id.clone(),
+        event_key: format!("{}:{:?}", payment.id, payment.status).to_lowercase(),
+        event_type: notification.event,
+        outcome,
+        saved_method: payment
+            .payment_method
+            .as_ref()
+            .filter(|m| m.saved)
+            .map(|m| m.id.clone()),
+        raw: raw_of(&payment),
+        remote_addr: remote.map(|ip| ip.to_string()),
+    };
+    deliver(&state, update).await
+}
+
+/// `POST /webhooks/wata`.
+pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let provider = PaymentProvider::Wata;
+    let Some(client) = state.payment_clients.as_ref().and_then(|c| c.wata.as_ref()) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
+    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(signature) = req
+        .headers()
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return refuse(
+            &state,
+            provider,
+            PaymentEventVerdict::Forged,
+            "no X-Signature",
+            remote,
+            Some(&raw),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    };
+    match client.verify(&body, signature).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                &state,
+                provider,
+                PaymentEventVerdict::Forged,
+                "the signature does not verify",
+                remote,
+                Some(&raw),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot verify a WATA webhook without the public key; WATA will send it again");
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"code": "service_unavailable", "message": "try again"}}));
+        }
+    }
+    let Ok(transaction) = serde_json::from_slice::<Transaction>(&body) else {
+        return refuse(
+            &state,
+            provider,
+            PaymentEventVerdict::Invalid,
+            "not a WATA transaction",
+            remote,
+            Some(&raw),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let order_id = transaction
+        .order_id
+        .as_deref()
+        .and_then(|id| id.parse::<PaymentId>().ok());
+    let amount = wata::to_money(transaction.amount, &transaction.currency);
+    let is_refund = transaction.kind.as_deref() == Some("Refund");
+    let (outcome, external_id) = match (is_refund, transaction.transaction_status.as_str(), amount)
+    {
+        (false, "Paid", Some(amount)) => {
+            (Outcome::Paid { amount }, transaction.transaction_id.clone())
+        }
+        (true, "Paid", Some(amount)) => (
+            Outcome::Refunded { amount },
+            transaction
+                .original_transaction_id
+                .clone()
+                .unwrap_or_default(),
+        ),
+        // A declined attempt leaves a one-time link open: the payer may try again.
+        _ => (Outcome::Pending, transaction.transaction_id.clone()),
+    };
+    let update = PaymentUpdate {
+        provider,
+        order_id,
+        external_id,
+        event_key: format!(
+            "{}:{}",
+            transaction.transaction_id, transaction.transaction_status
+        ),
+        event_type: format!(
+            "{}:{}",
+            transaction.kind.as_deref().unwrap_or("Payment"),
+            transaction.transaction_status
+        ),
+        outcome,
+        saved_method: None,
+        raw,
+        remote_addr: remote.map(|ip| ip.to_string()),
+    };
+    deliver(&state, update).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn req(peer: &str, xff: Option<&str>) -> HttpRequest {
+        let mut r = TestRequest::default().peer_addr(format!("{peer}:4000").parse().unwrap());
+        if let Some(v) = xff {
+            r = r.insert_header(("x-forwarded-for", v));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn client_ip_believes_forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // Not behind a trusted proxy: the header is anyone's to write.
+        assert_eq!(
+            client_ip(&req("203.0.113.9", Some("185.71.76.1")), &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        // Behind the proxy: the rightmost untrusted hop, whatever the client put further left.
+        assert_eq!(
+            client_ip(
+                &req("10.0.0.2", Some("185.71.76.1, 198.51.100.7")),
+                &trusted
+            ),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req("10.0.0.2", Some("185.71.76.1, 10.0.0.3")), &trusted),
+            Some("185.71.76.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req("10.0.0.2", None), &trusted),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        assert!(
+            YOOKASSA_NETWORKS
+                .iter()
+                .any(|n| n.contains(&"185.71.76.1".parse::<IpAddr>().unwrap()))
+        );
+        assert!(
+            YOOKASSA_NETWORKS
+                .iter()
+                .any(|n| n.contains(&"2a02:5180:0:1509::1".parse::<IpAddr>().unwrap()))
+        );
+        assert!(
+            !YOOKASSA_NETWORKS
+                .iter()
+                .any(|n| n.contains(&"77.75.156.12".parse::<IpAddr>().unwrap()))
+        );
+    }
+}
