@@ -293,6 +293,21 @@ impl YooKassaClient {
         .await
     }
 
+    /// A refund by id (to confirm a `refund.succeeded` notification).
+    pub async fn get_refund(&self, id: &str) -> Result<Refund, ProviderError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ProviderError::NotFound);
+        }
+        self.call(
+            Method::GET,
+            &format!("/refunds/{id}"),
+            "get_refund",
+            None,
+            None,
+        )
+        .await
+    }
+
     pub async fn create_refund(
         &self,
         idempotence_key: &str,

@@ -134,6 +134,8 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
     /// What a shop-initiated order is for (e.g. `auto_renew:<user>:<period end>`); unique.
     pub idempotency_key: Option<String>,
+    /// The saved payment method an automatic renewal charges.
+    pub payment_method_id: Option<String>,
 }
 
 impl Payment {
@@ -155,6 +157,19 @@ pub struct PaymentEvent {
     pub remote_addr: Option<String>,
     pub payload: Option<Value>,
     pub received_at: DateTime<Utc>,
+}
+
+/// A refund at the provider, counted once (see `payments::record_refund`).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = payment_refunds, check_for_backend(diesel::pg::Pg))]
+pub struct PaymentRefund {
+    pub id: i64,
+    pub payment_id: PaymentId,
+    pub provider: PaymentProvider,
+    pub external_id: String,
+    pub amount_minor: i64,
+    pub days_taken_back: i32,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -1,4 +1,5 @@
-//! Orders (`payments`) and every provider event about them (`payment_events`).
+//! Orders (`payments`), every provider event about them (`payment_events`) and their refunds
+//! (`payment_refunds`).
 //!
 //! An order is written before the provider is called, `pending`; only a pending order changes
 //! state, under a row lock, so a duplicate or late event changes nothing.
@@ -9,8 +10,8 @@ use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
 use crate::db::PgConn;
-use crate::db::models::{Payment, PaymentEvent};
-use crate::db::schema::{payment_events, payments};
+use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
+use crate::db::schema::{payment_events, payment_refunds, payments};
 use crate::domain::{
     Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId,
     PromoCodeId, UserId,
@@ -33,6 +34,8 @@ pub struct NewOrder<'a> {
     pub idempotency_key: Option<&'a str>,
     /// For orders born paid (a Star subscription's renewal): the provider's id.
     pub external_id: Option<&'a str>,
+    /// An automatic renewal: the saved method it charges.
+    pub payment_method_id: Option<&'a str>,
 }
 
 pub async fn insert(conn: &mut PgConn, order: &NewOrder<'_>) -> QueryResult<Payment> {
@@ -52,6 +55,7 @@ pub async fn insert(conn: &mut PgConn, order: &NewOrder<'_>) -> QueryResult<Paym
             payments::link_expires_at.eq(order.link_expires_at),
             payments::idempotency_key.eq(order.idempotency_key),
             payments::external_id.eq(order.external_id),
+            payments::payment_method_id.eq(order.payment_method_id),
         ))
         .returning(Payment::as_returning())
         .get_result(conn)
@@ -118,8 +122,8 @@ pub async fn set_checkout(
         .map(|_| ())
 }
 
-/// A pending order is paid: succeeded, with the provider's id and answer. `false` when it was
-/// not pending any more.
+/// A pending (or expired: paid just as its link closed) order is paid: succeeded, with the
+/// provider's id and answer. `false` when it was already decided otherwise.
 pub async fn mark_succeeded(
     conn: &mut PgConn,
     id: PaymentId,
@@ -129,7 +133,7 @@ pub async fn mark_succeeded(
     let n = diesel::update(
         payments::table
             .find(id)
-            .filter(payments::status.eq(PaymentStatus::Pending)),
+            .filter(payments::status.eq_any([PaymentStatus::Pending, PaymentStatus::Expired])),
     )
     .set((
         payments::status.eq(PaymentStatus::Succeeded),
@@ -280,6 +284,52 @@ pub async fn events_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<Paym
         .filter(payment_events::payment_id.eq(id))
         .select(PaymentEvent::as_select())
         .order(payment_events::id)
+        .load(conn)
+        .await
+}
+
+/// The refund the provider knows as `external_id`, if it was counted already.
+pub async fn find_refund(
+    conn: &mut PgConn,
+    provider: PaymentProvider,
+    external_id: &str,
+) -> QueryResult<Option<PaymentRefund>> {
+    payment_refunds::table
+        .filter(payment_refunds::provider.eq(provider))
+        .filter(payment_refunds::external_id.eq(external_id))
+        .select(PaymentRefund::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Counts a refund once: `false` when this provider refund was already recorded.
+pub async fn record_refund(
+    conn: &mut PgConn,
+    order: &Payment,
+    external_id: &str,
+    amount_minor: i64,
+    days_taken_back: i32,
+) -> QueryResult<bool> {
+    let n = diesel::insert_into(payment_refunds::table)
+        .values((
+            payment_refunds::payment_id.eq(order.id),
+            payment_refunds::provider.eq(order.provider),
+            payment_refunds::external_id.eq(external_id),
+            payment_refunds::amount_minor.eq(amount_minor),
+            payment_refunds::days_taken_back.eq(days_taken_back),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn refunds_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<PaymentRefund>> {
+    payment_refunds::table
+        .filter(payment_refunds::payment_id.eq(id))
+        .select(PaymentRefund::as_select())
+        .order(payment_refunds::id)
         .load(conn)
         .await
 }

@@ -153,6 +153,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    payment_refunds (id) {
+        id -> Int8,
+        payment_id -> Int8,
+        provider -> Text,
+        external_id -> Text,
+        amount_minor -> Int8,
+        days_taken_back -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     payments (id) {
         id -> Int8,
         user_id -> Int8,
@@ -177,6 +189,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         idempotency_key -> Nullable<Text>,
+        payment_method_id -> Nullable<Text>,
     }
 }
 
@@ -343,6 +356,7 @@ diesel::joinable!(notification_keys -> users (user_id));
 diesel::joinable!(notifications -> broadcasts (broadcast_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(payment_events -> payments (payment_id));
+diesel::joinable!(payment_refunds -> payments (payment_id));
 diesel::joinable!(payments -> plans (plan_id));
 diesel::joinable!(payments -> promo_codes (promo_code_id));
 diesel::joinable!(payments -> users (user_id));
@@ -367,6 +381,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     panel_stats,
     payment_events,
+    payment_refunds,
     payments,
     plans,
     promo_codes,

@@ -355,7 +355,7 @@ pub async fn set_auto_renew(
 }
 
 /// Subscriptions renewing automatically through `provider` that end within `days` days (or ended
-/// in the last day: a charge that failed may be tried on the next run).
+/// in the last day, so that a run missed during downtime still charges).
 pub async fn due_for_renewal(
     conn: &mut PgConn,
     provider: crate::domain::PaymentProvider,

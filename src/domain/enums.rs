@@ -60,7 +60,8 @@ text_enum!(
 );
 
 text_enum!(
-    /// Life of an order. Only `pending` may change into anything else.
+    /// Life of an order. Only `pending` may change into anything else — and `expired` into
+    /// `succeeded` when a genuine payment arrives after the link ran out.
     PaymentStatus {
         Pending => "pending",
         Succeeded => "succeeded",

@@ -175,6 +175,9 @@ pub async fn yookassa(
         )
         .await;
     };
+    if notification.event.starts_with("refund.") {
+        return yookassa_refund(&state, client, notification, raw, remote).await;
+    }
     // Trust only YooKassa's own answer about the payment, never the body.
     let payment = match client.get_payment(&notification.object.id).await {
         Ok(payment) => payment,
@@ -239,6 +242,58 @@ pub async fn yookassa(
         remote_addr: remote.map(|ip| ip.to_string()),
     };
     deliver(&state, update).await
+}
+
+/// A `refund.succeeded` notification (e.g. a refund made in YooKassa's dashboard): confirmed by
+/// asking YooKassa for the refund, then the refunded payment's days are taken back once.
+async fn yookassa_refund(
+    state: &WebState,
+    client: &crate::clients::yookassa::YooKassaClient,
+    notification: YooKassaNotification,
+    raw: Value,
+    remote: Option<IpAddr>,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let provider = PaymentProvider::Yookassa;
+    let refund = match client.get_refund(&notification.object.id).await {
+        Ok(refund) => refund,
+        Err(ProviderError::NotFound) => {
+            return refuse(
+                state,
+                provider,
+                PaymentEventVerdict::Forged,
+                "YooKassa does not know this refund",
+                remote,
+                Some(&raw),
+                StatusCode::OK,
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not confirm a YooKassa refund notification; asking YooKassa to send it again");
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"code": "service_unavailable", "message": "try again"}}));
+        }
+    };
+    let outcome = match (refund.status.as_str(), refund.amount.to_money()) {
+        ("succeeded", Some(amount)) => Outcome::Refunded {
+            amount,
+            refund_id: refund.id.clone(),
+        },
+        _ => Outcome::Pending,
+    };
+    let update = PaymentUpdate {
+        provider,
+        order_id: None,
+        external_id: refund.payment_id.clone(),
+        event_key: format!("{}:{}", refund.id, refund.status),
+        event_type: notification.event,
+        outcome,
+        saved_method: None,
+        raw: raw_of(&refund),
+        remote_addr: remote.map(|ip| ip.to_string()),
+    };
+    deliver(state, update).await
 }
 
 /// `POST /webhooks/wata`.
@@ -310,7 +365,10 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
             (Outcome::Paid { amount }, transaction.transaction_id.clone())
         }
         (true, "Paid", Some(amount)) => (
-            Outcome::Refunded { amount },
+            Outcome::Refunded {
+                amount,
+                refund_id: transaction.transaction_id.clone(),
+            },
             transaction
                 .original_transaction_id
                 .clone()

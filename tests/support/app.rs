@@ -102,6 +102,29 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// Stops the app (as a crash or a deploy would, between two requests) and starts a new one
+    /// on the same database, data directory and settings.
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            app,
+            db,
+            http,
+            settings,
+            _data_dir,
+            ..
+        } = self;
+        app.shutdown().await;
+        let app = app::start(&settings, &db.url).await.expect("app restarts");
+        TestApp {
+            base_url: format!("http://{}", app.http_addr()),
+            app,
+            db,
+            http,
+            settings,
+            _data_dir,
+        }
+    }
+
     pub async fn shutdown(self) {
         self.app.shutdown().await;
     }

@@ -489,6 +489,7 @@ impl FakeTelegram {
     /// refunds, subscription edits, `getStarTransactions` and the balance.
     pub fn push_successful_payment(&self, from_id: i64, payment: &StarPayment) -> i64 {
         self.update(|st| {
+            st.record_star_payment(from_id, payment);
             let mut paid = json!({
                 "currency": "XTR",
                 "total_amount": payment.total_amount,
@@ -505,32 +506,17 @@ impl FakeTelegram {
             if payment.is_first_recurring {
                 paid["is_first_recurring"] = true.into();
             }
-            let mut source = json!({
-                "type": "user", "transaction_type": "invoice_payment", "user": st.user(from_id),
-                "invoice_payload": payment.invoice_payload,
-            });
-            if payment.subscription_expiration_date.is_some() {
-                source["subscription_period"] = SUBSCRIPTION_PERIOD.into();
-            }
-            st.star_transactions.push(json!({
-                "id": payment.telegram_payment_charge_id, "amount": payment.total_amount,
-                "date": unix_now(), "source": source,
-            }));
-            st.star_balance += i64::from(payment.total_amount);
-            st.charges.insert(
-                payment.telegram_payment_charge_id.clone(),
-                StarCharge {
-                    user_id: from_id,
-                    payment: payment.clone(),
-                    refunded: false,
-                    subscription_canceled: false,
-                },
-            );
             let mut content = Map::new();
             content.insert("successful_payment".into(), paid);
             let message = st.user_message(from_id, content);
             st.push(json!({ "message": message }))
         })
+    }
+
+    /// A Stars payment Telegram took (a Star transaction and a known charge) whose update never
+    /// reached the bot (e.g. it was confirmed by a long poll just before the shop crashed).
+    pub fn record_star_payment_without_update(&self, from_id: i64, payment: &StarPayment) {
+        self.state().record_star_payment(from_id, payment);
     }
 
     /// The `refunded_payment` service message (refundStarPayment of a known charge pushes it
@@ -1228,6 +1214,31 @@ struct Content {
 }
 
 impl State {
+    /// What a Stars payment leaves at Telegram: a Star transaction, the balance, a known charge.
+    fn record_star_payment(&mut self, from_id: i64, payment: &StarPayment) {
+        let mut source = json!({
+            "type": "user", "transaction_type": "invoice_payment", "user": self.user(from_id),
+            "invoice_payload": payment.invoice_payload,
+        });
+        if payment.subscription_expiration_date.is_some() {
+            source["subscription_period"] = SUBSCRIPTION_PERIOD.into();
+        }
+        self.star_transactions.push(json!({
+            "id": payment.telegram_payment_charge_id, "amount": payment.total_amount,
+            "date": unix_now(), "source": source,
+        }));
+        self.star_balance += i64::from(payment.total_amount);
+        self.charges.insert(
+            payment.telegram_payment_charge_id.clone(),
+            StarCharge {
+                user_id: from_id,
+                payment: payment.clone(),
+                refunded: false,
+                subscription_canceled: false,
+            },
+        );
+    }
+
     fn new() -> State {
         State {
             calls: Vec::with_capacity(1024),

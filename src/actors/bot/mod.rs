@@ -179,6 +179,8 @@ async fn payment_message(msg: Message, payments: ActorHandle<PaymentProcessor>) 
                 event_type: "refunded_payment".into(),
                 outcome: Outcome::Refunded {
                     amount: Money::stars(i64::from(r.total_amount)),
+                    // Stars are refunded once, in full: the charge names the refund.
+                    refund_id: r.telegram_payment_charge_id.0.clone(),
                 },
                 saved_method: None,
                 raw: raw_of(r),

@@ -155,6 +155,7 @@ impl Shared {
                 .then(|| Utc::now() + link_ttl),
             idempotency_key: None,
             external_id: None,
+            payment_method_id: None,
         };
         let order = payments::insert(&mut conn, &order).await?;
         drop(conn);

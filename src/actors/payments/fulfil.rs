@@ -36,8 +36,9 @@ pub enum Outcome {
     Pending,
     /// A renewal of a Star subscription: a new payment for the period of the original order.
     Renewed { amount: Money },
-    /// Money went back to the payer (e.g. a Stars refund notice): the paid days are taken back.
-    Refunded { amount: Money },
+    /// Money went back to the payer (a refund notice; `refund_id` is the provider's id of the
+    /// refund): the paid days are taken back, once per refund.
+    Refunded { amount: Money, refund_id: String },
 }
 
 /// An authenticated provider event.
@@ -94,14 +95,24 @@ impl Shared {
         conn: &mut PgConn,
         update: &PaymentUpdate,
     ) -> diesel::QueryResult<PaymentEventVerdict> {
-        let order = match update.order_id {
-            Some(id) => payments::lock(conn, id).await?,
-            None => match payments::find_by_external(conn, update.provider, &update.external_id)
-                .await?
-            {
-                Some(order) => payments::lock(conn, order.id).await?,
-                None => None,
-            },
+        // A refund names the refunded payment (a Star subscription's renewals share the first
+        // order's payload); everything else names the order when the provider echoes it.
+        let by_external = match update.outcome {
+            Outcome::Refunded { .. } => {
+                payments::find_by_external(conn, update.provider, &update.external_id).await?
+            }
+            _ => None,
+        };
+        let order = match (by_external, update.order_id) {
+            (Some(order), _) => payments::lock(conn, order.id).await?,
+            (None, Some(id)) => payments::lock(conn, id).await?,
+            (None, None) => {
+                match payments::find_by_external(conn, update.provider, &update.external_id).await?
+                {
+                    Some(order) => payments::lock(conn, order.id).await?,
+                    None => None,
+                }
+            }
         };
         let (verdict, detail, order_id) = match order {
             None => (
@@ -150,7 +161,7 @@ impl Shared {
                 self.renew_star_subscription(conn, order, update, *amount)
                     .await
             }
-            Outcome::Refunded { amount } => {
+            Outcome::Refunded { amount, refund_id } => {
                 if !matches!(
                     order.status,
                     PaymentStatus::Succeeded | PaymentStatus::Refunded
@@ -160,33 +171,42 @@ impl Shared {
                         Some(format!("the order is {}", order.status)),
                     ));
                 }
-                let taken = self.take_back(conn, order, *amount).await?;
-                Ok(if taken.refunded.minor == 0 {
-                    (
-                        PaymentEventVerdict::Duplicate,
-                        Some("already refunded".into()),
-                    )
-                } else {
+                let (taken, new) = self.take_back(conn, order, *amount, refund_id).await?;
+                Ok(if new {
                     (
                         PaymentEventVerdict::Accepted,
                         Some(format!("{} days taken back", taken.days_taken_back)),
                     )
+                } else {
+                    (
+                        PaymentEventVerdict::Duplicate,
+                        Some(format!("refund {refund_id} already counted")),
+                    )
                 })
             }
             Outcome::Paid { amount } => {
-                if order.status != PaymentStatus::Pending {
+                // `expired` is only our bookkeeping (the link's time ran out while the payer
+                // was paying, or before the late webhook came): a genuine payment still counts.
+                if !matches!(
+                    order.status,
+                    PaymentStatus::Pending | PaymentStatus::Expired
+                ) {
                     let same = order.external_id.as_deref() == Some(update.external_id.as_str());
-                    return Ok(if same || order.status == PaymentStatus::Succeeded {
-                        (
+                    if same {
+                        return Ok((
                             PaymentEventVerdict::Duplicate,
                             Some(format!("the order is already {}", order.status)),
-                        )
-                    } else {
-                        (
-                            PaymentEventVerdict::Ignored,
-                            Some(format!("the order is {}", order.status)),
-                        )
-                    });
+                        ));
+                    }
+                    // Money for an order that is closed (paid by another payment, canceled or
+                    // expired): no second period; an admin refunds it.
+                    let detail = format!(
+                        "payment {} of {amount} arrived for an order already {}: refund it",
+                        update.external_id, order.status
+                    );
+                    tracing::error!(order = %order.id, %detail, "payment for a closed order");
+                    payments::flag(conn, order.id, &detail).await?;
+                    return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
                 }
                 if order.provider == PaymentProvider::Yookassa
                     && order
@@ -422,6 +442,7 @@ impl Shared {
                 link_expires_at: None,
                 idempotency_key: Some(&key),
                 external_id: None,
+                payment_method_id: None,
             },
         )
         .await?;

@@ -238,6 +238,14 @@ pub struct RefundResult {
     pub new_end: Option<DateTime<Utc>>,
 }
 
+/// Turn automatic renewal off for a user: forgets the saved YooKassa card, or cancels the Star
+/// subscription with Telegram (`editUserStarSubscription`). Answers whether it was on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<bool, CheckoutError>")]
+pub struct CancelAutoRenew {
+    pub user_id: UserId,
+}
+
 /// Is this Stars order payable now (the pre-checkout check: cheap, answered within 10 s)?
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), String>")]
@@ -276,6 +284,14 @@ impl Handler<CheckStarsOrder> for PaymentProcessor {
     fn handle(&mut self, msg: CheckStarsOrder, _: &mut Context<Self>) -> Self::Result {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move { shared.check_stars_order(msg).await })
+    }
+}
+
+impl Handler<CancelAutoRenew> for PaymentProcessor {
+    type Result = ResponseFuture<Result<bool, CheckoutError>>;
+    fn handle(&mut self, msg: CancelAutoRenew, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.cancel_auto_renew(msg.user_id).await })
     }
 }
 

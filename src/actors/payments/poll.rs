@@ -4,22 +4,28 @@
 use chrono::Utc;
 
 use super::fulfil::{Outcome, PaymentUpdate, yookassa_reason};
-use super::{Shared, raw_of};
+use super::{CheckoutError, Shared, raw_of};
 use crate::actors::job_runner::JobError;
 use crate::clients::ProviderError;
 use crate::clients::wata;
-use crate::clients::yookassa::{Amount, CreatePayment, Status};
+use crate::clients::yookassa::{Amount, CreatePayment, Status, YooKassaClient};
 use crate::db::models::Payment;
 use crate::db::payments::{self, NewOrder};
 use crate::db::{plans, subscriptions};
 use crate::domain::notifications::FailureReason;
-use crate::domain::{PaymentKind, PaymentProvider, PaymentStatus};
-use teloxide::types::{TransactionPartner, TransactionPartnerUserKind};
+use crate::domain::{PaymentKind, PaymentProvider, PaymentStatus, UserId};
+use teloxide::prelude::Requester;
+use teloxide::types::{
+    TelegramTransactionId, TransactionPartner, TransactionPartnerUserKind, UserId as TelegramUserId,
+};
 
 /// Orders asked about per provider and run.
 const POLL_BATCH: i64 = 200;
 /// Stars invoices do not expire; orders for them are given up after this long.
 const STARS_ORDER_TTL: chrono::Duration = chrono::Duration::days(1);
+/// How long YooKassa answers a repeated `Idempotence-Key` with the first result (24 h), less a
+/// margin: after it, a repeat would be a new charge.
+const IDEMPOTENCE_WINDOW: chrono::Duration = chrono::Duration::hours(23);
 
 impl Shared {
     pub(super) async fn poll_pending(&self) -> Result<(), JobError> {
@@ -67,6 +73,16 @@ impl Shared {
                     return Ok(());
                 };
                 let Some(external) = &order.external_id else {
+                    // An automatic charge whose answer was lost: the same request again, within
+                    // YooKassa's 24 h idempotence window, returns that payment.
+                    if order.payment_method_id.is_some() {
+                        if order.created_at > Utc::now() - IDEMPOTENCE_WINDOW {
+                            return self.charge_saved_method(client, order).await;
+                        }
+                        return self
+                            .expire_if(order, true, "YooKassa never answered the charge")
+                            .await;
+                    }
                     // YooKassa never got the order (the checkout failed before it answered).
                     return self
                         .expire_if(order, link_closed, "no payment was created at YooKassa")
@@ -219,6 +235,7 @@ impl Shared {
                         link_expires_at: None,
                         idempotency_key: Some(&key),
                         external_id: None,
+                        payment_method_id: Some(method),
                     },
                 )
                 .await;
@@ -232,80 +249,127 @@ impl Shared {
                     Err(e) => return Err(e.into()),
                 }
             };
-            let request = CreatePayment {
-                amount: Amount::from_money(order.amount()),
-                capture: true,
-                confirmation: None,
-                description: format!("VPN auto-renewal, order {}", order.id),
-                metadata: [("order_id".to_owned(), order.id.to_string())].into(),
-                save_payment_method: None,
-                payment_method_id: Some(method.clone()),
-                receipt: None,
-            };
-            let outcome = match client
-                .create_payment(&format!("order-{}", order.id), &request)
-                .await
-            {
-                Ok(p) => {
-                    let mut conn = self.pool.get().await?;
-                    payments::set_checkout(&mut conn, order.id, &p.id, None).await?;
-                    drop(conn);
-                    let outcome = match p.status {
-                        Status::Succeeded => {
-                            p.amount.to_money().map(|amount| Outcome::Paid { amount })
-                        }
-                        Status::Canceled => {
-                            let reason = p
-                                .cancellation_details
-                                .as_ref()
-                                .map_or("", |c| c.reason.as_str());
-                            Some(Outcome::Canceled {
-                                reason: yookassa_reason(reason),
-                                detail: format!("canceled: {reason}"),
-                            })
-                        }
-                        _ => None,
-                    };
-                    outcome.map(|o| (o, p.id.clone(), raw_of(&p)))
-                }
-                Err(ProviderError::Rejected { message, .. }) => Some((
-                    Outcome::Canceled {
-                        reason: FailureReason::Declined,
-                        detail: message.clone(),
-                    },
-                    format!("rejected:{}", order.id),
-                    serde_json::json!({"rejected": message}),
-                )),
-                // Unknown result: the order stays pending and the poll asks about it later.
-                Err(e) => {
-                    tracing::warn!(order = %order.id, error = %e, "auto-renewal charge unanswered; will be polled");
-                    None
-                }
-            };
-            let label = match &outcome {
-                Some((Outcome::Paid { .. }, ..)) => "succeeded",
-                Some(_) => "failed",
-                None => "pending",
-            };
-            self.metrics
-                .auto_renewals
-                .with_label_values(&["yookassa", label])
-                .inc();
-            if let Some((outcome, external_id, raw)) = outcome {
-                self.apply(PaymentUpdate {
-                    provider: PaymentProvider::Yookassa,
-                    order_id: Some(order.id),
-                    event_key: format!("auto_renew:{}", order.id),
-                    external_id,
-                    event_type: "auto_renewal".into(),
-                    outcome,
-                    saved_method: None,
-                    raw,
-                    remote_addr: None,
-                })
-                .await?;
+            if let Err(e) = self.charge_saved_method(client, &order).await {
+                tracing::warn!(order = %order.id, error = %e.message, "auto-renewal not settled; the poll asks again");
             }
         }
         Ok(())
+    }
+
+    /// Charges an automatic renewal's saved method and applies YooKassa's answer. The request
+    /// and its `Idempotence-Key` depend on the order only, so asking again (the poll, after an
+    /// answer was lost) returns the same payment instead of charging twice.
+    async fn charge_saved_method(
+        &self,
+        client: &YooKassaClient,
+        order: &Payment,
+    ) -> Result<(), JobError> {
+        let Some(method) = &order.payment_method_id else {
+            return Ok(());
+        };
+        let request = CreatePayment {
+            amount: Amount::from_money(order.amount()),
+            capture: true,
+            confirmation: None,
+            description: format!("VPN auto-renewal, order {}", order.id),
+            metadata: [("order_id".to_owned(), order.id.to_string())].into(),
+            save_payment_method: None,
+            payment_method_id: Some(method.clone()),
+            receipt: None,
+        };
+        let outcome = match client
+            .create_payment(&format!("order-{}", order.id), &request)
+            .await
+        {
+            Ok(p) => {
+                let mut conn = self.pool.get().await?;
+                payments::set_checkout(&mut conn, order.id, &p.id, None).await?;
+                drop(conn);
+                let outcome = match p.status {
+                    Status::Succeeded => p.amount.to_money().map(|amount| Outcome::Paid { amount }),
+                    Status::Canceled => {
+                        let reason = p
+                            .cancellation_details
+                            .as_ref()
+                            .map_or("", |c| c.reason.as_str());
+                        Some(Outcome::Canceled {
+                            reason: yookassa_reason(reason),
+                            detail: format!("canceled: {reason}"),
+                        })
+                    }
+                    _ => None,
+                };
+                outcome.map(|o| (o, p.id.clone(), raw_of(&p)))
+            }
+            Err(ProviderError::Rejected { message, .. }) => Some((
+                Outcome::Canceled {
+                    reason: FailureReason::Declined,
+                    detail: message.clone(),
+                },
+                format!("rejected:{}", order.id),
+                serde_json::json!({"rejected": message}),
+            )),
+            // Unknown result: the order stays pending and the poll asks again.
+            Err(e) => {
+                tracing::warn!(order = %order.id, error = %e, "auto-renewal charge unanswered; will be asked again");
+                None
+            }
+        };
+        let label = match &outcome {
+            Some((Outcome::Paid { .. }, ..)) => "succeeded",
+            Some(_) => "failed",
+            None => "pending",
+        };
+        self.metrics
+            .auto_renewals
+            .with_label_values(&["yookassa", label])
+            .inc();
+        if let Some((outcome, external_id, raw)) = outcome {
+            self.apply(PaymentUpdate {
+                provider: PaymentProvider::Yookassa,
+                order_id: Some(order.id),
+                event_key: format!("auto_renew:{}", order.id),
+                external_id,
+                event_type: "auto_renewal".into(),
+                outcome,
+                saved_method: None,
+                raw,
+                remote_addr: None,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Turns automatic renewal off; a Star subscription is canceled with Telegram first (so
+    /// that Telegram stops charging), then the subscription forgets the method.
+    pub(super) async fn cancel_auto_renew(&self, user_id: UserId) -> Result<bool, CheckoutError> {
+        let mut conn = self.pool.get().await?;
+        let Some((sub, telegram_id)) = subscriptions::find_by_user(&mut conn, user_id).await?
+        else {
+            return Ok(false);
+        };
+        if !sub.auto_renew {
+            return Ok(false);
+        }
+        drop(conn);
+        if sub.auto_renew_provider == Some(PaymentProvider::Stars)
+            && let Some(charge) = &sub.auto_renew_method_id
+        {
+            let Some(bot) = &self.clients.stars else {
+                return Err(CheckoutError::ProviderOff);
+            };
+            bot.edit_user_star_subscription(
+                TelegramUserId(u64::try_from(telegram_id).unwrap_or_default()),
+                TelegramTransactionId(charge.clone()),
+                true,
+            )
+            .await
+            .map_err(|e| CheckoutError::Provider(e.to_string()))?;
+        }
+        let mut conn = self.pool.get().await?;
+        subscriptions::set_auto_renew(&mut conn, user_id, None).await?;
+        tracing::info!(user = %user_id, provider = ?sub.auto_renew_provider, "automatic renewal turned off");
+        Ok(true)
     }
 }

@@ -77,7 +77,8 @@ impl Shared {
             )));
         }
         let external = order.external_id.clone().unwrap_or_default();
-        match order.provider {
+        // The provider's id of this refund: what makes it count once.
+        let refund_id = match order.provider {
             PaymentProvider::Yookassa => {
                 let client = self
                     .clients
@@ -86,10 +87,14 @@ impl Shared {
                     .ok_or(RefundError::Provider("YooKassa is not configured".into()))?;
                 // The key names this refund: a repeat after a timeout does not refund twice.
                 let key = format!("refund-{}-{}", order.id, order.refunded_minor);
-                client
+                let refund = client
                     .create_refund(&key, &external, amount, &msg.reason)
                     .await
                     .map_err(provider_error)?;
+                if refund.status == "canceled" {
+                    return Err(RefundError::Provider("YooKassa canceled the refund".into()));
+                }
+                refund.id
             }
             PaymentProvider::Wata => {
                 let client = self
@@ -108,6 +113,7 @@ impl Shared {
                             .unwrap_or_else(|| "declined".into()),
                     ));
                 }
+                result.transaction_id
             }
             PaymentProvider::Stars => {
                 let bot = self
@@ -125,20 +131,22 @@ impl Shared {
                     .ok_or_else(|| RefundError::Internal("the user is gone".into()))?;
                 bot.refund_star_payment(
                     TelegramUserId(u64::try_from(user.telegram_id).unwrap_or_default()),
-                    TelegramTransactionId(external),
+                    TelegramTransactionId(external.clone()),
                 )
                 .await
                 .map_err(|e| RefundError::Provider(e.to_string()))?;
+                // A Stars payment is refunded once, in full: the charge names the refund.
+                external
             }
-            PaymentProvider::Free => {}
-        }
+            PaymentProvider::Free => format!("free:{}", order.id),
+        };
         self.metrics
             .refunds
             .with_label_values(&[order.provider.as_str()])
             .inc();
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                let result = self.take_back(conn, &order, amount).await?;
+                let (result, _) = self.take_back(conn, &order, amount, &refund_id).await?;
                 audit::record(
                     conn,
                     AuditRecord {
@@ -149,7 +157,8 @@ impl Shared {
                         target_id: Some(order.id.to_string()),
                         before: Some(serde_json::json!({"status": order.status, "refunded_minor": order.refunded_minor})),
                         after: Some(serde_json::json!({
-                            "refunded": amount, "days_taken_back": result.days_taken_back, "reason": msg.reason,
+                            "refunded": amount, "refund_id": refund_id,
+                            "days_taken_back": result.days_taken_back, "reason": msg.reason,
                         })),
                         remote_addr: None,
                     },
@@ -162,29 +171,57 @@ impl Shared {
         Ok(result)
     }
 
-    /// Marks `amount` of `order` refunded and takes its days back (re-provisioning the panel).
-    /// `None` when that much was already refunded (a redelivered refund notice).
+    /// Counts the provider's refund `refund_id` of `amount` of `order` once: marks it refunded
+    /// and takes its days back (re-provisioning the panel). The order's row lock serialises the
+    /// admin's request and the provider's notice of the same refund; the second finds the first's
+    /// record and changes nothing (`false`).
     pub(super) async fn take_back(
         &self,
         conn: &mut PgConn,
         order: &Payment,
         amount: Money,
-    ) -> diesel::QueryResult<RefundResult> {
+        refund_id: &str,
+    ) -> diesel::QueryResult<(RefundResult, bool)> {
+        let order = payments::lock(conn, order.id)
+            .await?
+            .ok_or(diesel::result::Error::NotFound)?;
+        let current_end = async |conn: &mut PgConn| {
+            subscriptions::find_by_user(conn, order.user_id)
+                .await
+                .map(|found| found.map(|(s, _)| s.expires_at))
+        };
+        if let Some(known) = payments::find_refund(conn, order.provider, refund_id).await? {
+            let result = RefundResult {
+                refunded: Money::new(known.amount_minor, order.currency),
+                days_taken_back: known.days_taken_back,
+                new_end: current_end(conn).await?,
+            };
+            return Ok((result, false));
+        }
         if !payments::mark_refunded(conn, order.id, amount.minor).await? {
-            return Ok(RefundResult {
+            let detail =
+                format!("refund {refund_id} of {amount} is more than what remains of the payment");
+            tracing::error!(order = %order.id, %detail, "refund not counted");
+            payments::flag(conn, order.id, &detail).await?;
+            let result = RefundResult {
                 refunded: Money::new(0, amount.currency),
                 days_taken_back: 0,
-                new_end: None,
-            });
+                new_end: current_end(conn).await?,
+            };
+            return Ok((result, false));
         }
-        let days = days_for(order, amount);
+        let days = days_for(&order, amount);
+        payments::record_refund(conn, &order, refund_id, amount.minor, days).await?;
         let new_end = subscriptions::shorten(conn, order.user_id, days).await?;
         self.provision(conn, order.user_id).await?;
-        Ok(RefundResult {
-            refunded: amount,
-            days_taken_back: days,
-            new_end,
-        })
+        Ok((
+            RefundResult {
+                refunded: amount,
+                days_taken_back: days,
+                new_end,
+            },
+            true,
+        ))
     }
 }
 
@@ -222,6 +259,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             idempotency_key: None,
+            payment_method_id: None,
         }
     }
 

@@ -1,0 +1,2 @@
+ALTER TABLE payments DROP COLUMN payment_method_id;
+DROP TABLE payment_refunds;
