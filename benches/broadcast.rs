@@ -6,38 +6,18 @@
 //! PostgreSQL cluster). `BENCH_USERS` (10000), `BENCH_RATE` (BROADCAST_RATE, 80) and
 //! `BENCH_LIMIT` (the fake's messages-per-second limit and TELEGRAM_MAX_RATE, 100) change it.
 
+mod common;
 #[path = "../tests/support/telegram.rs"]
 mod fake_telegram;
-#[path = "../tests/support/pg.rs"]
-mod pg;
 
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use common::{BenchDb, env_or, start_app, status_mib};
+use diesel_async::RunQueryDsl;
 use fake_telegram::{FakeTelegram, TOKEN};
-use vpn_shop::config::{RawConfig, Settings};
 use vpn_shop::db::broadcasts::{self, Author};
 use vpn_shop::domain::BroadcastStatus;
 use vpn_shop::domain::broadcast::{Audience, Segment, validate};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
 
 fn main() -> anyhow::Result<()> {
     actix_rt::System::new().block_on(run())
@@ -48,18 +28,8 @@ async fn run() -> anyhow::Result<()> {
     let rate = env_or("BENCH_RATE", 80);
     let limit = env_or("BENCH_LIMIT", 100);
 
-    let server = pg::server().await;
-    let db_name = format!("vpnshop_bench_bc_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(&server.url_for("postgres")).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name}"))
-        .execute(&mut admin)
-        .await?;
-    diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-        .execute(&mut admin)
-        .await?;
-    let url = server.url_for(&db_name);
-    vpn_shop::db::run_migrations(&url).await?;
-    let mut conn = AsyncPgConnection::establish(&url).await?;
+    let db = BenchDb::create("bc").await?;
+    let mut conn = db.connect().await?;
     diesel::sql_query(format!(
         "INSERT INTO users (telegram_id, referral_code) \
          SELECT 500000000 + g, 'bench' || g FROM generate_series(1, {users}) g"
@@ -70,33 +40,19 @@ async fn run() -> anyhow::Result<()> {
     let telegram = FakeTelegram::start();
     telegram.set_global_limit(limit as u32);
     telegram.set_per_chat_limit(1);
-    let data_dir = tempfile::tempdir()?;
-    let (tg_url, rate_s, limit_s, dir) = (
-        telegram.url(),
-        rate.to_string(),
-        limit.to_string(),
-        data_dir.path().display().to_string(),
-    );
-    let raw = RawConfig::layered(
-        None,
-        None,
-        [
-            ("DATABASE_URL", url.as_str()),
-            ("DATA_DIR", dir.as_str()),
-            ("HTTP_BIND", "127.0.0.1:0"),
-            ("JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123"),
+    let (tg_url, rate_s, limit_s) = (telegram.url(), rate.to_string(), limit.to_string());
+    let (app, _data_dir) = start_app(
+        &db,
+        &[
             ("TELEGRAM_BOT_TOKEN", TOKEN),
             ("TELEGRAM_API_URL", tg_url.as_str()),
             ("TELEGRAM_MAX_RATE", limit_s.as_str()),
             ("BROADCAST_RATE", rate_s.as_str()),
-            ("RUST_LOG", "warn"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )?;
-    let settings = Settings::from_raw(&raw)?;
-    let app = vpn_shop::app::start(&settings, &url).await?;
+        ],
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_rss = rss_mib();
+    let idle_rss = status_mib("VmRSS:");
 
     let message = validate("<b>Benchmark</b> broadcast", None, None).map_err(anyhow::Error::msg)?;
     let audience = Audience {
@@ -109,7 +65,7 @@ async fn run() -> anyhow::Result<()> {
     let mut peak_rss = idle_rss;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peak_rss = peak_rss.max(rss_mib());
+        peak_rss = peak_rss.max(status_mib("VmRSS:"));
         let state = broadcasts::find(&mut conn, b.id).await?.expect("broadcast");
         if state.status == BroadcastStatus::Completed {
             break;
@@ -157,8 +113,6 @@ async fn run() -> anyhow::Result<()> {
 
     app.shutdown().await;
     drop(conn);
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    db.drop().await?;
     Ok(())
 }

@@ -6,16 +6,16 @@
 //! Run: `cargo bench --bench marzban_sync` (uses `TEST_DATABASE_URL` if set, otherwise a
 //! throwaway PostgreSQL cluster in /tmp). `BENCH_USERS` changes the number of users.
 
+mod common;
 #[path = "../tests/support/marzban.rs"]
 mod fake_marzban;
-#[path = "../tests/support/pg.rs"]
-mod pg;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Actor;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use common::{BenchDb, status_kib};
+use diesel_async::RunQueryDsl;
 use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use vpn_shop::actors::marzban::MarzbanSyncer;
 use vpn_shop::actors::messages::{RunSync, SyncKind};
@@ -24,17 +24,6 @@ use vpn_shop::config::{RawConfig, Settings};
 use vpn_shop::metrics::Metrics;
 
 const LIMIT: i64 = 50 << 30;
-
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 struct Row {
     scenario: &'static str,
@@ -55,23 +44,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(users: i64) -> anyhow::Result<()> {
-    // The database: TEST_DATABASE_URL's server, or a throwaway cluster (as the tests do).
-    let server = pg::server().await;
-    let admin_url = server.url_for("postgres");
-    let db_name = format!("vpnshop_bench_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name}"))
-        .execute(&mut admin)
-        .await?;
-    diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-        .execute(&mut admin)
-        .await?;
-    let url = server.url_for(&db_name);
-    vpn_shop::db::run_migrations(&url).await?;
+    let db = BenchDb::create("sync").await?;
+    let url = db.url.clone();
 
     // 10,000 subscriptions in the database and the same users on the panel.
     let expire = chrono::Utc::now().timestamp() + 30 * 86_400;
-    let mut conn = AsyncPgConnection::establish(&url).await?;
+    let mut conn = db.connect().await?;
     diesel::sql_query(format!(
         "INSERT INTO users (telegram_id, referral_code) \
          SELECT 100000000 + g, 'ref' || g FROM generate_series(1, {users}) g"
@@ -112,7 +90,7 @@ async fn run(users: i64) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let measure = |scenario: &'static str, wall: Duration, rss_before: u64, panel: &FakePanel| {
-        let rss_after = rss_kib("VmHWM:");
+        let rss_after = status_kib("VmHWM:");
         Row {
             scenario,
             wall,
@@ -128,7 +106,7 @@ async fn run(users: i64) -> anyhow::Result<()> {
     let client = MarzbanClient::new(&marzban, Arc::clone(&metrics))?;
     let _ = client.system().await?; // log in outside the measurement
     panel.clear_requests();
-    let rss = rss_kib("VmHWM:");
+    let rss = status_kib("VmHWM:");
     let started = Instant::now();
     let mut offset = 0;
     loop {
@@ -163,7 +141,7 @@ async fn run(users: i64) -> anyhow::Result<()> {
             panel.update_user(&name, |u| u.expire = Some(expire + 86_400));
         }
         panel.clear_requests();
-        let rss = rss_kib("VmHWM:");
+        let rss = status_kib("VmHWM:");
         let started = Instant::now();
         let counts = syncer
             .send(RunSync { kind })
@@ -208,12 +186,10 @@ async fn run(users: i64) -> anyhow::Result<()> {
     }
     println!(
         "process peak RSS {} MiB (includes the in-process fake panel with {users} users)",
-        rss_kib("VmHWM:") / 1024
+        status_kib("VmHWM:") / 1024
     );
 
     drop(conn);
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    db.drop().await?;
     Ok(())
 }

@@ -173,7 +173,12 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     let bot = match &settings.telegram {
         Some(telegram) => Some(actors.supervise(
             "bot",
-            BotActor::factory(telegram, payments.clone(), Arc::clone(&metrics))?,
+            BotActor::factory(
+                telegram,
+                payments.clone(),
+                Arc::clone(&payment_clients),
+                Arc::clone(&metrics),
+            )?,
         )),
         None => None,
     };
@@ -264,6 +269,15 @@ impl RunningApp {
         tracing::info!("shutting down");
         self.server.handle.stop(true).await;
         let _ = self.server.task.await;
+        if let Some(bot) = &self.bot {
+            let stop = bot.addr().send(crate::actors::bot::StopBot);
+            if tokio::time::timeout(self.settings.shutdown_timeout, stop)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the Telegram bot did not stop in time");
+            }
+        }
         let _ = self.scheduler.addr().send(StopScheduling).await;
         self.watchdog.abort();
         let timeout = self.settings.shutdown_timeout;

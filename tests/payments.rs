@@ -893,6 +893,11 @@ async fn a_wata_webhook_without_a_valid_signature_is_401_and_gives_nothing() {
         verdicts(&events(conn, PaymentProvider::Wata).await),
         vec![PaymentEventVerdict::Forged; 4]
     );
+    assert_eq!(
+        shop.wata.count("GET", "/api/h2h/public-key"),
+        2,
+        "the key is fetched, then fetched again once; more forgeries do not reach WATA"
+    );
     // The real one still counts.
     assert_eq!(shop.send_wata(&transaction).await, 200);
     assert_paid_once(&shop, user, order.id).await;
@@ -1668,7 +1673,14 @@ async fn a_stars_invoice_is_checked_before_payment_and_paid_once() {
         tg.pre_checkout_answers().len() == 3
     })
     .await;
-    let answers = tg.pre_checkout_answers();
+    // Queries have no chat, so the bot answers them concurrently: in the order they were asked.
+    let mut answers = tg.pre_checkout_answers();
+    answers.sort_by_key(|a| {
+        a.query_id
+            .trim_start_matches("pcq")
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
     assert_eq!(
         answers.iter().map(|a| a.ok).collect::<Vec<_>>(),
         vec![false, false, true]
@@ -1841,5 +1853,22 @@ async fn a_stars_payment_the_bot_missed_is_found_by_the_poll() {
         .record_star_payment_without_update(10_004, &payment);
     shop.run(POLL_JOB).await;
     assert_paid_once(&shop, user, order.id).await;
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn payment_pages_send_the_payer_back_to_the_bot_chat() {
+    let shop = shop_with(true, &[]).await;
+    let tg = shop.telegram();
+    // The bot connected (getMe answered, long polling began).
+    tg.wait_for_calls("getUpdates", 1, Duration::from_secs(20))
+        .await;
+    let user = shop.user(10_005).await;
+    shop.checkout(user, PaymentProvider::Yookassa).await;
+    let create = shop.first_yookassa_create();
+    assert_eq!(
+        create.body.as_ref().unwrap()["confirmation"]["return_url"],
+        format!("https://t.me/{}", tg::BOT_USERNAME)
+    );
     shop.finish().await;
 }

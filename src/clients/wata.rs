@@ -16,7 +16,7 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 use super::ProviderError;
 use crate::config::{Secret, WataSettings};
@@ -164,8 +164,15 @@ pub struct WataClient {
     base: Url,
     token: Secret,
     metrics: Arc<Metrics>,
-    public_key: RwLock<Option<RsaPublicKey>>,
+    public_key: RwLock<Option<Arc<RsaPublicKey>>>,
+    /// Held while the key is fetched (one fetch at a time, the others wait for its result);
+    /// holds when a failed signature last made us fetch the key again.
+    refetched: Mutex<Option<Instant>>,
 }
+
+/// A signature that does not verify makes us fetch WATA's key again (it may have been rotated),
+/// but not more often than this: forged requests must not turn into a flood of requests to WATA.
+const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
 impl WataClient {
     pub fn new(
@@ -182,6 +189,7 @@ impl WataClient {
             token: settings.token.clone(),
             metrics,
             public_key: RwLock::new(None),
+            refetched: Mutex::new(None),
         })
     }
 
@@ -329,9 +337,11 @@ impl WataClient {
             .map_err(|e| ProviderError::Decode(format!("WATA's public key: {e}")))
     }
 
-    /// Whether `signature_b64` is WATA's signature of exactly `body`. Uses the cached key and
-    /// fetches it again once when the signature does not verify (WATA may have rotated it).
-    /// `Err` only when the key cannot be obtained (then the caller answers 5xx and WATA retries).
+    /// Whether `signature_b64` is WATA's signature of exactly `body`. Uses the cached key; when
+    /// the signature does not verify, the key is fetched again (WATA may have rotated it) — one
+    /// fetch at a time, and at most once per [`KEY_REFETCH_INTERVAL`], so forgeries cannot make
+    /// us hammer WATA. `Err` only when no key can be obtained (the caller answers 5xx, WATA
+    /// retries).
     pub async fn verify(&self, body: &[u8], signature_b64: &str) -> Result<bool, ProviderError> {
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim())
         else {
@@ -345,12 +355,31 @@ impl WataClient {
                 .verify(body, &signature)
                 .is_ok()
         };
-        if let Some(key) = self.public_key.read().await.as_ref()
+        let tried = self.public_key.read().await.clone();
+        if let Some(key) = &tried
             && check(key)
         {
             return Ok(true);
         }
-        let fresh = self.fetch_public_key().await?;
+        let mut refetched = self.refetched.lock().await;
+        let current = self.public_key.read().await.clone();
+        match (&tried, &current) {
+            // Fetched by another request while we waited: that key is as fresh as it gets.
+            (_, Some(key)) if !tried.as_ref().is_some_and(|t| Arc::ptr_eq(t, key)) => {
+                return Ok(check(key));
+            }
+            // The key we tried is the latest one and was fetched again only just now.
+            (Some(_), Some(_))
+                if refetched.is_some_and(|at| at.elapsed() < KEY_REFETCH_INTERVAL) =>
+            {
+                return Ok(false);
+            }
+            _ => {}
+        }
+        let fresh = Arc::new(self.fetch_public_key().await?);
+        if current.is_some() {
+            *refetched = Some(Instant::now());
+        }
         let valid = check(&fresh);
         *self.public_key.write().await = Some(fresh);
         Ok(valid)

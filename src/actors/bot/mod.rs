@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::fut::wrap_future;
-use actix::{Actor, AsyncContext, Context, Handler, Supervised};
+use actix::{
+    Actor, AsyncContext, Context, Handler, Message as ActixMessage, ResponseFuture, Supervised,
+};
 use teloxide::Bot;
-use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
+use teloxide::dispatching::{Dispatcher, ShutdownToken, UpdateFilterExt};
 use teloxide::dptree;
 use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::prelude::Requester;
@@ -21,8 +23,8 @@ use teloxide::update_listeners::Polling;
 
 use crate::actors::messages::Ping;
 use crate::actors::payments::{
-    CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate, parse_stars_payload,
-    raw_of,
+    CheckStarsOrder, Outcome, PaymentClients, PaymentProcessor, PaymentUpdate, ProviderUpdate,
+    parse_stars_payload, raw_of,
 };
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::config::TelegramSettings;
@@ -35,15 +37,28 @@ type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 pub struct BotActor {
     bot: Bot,
     payments: ActorHandle<PaymentProcessor>,
+    /// Told the bot's username once `getMe` answers.
+    clients: Arc<PaymentClients>,
     metrics: Arc<Metrics>,
     /// Whether `getMe` succeeded and updates are being received.
     connected: Arc<AtomicBool>,
+    /// Set by [`StopBot`]: no more updates are taken.
+    stopping: Arc<AtomicBool>,
+    /// The running dispatcher's token, for [`StopBot`].
+    shutdown: Arc<std::sync::Mutex<Option<ShutdownToken>>>,
 }
+
+/// Stop taking updates (graceful shutdown): the long poll is dropped, the updates received are
+/// confirmed to Telegram, and the handlers running (e.g. a payment being recorded) finish.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct StopBot;
 
 impl BotActor {
     pub fn factory(
         settings: &TelegramSettings,
         payments: ActorHandle<PaymentProcessor>,
+        clients: Arc<PaymentClients>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<impl Fn() -> BotActor + Send + Sync + 'static> {
         // Long polls hold a request open for 10 s; the client waits longer than that.
@@ -55,8 +70,11 @@ impl BotActor {
         Ok(move || BotActor {
             bot: bot.clone(),
             payments: payments.clone(),
+            clients: Arc::clone(&clients),
             metrics: Arc::clone(&metrics),
             connected: Arc::new(AtomicBool::new(false)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            shutdown: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -64,9 +82,12 @@ impl BotActor {
         let bot = self.bot.clone();
         let payments = self.payments.clone();
         let connected = Arc::clone(&self.connected);
+        let clients = Arc::clone(&self.clients);
+        let stopping = Arc::clone(&self.stopping);
+        let shutdown = Arc::clone(&self.shutdown);
         ctx.spawn(wrap_future(async move {
             let mut delay = Duration::from_secs(1);
-            loop {
+            while !stopping.load(Ordering::Relaxed) {
                 let handler = dptree::entry()
                     .branch(Update::filter_pre_checkout_query().endpoint(pre_checkout))
                     .branch(Update::filter_message().endpoint(payment_message));
@@ -74,13 +95,18 @@ impl BotActor {
                     .dependencies(dptree::deps![payments.clone()])
                     .default_handler(|_| async {})
                     .build();
+                if let Ok(mut token) = shutdown.lock() {
+                    *token = Some(dispatcher.shutdown_token());
+                }
                 let listener = Polling::builder(bot.clone())
                     .timeout(Duration::from_secs(10))
                     .build();
                 // `getMe` first, by hand: the dispatcher would otherwise fail on it.
                 match bot.get_me().await {
+                    Ok(_) if stopping.load(Ordering::Relaxed) => break,
                     Ok(me) => {
                         connected.store(true, Ordering::Relaxed);
+                        let _ = clients.bot_username.set(me.username().to_owned());
                         delay = Duration::from_secs(1);
                         tracing::info!(bot = %me.username(), "Telegram bot connected (long polling)");
                         let errors = LoggingErrorHandler::with_custom_text("Telegram update listener");
@@ -93,6 +119,9 @@ impl BotActor {
                         connected.store(false, Ordering::Relaxed);
                         tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot reach Telegram (getMe); retrying");
                     }
+                }
+                if stopping.load(Ordering::Relaxed) {
+                    break;
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(60));
@@ -221,6 +250,23 @@ impl Actor for BotActor {
 impl Supervised for BotActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         ActorRegistry::count_restart(&self.metrics, "bot");
+    }
+}
+
+impl Handler<StopBot> for BotActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopBot, _: &mut Context<Self>) -> Self::Result {
+        self.stopping.store(true, Ordering::Relaxed);
+        let token = self.shutdown.lock().ok().and_then(|mut t| t.take());
+        Box::pin(async move {
+            if let Some(token) = token
+                && let Ok(stopped) = token.shutdown()
+            {
+                stopped.await;
+                tracing::info!("Telegram bot stopped taking updates");
+            }
+        })
     }
 }
 

@@ -221,12 +221,16 @@ impl Shared {
         tracing::warn!(order = %order.id, reason, "checkout failed");
     }
 
+    /// Where the payment page sends the payer back: `PAYMENT_RETURN_URL`, else the bot's chat.
     fn return_url(&self) -> Option<String> {
-        self.settings
-            .payments
-            .return_url
-            .as_ref()
-            .map(|u| u.to_string())
+        match &self.settings.payments.return_url {
+            Some(url) => Some(url.to_string()),
+            None => self
+                .clients
+                .bot_username
+                .get()
+                .map(|name| format!("https://t.me/{name}")),
+        }
     }
 
     async fn yookassa_checkout(

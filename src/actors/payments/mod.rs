@@ -45,6 +45,8 @@ pub struct PaymentClients {
     pub wata: Option<WataClient>,
     /// The bot, for Stars invoices and refunds (`None` without Stars).
     pub stars: Option<teloxide::Bot>,
+    /// The bot's username once it connected: the payment pages send the payer back to its chat.
+    pub bot_username: std::sync::OnceLock<String>,
 }
 
 impl PaymentClients {
@@ -77,6 +79,7 @@ impl PaymentClients {
             yookassa,
             wata,
             stars,
+            bot_username: std::sync::OnceLock::new(),
         }))
     }
 }

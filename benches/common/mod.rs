@@ -1,0 +1,102 @@
+//! What the benchmarks share: a database of their own on the test server, the app started on it
+//! with the fakes' URLs, and memory readings.
+
+#![allow(dead_code)] // each benchmark uses part of it
+
+#[path = "../../tests/support/pg.rs"]
+pub mod pg;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use vpn_shop::app::RunningApp;
+use vpn_shop::config::{RawConfig, Settings};
+
+/// An integer setting of the benchmark from the environment.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A `/proc/self/status` field (`VmRSS:` now, `VmHWM:` the peak) in KiB.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The same in MiB.
+pub fn status_mib(field: &str) -> u64 {
+    status_kib(field) / 1024
+}
+
+/// A fresh, migrated database on `TEST_DATABASE_URL`'s server or a throwaway cluster (as the
+/// tests use), dropped by [`BenchDb::drop`].
+pub struct BenchDb {
+    admin: AsyncPgConnection,
+    pub name: String,
+    pub url: String,
+}
+
+impl BenchDb {
+    pub async fn create(tag: &str) -> anyhow::Result<BenchDb> {
+        let server = pg::server().await;
+        let name = format!("vpnshop_bench_{tag}_{}", std::process::id());
+        let mut admin = AsyncPgConnection::establish(&server.url_for("postgres")).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut admin)
+            .await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let url = server.url_for(&name);
+        vpn_shop::db::run_migrations(&url).await?;
+        Ok(BenchDb { admin, name, url })
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<AsyncPgConnection> {
+        Ok(AsyncPgConnection::establish(&self.url).await?)
+    }
+
+    pub async fn drop(mut self) -> anyhow::Result<()> {
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The whole app on `db`, with these settings on top of a private data directory and an
+/// ephemeral HTTP port; logs at `warn`.
+pub async fn start_app(
+    db: &BenchDb,
+    vars: &[(&str, &str)],
+) -> anyhow::Result<(RunningApp, tempfile::TempDir)> {
+    let data_dir = tempfile::tempdir()?;
+    let dir = data_dir.path().display().to_string();
+    let base = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("DATA_DIR", dir.as_str()),
+        ("HTTP_BIND", "127.0.0.1:0"),
+        ("JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123"),
+        ("RUST_LOG", "warn"),
+    ];
+    let raw = RawConfig::layered(
+        None,
+        None,
+        base.iter()
+            .chain(vars)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )?;
+    let settings = Settings::from_raw(&raw)?;
+    let app = vpn_shop::app::start(&settings, &db.url).await?;
+    Ok((app, data_dir))
+}
