@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{auth, broadcasts, health, jobs};
+use crate::web::{admin, auth, broadcasts, health, jobs, sales, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,15 @@ use crate::web::{auth, broadcasts, health, jobs};
     )
 )]
 pub struct ApiDoc;
+
+/// The whole document: [`ApiDoc`] and the parts of the endpoint modules.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(users::Api::openapi());
+    doc.merge(sales::Api::openapi());
+    doc.merge(admin::Api::openapi());
+    doc
+}
 
 struct BearerAuth;
 

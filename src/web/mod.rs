@@ -2,11 +2,14 @@
 //! endpoints, OpenAPI + Swagger UI. Every error, 404 and 405 included, is a JSON
 //! `{"error": {"code", "message"}}` body.
 
+pub mod admin;
 pub mod auth;
 pub mod broadcasts;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod sales;
+pub mod users;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -19,7 +22,6 @@ use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use anyhow::Context as _;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::actors::supervisor::ActorRegistry;
@@ -80,14 +82,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .post(broadcasts::create_broadcast),
             )
             .service(web::resource("/broadcasts/{id}").get(broadcasts::get_broadcast))
-            .service(web::resource("/broadcasts/{id}/cancel").post(broadcasts::cancel_broadcast)),
+            .service(web::resource("/broadcasts/{id}/cancel").post(broadcasts::cancel_broadcast))
+            .configure(users::routes)
+            .configure(sales::routes)
+            .configure(admin::routes),
     )
     .service(web::resource("/docs").get(|| async {
         HttpResponse::PermanentRedirect()
             .insert_header((header::LOCATION, "/docs/"))
             .finish()
     }))
-    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::ApiDoc::openapi()));
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()));
 }
 
 fn json_payload_error(err: actix_web::error::JsonPayloadError) -> AppError {

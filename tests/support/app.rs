@@ -102,6 +102,88 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// A request with an optional bearer token and JSON body; the answer's status and JSON body
+    /// (`Value::Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Checks the guard of an endpoint that needs `role`: 401 without a token (and with a bad
+    /// one), 403 for the role below it (when there is one). Creates the lower-role admin.
+    pub async fn assert_guarded(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        role: AdminRole,
+    ) {
+        let (status, reply) = self.call(method, path, None, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path} without a token: {reply}");
+        assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
+        let (status, _) = self
+            .call(method, path, Some("not-a-token"), body.clone())
+            .await;
+        assert_eq!(status, 401, "{method} {path} with a bad token");
+        let below = match role {
+            AdminRole::Viewer => return,
+            AdminRole::Operator => AdminRole::Viewer,
+            AdminRole::Admin => AdminRole::Operator,
+        };
+        let username = format!("guard-{}", below.as_str());
+        let pw = "a password long enough";
+        let mut conn = self.db.connect().await;
+        if admins::find_by_username(&mut conn, &username)
+            .await
+            .expect("find admin")
+            .is_none()
+        {
+            self.create_admin(&username, pw, below).await;
+        }
+        let token = self.login(&username, pw).await;
+        let (status, reply) = self.call(method, path, Some(&token), body).await;
+        assert_eq!(status, 403, "{method} {path} as {below}: {reply}");
+        assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
+    }
+
+    /// Rows of the audit log with this action.
+    pub async fn audit_rows(&self, action: &str) -> Vec<serde_json::Value> {
+        use diesel::sql_types::Text;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Jsonb)]
+            row: serde_json::Value,
+        }
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(
+            "SELECT to_jsonb(a) AS row FROM audit_log a WHERE action = $1 ORDER BY id",
+        )
+        .bind::<Text, _>(action)
+        .load::<Row>(&mut conn)
+        .await
+        .expect("audit rows")
+        .into_iter()
+        .map(|r| r.row)
+        .collect()
+    }
+
     /// Stops the app (as a crash or a deploy would, between two requests) and starts a new one
     /// on the same database, data directory and settings.
     pub async fn restart(self) -> TestApp {
