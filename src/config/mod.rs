@@ -239,6 +239,61 @@ pub struct SchedulerSettings {
 }
 
 /// The validated configuration of one process.
+/// The admin API's protections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    /// Requests per second per token and per client address; `None`: no limit.
+    pub rate_limit: Option<f64>,
+    pub burst: u32,
+    /// Origins a browser may call the API from (`scheme://host[:port]`); empty: CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+/// `20/s`, `300/m`, `off`.
+fn parse_rate(v: &str) -> Result<Option<f64>, String> {
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (n, per) = v.split_once('/').ok_or_else(|| {
+        "expected requests per period like `20/s` or `600/m`, or `off`".to_owned()
+    })?;
+    let n: f64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| format!("`{n}` is not a positive number"))?;
+    let seconds = match per.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown period `{other}`: use s, m or h")),
+    };
+    Ok(Some(n / seconds))
+}
+
+/// Comma-separated `http(s)://host[:port]` origins, without a path.
+fn parse_origins(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let url = Url::parse(o).map_err(|e| format!("`{o}` is not an origin: {e}"))?;
+            let origin = url.origin();
+            if !matches!(url.scheme(), "http" | "https") || !origin.is_tuple() {
+                return Err(format!("`{o}` is not an http(s) origin"));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                return Err(format!(
+                    "`{o}`: an origin has no path (use {})",
+                    origin.ascii_serialization()
+                ));
+            }
+            Ok(origin.ascii_serialization())
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: Option<Secret>,
@@ -250,6 +305,7 @@ pub struct Settings {
     /// `None`: generated and stored in the data dir at start-up (see `web::auth`).
     pub jwt_secret: Option<Secret>,
     pub jwt_ttl: Duration,
+    pub api: ApiSettings,
     pub log_format: LogFormat,
     pub rust_log: String,
     pub jobs: JobSettings,
@@ -383,6 +439,13 @@ impl Settings {
                 }
             })?,
             jwt_ttl: r.required("JWT_TTL", parse_duration)?,
+            api: ApiSettings {
+                rate_limit: r.required("API_RATE_LIMIT", parse_rate)?,
+                burst: r.required("API_RATE_BURST", |v| parse_int(v, 1, 100_000))?,
+                cors_origins: r
+                    .optional("CORS_ORIGINS", parse_origins)?
+                    .unwrap_or_default(),
+            },
             log_format: r.required("LOG_FORMAT", |v| match v {
                 "pretty" => Ok(LogFormat::Pretty),
                 "json" => Ok(LogFormat::Json),

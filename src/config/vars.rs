@@ -86,6 +86,24 @@ pub const VARS: &[Var] = &[
         "Lifetime of an admin API access token.",
     ),
     var(
+        "API_RATE_LIMIT",
+        Some("20/s"),
+        "20/s",
+        "Admin API requests allowed per second for each token and for each client address (per replica), beyond which it answers 429 with Retry-After; `off` disables it.",
+    ),
+    var(
+        "API_RATE_BURST",
+        Some("40"),
+        "40",
+        "Admin API requests allowed at once before API_RATE_LIMIT applies (the bucket size).",
+    ),
+    var(
+        "CORS_ORIGINS",
+        None,
+        "https://admin.example.com",
+        "Web origins allowed to call the admin API from a browser, comma-separated. Unset: CORS is off (browsers block other origins).",
+    ),
+    var(
         "LOG_FORMAT",
         Some("pretty"),
         "json",

@@ -8,6 +8,7 @@ pub mod broadcasts;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod ratelimit;
 pub mod sales;
 pub mod users;
 pub mod webhooks;
@@ -70,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/metrics").get(health::metrics))
     .service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .service(web::resource("/auth/login").post(auth::login))
             .service(web::resource("/me").get(auth::me))
             .service(web::resource("/jobs").get(jobs::list_jobs))
@@ -176,10 +178,16 @@ pub fn start(
     shutdown_timeout: Duration,
 ) -> anyhow::Result<RunningServer> {
     let metrics = Arc::clone(&state.metrics);
+    let api = state.settings.api.clone();
+    let limiter = api
+        .rate_limit
+        .map(|rate| web::Data::new(ratelimit::RateLimiter::new(rate, api.burst)));
     let server = HttpServer::new(move || {
         let metrics = Arc::clone(&metrics);
         App::new()
             .app_data(state.clone())
+            .app_data(limiter.clone())
+            .wrap(cors(&api.cors_origins))
             .configure(configure)
             .default_service(web::to(not_found))
             .wrap(ErrorHandlers::new().default_handler(json_errors))
@@ -208,6 +216,30 @@ pub fn start(
         addrs,
         task,
     })
+}
+
+/// CORS for the admin API: off (no headers; browsers refuse other origins) unless
+/// `CORS_ORIGINS` lists the origins of a web page allowed to call it.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::Method;
+    if origins.is_empty() {
+        return actix_cors::Cors::default();
+    }
+    origins
+        .iter()
+        .fold(actix_cors::Cors::default(), |cors, origin| {
+            cors.allowed_origin(origin)
+        })
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600)
 }
 
 fn record_request<B>(

@@ -30,6 +30,8 @@ pub fn test_settings(
         ("DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned()),
         ("SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
+        // Tests fire requests faster than a person; the limit has tests of its own.
+        ("API_RATE_LIMIT".to_owned(), "off".to_owned()),
     ];
     env.extend(
         overrides
