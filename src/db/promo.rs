@@ -143,14 +143,15 @@ pub async fn list(
 ) -> QueryResult<(Vec<PromoCode>, i64)> {
     // `%`, `_` and `\` are LIKE's own characters: a prefix matches them literally.
     let pattern = prefix.map(|p| {
-        let escaped: String = normalise(p)
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        format!("{escaped}%")
+        let mut pattern = String::new();
+        for c in normalise(p).chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
     });
     let filtered = || {
         let mut q = promo_codes::table.into_boxed();

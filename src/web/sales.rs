@@ -6,12 +6,13 @@
 mod payments;
 mod plans;
 mod promo_codes;
+mod promo_input;
 mod referrals;
 
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::db::PgConn;
 use crate::db::audit::{self, AuditRecord};
@@ -75,8 +76,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         plans::NewPlan,
         plans::PlanPatch,
         promo_codes::PromoView,
-        promo_codes::NewPromo,
-        promo_codes::PromoPatch,
+        promo_input::NewPromo,
+        promo_input::PromoPatch,
         promo_codes::RedemptionView,
         payments::PaymentView,
         payments::PaymentDetail,
@@ -105,6 +106,21 @@ pub struct Page<T> {
     pub total: i64,
     pub page: i64,
     pub per_page: i64,
+}
+
+/// `page` / `per_page` of a list without other parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// Items per page, 1 to 200 (default 50).
+    pub per_page: Option<i64>,
+}
+
+/// The default of boolean fields that are on unless said otherwise.
+fn yes() -> bool {
+    true
 }
 
 /// What `DELETE` did: `{"deleted": true}`, or `{"deactivated": true}` when the row is history
@@ -153,6 +169,16 @@ fn parse_time(field: &str, text: &str) -> AppResult<DateTime<Utc>> {
                 format!("'{text}' is not an RFC 3339 time like 2026-12-01T00:00:00Z ({e})"),
             )
         })
+}
+
+/// A variant of a text-backed enum (`PromoKind`, `PaymentStatus`…) given in `field`.
+fn parse_variant<T>(field: &str, text: &str) -> AppResult<T>
+where
+    T: std::str::FromStr<Err = crate::domain::UnknownVariant>,
+{
+    text.trim()
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| AppError::validation(field, e.to_string()))
 }
 
 /// A text field, trimmed, whose length in characters must be within `min..=max`.

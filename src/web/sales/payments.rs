@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Page, parse_time, trimmed};
+use super::{Page, parse_time, parse_variant, trimmed};
 use crate::actors::payments::{Refund, RefundError};
 use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
 use crate::db::payments::{self, OrderFilter};
 use crate::domain::{
     AdminRole, Currency, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider,
-    PaymentStatus, PlanId, PromoCodeId, UnknownVariant, UserId,
+    PaymentStatus, PlanId, PromoCodeId, UserId,
 };
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
@@ -66,10 +66,10 @@ pub struct PaymentView {
     pub payment_method_id: Option<String>,
 }
 
-impl PaymentView {
-    /// The order without its raw provider answer (in [`PaymentDetail`] only).
-    fn new(p: Payment) -> (Self, Option<Value>) {
-        let view = PaymentView {
+/// The order without its raw provider answer (that is in [`PaymentDetail`] only).
+impl From<Payment> for PaymentView {
+    fn from(p: Payment) -> Self {
+        PaymentView {
             id: p.id,
             user_id: p.user_id,
             plan_id: p.plan_id,
@@ -93,8 +93,7 @@ impl PaymentView {
             updated_at: p.updated_at,
             idempotency_key: p.idempotency_key,
             payment_method_id: p.payment_method_id,
-        };
-        (view, p.raw_payload)
+        }
     }
 }
 
@@ -189,23 +188,19 @@ pub struct PaymentListQuery {
     pub per_page: Option<i64>,
 }
 
-fn parse_enum<T: std::str::FromStr<Err = UnknownVariant>>(
-    field: &str,
-    text: Option<&str>,
-) -> AppResult<Option<T>> {
-    text.map(|t| {
-        t.trim()
-            .parse()
-            .map_err(|e: UnknownVariant| AppError::validation(field, e.to_string()))
-    })
-    .transpose()
-}
-
 impl PaymentListQuery {
     fn filter(&self) -> AppResult<OrderFilter> {
         let filter = OrderFilter {
-            provider: parse_enum("provider", self.provider.as_deref())?,
-            status: parse_enum("status", self.status.as_deref())?,
+            provider: self
+                .provider
+                .as_deref()
+                .map(|t| parse_variant("provider", t))
+                .transpose()?,
+            status: self
+                .status
+                .as_deref()
+                .map(|t| parse_variant("status", t))
+                .transpose()?,
             user_id: self.user_id.map(UserId),
             from: self
                 .from
@@ -251,7 +246,7 @@ pub async fn list_payments(
     let mut conn = state.pool.get().await?;
     let (items, total) = payments::list(&mut conn, &filter, page, per_page).await?;
     Ok(web::Json(Page {
-        items: items.into_iter().map(|p| PaymentView::new(p).0).collect(),
+        items: items.into_iter().map(PaymentView::from).collect(),
         total,
         page,
         per_page,
@@ -275,15 +270,14 @@ pub async fn get_payment(
     admin.require(AdminRole::Viewer)?;
     let id = PaymentId(id.into_inner());
     let mut conn = state.pool.get().await?;
-    let order = payments::find(&mut conn, id)
+    let mut order = payments::find(&mut conn, id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("payment {id}")))?;
     let events = payments::events_of(&mut conn, id).await?;
     let refunds = payments::refunds_of(&mut conn, id).await?;
-    let (payment, raw_payload) = PaymentView::new(order);
     Ok(web::Json(PaymentDetail {
-        payment,
-        raw_payload,
+        raw_payload: order.raw_payload.take(),
+        payment: order.into(),
         events: events.into_iter().map(EventView::from).collect(),
         refunds: refunds.into_iter().map(RefundView::from).collect(),
     }))
@@ -398,7 +392,7 @@ pub async fn refund_payment(
         currency: result.refunded.currency,
         days_taken_back: result.days_taken_back,
         new_end: result.new_end,
-        payment: PaymentView::new(order).0,
+        payment: order.into(),
     }))
 }
 

@@ -7,7 +7,7 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Auditor, Removal, json_of, nullable, trimmed};
+use super::{Auditor, Removal, json_of, nullable, trimmed, yes};
 use crate::db::models::Plan;
 use crate::db::plans::{self, PlanValues};
 use crate::domain::pricing::{provider_currency, provider_minimum};
@@ -62,10 +62,6 @@ impl From<Plan> for PlanView {
             updated_at: p.updated_at,
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// A new plan.
@@ -125,7 +121,7 @@ impl PlanPatch {
 }
 
 /// The smallest RUB price a plan may have with these providers configured.
-pub(super) fn min_price_kopecks(providers: &[PaymentProvider]) -> i64 {
+fn min_price_kopecks(providers: &[PaymentProvider]) -> i64 {
     providers
         .iter()
         .filter(|p| provider_currency(**p) == Currency::Rub)

@@ -1,9 +1,10 @@
 //! `/referrals`: the inviters who brought the most users, and the programme's totals.
 
 use actix_web::web;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::PageQuery;
 use crate::db::referrals::{self, InviterStats, ReferralTotals};
 use crate::domain::{AdminRole, UserId};
 use crate::error::{AppResult, ErrorBody};
@@ -80,22 +81,13 @@ pub struct ReferralReport {
     pub totals: ReferralTotalsView,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReferralQuery {
-    /// 1-based page number (default 1).
-    pub page: Option<i64>,
-    /// Items per page, 1 to 200 (default 50).
-    pub per_page: Option<i64>,
-}
-
 /// The inviters who brought the most users, with how many of those paid and the bonus days
 /// earned; and the totals of the programme.
 #[utoipa::path(
     get,
     path = "/api/v1/referrals",
     tag = "referrals",
-    params(ReferralQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ReferralReport),
@@ -106,7 +98,7 @@ pub struct ReferralQuery {
 pub async fn referral_report(
     state: web::Data<WebState>,
     admin: AuthenticatedAdmin,
-    query: web::Query<ReferralQuery>,
+    query: web::Query<PageQuery>,
 ) -> AppResult<web::Json<ReferralReport>> {
     admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
