@@ -252,7 +252,7 @@ async fn admins_create_list_change_and_remove_plans() {
             None,
         )
         .await;
-    assert_eq!(status, 422, "{reply}");
+    assert_eq!((status, field_of(&reply)), (422, "include_inactive"));
     let (status, one) = s
         .call("GET", &format!("/api/v1/plans/{id}"), &s.viewer, None)
         .await;
@@ -569,6 +569,10 @@ async fn operators_create_promo_codes_with_their_rules_and_find_them() {
         .call("GET", "/api/v1/promo-codes?per_page=500", &s.viewer, None)
         .await;
     assert_eq!((status, field_of(&reply)), (422, "per_page"));
+    let (status, reply) = s
+        .call("GET", "/api/v1/promo-codes?active=yes", &s.viewer, None)
+        .await;
+    assert_eq!((status, field_of(&reply)), (422, "active"));
     let (status, one) = s
         .call(
             "GET",
@@ -933,6 +937,7 @@ async fn payments_are_listed_with_filters_and_shown_with_their_events() {
         ("from=yesterday", "from"),
         ("from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z", "to"),
         ("page=0", "page"),
+        ("user_id=bob", "user_id"),
     ] {
         let (status, reply) = s
             .call("GET", &format!("/api/v1/payments?{query}"), &s.viewer, None)

@@ -181,6 +181,19 @@ where
         .map_err(|e: crate::domain::UnknownVariant| AppError::validation(field, e.to_string()))
 }
 
+/// A query flag given in `field`: `true` or `false`.
+fn parse_flag(field: &str, text: Option<&str>) -> AppResult<Option<bool>> {
+    text.map(|t| match t.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(AppError::validation(
+            field,
+            format!("'{other}' is neither true nor false"),
+        )),
+    })
+    .transpose()
+}
+
 /// A text field, trimmed, whose length in characters must be within `min..=max`.
 fn trimmed(field: &str, text: &str, min: usize, max: usize) -> AppResult<String> {
     let text = text.trim();

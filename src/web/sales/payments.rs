@@ -177,7 +177,8 @@ pub struct PaymentListQuery {
     pub provider: Option<String>,
     /// `pending`, `succeeded`, `canceled`, `expired` or `refunded`.
     pub status: Option<String>,
-    pub user_id: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub user_id: Option<String>,
     /// Created at or after this RFC 3339 time.
     pub from: Option<String>,
     /// Created before this RFC 3339 time.
@@ -201,7 +202,15 @@ impl PaymentListQuery {
                 .as_deref()
                 .map(|t| parse_variant("status", t))
                 .transpose()?,
-            user_id: self.user_id.map(UserId),
+            user_id: self
+                .user_id
+                .as_deref()
+                .map(|t| {
+                    t.trim().parse().map(UserId).map_err(|_| {
+                        AppError::validation("user_id", format!("'{t}' is not a user id"))
+                    })
+                })
+                .transpose()?,
             from: self
                 .from
                 .as_deref()
@@ -423,7 +432,7 @@ mod tests {
         let query = |provider: Option<&str>, status: Option<&str>, from, to| PaymentListQuery {
             provider: provider.map(str::to_owned),
             status: status.map(str::to_owned),
-            user_id: Some(7),
+            user_id: Some("7".into()),
             from,
             to,
             page: None,
@@ -446,6 +455,9 @@ mod tests {
         };
         assert_eq!(field(query(Some("paypal"), None, None, None)), "provider");
         assert_eq!(field(query(None, Some("paid"), None, None)), "status");
+        let mut bad_user = query(None, None, None, None);
+        bad_user.user_id = Some("bob".into());
+        assert_eq!(field(bad_user), "user_id");
         assert_eq!(
             field(query(None, None, Some("yesterday".into()), None)),
             "from"

@@ -7,7 +7,7 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Auditor, Removal, json_of, nullable, trimmed, yes};
+use super::{Auditor, Removal, json_of, nullable, parse_flag, trimmed, yes};
 use crate::db::models::Plan;
 use crate::db::plans::{self, PlanValues};
 use crate::domain::pricing::{provider_currency, provider_minimum};
@@ -203,7 +203,8 @@ fn min_price(state: &WebState) -> i64 {
 #[into_params(parameter_in = Query)]
 pub struct PlanListQuery {
     /// Also list plans not offered in the bot (default false).
-    pub include_inactive: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    pub include_inactive: Option<String>,
 }
 
 /// Plans in their display order; only active ones unless `include_inactive=true`.
@@ -225,8 +226,9 @@ pub async fn list_plans(
     query: web::Query<PlanListQuery>,
 ) -> AppResult<web::Json<Vec<PlanView>>> {
     admin.require(AdminRole::Viewer)?;
+    let include_inactive = parse_flag("include_inactive", query.include_inactive.as_deref())?;
     let mut conn = state.pool.get().await?;
-    let found = if query.include_inactive.unwrap_or(false) {
+    let found = if include_inactive.unwrap_or(false) {
         plans::all(&mut conn).await?
     } else {
         plans::active(&mut conn).await?

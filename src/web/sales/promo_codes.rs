@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::promo_input::{NewPromo, PromoPatch};
-use super::{Auditor, Page, PageQuery, Removal, json_of};
+use super::{Auditor, Page, PageQuery, Removal, json_of, parse_flag};
 use crate::db::PgConn;
 use crate::db::models::{PromoCode, PromoRedemption};
 use crate::db::promo::{self, PromoValues};
@@ -87,7 +87,8 @@ fn duplicate_code(e: diesel::result::Error, code: &str) -> AppError {
 #[into_params(parameter_in = Query)]
 pub struct PromoListQuery {
     /// Only active (`true`) or inactive (`false`) codes.
-    pub active: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    pub active: Option<String>,
     /// Codes starting with this (any case).
     pub q: Option<String>,
     /// 1-based page number (default 1).
@@ -116,9 +117,10 @@ pub async fn list_promo_codes(
 ) -> AppResult<web::Json<Page<PromoView>>> {
     admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
+    let active = parse_flag("active", query.active.as_deref())?;
     let prefix = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let mut conn = state.pool.get().await?;
-    let (items, total) = promo::list(&mut conn, query.active, prefix, page, per_page).await?;
+    let (items, total) = promo::list(&mut conn, active, prefix, page, per_page).await?;
     Ok(web::Json(Page {
         items: items.into_iter().map(PromoView::from).collect(),
         total,
