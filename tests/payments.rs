@@ -237,6 +237,7 @@ impl Shop {
                 reason: "test refund".into(),
                 actor: "admin:test".into(),
                 admin_id: None,
+                remote_addr: None,
             })
             .await
             .expect("the payment processor answers")

@@ -333,3 +333,50 @@ pub async fn refunds_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<Pay
         .load(conn)
         .await
 }
+
+/// Which orders an admin lists; `from` is inclusive and `to` exclusive, on `created_at`.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub provider: Option<PaymentProvider>,
+    pub status: Option<PaymentStatus>,
+    pub user_id: Option<UserId>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Orders matching `filter`, newest first, with the total that match.
+pub async fn list(
+    conn: &mut PgConn,
+    filter: &OrderFilter,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<Payment>, i64)> {
+    let filtered = || {
+        let mut q = payments::table.into_boxed();
+        if let Some(provider) = filter.provider {
+            q = q.filter(payments::provider.eq(provider));
+        }
+        if let Some(status) = filter.status {
+            q = q.filter(payments::status.eq(status));
+        }
+        if let Some(user) = filter.user_id {
+            q = q.filter(payments::user_id.eq(user));
+        }
+        if let Some(from) = filter.from {
+            q = q.filter(payments::created_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            q = q.filter(payments::created_at.lt(to));
+        }
+        q
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let items = filtered()
+        .select(Payment::as_select())
+        .order((payments::created_at.desc(), payments::id.desc()))
+        .limit(per_page)
+        .offset((page - 1).saturating_mul(per_page))
+        .load(conn)
+        .await?;
+    Ok((items, total))
+}

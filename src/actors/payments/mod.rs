@@ -232,6 +232,8 @@ pub struct Refund {
     /// Who asked, for the audit log ("admin:alice", "telegram:…").
     pub actor: String,
     pub admin_id: Option<crate::domain::AdminId>,
+    /// Where the request came from (the admin's address), for the audit log.
+    pub remote_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
