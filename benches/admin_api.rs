@@ -1,0 +1,427 @@
+//! Benchmark of the admin API on a shop-sized database: 100,000 users (70 % with a
+//! subscription, 10 % invited by another user), 300,000 payments over a year. Measures, at
+//! concurrency 32 through the real HTTP server, `GET /users?per_page=50` (random pages),
+//! `GET /users/{id}`, `GET /stats/overview` and `POST /users/{id}/extend`, then prints the
+//! query plans of the slowest one's queries (EXPLAIN ANALYZE, from `auto_explain`).
+//!
+//! Run: `cargo bench --bench admin_api` (uses `TEST_DATABASE_URL` if set, otherwise a
+//! throwaway PostgreSQL cluster). `BENCH_USERS` (100000), `BENCH_PAYMENTS` (300000),
+//! `BENCH_REQUESTS` (requests per endpoint, 4000) and `BENCH_CONCURRENCY` (32) change it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BenchDb, env_or, start_app, status_mib};
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use vpn_shop::domain::{AdminRole, password};
+
+#[derive(diesel::QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// xorshift64: deterministic request targets without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x % n.max(1)
+    }
+}
+
+struct Row {
+    name: &'static str,
+    requests: usize,
+    wall: Duration,
+    lat: Vec<Duration>,
+    failures: Vec<String>,
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0
+}
+
+/// The shop's data, made by PostgreSQL itself (a few seconds).
+async fn seed(
+    conn: &mut diesel_async::AsyncPgConnection,
+    users: u64,
+    payments: u64,
+) -> anyhow::Result<()> {
+    let statements = [
+        format!(
+            "INSERT INTO users (telegram_id, username, first_name, language, email, referral_code, \
+                 trial_used_at, banned, created_at, last_seen_at) \
+             SELECT 100000000 + g, CASE WHEN g % 4 <> 0 THEN 'user_' || g END, 'Name ' || g, \
+                 CASE WHEN g % 3 = 0 THEN 'en' ELSE 'ru' END, \
+                 CASE WHEN g % 5 = 0 THEN 'user' || g || '@example.com' END, 'ref' || g, \
+                 CASE WHEN g % 10 < 4 THEN now() - (g % 365) * interval '1 day' END, g % 200 = 0, \
+                 now() - ((g * 7919) % (365 * 24 * 60)) * interval '1 minute', \
+                 now() - (g % 1000) * interval '1 minute' \
+             FROM generate_series(1, {users}) g"
+        ),
+        "INSERT INTO referrals (inviter_id, invitee_id, invitee_bonus_days, inviter_bonus_days, created_at) \
+         SELECT 1 + (u.id * 31) % (u.id - 1), u.id, 7, CASE WHEN u.id % 20 = 0 THEN 30 ELSE 0 END, u.created_at \
+         FROM users u WHERE u.id % 10 = 0 AND u.id > 1"
+            .to_owned(),
+        "UPDATE users u SET referred_by = r.inviter_id FROM referrals r WHERE r.invitee_id = u.id".to_owned(),
+        "INSERT INTO subscriptions (user_id, plan_id, panel_username, status, is_trial, expires_at, \
+             traffic_used_bytes, subscription_url, created_at) \
+         SELECT u.id, (SELECT id FROM plans ORDER BY id LIMIT 1), 'vpnshop_' || u.telegram_id, \
+             CASE WHEN u.id % 7 < 5 THEN 'active' ELSE 'expired' END, u.id % 10 = 1, \
+             CASE WHEN u.id % 7 < 5 THEN now() + (u.id % 60) * interval '1 day' \
+                  ELSE now() - (u.id % 90) * interval '1 day' END, \
+             (u.id % 1000) * 1048576, 'https://panel.example.com/sub/' || u.id, u.created_at \
+         FROM users u WHERE u.id % 10 < 7"
+            .to_owned(),
+        format!(
+            "INSERT INTO payments (user_id, plan_id, provider, status, amount_minor, currency, days, \
+                 external_id, paid_at, created_at) \
+             SELECT 1 + (g * 7) % {users}, p.id, \
+                 (ARRAY['yookassa', 'wata', 'stars'])[1 + g % 3], \
+                 CASE WHEN g % 10 < 8 THEN 'succeeded' WHEN g % 10 = 8 THEN 'canceled' ELSE 'expired' END, \
+                 CASE WHEN g % 3 = 2 THEN p.price_stars ELSE p.price_minor END, \
+                 CASE WHEN g % 3 = 2 THEN 'XTR' ELSE 'RUB' END, p.days, 'bench-' || g, \
+                 CASE WHEN g % 10 < 8 THEN now() - (g % 525600) * interval '1 minute' END, \
+                 now() - (g % 525600) * interval '1 minute' \
+             FROM generate_series(1, {payments}) g \
+             JOIN plans p ON p.id = (SELECT id FROM plans ORDER BY id OFFSET g % 4 LIMIT 1)"
+        ),
+        "ANALYZE".to_owned(),
+    ];
+    for sql in statements {
+        diesel::sql_query(sql).execute(conn).await?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let users = env_or("BENCH_USERS", 100_000);
+    let payments = env_or("BENCH_PAYMENTS", 300_000);
+    let requests = env_or("BENCH_REQUESTS", 4_000) as usize;
+    let concurrency = env_or("BENCH_CONCURRENCY", 32).max(1) as usize;
+
+    let db = BenchDb::create("api").await?;
+    let mut conn = db.connect().await?;
+    let started = Instant::now();
+    seed(&mut conn, users, payments).await?;
+    let seeded = started.elapsed();
+    let hash = password::hash("bench password long enough").map_err(anyhow::Error::msg)?;
+    vpn_shop::db::admins::create(&mut conn, "bench", &hash, AdminRole::Operator)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("admin exists"))?;
+
+    let (app, _data_dir) = start_app(&db, &[("API_RATE_LIMIT", "off")]).await?;
+    let base = format!("http://{}", app.http_addr());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "bench", "password": "bench password long enough"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
+        .to_owned();
+    let idle_rss = status_mib("VmRSS:");
+
+    let scenarios: [(&'static str, usize); 4] = [
+        ("GET /users?per_page=50", requests),
+        ("GET /users/{id}", requests),
+        ("GET /stats/overview", (requests / 10).max(50)),
+        ("POST /users/{id}/extend", requests),
+    ];
+    let mut rows = Vec::new();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for (name, n) in scenarios {
+        let targets: Vec<(reqwest::Method, String, Option<Value>)> = (0..n)
+            .map(|_| match name {
+                "GET /users?per_page=50" => (
+                    reqwest::Method::GET,
+                    format!("{base}/api/v1/users?per_page=50&page={}", 1 + rng.below(40)),
+                    None,
+                ),
+                "GET /users/{id}" => (
+                    reqwest::Method::GET,
+                    format!("{base}/api/v1/users/{}", 1 + rng.below(users)),
+                    None,
+                ),
+                "GET /stats/overview" => (
+                    reqwest::Method::GET,
+                    format!("{base}/api/v1/stats/overview"),
+                    None,
+                ),
+                _ => (
+                    reqwest::Method::POST,
+                    format!("{base}/api/v1/users/{}/extend", 1 + rng.below(users)),
+                    Some(json!({"days": 1, "reason": "benchmark"})),
+                ),
+            })
+            .collect();
+        let started = Instant::now();
+        let results: Vec<(Duration, Result<(), String>)> = stream::iter(targets)
+            .map(|(method, url, body)| {
+                let (client, token) = (&client, &token);
+                async move {
+                    let sent = Instant::now();
+                    let mut request = client.request(method, &url).bearer_auth(token);
+                    if let Some(body) = body {
+                        request = request.json(&body);
+                    }
+                    let outcome = match request.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                        }
+                        Ok(r) => Err(format!(
+                            "{} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (sent.elapsed(), outcome)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let wall = started.elapsed();
+        let mut lat: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
+        lat.sort_unstable();
+        rows.push(Row {
+            name,
+            requests: n,
+            wall,
+            lat,
+            failures: results.into_iter().filter_map(|(_, r)| r.err()).collect(),
+        });
+    }
+    let peak_rss = status_mib("VmHWM:");
+
+    println!();
+    println!(
+        "admin API benchmark: {users} users, {payments} payments (seeded in {:.1} s), concurrency \
+         {concurrency}, {} cores",
+        seeded.as_secs_f64(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!("| endpoint | requests | requests/s | p50 | p99 | max | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| `{}` | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            r.name,
+            r.requests,
+            r.requests as f64 / r.wall.as_secs_f64(),
+            percentile(&r.lat, 0.5),
+            percentile(&r.lat, 0.99),
+            percentile(&r.lat, 1.0),
+            r.failures.len()
+        );
+    }
+    println!("RSS idle {idle_rss} MiB, peak {peak_rss} MiB (the app and the benchmark's client)");
+    for r in &rows {
+        if let [first, ..] = r.failures.as_slice() {
+            println!(
+                "FAILED: {}: {} errors, e.g. {first}",
+                r.name,
+                r.failures.len()
+            );
+        }
+    }
+    let extended =
+        diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE action = 'user.extend'")
+            .get_result::<Count>(&mut conn)
+            .await?
+            .n;
+    println!("audit rows of the extensions: {extended}");
+
+    // The plans of the slowest endpoint's queries: one more request, on an app whose database
+    // sessions load auto_explain, with the background work quiet; the plans are read back from
+    // the server's log.
+    let slowest = rows
+        .iter()
+        .max_by(|a, b| percentile(&a.lat, 0.99).total_cmp(&percentile(&b.lat, 0.99)))
+        .map(|r| r.name)
+        .unwrap_or_default();
+    app.shutdown().await;
+    println!();
+    match explain(&db, &mut conn, &client, &token, slowest, users).await {
+        Ok(plans) => {
+            println!("query plans of the slowest endpoint ({slowest}), one request:");
+            for line in plans {
+                println!("    {line}");
+            }
+        }
+        Err(e) => println!("no query plans: {e:#}"),
+    }
+
+    drop(conn);
+    let failed = rows.iter().any(|r| !r.failures.is_empty());
+    db.drop().await?;
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The server's log file, where auto_explain writes: the logging collector's file, the
+/// embedded cluster's `log/postgres.log`, or Debian's `/var/log/postgresql/…`.
+async fn server_log(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> anyhow::Result<std::path::PathBuf> {
+    let one = |sql: &'static str| diesel::sql_query(sql);
+    let data = one("SELECT current_setting('data_directory') AS line")
+        .get_result::<Line>(conn)
+        .await?
+        .line;
+    let collector = one("SELECT coalesce(pg_current_logfile(), '') AS line")
+        .get_result::<Line>(conn)
+        .await?
+        .line;
+    let major = one("SELECT split_part(current_setting('server_version'), '.', 1) AS line")
+        .get_result::<Line>(conn)
+        .await?
+        .line;
+    let data = std::path::Path::new(&data);
+    let candidates = [
+        (!collector.is_empty()).then(|| data.join(&collector)),
+        Some(data.join("log/postgres.log")),
+        Some(format!("/var/log/postgresql/postgresql-{major}-main.log").into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| std::fs::File::open(p).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("the server's log is not readable from here"))
+}
+
+/// One request of `endpoint` with auto_explain on; the plans it logged.
+async fn explain(
+    db: &BenchDb,
+    conn: &mut diesel_async::AsyncPgConnection,
+    client: &reqwest::Client,
+    token: &str,
+    endpoint: &str,
+    users: u64,
+) -> anyhow::Result<Vec<String>> {
+    let log = server_log(conn).await?;
+    for setting in [
+        "session_preload_libraries = 'auto_explain'",
+        "auto_explain.log_min_duration = 0",
+        "auto_explain.log_analyze = on",
+        "auto_explain.log_buffers = on",
+    ] {
+        diesel::sql_query(format!("ALTER DATABASE {} SET {setting}", db.name))
+            .execute(conn)
+            .await?;
+    }
+    let (app, _data_dir) = start_app(
+        db,
+        &[
+            ("API_RATE_LIMIT", "off"),
+            ("SCHEDULER_TICK", "1h"),
+            ("JOB_POLL_INTERVAL", "1h"),
+        ],
+    )
+    .await?;
+    // The start-up's own work (first scheduler tick, maintenance) ends first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = std::fs::metadata(&log)?.len();
+    let base = format!("http://{}", app.http_addr());
+    let (method, url, body) = match endpoint {
+        "GET /users?per_page=50" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/users?per_page=50&page=20"),
+            None,
+        ),
+        "GET /users/{id}" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/users/{}", users / 2),
+            None,
+        ),
+        "GET /stats/overview" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/stats/overview"),
+            None,
+        ),
+        _ => (
+            reqwest::Method::POST,
+            format!("{base}/api/v1/users/{}/extend", users / 2),
+            Some(json!({"days": 1, "reason": "benchmark"})),
+        ),
+    };
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let status = request.send().await?.status();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.shutdown().await;
+    diesel::sql_query(format!("ALTER DATABASE {} RESET ALL", db.name))
+        .execute(conn)
+        .await?;
+    anyhow::ensure!(status.is_success(), "the request answered {status}");
+    let text = std::fs::read(&log)?;
+    let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
+    // Blocks of "duration: … plan:" and their tab-indented lines, of this database only when the
+    // log says which database a line is from; pool health checks left out.
+    let mut plans = Vec::new();
+    let mut keep = false;
+    for line in text.lines() {
+        if line.starts_with('\t') {
+            if keep {
+                plans.push(line.trim_end().replacen('\t', "", 1));
+            }
+            continue;
+        }
+        let ours = !line.contains('@') || line.contains(&format!("@{} ", db.name));
+        keep = ours && line.contains("duration:") && line.contains("plan:");
+        if keep {
+            plans.push(line[line.find("duration:").unwrap_or(0)..].to_owned());
+        }
+    }
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    for line in plans {
+        if line.starts_with("duration:") {
+            blocks.push(vec![line]);
+        } else if let Some(block) = blocks.last_mut() {
+            block.push(line);
+        }
+    }
+    blocks.retain(|b| !b.iter().any(|l| l.trim() == "Query Text: SELECT 1"));
+    anyhow::ensure!(
+        !blocks.is_empty(),
+        "no plans in {} (is auto_explain installed?)",
+        log.display()
+    );
+    Ok(blocks.concat())
+}
