@@ -820,7 +820,7 @@ pub async fn extend_subscription(
                 .ok_or_else(|| user_not_found(id))?;
             let before = subs::lock_by_user(conn, id).await?.map(|s| s.expires_at);
             let name = panel_username(prefix, user.telegram_id);
-            let end = subs::extend(conn, id, &name, days, None, false).await?;
+            subs::extend(conn, id, &name, days, None, false).await?;
             if user.banned {
                 subs::set_enabled(conn, id, false).await?;
             }
@@ -831,6 +831,10 @@ pub async fn extend_subscription(
                 max_attempts,
             )
             .await?;
+            // What is stored (microseconds), not the end computed in memory.
+            let view = SubscriptionView::load(conn, id).await?.ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("the subscription of user {id} vanished"))
+            })?;
             audit::record(
                 conn,
                 AuditRecord {
@@ -840,14 +844,14 @@ pub async fn extend_subscription(
                     target_type: Some("user".into()),
                     target_id: Some(id.to_string()),
                     before: Some(json!({ "expires_at": before })),
-                    after: Some(json!({ "expires_at": end, "days": days, "reason": reason })),
+                    after: Some(
+                        json!({ "expires_at": view.expires_at, "days": days, "reason": reason }),
+                    ),
                     remote_addr: remote,
                 },
             )
             .await?;
-            SubscriptionView::load(conn, id)
-                .await?
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("subscription of {id} vanished")))
+            Ok(view)
         })
         .await?;
     tracing::info!(user = %id, days, admin = %admin.username, "subscription extended");
