@@ -285,6 +285,27 @@ async fn the_user_count_follows_inserts_and_deletes() {
     assert_eq!(list(&app, &token, "").await["total"], 20);
     // The filtered count (a real count) agrees with the kept one.
     assert_eq!(list(&app, &token, "?banned=false").await["total"], 20);
+
+    // A filter matching more than the few collected by id is counted and paged in SQL.
+    exec(
+        conn,
+        "INSERT INTO users (telegram_id, referral_code, language) \
+         SELECT g, 'code' || g, 'ru' FROM generate_series(100, 2599) g",
+    )
+    .await;
+    let page = list(
+        &app,
+        &token,
+        "?language=ru&sort=telegram_id&page=2&per_page=5",
+    )
+    .await;
+    assert_eq!(page["total"], 2500);
+    assert_eq!(ids(&page), vec![105, 106, 107, 108, 109]);
+    let page = list(&app, &token, "?banned=false&sort=-telegram_id&per_page=3").await;
+    assert_eq!(
+        (page["total"].as_i64(), ids(&page)),
+        (Some(2520), vec![2599, 2598, 2597])
+    );
     app.shutdown().await;
 }
 

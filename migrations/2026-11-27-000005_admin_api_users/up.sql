@@ -5,11 +5,15 @@
 DROP INDEX users_created_at_idx;
 CREATE INDEX users_created_at_id_idx ON users (created_at DESC, id DESC);
 
--- Username prefix search (`lower(username) LIKE 'abc%'`) in any collation; it also answers
--- equality, so the default-opclass index it replaces goes.
+-- Username prefix search (`lower(username) LIKE 'abc%'`) in any collation, and email search
+-- (`lower(email) = ...`). Not partial: ANALYZE keeps statistics of the expressions only for
+-- indexes without a predicate, and without them the planner guesses 500 matches for an exact
+-- email and scans the whole table for a page of one. The prefix index also answers equality, so
+-- the default-opclass username index goes.
 DROP INDEX users_username_idx;
-CREATE INDEX users_username_prefix_idx ON users (lower(username) text_pattern_ops)
-    WHERE username IS NOT NULL;
+CREATE INDEX users_username_prefix_idx ON users (lower(username) text_pattern_ops);
+DROP INDEX users_email_idx;
+CREATE INDEX users_email_lower_idx ON users (lower(email));
 
 -- Expired subscriptions (any status) in order of their end; active ones use
 -- subscriptions_cleanup_idx.

@@ -213,16 +213,15 @@ fn filtered(
             username_prefix,
             email,
         }) => {
-            // `IS NOT NULL` lets PostgreSQL use the partial indexes on lower(username|email).
-            let by_name = users::username
-                .is_not_null()
-                .and(lower(users::username).like(like_prefix(username_prefix)));
+            // The range in text_pattern_ops order lets the index serve prepared statements too:
+            // a cached (generic) plan cannot use the index for `LIKE $1`, only for the range.
+            let in_range = sql::<Bool>("lower(users.username) ~>=~ ")
+                .bind::<Text, _>(username_prefix.clone())
+                .sql(" AND lower(users.username) ~<~ ")
+                .bind::<Text, _>(format!("{username_prefix}\u{10FFFF}"));
+            let by_name = in_range.and(lower(users::username).like(like_prefix(username_prefix)));
             q = match email {
-                Some(email) => q.filter(
-                    by_name.or(users::email
-                        .is_not_null()
-                        .and(lower(users::email).eq(email.clone()))),
-                ),
+                Some(email) => q.filter(by_name.or(lower(users::email).eq(email.clone()))),
                 None => q.filter(by_name),
             };
         }
@@ -263,7 +262,16 @@ fn filtered(
     q
 }
 
+/// Up to this many matches, a page is made from the matching ids (see [`list`]).
+const FEW_MATCHES: i64 = 2_000;
+
 /// A page of users with their subscriptions, and how many match the filter in all.
+///
+/// The planner cannot tell how few users a search or a filter matches (a prefix, an exact email,
+/// the banned ones) and may walk the whole index of the sort order, or scan the table, for a page
+/// of them. So a filtered list first collects the matching ids, which the search indexes find at
+/// once: when there are few, they are the total and the page is sorted from them; only a filter
+/// that matches many is counted and paged as one query.
 pub async fn list(
     conn: &mut PgConn,
     filter: &UserFilter,
@@ -271,12 +279,28 @@ pub async fn list(
     page: i64,
     per_page: i64,
 ) -> QueryResult<(Vec<(UserRow, Option<SubscriptionBrief>)>, i64)> {
-    let total = if filter.is_empty() {
-        count_all(conn).await?
+    let few: Option<Vec<UserId>> = if filter.is_empty() {
+        None
     } else {
-        filtered(filter).count().get_result(conn).await?
+        let found: Vec<UserId> = filtered(filter)
+            .select(users::id)
+            .limit(FEW_MATCHES + 1)
+            .load(conn)
+            .await?;
+        (found.len() as i64 <= FEW_MATCHES).then_some(found)
     };
-    let q = filtered(filter);
+    let total = match &few {
+        Some(ids) => ids.len() as i64,
+        None if filter.is_empty() => count_all(conn).await?,
+        None => filtered(filter).count().get_result(conn).await?,
+    };
+    let q = match few {
+        Some(ids) => users::table
+            .left_join(subscriptions::table)
+            .into_boxed()
+            .filter(users::id.eq_any(ids)),
+        None => filtered(filter),
+    };
     let q = match sort {
         UserSort::CreatedAt => q.order((users::created_at.asc(), users::id.asc())),
         UserSort::CreatedAtDesc => q.order((users::created_at.desc(), users::id.desc())),
