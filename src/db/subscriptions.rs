@@ -397,7 +397,7 @@ pub enum ListState {
 }
 
 /// A page of subscriptions with their users' id, Telegram id and username, soonest end first,
-/// and how many match in all.
+/// and how many match in all. The count reads `subscriptions` alone (every row has its user).
 pub async fn list(
     conn: &mut PgConn,
     state: Option<ListState>,
@@ -407,7 +407,7 @@ pub async fn list(
 ) -> QueryResult<(Vec<(Subscription, (UserId, i64, Option<String>))>, i64)> {
     let now = Utc::now();
     let filtered = || {
-        let mut q = subscriptions::table.inner_join(users::table).into_boxed();
+        let mut q = subscriptions::table.into_boxed();
         match state {
             None => {}
             Some(ListState::Active) => {
@@ -431,15 +431,24 @@ pub async fn list(
         q
     };
     let total = filtered().count().get_result(conn).await?;
-    let items = filtered()
-        .select((
-            Subscription::as_select(),
-            (users::id, users::telegram_id, users::username),
-        ))
+    let page_rows: Vec<Subscription> = filtered()
+        .select(Subscription::as_select())
         .order((subscriptions::expires_at.asc(), subscriptions::id.asc()))
         .limit(per_page)
         .offset((page - 1).saturating_mul(per_page))
         .load(conn)
         .await?;
+    let owners: std::collections::HashMap<UserId, (UserId, i64, Option<String>)> = users::table
+        .filter(users::id.eq_any(page_rows.iter().map(|s| s.user_id).collect::<Vec<_>>()))
+        .select((users::id, users::telegram_id, users::username))
+        .load::<(UserId, i64, Option<String>)>(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.0, u))
+        .collect();
+    let items = page_rows
+        .into_iter()
+        .filter_map(|s| owners.get(&s.user_id).cloned().map(|u| (s, u)))
+        .collect();
     Ok((items, total))
 }
