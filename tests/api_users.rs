@@ -1070,5 +1070,21 @@ async fn the_subscription_list_by_state() {
         )
         .await;
     }
+
+    // Every endpoint of this module is in the OpenAPI document.
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    for (path, method) in [
+        ("/api/v1/users", "get"),
+        ("/api/v1/users/{id}", "get"),
+        ("/api/v1/users/{id}", "patch"),
+        ("/api/v1/users/{id}/extend", "post"),
+        ("/api/v1/users/{id}/reset-traffic", "post"),
+        ("/api/v1/users/{id}/revoke-link", "post"),
+        ("/api/v1/users/{id}/panel", "delete"),
+        ("/api/v1/subscriptions", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    assert!(doc["components"]["schemas"]["UserDetail"].is_object());
     app.shutdown().await;
 }
