@@ -399,6 +399,14 @@ pub struct RateSlot {
     pub next_at: DateTime<Utc>,
 }
 
+/// The row count of a table, kept by triggers (see `db::users::count_all`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = row_counts, check_for_backend(diesel::pg::Pg))]
+pub struct RowCount {
+    pub table_name: String,
+    pub n: i64,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = bot_dialogues, check_for_backend(diesel::pg::Pg))]
 pub struct BotDialogue {

@@ -270,6 +270,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    row_counts (table_name) {
+        table_name -> Text,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
     scheduled_tasks (name) {
         name -> Text,
         interval_secs -> Int4,
@@ -389,6 +396,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_slots,
     referrals,
     revoked_tokens,
+    row_counts,
     scheduled_tasks,
     subscriptions,
     sync_runs,

@@ -373,3 +373,82 @@ pub async fn due_for_renewal(
         .load(conn)
         .await
 }
+
+/// A user's subscription, locked for the caller's transaction.
+pub async fn lock_by_user(conn: &mut PgConn, user_id: UserId) -> QueryResult<Option<Subscription>> {
+    subscriptions::table
+        .filter(subscriptions::user_id.eq(user_id))
+        .select(Subscription::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Which subscriptions the admin list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListState {
+    /// Not disabled and not ended.
+    Active,
+    /// Active and ending within this many days.
+    Expiring { within_days: i64 },
+    /// Ended (whatever the status).
+    Expired,
+}
+
+/// A page of subscriptions with their users' id, Telegram id and username, soonest end first,
+/// and how many match in all. The count reads `subscriptions` alone (every row has its user).
+pub async fn list(
+    conn: &mut PgConn,
+    state: Option<ListState>,
+    trial: Option<bool>,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<(Subscription, (UserId, i64, Option<String>))>, i64)> {
+    let now = Utc::now();
+    let filtered = || {
+        let mut q = subscriptions::table.into_boxed();
+        match state {
+            None => {}
+            Some(ListState::Active) => {
+                q = q
+                    .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+                    .filter(subscriptions::expires_at.gt(now));
+            }
+            Some(ListState::Expiring { within_days }) => {
+                q = q
+                    .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+                    .filter(subscriptions::expires_at.gt(now))
+                    .filter(
+                        subscriptions::expires_at.le(now + chrono::Duration::days(within_days)),
+                    );
+            }
+            Some(ListState::Expired) => q = q.filter(subscriptions::expires_at.le(now)),
+        }
+        if let Some(trial) = trial {
+            q = q.filter(subscriptions::is_trial.eq(trial));
+        }
+        q
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let page_rows: Vec<Subscription> = filtered()
+        .select(Subscription::as_select())
+        .order((subscriptions::expires_at.asc(), subscriptions::id.asc()))
+        .limit(per_page)
+        .offset((page - 1).saturating_mul(per_page))
+        .load(conn)
+        .await?;
+    let owners: std::collections::HashMap<UserId, (UserId, i64, Option<String>)> = users::table
+        .filter(users::id.eq_any(page_rows.iter().map(|s| s.user_id).collect::<Vec<_>>()))
+        .select((users::id, users::telegram_id, users::username))
+        .load::<(UserId, i64, Option<String>)>(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.0, u))
+        .collect();
+    let items = page_rows
+        .into_iter()
+        .filter_map(|s| owners.get(&s.user_id).cloned().map(|u| (s, u)))
+        .collect();
+    Ok((items, total))
+}

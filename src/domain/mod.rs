@@ -6,6 +6,7 @@
 #[macro_use]
 mod macros;
 pub mod broadcast;
+pub mod email;
 pub mod enums;
 pub mod ids;
 pub mod money;

@@ -212,6 +212,16 @@ pub fn take_back(current_end: DateTime<Utc>, days: i32) -> DateTime<Utc> {
     current_end - Duration::days(i64::from(days))
 }
 
+/// Days of access left, counting a started day as a whole one (0 once the subscription ended).
+pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let left = (end - now).num_seconds();
+    if left <= 0 {
+        0
+    } else {
+        (left + 86_399) / 86_400
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,6 +449,17 @@ mod tests {
             take_back(at("2026-12-31T12:00:00Z"), 30),
             at("2026-12-01T12:00:00Z")
         );
+    }
+
+    #[test]
+    fn days_left_counts_a_started_day() {
+        let now = at("2026-11-27T12:00:00Z");
+        assert_eq!(days_left(at("2026-12-27T12:00:00Z"), now), 30);
+        assert_eq!(days_left(at("2026-11-27T12:00:01Z"), now), 1);
+        assert_eq!(days_left(at("2026-11-28T12:00:01Z"), now), 2);
+        assert_eq!(days_left(now, now), 0);
+        assert_eq!(days_left(at("2026-11-01T00:00:00Z"), now), 0);
+        assert_eq!(days_left(extend(None, now, 30), now), 30);
     }
 
     proptest! {

@@ -1,0 +1,12 @@
+DROP TRIGGER users_count_truncate ON users;
+DROP TRIGGER users_count_delete ON users;
+DROP TRIGGER users_count_insert ON users;
+DROP FUNCTION vpn_shop_count_rows();
+DROP TABLE row_counts;
+DROP INDEX subscriptions_expires_idx;
+DROP INDEX users_email_lower_idx;
+CREATE INDEX users_email_idx ON users (lower(email)) WHERE email IS NOT NULL;
+DROP INDEX users_username_prefix_idx;
+CREATE INDEX users_username_idx ON users (lower(username)) WHERE username IS NOT NULL;
+DROP INDEX users_created_at_id_idx;
+CREATE INDEX users_created_at_idx ON users (created_at);
