@@ -1,12 +1,13 @@
 //! Admin endpoints of admin accounts, logout and password, audit log, notifications, panel syncs and statistics (`/admins`, `/auth/logout`, `/me/password`, `/audit`, `/notifications`, `/sync`, `/stats`).
 //!
-//! One submodule per concern: `accounts` (accounts, logout, own password), `history` (audit
-//! log, notification deliveries), `panel` (sync runs, syncs on demand, panel stats), `stats`
-//! (the business overview).
+//! One submodule per concern: `accounts` (admin accounts), `session` (logout, own password),
+//! `history` (audit log, notification deliveries), `panel` (sync runs, syncs on demand, panel
+//! stats), `stats` (the business overview).
 
 mod accounts;
 mod history;
 mod panel;
+mod session;
 mod stats;
 
 use actix_web::{HttpRequest, web};
@@ -27,8 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .patch(accounts::update_admin)
             .delete(accounts::delete_admin),
     )
-    .service(web::resource("/auth/logout").post(accounts::logout))
-    .service(web::resource("/me/password").post(accounts::change_own_password))
+    .service(web::resource("/auth/logout").post(session::logout))
+    .service(web::resource("/me/password").post(session::change_own_password))
     .service(web::resource("/audit").get(history::list_audit))
     .service(web::resource("/notifications").get(history::list_notifications))
     // Before `/sync/{kind}`: a resource that matches the path answers, so `runs` is never a kind.
@@ -46,8 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         accounts::create_admin,
         accounts::update_admin,
         accounts::delete_admin,
-        accounts::logout,
-        accounts::change_own_password,
+        session::logout,
+        session::change_own_password,
         history::list_audit,
         history::list_notifications,
         panel::list_sync_runs,
