@@ -227,6 +227,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         settings: shared_settings,
         payments: Some(payments.clone()),
         payment_clients: Some(payment_clients),
+        marzban: marzban_syncer.clone(),
         pool: pool.clone(),
         metrics: Arc::clone(&metrics),
         actors: Arc::clone(&actors),

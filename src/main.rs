@@ -11,7 +11,7 @@ use diesel_async::AsyncConnection;
 use vpn_shop::app::{self, Database};
 use vpn_shop::config::{self, RawConfig, Settings};
 use vpn_shop::db::{self, admins, audit};
-use vpn_shop::domain::{AdminRole, password};
+use vpn_shop::domain::{AdminRole, password, roles};
 use vpn_shop::telemetry;
 
 /// A Telegram shop for VPN access on a Marzban panel.
@@ -133,14 +133,7 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn create_admin(settings: Settings, username: &str, role: AdminRole) -> anyhow::Result<()> {
-    let username = username.trim().to_lowercase();
-    let valid = (3..=64).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-    if !valid {
-        bail!("username must be 3 to 64 characters of a-z, 0-9, '_', '.', '-'");
-    }
+    let username = roles::normalize_username(username).map_err(anyhow::Error::msg)?;
     let password = read_password()?;
     password::check_policy(&password).map_err(anyhow::Error::msg)?;
     let hash = tokio::task::spawn_blocking(move || password::hash(&password))

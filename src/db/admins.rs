@@ -51,6 +51,112 @@ pub async fn create(
         .optional()
 }
 
+/// Every account, oldest first.
+pub async fn list(conn: &mut PgConn) -> QueryResult<Vec<Admin>> {
+    admins::table
+        .select(Admin::as_select())
+        .order(admins::id)
+        .load(conn)
+        .await
+}
+
+/// The account, its row locked until the caller's transaction ends.
+pub async fn lock(conn: &mut PgConn, id: AdminId) -> QueryResult<Option<Admin>> {
+    admins::table
+        .find(id)
+        .select(Admin::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Ids of the active accounts with the admin role, their rows locked until the caller's
+/// transaction ends. Every change that may take away an admin takes these locks first (in id
+/// order), so two admins demoting each other at once cannot leave the shop without one: the
+/// second sees the first's change.
+pub async fn lock_active_admins(conn: &mut PgConn) -> QueryResult<Vec<AdminId>> {
+    admins::table
+        .filter(admins::role.eq(AdminRole::Admin))
+        .filter(admins::active.eq(true))
+        .select(admins::id)
+        .order(admins::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
+/// What an update of an account changes; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = admins)]
+pub struct AdminChanges {
+    pub role: Option<AdminRole>,
+    pub password_hash: Option<String>,
+    pub active: Option<bool>,
+    /// Tokens issued before this are refused (see `web::auth`).
+    pub tokens_valid_after: Option<DateTime<Utc>>,
+}
+
+pub async fn update(conn: &mut PgConn, id: AdminId, changes: &AdminChanges) -> QueryResult<Admin> {
+    diesel::update(admins::table.find(id))
+        .set(changes)
+        .returning(Admin::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Replaces the password hash if it is still `expected_hash` (no one changed it since the
+/// caller checked the current password) and ends every token issued before `valid_after`.
+/// `false` when the hash changed meanwhile.
+pub async fn replace_password(
+    conn: &mut PgConn,
+    id: AdminId,
+    expected_hash: &str,
+    new_hash: &str,
+    valid_after: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        admins::table
+            .find(id)
+            .filter(admins::password_hash.eq(expected_hash)),
+    )
+    .set((
+        admins::password_hash.eq(new_hash),
+        admins::tokens_valid_after.eq(valid_after),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Deletes the account. Its audit rows keep the actor's name (`admin_id` becomes NULL), its
+/// broadcasts lose their author, its revoked tokens go with it.
+pub async fn delete(conn: &mut PgConn, id: AdminId) -> QueryResult<bool> {
+    diesel::delete(admins::table.find(id))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
+}
+
+/// Refuses the token `jti` from now on (logout); kept until the token would have expired anyway.
+pub async fn revoke_token(
+    conn: &mut PgConn,
+    jti: uuid::Uuid,
+    admin_id: AdminId,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(revoked_tokens::table)
+        .values((
+            revoked_tokens::jti.eq(jti),
+            revoked_tokens::admin_id.eq(admin_id),
+            revoked_tokens::expires_at.eq(expires_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 pub async fn record_login(conn: &mut PgConn, id: AdminId) -> QueryResult<()> {
     diesel::update(admins::table.find(id))
         .set(admins::last_login_at.eq(diesel::dsl::now))

@@ -19,6 +19,7 @@ pub mod referrals;
 pub mod scheduler;
 pub mod schema;
 pub mod sql_types;
+pub mod stats;
 pub mod subscriptions;
 pub mod sync;
 pub mod telegram;

@@ -258,16 +258,27 @@ impl Broadcast {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+/// One delivery of a notification on one channel.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 pub struct Notification {
     pub id: i64,
+    #[schema(value_type = i64)]
     pub user_id: UserId,
+    /// The notification type, e.g. `payment_succeeded`, `subscription_expiring`, `broadcast`.
+    #[schema(example = "payment_succeeded")]
     pub kind: String,
+    /// `telegram` or `email`.
+    #[schema(value_type = String, example = "telegram")]
     pub channel: NotificationChannel,
+    /// `pending`, `sent`, `failed` or `skipped`.
+    #[schema(value_type = String, example = "sent")]
     pub status: NotificationStatus,
+    /// Identity of the logical notification (one delivery per channel).
     pub dedup_key: String,
+    #[schema(value_type = Object)]
     pub payload: Value,
+    #[schema(value_type = Option<i64>)]
     pub broadcast_id: Option<BroadcastId>,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -276,11 +287,16 @@ pub struct Notification {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+/// One run of a panel sync and what it did, counted per user.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = sync_runs, check_for_backend(diesel::pg::Pg))]
 pub struct SyncRun {
     pub id: i64,
+    /// `subscriptions`, `status`, `traffic`, `stats` or `cleanup`.
+    #[schema(example = "subscriptions")]
     pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    #[schema(value_type = String, example = "succeeded")]
     pub status: SyncRunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -313,7 +329,9 @@ pub struct NewPanelStats {
     pub outgoing_bandwidth_speed: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+/// A snapshot of the panel's `GET /api/system`: memory and bandwidth in bytes, speeds in bytes
+/// per second, users by panel status.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = panel_stats, check_for_backend(diesel::pg::Pg))]
 pub struct PanelStats {
     pub id: i64,
@@ -368,16 +386,26 @@ pub struct RevokedToken {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+/// One change recorded in the audit log.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = audit_log, check_for_backend(diesel::pg::Pg))]
 pub struct AuditEntry {
     pub id: i64,
+    /// The admin account that made the change; `null` for the bot, the CLI, the system, or an
+    /// account deleted since (`actor` still names it).
+    #[schema(value_type = Option<i64>)]
     pub admin_id: Option<AdminId>,
+    /// `admin:<username>`, `telegram:<id>`, `cli` or `system`.
+    #[schema(example = "admin:alice")]
     pub actor: String,
+    #[schema(example = "admin.update")]
     pub action: String,
+    #[schema(example = "admin")]
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
     pub remote_addr: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -1,6 +1,7 @@
 //! Notifications: the logical ones asked for (`notification_keys`, enqueued once each) and their
 //! deliveries per channel (`notifications`: pending, sent, failed, skipped).
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
 use diesel_async::RunQueryDsl;
@@ -182,4 +183,60 @@ pub async fn fail_interrupted(conn: &mut PgConn, broadcast_id: BroadcastId) -> Q
     ))
     .execute(conn)
     .await
+}
+
+/// What a listing of deliveries is narrowed to; every part is optional.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    /// A notification type (`domain::notifications::KINDS`).
+    pub kind: Option<String>,
+    pub channel: Option<NotificationChannel>,
+    pub status: Option<NotificationStatus>,
+    pub user_id: Option<UserId>,
+    /// Deliveries created at or after this moment.
+    pub from: Option<DateTime<Utc>>,
+    /// Deliveries created before this moment.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A page of deliveries, newest first, with the total that matches the filter.
+pub async fn list(
+    conn: &mut PgConn,
+    filter: &NotificationFilter,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<NotificationRow>, i64)> {
+    let filtered = || {
+        let mut q = notifications::table.into_boxed();
+        if let Some(kind) = &filter.kind {
+            q = q.filter(notifications::kind.eq(kind.clone()));
+        }
+        if let Some(channel) = filter.channel {
+            q = q.filter(notifications::channel.eq(channel));
+        }
+        if let Some(status) = filter.status {
+            q = q.filter(notifications::status.eq(status));
+        }
+        if let Some(user_id) = filter.user_id {
+            q = q.filter(notifications::user_id.eq(user_id));
+        }
+        if let Some(from) = filter.from {
+            q = q.filter(notifications::created_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            q = q.filter(notifications::created_at.lt(to));
+        }
+        q
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let items = filtered()
+        .select(NotificationRow::as_select())
+        // Ids are handed out as deliveries are created: the primary key orders them without a
+        // sort, however many there are.
+        .order(notifications::id.desc())
+        .limit(per_page)
+        .offset((page - 1).saturating_mul(per_page))
+        .load(conn)
+        .await?;
+    Ok((items, total))
 }

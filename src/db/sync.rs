@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
-use crate::db::models::{NewPanelStats, SyncRun};
+use crate::db::models::{NewPanelStats, PanelStats, SyncRun};
 use crate::db::schema::{panel_stats, sync_runs};
 use crate::domain::SyncRunStatus;
 
@@ -68,4 +68,40 @@ pub async fn record_panel_stats(conn: &mut PgConn, stats: &NewPanelStats) -> Que
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// A page of runs (of one kind, or all), newest first, with the total that matches.
+pub async fn list_runs(
+    conn: &mut PgConn,
+    kind: Option<&str>,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<SyncRun>, i64)> {
+    let filtered = || {
+        let mut q = sync_runs::table.into_boxed();
+        if let Some(kind) = kind {
+            q = q.filter(sync_runs::kind.eq(kind.to_owned()));
+        }
+        q
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let items = filtered()
+        .select(SyncRun::as_select())
+        // Ids are handed out as runs start: the primary key orders them without a sort.
+        .order(sync_runs::id.desc())
+        .limit(per_page)
+        .offset((page - 1).saturating_mul(per_page))
+        .load(conn)
+        .await?;
+    Ok((items, total))
+}
+
+/// The newest `limit` snapshots of the panel's stats, newest first.
+pub async fn panel_stats_history(conn: &mut PgConn, limit: i64) -> QueryResult<Vec<PanelStats>> {
+    panel_stats::table
+        .select(PanelStats::as_select())
+        .order((panel_stats::collected_at.desc(), panel_stats::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await
 }

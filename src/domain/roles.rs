@@ -1,4 +1,4 @@
-//! Roles of admin API accounts, ordered by what they may do.
+//! Admin API accounts: roles, ordered by what they may do, and the rule for usernames.
 
 text_enum!(
     /// `viewer` reads; `operator` also manages users, subscriptions, promo codes, broadcasts and
@@ -25,9 +25,54 @@ impl AdminRole {
     }
 }
 
+/// Shortest and longest admin username (the `admins.username` CHECK constraint agrees).
+pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+
+/// An admin username as stored: trimmed and lowercased (logins are case-insensitive), 3 to 64
+/// characters of `a-z`, `0-9`, `_`, `.`, `-`. The error is the rule in words. The CLI's
+/// `admin create` and `POST /api/v1/admins` both use it.
+pub fn normalize_username(raw: &str) -> Result<String, String> {
+    let username = raw.trim().to_lowercase();
+    let valid = USERNAME_CHARS.contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if valid {
+        Ok(username)
+    } else {
+        Err(format!(
+            "username must be {} to {} characters of a-z, 0-9, '_', '.', '-'",
+            USERNAME_CHARS.start(),
+            USERNAME_CHARS.end()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::AdminRole::*;
+    use super::normalize_username;
+
+    #[test]
+    fn usernames_are_trimmed_lowercased_and_checked() {
+        assert_eq!(
+            normalize_username("  Alice.Ops-2 "),
+            Ok("alice.ops-2".into())
+        );
+        assert_eq!(normalize_username("bob_1"), Ok("bob_1".into()));
+        for bad in [
+            "",
+            "ab",
+            "   ab  ",
+            "with space",
+            "jürgen",
+            "a/b",
+            &"x".repeat(65),
+        ] {
+            assert!(normalize_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_username(&"x".repeat(64)).is_ok());
+    }
 
     #[test]
     fn roles_are_ordered() {

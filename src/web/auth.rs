@@ -56,6 +56,11 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: uuid::Uuid,
+    /// When the token was issued, in microseconds since the epoch. `iat` has whole seconds, too
+    /// coarse to tell a token issued just before a password or role change from one issued just
+    /// after it (the caller logs in again at once). Absent from tokens of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_us: Option<i64>,
 }
 
 /// The JWT secret: `JWT_SECRET`, or one generated at first start and kept in
@@ -196,6 +201,7 @@ pub async fn login(
         iat: now.timestamp(),
         exp: now.timestamp() + state.jwt.ttl.as_secs() as i64,
         jti: uuid::Uuid::new_v4(),
+        iat_us: Some(now.timestamp_micros()),
     };
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.jwt.encoding)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("signing a token failed: {e}")))?;
@@ -208,7 +214,8 @@ pub async fn login(
     }))
 }
 
-fn locked(until: DateTime<Utc>) -> AppError {
+/// 429 with `Retry-After` for a username locked until `until`.
+pub(crate) fn locked(until: DateTime<Utc>) -> AppError {
     let left = (until - Utc::now())
         .to_std()
         .unwrap_or(Duration::from_secs(1));
@@ -294,7 +301,10 @@ impl FromRequest for AuthenticatedAdmin {
                 .await?
                 .filter(|a| a.active)
                 .ok_or_else(|| AppError::Unauthorized("account disabled or deleted".into()))?;
-            if claims.iat < admin.tokens_valid_after.timestamp() {
+            let issued_us = claims
+                .iat_us
+                .unwrap_or_else(|| claims.iat.saturating_mul(1_000_000));
+            if issued_us < admin.tokens_valid_after.timestamp_micros() {
                 return Err(AppError::Unauthorized(
                     "token no longer valid (password or role changed); log in again".into(),
                 ));

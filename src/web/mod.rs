@@ -44,6 +44,9 @@ pub struct WebState {
     pub payments:
         Option<crate::actors::supervisor::ActorHandle<crate::actors::payments::PaymentProcessor>>,
     pub payment_clients: Option<Arc<crate::actors::payments::PaymentClients>>,
+    /// The panel syncer (`POST /api/v1/sync/{kind}`); `None` without `MARZBAN_URL`.
+    pub marzban:
+        Option<crate::actors::supervisor::ActorHandle<crate::actors::marzban::MarzbanSyncer>>,
 }
 
 /// Largest JSON body the API accepts.

@@ -1,0 +1,235 @@
+//! The aggregates behind `GET /api/v1/stats/overview`: users, subscriptions, trials, revenue.
+//!
+//! Every number is computed by PostgreSQL from the rows themselves, with few statements that each
+//! read an index range or one table once (checked with EXPLAIN ANALYZE on 100,000 users and
+//! 300,000 payments; the indexes are in the `admin_api_admin` migration). The statements are
+//! independent, so the caller may run them on separate connections at once.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Date, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+
+use crate::db::PgConn;
+use crate::domain::{Currency, PaymentProvider};
+
+/// A payment that brought money: paid (a refund, whole or partial, keeps it paid; the refunded
+/// amount is reported apart) and not a 100 % promo order. The partial indexes of the migration
+/// carry exactly this predicate, so keep them in step.
+const PAID: &str = "status IN ('succeeded', 'refunded') AND provider <> 'free'";
+
+/// The periods of an overview, in UTC calendar days: "today" began at 00:00 UTC, the 7 and 30
+/// day periods are today and the 6 (29) days before it. The 30-day period is the one of the
+/// revenue by day, so its days add up to its total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub now: DateTime<Utc>,
+    pub today: DateTime<Utc>,
+    pub since_7d: DateTime<Utc>,
+    pub since_30d: DateTime<Utc>,
+}
+
+impl Windows {
+    pub fn at(now: DateTime<Utc>) -> Windows {
+        let today = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(now);
+        Windows {
+            now,
+            today,
+            since_7d: today - Duration::days(6),
+            since_30d: today - Duration::days(29),
+        }
+    }
+
+    /// The 30 days of the revenue series, oldest first.
+    pub fn days(&self) -> Vec<NaiveDate> {
+        let first = self.since_30d.date_naive();
+        first.iter_days().take(30).collect()
+    }
+}
+
+/// Plans for short aggregates, for the rest of the caller's transaction: no JIT compilation and
+/// no parallel workers. These statements run in milliseconds, but their plan cost grows with
+/// the tables past the points where PostgreSQL starts compiling or starting workers, which then
+/// costs more than it saves (the caller already runs the statements side by side). Without
+/// workers the planner also keeps to the merge of two ordered indexes for the trial conversion
+/// instead of hashing every paid payment.
+pub async fn plain_plans(conn: &mut PgConn) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT set_config('jit', 'off', true), \
+                set_config('max_parallel_workers_per_gather', '0', true)",
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct UserCounts {
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+    #[diesel(sql_type = BigInt)]
+    pub new_today: i64,
+    #[diesel(sql_type = BigInt)]
+    pub new_7d: i64,
+    #[diesel(sql_type = BigInt)]
+    pub new_30d: i64,
+    /// Users who ever started a trial (`users.trial_used_at`).
+    #[diesel(sql_type = BigInt)]
+    pub with_trial: i64,
+    /// Of those, the users with a paid payment after the trial started.
+    #[diesel(sql_type = BigInt)]
+    pub converted: i64,
+}
+
+/// Users: total, new per period, trials and their conversion to a payment.
+pub async fn users(conn: &mut PgConn, w: &Windows) -> QueryResult<UserCounts> {
+    // New users from the range of users_created_at_idx; trial users from users_trial_idx (id
+    // order), which PostgreSQL merges with payments_paid_user_idx (user order) for the
+    // conversion: one pass over each index, no per-user aggregation.
+    diesel::sql_query(format!(
+        "SELECT (SELECT count(*) FROM users) AS total, \
+                count(*) FILTER (WHERE created_at >= $1) AS new_today, \
+                count(*) FILTER (WHERE created_at >= $2) AS new_7d, \
+                count(*) AS new_30d, \
+                (SELECT count(*) FROM users WHERE trial_used_at IS NOT NULL) AS with_trial, \
+                (SELECT count(*) FROM users u WHERE u.trial_used_at IS NOT NULL AND EXISTS ( \
+                    SELECT 1 FROM payments p WHERE p.user_id = u.id AND {PAID} \
+                      AND p.paid_at > u.trial_used_at)) AS converted \
+         FROM users WHERE created_at >= $3"
+    ))
+    .bind::<Timestamptz, _>(w.today)
+    .bind::<Timestamptz, _>(w.since_7d)
+    .bind::<Timestamptz, _>(w.since_30d)
+    .get_result(conn)
+    .await
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// Users with at least one paid payment, ever.
+pub async fn paying_users(conn: &mut PgConn) -> QueryResult<i64> {
+    // An index-only scan of payments_paid_user_idx, already in user order: no sort, no hash.
+    let row: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM (SELECT DISTINCT user_id FROM payments WHERE {PAID}) p"
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(row.count)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct SubscriptionCounts {
+    /// Running now: not disabled, end in the future.
+    #[diesel(sql_type = BigInt)]
+    pub active: i64,
+    #[diesel(sql_type = BigInt)]
+    pub active_trials: i64,
+    /// Running, not a trial, bought with a plan.
+    #[diesel(sql_type = BigInt)]
+    pub active_paid: i64,
+    /// round(Σ plan price (kopecks) × 30 / plan days) over the active paid subscriptions.
+    #[diesel(sql_type = BigInt)]
+    pub mrr_minor: i64,
+    /// Paid subscriptions running at the start of the 30-day period.
+    #[diesel(sql_type = BigInt)]
+    pub churn_base: i64,
+    /// Of those, the ones that ended within the period and were not renewed since.
+    #[diesel(sql_type = BigInt)]
+    pub churned: i64,
+}
+
+/// Subscriptions: running, trials, paid, MRR and churn over the 30-day period.
+///
+/// A paid subscription is one that is not a trial and holds a plan: the plan is set when an
+/// order for it is fulfilled, never by a trial or bonus days. The database keeps each user's
+/// subscription as it is now, not its history, so "running at the start of the period" is read
+/// from it: created by then and ending after it (an end only moves forward, except by a refund).
+/// A subscription that lapsed before the period and was renewed within it therefore counts as if
+/// it had run throughout.
+pub async fn subscriptions(conn: &mut PgConn, w: &Windows) -> QueryResult<SubscriptionCounts> {
+    // Only subscriptions ending after the start of the period matter to any of these numbers.
+    diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE s.status <> 'disabled' AND s.expires_at > $2) AS active, \
+            count(*) FILTER (WHERE s.status <> 'disabled' AND s.expires_at > $2 AND s.is_trial) \
+                AS active_trials, \
+            count(*) FILTER (WHERE s.status <> 'disabled' AND s.expires_at > $2 \
+                AND NOT s.is_trial AND s.plan_id IS NOT NULL) AS active_paid, \
+            coalesce(round(sum(p.price_minor::numeric * 30 / p.days) \
+                FILTER (WHERE s.status <> 'disabled' AND s.expires_at > $2 AND NOT s.is_trial)), 0)::bigint \
+                AS mrr_minor, \
+            count(*) FILTER (WHERE NOT s.is_trial AND s.plan_id IS NOT NULL AND s.created_at <= $1) \
+                AS churn_base, \
+            count(*) FILTER (WHERE NOT s.is_trial AND s.plan_id IS NOT NULL AND s.created_at <= $1 \
+                AND s.expires_at <= $2) AS churned \
+         FROM subscriptions s LEFT JOIN plans p ON p.id = s.plan_id \
+         WHERE s.expires_at > $1",
+    )
+    .bind::<Timestamptz, _>(w.since_30d)
+    .bind::<Timestamptz, _>(w.now)
+    .get_result(conn)
+    .await
+}
+
+/// Paid payments of one UTC day, one provider and one currency.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct RevenueRow {
+    #[diesel(sql_type = Date)]
+    pub day: NaiveDate,
+    #[diesel(sql_type = Text)]
+    pub provider: PaymentProvider,
+    #[diesel(sql_type = Text)]
+    pub currency: Currency,
+    #[diesel(sql_type = BigInt)]
+    pub payments: i64,
+    #[diesel(sql_type = BigInt)]
+    pub amount_minor: i64,
+    /// Refunded since, of these payments.
+    #[diesel(sql_type = BigInt)]
+    pub refunded_minor: i64,
+}
+
+/// Paid payments since `since` by the UTC day they were paid, provider and currency.
+pub async fn revenue_by_day(
+    conn: &mut PgConn,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<RevenueRow>> {
+    // An index-only range scan of payments_revenue_idx.
+    diesel::sql_query(format!(
+        "SELECT (paid_at AT TIME ZONE 'UTC')::date AS day, provider, currency, \
+                count(*) AS payments, sum(amount_minor)::bigint AS amount_minor, \
+                sum(refunded_minor)::bigint AS refunded_minor \
+         FROM payments WHERE {PAID} AND paid_at >= $1 \
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    ))
+    .bind::<Timestamptz, _>(since)
+    .load(conn)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_utc_calendar_days_ending_today() {
+        let now = DateTime::parse_from_rfc3339("2026-03-01T15:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let w = Windows::at(now);
+        assert_eq!(w.today.to_rfc3339(), "2026-03-01T00:00:00+00:00");
+        assert_eq!(w.since_7d.to_rfc3339(), "2026-02-23T00:00:00+00:00");
+        assert_eq!(w.since_30d.to_rfc3339(), "2026-01-31T00:00:00+00:00");
+        let days = w.days();
+        assert_eq!(days.len(), 30);
+        assert_eq!(days[0].to_string(), "2026-01-31");
+        assert_eq!(days[29].to_string(), "2026-03-01");
+    }
+}
