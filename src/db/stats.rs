@@ -87,11 +87,12 @@ pub struct UserCounts {
 
 /// Users: total, new per period, trials and their conversion to a payment.
 pub async fn users(conn: &mut PgConn, w: &Windows) -> QueryResult<UserCounts> {
-    // New users from the range of users_created_at_idx; trial users from users_trial_idx (id
+    // The total from row_counts (kept by triggers); new users from the range of
+    // users_created_at_id_idx; trial users from users_trial_idx (id
     // order), which PostgreSQL merges with payments_paid_user_idx (user order) for the
     // conversion: one pass over each index, no per-user aggregation.
     diesel::sql_query(format!(
-        "SELECT (SELECT count(*) FROM users) AS total, \
+        "SELECT (SELECT n FROM row_counts WHERE table_name = 'users') AS total, \
                 count(*) FILTER (WHERE created_at >= $1) AS new_today, \
                 count(*) FILTER (WHERE created_at >= $2) AS new_7d, \
                 count(*) AS new_30d, \
