@@ -296,3 +296,60 @@ async fn the_openapi_document_is_valid_and_lists_every_route_the_server_has() {
     }
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_job_scheduler_and_broadcast_endpoints_are_guarded_and_check_their_input() {
+    let app = spawn_app(&[]).await;
+    for (method, path, body, role) in [
+        ("GET", "/api/v1/me", None, AdminRole::Viewer),
+        ("GET", "/api/v1/jobs", None, AdminRole::Viewer),
+        ("GET", "/api/v1/jobs/1", None, AdminRole::Viewer),
+        ("POST", "/api/v1/jobs/1/retry", None, AdminRole::Operator),
+        ("GET", "/api/v1/scheduler/tasks", None, AdminRole::Viewer),
+        ("GET", "/api/v1/broadcasts", None, AdminRole::Viewer),
+        ("GET", "/api/v1/broadcasts/1", None, AdminRole::Viewer),
+        (
+            "POST",
+            "/api/v1/broadcasts",
+            Some(serde_json::json!({"text": "hi", "audience": {"segment": "all"}})),
+            AdminRole::Operator,
+        ),
+        (
+            "POST",
+            "/api/v1/broadcasts/1/cancel",
+            None,
+            AdminRole::Operator,
+        ),
+    ] {
+        app.assert_guarded(method, path, body, role).await;
+    }
+
+    let token = app.token_for(AdminRole::Operator).await;
+    let call =
+        |method: &'static str, path: &'static str| app.call(method, path, Some(&token), None);
+    let (status, jobs) = call("GET", "/api/v1/jobs?per_page=5").await;
+    assert_eq!(status, 200, "{jobs}");
+    assert_eq!(jobs["per_page"], 5);
+    for (path, field) in [
+        ("/api/v1/jobs?state=sleeping", "state"),
+        ("/api/v1/jobs?per_page=201", "per_page"),
+        ("/api/v1/jobs?page=0", "page"),
+    ] {
+        let (status, body) = call("GET", path).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/jobs/999999"),
+        ("POST", "/api/v1/jobs/999999/retry"),
+        ("GET", "/api/v1/broadcasts/999999"),
+        ("POST", "/api/v1/broadcasts/999999/cancel"),
+    ] {
+        let (status, body) = call(method, path).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    let (status, body) = call("GET", "/api/v1/jobs/not-a-number").await;
+    assert_eq!(status, 404, "{body}");
+    app.shutdown().await;
+}
