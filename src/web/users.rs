@@ -14,9 +14,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::actors::marzban::{PANEL_DISABLE, PANEL_ENABLE, PROVISION, UserJob};
+use crate::actors::marzban::provision_job;
 use crate::db::audit::{self, AuditRecord};
-use crate::db::jobs::{self, NewJob};
+use crate::db::jobs;
 use crate::db::models::User;
 use crate::db::subscriptions as subs;
 use crate::db::users::{self, ProfileChanges, Search, StatusFilter, UserFilter, UserSort};
@@ -436,9 +436,9 @@ fn changed_fields(before: &User, changes: &ProfileChanges) -> (Value, Value) {
     (Value::Object(old), Value::Object(new))
 }
 
-/// Change a user's ban, language, email or note. Banning disables the panel account and
-/// unbanning enables it (`panel_disable` / `panel_enable` jobs, when the user has a
-/// subscription). Audit-logged with the changed fields; a body that changes nothing is answered
+/// Change a user's ban, language, email or note. Banning disables the subscription and
+/// unbanning enables it; a `provision` job then makes the panel account match (when the user has
+/// a subscription). Audit-logged with the changed fields; a body that changes nothing is answered
 /// with the profile as it is.
 #[utoipa::path(
     patch,
@@ -480,16 +480,12 @@ pub async fn update_user(
                 return Ok(before);
             }
             let user = users::update_profile(conn, id, &changes).await?;
+            // The subscription's status changes here, in the transaction; the panel follows
+            // the database (a later unban is never undone by an earlier ban's job).
             if let Some(banned) = changes.banned
                 && subs::set_enabled(conn, id, !banned).await?
             {
-                let kind = if banned { PANEL_DISABLE } else { PANEL_ENABLE };
-                jobs::enqueue(
-                    conn,
-                    NewJob::new(kind, UserJob { user_id: id }),
-                    max_attempts,
-                )
-                .await?;
+                jobs::enqueue(conn, provision_job(id), max_attempts).await?;
             }
             audit::record(
                 conn,
@@ -588,13 +584,7 @@ pub async fn extend_subscription(
             if user.banned {
                 subs::set_enabled(conn, id, false).await?;
             }
-            jobs::enqueue(
-                conn,
-                NewJob::new(PROVISION, UserJob { user_id: id })
-                    .dedup_key(format!("provision:{id}")),
-                max_attempts,
-            )
-            .await?;
+            jobs::enqueue(conn, provision_job(id), max_attempts).await?;
             // What is stored (microseconds), not the end computed in memory.
             let view = SubscriptionView::load(conn, id).await?.ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("the subscription of user {id} vanished"))

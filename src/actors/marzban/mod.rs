@@ -95,6 +95,14 @@ pub struct UserJob {
     pub user_id: UserId,
 }
 
+/// The job that makes a user's panel account match the database (status, expiry, limits).
+/// One pending per user: a change made while one waits is picked up when it runs, so changes
+/// in quick succession (ban, unban, extend) cannot be applied in the wrong order.
+pub fn provision_job(user_id: UserId) -> crate::db::jobs::NewJob {
+    crate::db::jobs::NewJob::new(PROVISION, UserJob { user_id })
+        .dedup_key(format!("provision:{user_id}"))
+}
+
 /// What the per-user operations and the syncs share.
 pub(crate) struct Shared {
     pool: PgPool,

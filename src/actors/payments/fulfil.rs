@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::Shared;
 use crate::actors::job_runner::JobError;
-use crate::actors::marzban::{PROVISION, UserJob};
-use crate::db::jobs::{self, NewJob};
+use crate::actors::marzban::provision_job;
+use crate::db::jobs;
 use crate::db::models::Payment;
 use crate::db::payments::{self, NewEvent, NewOrder};
 use crate::db::{PgConn, notifications, plans, promo, referrals, subscriptions, users};
@@ -459,14 +459,9 @@ impl Shared {
         conn: &mut PgConn,
         user: UserId,
     ) -> diesel::QueryResult<()> {
-        jobs::enqueue(
-            conn,
-            NewJob::new(PROVISION, UserJob { user_id: user })
-                .dedup_key(format!("provision:{user}")),
-            self.max_attempts(),
-        )
-        .await
-        .map(|_| ())
+        jobs::enqueue(conn, provision_job(user), self.max_attempts())
+            .await
+            .map(|_| ())
     }
 
     pub(super) async fn notify(
