@@ -162,13 +162,16 @@ async fn run() -> anyhow::Result<()> {
     ];
     let mut rows = Vec::new();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    // One at a time first (the time a request takes), then `concurrency` in flight (what the
-    // machine sustains; latency then includes the wait for a core).
+    // A warm-up that is not counted (the pool opens its connections, PostgreSQL caches the
+    // pages, statements get prepared), then one at a time (the time a request takes), then
+    // `concurrency` in flight (what the machine sustains; latency then includes the wait for a
+    // core).
     let passes = scenarios
         .iter()
-        .map(|&(name, n)| (name, (n / 20).max(20), 1))
-        .chain(scenarios.iter().map(|&(name, n)| (name, n, concurrency)));
-    for (name, n, in_flight) in passes {
+        .map(|&(name, _)| (name, 4 * concurrency, concurrency, false))
+        .chain(scenarios.iter().map(|&(name, n)| (name, (n / 20).max(20), 1, true)))
+        .chain(scenarios.iter().map(|&(name, n)| (name, n, concurrency, true)));
+    for (name, n, in_flight, counted) in passes {
         let targets: Vec<(reqwest::Method, String, Option<Value>)> = (0..n)
             .map(|_| match name {
                 "GET /users?per_page=50" => (
@@ -223,6 +226,9 @@ async fn run() -> anyhow::Result<()> {
         let wall = started.elapsed();
         let mut lat: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
         lat.sort_unstable();
+        if !counted {
+            continue;
+        }
         rows.push(Row {
             name,
             in_flight,
