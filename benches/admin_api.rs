@@ -169,8 +169,16 @@ async fn run() -> anyhow::Result<()> {
     let passes = scenarios
         .iter()
         .map(|&(name, _)| (name, 4 * concurrency, concurrency, false))
-        .chain(scenarios.iter().map(|&(name, n)| (name, (n / 20).max(20), 1, true)))
-        .chain(scenarios.iter().map(|&(name, n)| (name, n, concurrency, true)));
+        .chain(
+            scenarios
+                .iter()
+                .map(|&(name, n)| (name, (n / 20).max(20), 1, true)),
+        )
+        .chain(
+            scenarios
+                .iter()
+                .map(|&(name, n)| (name, n, concurrency, true)),
+        );
     for (name, n, in_flight, counted) in passes {
         let targets: Vec<(reqwest::Method, String, Option<Value>)> = (0..n)
             .map(|_| match name {

@@ -514,6 +514,31 @@ async fn a_paid_yookassa_order_extends_once_and_enqueues_provision_and_notify() 
 }
 
 #[actix_rt::test]
+async fn a_payment_under_way_when_the_user_is_banned_buys_time_but_not_access() {
+    let shop = shop(&[]).await;
+    let user = shop.user(1009).await;
+    let order = shop.checkout(user, PaymentProvider::Yookassa).await;
+    let conn = &mut shop.conn().await;
+    diesel::update(users::table.find(user))
+        .set(users::banned.eq(true))
+        .execute(conn)
+        .await
+        .unwrap();
+    assert_eq!(shop.pay_yookassa(&order).await, 200);
+    let paid = self::order(conn, order.id).await;
+    assert_eq!(paid.status, PaymentStatus::Succeeded);
+    let sub = subscription(conn, user).await.expect("a subscription");
+    assert!(close(
+        sub.expires_at,
+        paid.paid_at.unwrap() + days(PLAN_DAYS)
+    ));
+    assert_eq!(sub.status, SubscriptionStatus::Disabled, "the ban holds");
+    // The panel follows the database: its provision job disables the account.
+    assert_eq!(jobs_for(conn, "provision", user).await.len(), 1);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
 async fn the_same_yookassa_webhook_twenty_times_at_once_extends_once() {
     let shop = shop(&[]).await;
     let user = shop.user(1004).await;

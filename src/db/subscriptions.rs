@@ -231,7 +231,9 @@ pub async fn expire_ended(conn: &mut PgConn) -> QueryResult<Vec<Ending>> {
 }
 
 /// Gives a user `days` more: paid time is added to what remains (an ended subscription starts
-/// again from now); creates the subscription on the first purchase. The row is locked for the
+/// again from now); creates the subscription on the first purchase. The subscription becomes
+/// active — unless the user is banned: then it stays disabled (a payment that was under way when
+/// an admin banned the user buys time, not a way around the ban). The row is locked for the
 /// caller's transaction. Returns the new end.
 pub async fn extend(
     conn: &mut PgConn,
@@ -250,6 +252,18 @@ pub async fn extend(
         .await
         .optional()?;
     let end = crate::domain::pricing::extend(current, now, days);
+    let banned: bool = users::table
+        .find(user_id)
+        .select(users::banned)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(false);
+    let status = if banned {
+        SubscriptionStatus::Disabled
+    } else {
+        SubscriptionStatus::Active
+    };
     if current.is_some() {
         let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
         match plan_id {
@@ -257,7 +271,7 @@ pub async fn extend(
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
-                        subscriptions::status.eq(SubscriptionStatus::Active),
+                        subscriptions::status.eq(status),
                         subscriptions::is_trial.eq(is_trial),
                         subscriptions::plan_id.eq(plan),
                     ))
@@ -268,7 +282,7 @@ pub async fn extend(
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
-                        subscriptions::status.eq(SubscriptionStatus::Active),
+                        subscriptions::status.eq(status),
                     ))
                     .execute(conn)
                     .await?
@@ -280,7 +294,7 @@ pub async fn extend(
                 subscriptions::user_id.eq(user_id),
                 subscriptions::panel_username.eq(panel_username),
                 subscriptions::expires_at.eq(end),
-                subscriptions::status.eq(SubscriptionStatus::Active),
+                subscriptions::status.eq(status),
                 subscriptions::is_trial.eq(is_trial),
                 subscriptions::plan_id.eq(plan_id),
             ))
