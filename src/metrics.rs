@@ -1,10 +1,19 @@
 //! Prometheus metrics of one app instance: one registry, every family declared here so names and
 //! labels stay consistent (dashboards and alert rules depend on them).
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// A registered metric family: its name and label names (dashboards and alert rules are checked
+/// against these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    pub name: String,
+    pub labels: Vec<String>,
+}
 
 /// Prefix of every family of our own.
 const NAMESPACE: &str = "vpn_shop";
@@ -16,6 +25,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// Every family registered, even one not observed yet (which `/metrics` does not show).
+    declared: Vec<Family>,
     /// `method`, `route` (the matched pattern, never the raw path), `status`.
     pub http_requests: IntCounterVec,
     /// `method`, `route`.
@@ -24,6 +35,8 @@ pub struct Metrics {
     pub db_pool: IntGaugeVec,
     /// `kind`, `state`: refreshed from the jobs table at each scrape.
     pub jobs: IntGaugeVec,
+    /// `kind`: seconds the oldest due pending job has waited (0 when none): a stuck queue.
+    pub job_oldest_due: GaugeVec,
     /// `kind`, `outcome`: `done`, `retry`, `dead`, `superseded`, `lost`, `panicked`.
     pub job_runs: IntCounterVec,
     /// `kind`.
@@ -112,6 +125,14 @@ impl Metrics {
         let jobs = IntGaugeVec::new(
             Opts::new("jobs", "Jobs in the durable queue by kind and state.").namespace(NAMESPACE),
             &["kind", "state"],
+        )?;
+        let job_oldest_due = GaugeVec::new(
+            Opts::new(
+                "job_oldest_due_seconds",
+                "How long the oldest due pending job of a kind has waited to run.",
+            )
+            .namespace(NAMESPACE),
+            &["kind"],
         )?;
         let job_runs = IntCounterVec::new(
             Opts::new(
@@ -316,11 +337,13 @@ impl Metrics {
             .namespace(NAMESPACE),
             &["provider", "outcome"],
         )?;
+        let mut declared = Vec::new();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(db_pool.clone()),
             Box::new(jobs.clone()),
+            Box::new(job_oldest_due.clone()),
             Box::new(job_runs.clone()),
             Box::new(job_duration.clone()),
             Box::new(actor_restarts.clone()),
@@ -351,21 +374,24 @@ impl Metrics {
             Box::new(refunds.clone()),
             Box::new(auto_renewals.clone()),
         ] {
+            declared.extend(families_of(collector.as_ref()));
             registry.register(collector)?;
         }
         // Process metrics (RSS, CPU, open fds) keep their conventional `process_` names.
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        declared.extend(families_of(&process));
+        registry.register(Box::new(process))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         Ok(Metrics {
             registry,
+            declared,
             http_requests,
             http_duration,
             db_pool,
             jobs,
+            job_oldest_due,
             job_runs,
             job_duration,
             actor_restarts,
@@ -398,10 +424,26 @@ impl Metrics {
         })
     }
 
+    /// Every family this app exports (some appear in `/metrics` only once observed).
+    pub fn declared(&self) -> &[Family] {
+        &self.declared
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+fn families_of(collector: &dyn Collector) -> Vec<Family> {
+    collector
+        .desc()
+        .into_iter()
+        .map(|d| Family {
+            name: d.fq_name.clone(),
+            labels: d.variable_labels.clone(),
+        })
+        .collect()
 }

@@ -152,9 +152,28 @@ async fn metrics_expose_every_family() {
         "vpn_shop_scheduler_task_runs_total{outcome=\"enqueued\",task=\"maintenance\"} 1",
         "vpn_shop_build_info{version=\"",
         "process_resident_memory_bytes ",
+        "vpn_shop_job_oldest_due_seconds{kind=\"maintenance\"} 0",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
+    // A job nobody runs here (no panel), due for a quarter of an hour: the queue is stuck.
+    let conn = &mut app.db.connect().await;
+    jobs::enqueue(
+        conn,
+        NewJob::new("panel_delete", serde_json::json!({"user_id": 1}))
+            .run_at(chrono::Utc::now() - chrono::Duration::minutes(15)),
+        3,
+    )
+    .await
+    .unwrap();
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let waited: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vpn_shop_job_oldest_due_seconds{kind=\"panel_delete\"} "))
+        .expect("the stuck kind has a series")
+        .parse()
+        .unwrap();
+    assert!((900.0..1000.0).contains(&waited), "{waited}");
     // Unknown paths share one label value instead of creating a series each.
     app.get("/random/path/1", None).await;
     let text = app.get("/metrics", None).await.text().await.unwrap();

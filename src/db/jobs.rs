@@ -363,13 +363,24 @@ pub struct KindStateCount {
     pub state: String,
     #[diesel(sql_type = BigInt)]
     pub count: i64,
+    /// Pending rows: how long the oldest one that is due has waited past its `run_at`
+    /// (seconds; 0 when none is due).
+    #[diesel(sql_type = Double)]
+    pub overdue_seconds: f64,
 }
 
-/// Number of jobs by kind and state (for the `vpn_shop_jobs` gauge).
+/// Number of jobs by kind and state, and how late the pending ones are (for the `vpn_shop_jobs`
+/// and `vpn_shop_job_oldest_due_seconds` gauges).
 pub async fn counts(conn: &mut PgConn) -> QueryResult<Vec<KindStateCount>> {
-    diesel::sql_query("SELECT kind, state, count(*) AS count FROM jobs GROUP BY kind, state")
-        .load(conn)
-        .await
+    diesel::sql_query(
+        "SELECT kind, state, count(*) AS count, \
+                coalesce(extract(epoch FROM now() - min(run_at) \
+                    FILTER (WHERE state = 'pending' AND run_at <= now())), 0)::float8 \
+                    AS overdue_seconds \
+         FROM jobs GROUP BY kind, state",
+    )
+    .load(conn)
+    .await
 }
 
 /// Deletes finished jobs older than `retention` (dead jobs stay for admins), in batches, and

@@ -125,10 +125,20 @@ async fn refresh_gauges(state: &WebState) {
                     gauge.with_label_values(&[kind, job_state.as_str()]).set(0);
                 }
             }
+            let overdue = &state.metrics.job_oldest_due;
+            overdue.reset();
+            for kind in &state.job_kinds {
+                overdue.with_label_values(&[kind]).set(0.0);
+            }
             for row in counts {
                 gauge
                     .with_label_values(&[row.kind.as_str(), row.state.as_str()])
                     .set(row.count);
+                if row.state == JobState::Pending.as_str() {
+                    overdue
+                        .with_label_values(&[row.kind.as_str()])
+                        .set(row.overdue_seconds);
+                }
             }
         }
         Ok(Err(e)) => tracing::debug!(error = %e, "job counts unavailable for /metrics"),
