@@ -1,4 +1,4 @@
-//! The `vpn-shop` command line: serve · migrate · check-config · admin create.
+//! The `vpn-shop` command line: serve · migrate · check-config · admin create · backup · restore.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -38,6 +38,21 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Write a consistent backup of the database (pg_dump custom format); the shop may keep
+    /// running meanwhile.
+    Backup {
+        /// The file to write. Default: DATA_DIR/backups/vpn-shop-<UTC time>.dump.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Replace the database's contents with a backup. Stop `serve` first.
+    Restore {
+        /// A file written by `vpn-shop backup`.
+        file: PathBuf,
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -81,6 +96,8 @@ fn main() -> ExitCode {
             Command::Admin {
                 command: AdminCommand::Create { username, role },
             } => create_admin(settings, &username, role).await,
+            Command::Backup { output } => backup(settings, output).await,
+            Command::Restore { file, yes } => restore(settings, &file, yes).await,
             Command::CheckConfig => Ok(()),
         }
     });
@@ -129,6 +146,55 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
             applied.join(", ")
         );
     }
+    Ok(())
+}
+
+async fn backup(settings: Settings, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let output = output.unwrap_or_else(|| db::backup::default_path(&settings.data_dir));
+    let database = Database::open(&settings, true).await?;
+    let result = db::backup::backup(&database.url, &output).await;
+    database.close().await;
+    let bytes = result?;
+    println!("backup written to {} ({bytes} bytes)", output.display());
+    Ok(())
+}
+
+async fn restore(settings: Settings, file: &std::path::Path, yes: bool) -> anyhow::Result<()> {
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("restore replaces the database's contents: confirm with --yes");
+        }
+        eprint!(
+            "Restore {} over the shop's database? Everything written since the backup is lost. \
+             Type 'restore' to go on: ",
+            file.display()
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if answer.trim() != "restore" {
+            bail!("not restored");
+        }
+    }
+    let database = Database::open(&settings, true).await?;
+    let result = async {
+        db::backup::restore(&database.url, file).await?;
+        // A backup of an older version gets this version's migrations.
+        db::run_migrations(&database.url).await
+    }
+    .await;
+    database.close().await;
+    let applied = result?;
+    println!(
+        "restored {}{}",
+        file.display(),
+        if applied.is_empty() {
+            String::new()
+        } else {
+            format!(" and applied {} newer migration(s)", applied.len())
+        }
+    );
     Ok(())
 }
 

@@ -295,3 +295,102 @@ async fn serve_runs_on_the_embedded_database_and_keeps_its_data() {
     assert!(terminate(&mut second).success());
     assert!(dir.path().join("data/jwt_secret").exists());
 }
+
+#[tokio::test]
+async fn a_backup_restored_into_an_empty_database_has_the_same_rows() {
+    use support::db::Subscriber;
+    let source = TestDb::new().await;
+    {
+        let conn = &mut source.connect().await;
+        let emails = [
+            "user0@example.com",
+            "user1@example.com",
+            "user2@example.com",
+            "user3@example.com",
+            "user4@example.com",
+        ];
+        for (i, email) in (0..).zip(emails) {
+            Subscriber {
+                email: Some(email),
+                ..Subscriber::new(6_000 + i)
+            }
+            .insert(conn)
+            .await;
+        }
+        diesel::sql_query(
+            "INSERT INTO payments (user_id, provider, status, amount_minor, currency, days, paid_at) \
+             SELECT id, 'yookassa', 'succeeded', 19900, 'RUB', 30, now() FROM users",
+        )
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.dump");
+    let file_arg = file.display().to_string();
+    let out = run(
+        dir.path(),
+        &[("DATABASE_URL", &source.url)],
+        &["backup", "--output", &file_arg],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("backup written to"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "backups are readable by their owner only");
+    assert!(!dir.path().join("shop.partial").exists());
+
+    // Restoring needs a confirmation; without a terminal, --yes.
+    let target = TestDb::empty().await;
+    let out = run(
+        dir.path(),
+        &[("DATABASE_URL", &target.url)],
+        &["restore", &file_arg],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    let out = run(
+        dir.path(),
+        &[("DATABASE_URL", &target.url)],
+        &["restore", &file_arg, "--yes"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    #[derive(diesel::QueryableByName, PartialEq, Debug)]
+    struct Rows {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        rows: String,
+    }
+    let dump = async |db: &TestDb| -> Vec<Rows> {
+        let conn = &mut db.connect().await;
+        diesel::sql_query(
+            "SELECT coalesce((SELECT string_agg(format('%s %s %s %s', id, telegram_id, email, referral_code), ';' ORDER BY id) FROM users), '') \
+                 || '|' || coalesce((SELECT string_agg(format('%s %s %s %s', id, user_id, status, amount_minor), ';' ORDER BY id) FROM payments), '') \
+                 || '|' || coalesce((SELECT string_agg(format('%s %s', id, expires_at), ';' ORDER BY id) FROM subscriptions), '') \
+                 || '|' || (SELECT count(*) FROM plans) || '|' || (SELECT count(*) FROM __diesel_schema_migrations) AS rows",
+        )
+        .load(conn)
+        .await
+        .unwrap()
+    };
+    let (before, after) = (dump(&source).await, dump(&target).await);
+    assert!(before[0].rows.contains("user4@example.com"), "{before:?}");
+    assert_eq!(before, after);
+    // The restored database is a working one: the users total is kept by its triggers.
+    let conn = &mut target.connect().await;
+    let n: Vec<Rows> =
+        diesel::sql_query("SELECT n::text AS rows FROM row_counts WHERE table_name = 'users'")
+            .load(conn)
+            .await
+            .unwrap();
+    assert_eq!(n[0].rows, "5");
+
+    // A file that is not a backup is refused before anything is touched.
+    std::fs::write(dir.path().join("junk.dump"), "not a backup").unwrap();
+    let out = run(
+        dir.path(),
+        &[("DATABASE_URL", &target.url)],
+        &["restore", "junk.dump", "--yes"],
+    );
+    assert!(!out.status.success());
+    assert_eq!(dump(&target).await, before);
+}

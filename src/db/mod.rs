@@ -6,6 +6,7 @@
 
 pub mod admins;
 pub mod audit;
+pub mod backup;
 pub mod broadcasts;
 pub mod embedded;
 pub mod jobs;
