@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::actors::bot::BotActor;
 use crate::actors::job_runner::{JobHandlers, JobRunner};
-use crate::actors::maintenance::{MAINTENANCE, Maintenance};
+use crate::actors::maintenance::{BACKUP, MAINTENANCE, Maintenance, ScheduledBackup};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling};
 use crate::actors::notifier::{Notifier, NotifierJobs};
@@ -122,6 +122,18 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         MAINTENANCE,
         settings.scheduler.maintenance_interval,
     )];
+    if let Some(interval) = settings.scheduler.backup_interval {
+        handlers.register(
+            BACKUP,
+            ScheduledBackup {
+                database_url: database_url.to_owned(),
+                dir: settings.data_dir.join("backups"),
+                keep: settings.scheduler.backup_keep,
+            },
+            Some(1),
+        );
+        tasks.push(TaskSpec::new(BACKUP, interval));
+    }
     let marzban_syncer = match &settings.marzban {
         Some(marzban) => {
             let factory = MarzbanSyncer::factory(

@@ -342,3 +342,49 @@ async fn graceful_shutdown_stops_the_server() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(reqwest::get(&url).await.is_err(), "the port still answers");
 }
+
+#[actix_rt::test]
+async fn a_scheduled_backup_is_written_into_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app(&[("BACKUP_INTERVAL", "24h"), ("BACKUP_KEEP", "3")]).await;
+    let dir = app.settings.data_dir.join("backups");
+    let dumps = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "dump"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The task is due at start, like every periodic task.
+    wait_for("the first scheduled backup", || async {
+        !dumps().is_empty()
+    })
+    .await;
+    let file = &dumps()[0];
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("vpn-shop-") && name.ends_with("Z.dump"),
+        "{name}"
+    );
+    let meta = std::fs::metadata(file).unwrap();
+    assert!(meta.len() > 1000, "a real dump: {} bytes", meta.len());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let token = app.token_for(AdminRole::Viewer).await;
+    let tasks: Value = app
+        .get("/api/v1/scheduler/tasks", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "backup"),
+        "{tasks}"
+    );
+    app.shutdown().await;
+}

@@ -236,6 +236,9 @@ pub struct JobSettings {
 pub struct SchedulerSettings {
     pub tick: Duration,
     pub maintenance_interval: Duration,
+    /// `None`: no scheduled backups.
+    pub backup_interval: Option<Duration>,
+    pub backup_keep: usize,
 }
 
 /// The validated configuration of one process.
@@ -460,6 +463,8 @@ impl Settings {
             scheduler: SchedulerSettings {
                 tick: r.required("SCHEDULER_TICK", parse_duration)?,
                 maintenance_interval: r.required("MAINTENANCE_INTERVAL", parse_duration)?,
+                backup_interval: r.optional("BACKUP_INTERVAL", parse_duration)?,
+                backup_keep: r.required("BACKUP_KEEP", |v| parse_int(v, 1, 10_000))?,
             },
             watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,

@@ -170,6 +170,18 @@ pub const VARS: &[Var] = &[
         "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
     ),
     var(
+        "BACKUP_INTERVAL",
+        None,
+        "24h",
+        "Interval of the `backup` task, which writes a database backup to DATA_DIR/backups. Unset: no scheduled backups.",
+    ),
+    var(
+        "BACKUP_KEEP",
+        Some("7"),
+        "7",
+        "Scheduled backups kept in DATA_DIR/backups; older ones are deleted.",
+    ),
+    var(
         "WATCHDOG_INTERVAL",
         Some("5s"),
         "5s",
