@@ -1,5 +1,6 @@
-//! The alert rules name only metrics the app exports (with labels it has), and they are well
-//! formed: every rule has a name, an expression, a severity and a summary.
+//! The alert rules and the Grafana dashboards name only metrics the app exports (with labels it
+//! has), and they are well formed and provisioned: every rule has a name, an expression, a
+//! severity and a summary; every panel queries the provisioned Prometheus.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,8 +60,8 @@ fn grouping_labels(expr: &str) -> BTreeSet<String> {
     labels
 }
 
-#[test]
-fn alert_rules_use_only_exported_metrics_and_labels() {
+/// The metric families the app declares, with their label names.
+fn families() -> BTreeMap<String, BTreeSet<String>> {
     let metrics = Metrics::new().unwrap();
     let families: BTreeMap<String, BTreeSet<String>> = metrics
         .declared()
@@ -69,16 +70,55 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
         .collect();
     assert!(families.contains_key("vpn_shop_jobs"));
     assert!(families.contains_key("vpn_shop_job_oldest_due_seconds"));
-    // Histograms and summaries add suffixes to their family's name.
-    let family_of = |name: &str| -> Option<&BTreeSet<String>> {
-        families.get(name).or_else(|| {
+    families
+}
+
+/// Checks one PromQL expression against the app's families; returns the metrics it names.
+fn check_expr(
+    families: &BTreeMap<String, BTreeSet<String>>,
+    what: &str,
+    expr: &str,
+) -> BTreeSet<String> {
+    // A histogram's series add `_bucket` (with the `le` label), `_sum` and `_count`.
+    let family_of = |name: &str| -> Option<BTreeSet<String>> {
+        families.get(name).cloned().or_else(|| {
             ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
-                name.strip_suffix(suffix)
-                    .and_then(|base| families.get(base))
+                let base = name.strip_suffix(suffix)?;
+                let mut labels = families.get(base)?.clone();
+                labels.insert("le".to_owned());
+                Some(labels)
             })
         })
     };
+    let refs = references(expr);
+    assert!(
+        !refs.is_empty() || expr.contains("up{"),
+        "{what} names no metric of the app"
+    );
+    let mut named = BTreeSet::new();
+    let mut all_labels = BTreeSet::new();
+    for (name, labels) in refs {
+        let Some(known) = family_of(&name) else {
+            panic!("{what}: {name} is not a metric the app exports");
+        };
+        for label in &labels {
+            assert!(known.contains(label), "{what}: {name} has no label {label}");
+        }
+        all_labels.extend(known);
+        named.insert(name);
+    }
+    for label in grouping_labels(expr) {
+        assert!(
+            all_labels.contains(&label) || label == "instance" || label == "job",
+            "{what}: groups by {label}, which its metrics do not have"
+        );
+    }
+    named
+}
 
+#[test]
+fn alert_rules_use_only_exported_metrics_and_labels() {
+    let families = families();
     let docs = YamlLoader::load_from_str(ALERTS).expect("alerts.yml is YAML");
     let groups = docs[0]["groups"].as_vec().expect("groups");
     let mut names = BTreeSet::new();
@@ -107,31 +147,7 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
                     "{alert}: `for` is a duration"
                 );
             }
-            let refs = references(expr);
-            assert!(
-                !refs.is_empty() || expr.contains("up{"),
-                "{alert} names no metric of the app"
-            );
-            let mut all_labels = BTreeSet::new();
-            for (name, labels) in refs {
-                let Some(known) = family_of(&name) else {
-                    panic!("{alert}: {name} is not a metric the app exports");
-                };
-                for label in &labels {
-                    assert!(
-                        known.contains(label),
-                        "{alert}: {name} has no label {label}"
-                    );
-                }
-                all_labels.extend(known.iter().cloned());
-                referenced.insert(name);
-            }
-            for label in grouping_labels(expr) {
-                assert!(
-                    all_labels.contains(&label) || label == "instance" || label == "job",
-                    "{alert}: groups by {label}, which its metrics do not have"
-                );
-            }
+            referenced.extend(check_expr(&families, alert, expr));
         }
     }
     assert!(names.len() >= 10, "{names:?}");
@@ -140,6 +156,61 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
     // Prometheus loads them: the configuration names the file and compose mounts it.
     assert!(PROMETHEUS.contains("rule_files:") && PROMETHEUS.contains("alerts.yml"));
     assert!(COMPOSE.contains("./alerts.yml:/etc/prometheus/alerts.yml"));
+}
+
+#[test]
+fn dashboards_use_only_exported_metrics_and_are_provisioned() {
+    let families = families();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/grafana/dashboards");
+    let mut boards = 0;
+    let mut referenced = BTreeSet::new();
+    let mut uids = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let board: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        boards += 1;
+        let uid = board["uid"].as_str().expect("a dashboard uid");
+        assert!(uids.insert(uid.to_owned()), "uid {uid} twice");
+        let title = board["title"].as_str().expect("a title");
+        let panels = board["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{title} has no panels");
+        let mut ids = BTreeSet::new();
+        for panel in panels {
+            let name = format!(
+                "{title} / {}",
+                panel["title"].as_str().expect("panel title")
+            );
+            assert!(
+                ids.insert(panel["id"].as_i64().expect("panel id")),
+                "{name}: id twice"
+            );
+            assert_eq!(panel["datasource"]["uid"], "prometheus", "{name}");
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{name} queries nothing");
+            for target in targets {
+                let expr = target["expr"].as_str().expect("expr");
+                referenced.extend(check_expr(&families, &name, expr));
+            }
+        }
+    }
+    assert!(boards >= 3, "{boards} dashboards");
+    assert!(referenced.len() >= 25, "{referenced:?}");
+
+    // Grafana finds the data source and the dashboards, and compose mounts them.
+    let datasource = include_str!("../docker/grafana/provisioning/datasources/prometheus.yml");
+    let source = &YamlLoader::load_from_str(datasource).unwrap()[0]["datasources"][0];
+    assert_eq!(source["uid"].as_str(), Some("prometheus"));
+    assert_eq!(source["url"].as_str(), Some("http://prometheus:9090"));
+    let provider = include_str!("../docker/grafana/provisioning/dashboards/vpn-shop.yml");
+    let provider = &YamlLoader::load_from_str(provider).unwrap()[0]["providers"][0];
+    let path = provider["options"]["path"].as_str().unwrap();
+    assert!(
+        COMPOSE.contains(&format!("./grafana/dashboards:{path}")),
+        "{path}"
+    );
+    assert!(COMPOSE.contains("./grafana/provisioning:/etc/grafana/provisioning"));
 }
 
 #[test]
