@@ -11,10 +11,7 @@ mod session;
 mod stats;
 
 use actix_web::{HttpRequest, web};
-use chrono::{DateTime, Utc};
 use utoipa::OpenApi;
-
-use crate::error::{AppError, AppResult};
 
 /// The routes of this module, under `/api/v1`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -69,74 +66,4 @@ pub struct Api;
 /// The client's address, for the audit log.
 fn remote(req: &HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())
-}
-
-/// An RFC 3339 instant of a query parameter (`2026-11-27T10:00:00Z`, `…+03:00`). A `+` that
-/// was not percent-encoded arrives as a space; it is read as the `+` it was meant to be.
-fn parse_instant(field: &str, value: &str) -> AppResult<DateTime<Utc>> {
-    let value = value.trim();
-    DateTime::parse_from_rfc3339(value)
-        .or_else(|e| match value.rsplit_once(' ') {
-            Some((time, offset)) => DateTime::parse_from_rfc3339(&format!("{time}+{offset}")),
-            None => Err(e),
-        })
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            AppError::validation(
-                field,
-                format!("'{value}' is not an RFC 3339 date-time like 2026-11-27T10:00:00Z ({e})"),
-            )
-        })
-}
-
-/// A listing's period: from (inclusive), to (exclusive); either end may be open.
-type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-/// The `from` and `to` query parameters of a listing.
-fn time_range(from: Option<&str>, to: Option<&str>) -> AppResult<TimeRange> {
-    let from = from.map(|v| parse_instant("from", v)).transpose()?;
-    let to = to.map(|v| parse_instant("to", v)).transpose()?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from >= to
-    {
-        return Err(AppError::validation("to", "must be later than from"));
-    }
-    Ok((from, to))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instants_are_rfc3339_with_any_offset() {
-        let t = parse_instant("from", "2026-11-27T10:00:00+03:00").unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-27T07:00:00+00:00");
-        // An unencoded `+` in a query string decodes to a space.
-        assert_eq!(
-            parse_instant("from", "2026-11-27T10:00:00 03:00").unwrap(),
-            t
-        );
-        assert_eq!(
-            parse_instant("to", "2026-11-27T07:00:00Z").unwrap(),
-            t,
-            "Z is UTC"
-        );
-        for bad in ["", "2026-11-27", "yesterday", "2026-13-01T00:00:00Z"] {
-            match parse_instant("from", bad) {
-                Err(AppError::Validation { field, .. }) => assert_eq!(field, "from"),
-                other => panic!("{bad:?}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_range_must_not_be_empty_or_reversed() {
-        assert!(time_range(None, None).unwrap() == (None, None));
-        assert!(time_range(Some("2026-01-01T00:00:00Z"), Some("2026-01-02T00:00:00Z")).is_ok());
-        match time_range(Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z")) {
-            Err(AppError::Validation { field, .. }) => assert_eq!(field, "to"),
-            other => panic!("{other:?}"),
-        }
-    }
 }

@@ -23,11 +23,12 @@ use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::actors::supervisor::ActorRegistry;
 use crate::db::PgPool;
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use auth::JwtKeys;
 
@@ -98,6 +99,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .finish()
     }))
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()));
+}
+
+/// An RFC 3339 instant of a query parameter (`2026-11-27T10:00:00Z`, `…+03:00`). A `+` that
+/// was not percent-encoded arrives as a space; it is read as the `+` it was meant to be.
+pub(crate) fn parse_instant(field: &str, value: &str) -> AppResult<DateTime<Utc>> {
+    let value = value.trim();
+    DateTime::parse_from_rfc3339(value)
+        .or_else(|e| match value.rsplit_once(' ') {
+            Some((time, offset)) => DateTime::parse_from_rfc3339(&format!("{time}+{offset}")),
+            None => Err(e),
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            AppError::validation(
+                field,
+                format!("'{value}' is not an RFC 3339 date-time like 2026-11-27T10:00:00Z ({e})"),
+            )
+        })
+}
+
+/// A listing's period: from (inclusive), to (exclusive); either end may be open.
+pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The two query parameters of a listing's period (e.g. `from`/`to`, `created_from`/
+/// `created_to`), each an instant; the end must be later than the start.
+pub(crate) fn time_range(
+    (from_field, from): (&str, Option<&str>),
+    (to_field, to): (&str, Option<&str>),
+) -> AppResult<TimeRange> {
+    let from = from.map(|v| parse_instant(from_field, v)).transpose()?;
+    let to = to.map(|v| parse_instant(to_field, v)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(AppError::validation(
+            to_field,
+            format!("must be later than {from_field}"),
+        ));
+    }
+    Ok((from, to))
 }
 
 fn json_payload_error(err: actix_web::error::JsonPayloadError) -> AppError {
@@ -271,5 +312,56 @@ fn record_request<B>(
         tracing::debug!(method = %method, route, status, ms, "request");
     } else {
         tracing::info!(method = %method, route, status, ms, "request");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_rfc3339_with_any_offset() {
+        let t = parse_instant("from", "2026-11-27T10:00:00+03:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-27T07:00:00+00:00");
+        // An unencoded `+` in a query string decodes to a space.
+        assert_eq!(
+            parse_instant("from", "2026-11-27T10:00:00 03:00").unwrap(),
+            t
+        );
+        assert_eq!(
+            parse_instant("to", "2026-11-27T07:00:00Z").unwrap(),
+            t,
+            "Z is UTC"
+        );
+        for bad in ["", "2026-11-27", "yesterday", "2026-13-01T00:00:00Z"] {
+            match parse_instant("from", bad) {
+                Err(AppError::Validation { field, .. }) => assert_eq!(field, "from"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_must_not_be_empty_or_reversed() {
+        assert!(time_range(("from", None), ("to", None)).unwrap() == (None, None));
+        assert!(
+            time_range(
+                ("from", Some("2026-01-01T00:00:00Z")),
+                ("to", Some("2026-01-02T00:00:00Z"))
+            )
+            .is_ok()
+        );
+        for equal_or_reversed in ["2026-01-01T00:00:00Z", "2025-12-31T00:00:00Z"] {
+            match time_range(
+                ("created_from", Some("2026-01-01T00:00:00Z")),
+                ("created_to", Some(equal_or_reversed)),
+            ) {
+                Err(AppError::Validation { field, message }) => {
+                    assert_eq!(field, "created_to");
+                    assert_eq!(message, "must be later than created_from");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -8,7 +8,6 @@ mod subscriptions;
 mod views;
 
 use actix_web::{HttpRequest, web};
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
@@ -24,9 +23,9 @@ use crate::domain::email::normalize_email;
 use crate::domain::panel::panel_username;
 use crate::domain::{AdminRole, Language, SubscriptionStatus, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::web::WebState;
 use crate::web::auth::AuthenticatedAdmin;
 use crate::web::jobs::pagination;
+use crate::web::{WebState, time_range};
 
 pub use panel::JobAccepted;
 pub use subscriptions::{SubscriptionItem, SubscriptionPage};
@@ -108,26 +107,6 @@ pub(crate) fn parse_bool(field: &str, value: Option<&str>) -> AppResult<Option<b
     }
 }
 
-/// An RFC 3339 time. A `+` of the offset that was not URL-encoded arrives as a space: it is
-/// read as the `+` it was.
-fn parse_time(field: &str, value: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let parsed = DateTime::parse_from_rfc3339(value).or_else(|e| match value.rfind(' ') {
-        Some(i) if i > 10 => {
-            DateTime::parse_from_rfc3339(&format!("{}+{}", &value[..i], &value[i + 1..]))
-        }
-        _ => Err(e),
-    });
-    parsed.map(|t| Some(t.to_utc())).map_err(|_| {
-        AppError::validation(
-            field,
-            format!("'{value}' is not an RFC 3339 time like 2026-11-27T12:00:00Z"),
-        )
-    })
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
@@ -179,16 +158,10 @@ impl UserListQuery {
             .map(str::parse::<Language>)
             .transpose()
             .map_err(|e| AppError::validation("language", e.to_string()))?;
-        let created_from = parse_time("created_from", self.created_from.as_deref())?;
-        let created_to = parse_time("created_to", self.created_to.as_deref())?;
-        if let (Some(from), Some(to)) = (created_from, created_to)
-            && from >= to
-        {
-            return Err(AppError::validation(
-                "created_to",
-                "must be later than created_from",
-            ));
-        }
+        let (created_from, created_to) = time_range(
+            ("created_from", self.created_from.as_deref()),
+            ("created_to", self.created_to.as_deref()),
+        )?;
         let sort = match self.sort.as_deref() {
             None => UserSort::default(),
             Some(s) => UserSort::parse(s).ok_or_else(|| {

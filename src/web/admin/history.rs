@@ -5,7 +5,6 @@ use actix_web::web;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::time_range;
 use crate::db::audit::{self, ActionFilter, AuditFilter};
 use crate::db::models::{AuditEntry, Notification};
 use crate::db::notifications::{self, NotificationFilter};
@@ -15,6 +14,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
 use crate::web::auth::AuthenticatedAdmin;
 use crate::web::jobs::pagination;
+use crate::web::time_range;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -89,7 +89,7 @@ pub async fn list_audit(
 ) -> AppResult<web::Json<AuditPage>> {
     admin.require(AdminRole::Admin)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
-    let (from, to) = time_range(query.from.as_deref(), query.to.as_deref())?;
+    let (from, to) = time_range(("from", query.from.as_deref()), ("to", query.to.as_deref()))?;
     let filter = AuditFilter {
         admin_id: query.admin_id.map(AdminId),
         action: query
@@ -162,7 +162,7 @@ pub async fn list_notifications(
 ) -> AppResult<web::Json<NotificationPage>> {
     admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
-    let (from, to) = time_range(query.from.as_deref(), query.to.as_deref())?;
+    let (from, to) = time_range(("from", query.from.as_deref()), ("to", query.to.as_deref()))?;
     if let Some(kind) = &query.kind
         && !KINDS.contains(&kind.as_str())
     {

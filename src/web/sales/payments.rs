@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Page, parse_time, parse_variant, trimmed};
+use super::{Page, parse_variant, trimmed};
 use crate::actors::payments::{Refund, RefundError};
 use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
 use crate::db::payments::{self, OrderFilter};
@@ -20,6 +20,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
 use crate::web::auth::AuthenticatedAdmin;
 use crate::web::jobs::pagination;
+use crate::web::time_range;
 
 /// Longest refund reason (the audit log keeps all of it; YooKassa is sent the first 250).
 const MAX_REASON_CHARS: usize = 500;
@@ -191,6 +192,7 @@ pub struct PaymentListQuery {
 
 impl PaymentListQuery {
     fn filter(&self) -> AppResult<OrderFilter> {
+        let (from, to) = time_range(("from", self.from.as_deref()), ("to", self.to.as_deref()))?;
         let filter = OrderFilter {
             provider: self
                 .provider
@@ -211,22 +213,9 @@ impl PaymentListQuery {
                     })
                 })
                 .transpose()?,
-            from: self
-                .from
-                .as_deref()
-                .map(|t| parse_time("from", t))
-                .transpose()?,
-            to: self
-                .to
-                .as_deref()
-                .map(|t| parse_time("to", t))
-                .transpose()?,
+            from,
+            to,
         };
-        if let (Some(from), Some(to)) = (filter.from, filter.to)
-            && to <= from
-        {
-            return Err(AppError::validation("to", "must be after from"));
-        }
         Ok(filter)
     }
 }
