@@ -10,7 +10,7 @@ mod panel;
 mod session;
 mod stats;
 
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use utoipa::OpenApi;
 
 /// The routes of this module, under `/api/v1`.
@@ -62,8 +62,3 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
 )]
 pub struct Api;
-
-/// The client's address, for the audit log.
-fn remote(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}

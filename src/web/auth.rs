@@ -166,7 +166,7 @@ pub async fn login(
             format!("must be 1 to {} characters", password::MAX_PASSWORD_CHARS),
         ));
     }
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
     if let Some(until) = admins::locked_until(&mut conn, &username).await? {
         return Err(locked(until));

@@ -110,7 +110,7 @@ pub async fn create_broadcast(
         ));
     }
     let max_attempts = state.settings.jobs.max_attempts;
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let broadcast =
@@ -230,7 +230,7 @@ pub async fn cancel_broadcast(
 ) -> AppResult<web::Json<BroadcastView>> {
     admin.require(AdminRole::Operator)?;
     let id = BroadcastId(id.into_inner());
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let broadcast =

@@ -142,7 +142,7 @@ pub async fn retry_job(
 ) -> AppResult<web::Json<Job>> {
     admin.require(AdminRole::Operator)?;
     let id = JobId(id.into_inner());
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
     let actor = admin.actor();
     let job = conn

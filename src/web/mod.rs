@@ -101,6 +101,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()));
 }
 
+/// The address a request came from, as the audit log records it (the connection's peer).
+pub(crate) fn remote_addr(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
 /// An RFC 3339 instant of a query parameter (`2026-11-27T10:00:00Z`, `…+03:00`). A `+` that
 /// was not percent-encoded arrives as a space; it is read as the `+` it was meant to be.
 pub(crate) fn parse_instant(field: &str, value: &str) -> AppResult<DateTime<Utc>> {

@@ -217,7 +217,7 @@ impl<'a> Auditor<'a> {
     fn new(admin: &'a AuthenticatedAdmin, req: &HttpRequest) -> Self {
         Auditor {
             admin,
-            remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            remote_addr: crate::web::remote_addr(req),
         }
     }
 

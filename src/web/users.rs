@@ -438,7 +438,7 @@ pub async fn update_user(
     admin.require(AdminRole::Operator)?;
     let id = UserId(id.into_inner());
     let patch = UserPatch::parse(&body)?;
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let mut conn = state.pool.get().await?;
@@ -542,7 +542,7 @@ pub async fn extend_subscription(
         .marzban
         .as_ref()
         .map_or("vpnshop_", |m| m.username_prefix.as_str());
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let mut conn = state.pool.get().await?;

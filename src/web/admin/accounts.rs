@@ -11,7 +11,6 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::remote;
 use crate::db::PgConn;
 use crate::db::admins::{self, AdminChanges};
 use crate::db::audit::{self, AuditRecord};
@@ -162,7 +161,7 @@ pub async fn create_admin(
         return Err(username_taken(&username));
     }
     let hash = hash_password(plain).await?;
-    let (actor, remote) = (admin.actor(), remote(&req));
+    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;
     let created = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -301,7 +300,7 @@ pub async fn update_admin(
         Some(plain) => Some(hash_password(plain).await?),
         None => None,
     };
-    let (actor, remote) = (admin.actor(), remote(&req));
+    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;
     let updated = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -366,7 +365,7 @@ pub async fn delete_admin(
 ) -> AppResult<HttpResponse> {
     admin.require(AdminRole::Admin)?;
     let target_id = AdminId(id.into_inner());
-    let (actor, remote) = (admin.actor(), remote(&req));
+    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;
     let deleted = conn
         .transaction::<_, AppError, _>(async |conn| {

@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::remote;
 use crate::actors::messages::{RunSync, SyncKind};
 use crate::db::audit::{self, AuditRecord};
 use crate::db::models::{PanelStats, SyncRun};
@@ -182,7 +181,7 @@ pub async fn run_sync(
             target_type: Some("sync".into()),
             target_id: Some(kind.as_str().to_owned()),
             after: Some(after),
-            remote_addr: remote(&req),
+            remote_addr: crate::web::remote_addr(&req),
             ..Default::default()
         },
     )

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::accounts::hash_password;
-use super::remote;
 use crate::db::audit::{self, AuditRecord};
 use crate::db::{PgPool, admins};
 use crate::domain::password;
@@ -48,7 +47,7 @@ pub async fn logout(
     admin: AuthenticatedAdmin,
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
-    let (actor, remote) = (admin.actor(), remote(&req));
+    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         admins::revoke_token(conn, admin.token_id, admin.id, admin.expires_at).await?;
@@ -143,7 +142,7 @@ pub async fn change_own_password(
     }
     let old_hash = check_current_password(&state.pool, &admin, current_password).await?;
     let new_hash = hash_password(new_password).await?;
-    let (actor, remote) = (admin.actor(), remote(&req));
+    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         if !admins::replace_password(conn, admin.id, &old_hash, &new_hash, Utc::now()).await? {

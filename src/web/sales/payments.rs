@@ -375,7 +375,7 @@ pub async fn refund_payment(
             reason,
             actor: admin.actor(),
             admin_id: Some(admin.id),
-            remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            remote_addr: crate::web::remote_addr(&req),
         })
         .await
         .map_err(|e| AppError::Unavailable(format!("the payment processor did not answer: {e}")))?

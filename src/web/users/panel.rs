@@ -38,7 +38,7 @@ async fn enqueue_panel_job(
 ) -> AppResult<HttpResponse> {
     admin.require(AdminRole::Operator)?;
     let id = UserId(id);
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let panel = state.settings.marzban.is_some();
