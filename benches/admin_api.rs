@@ -61,6 +61,38 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0
 }
 
+/// One request of a scenario: method, URL and body (`page` of the list, `user` of the profile
+/// and the extension).
+fn request_of(
+    base: &str,
+    scenario: &str,
+    page: u64,
+    user: u64,
+) -> (reqwest::Method, String, Option<Value>) {
+    match scenario {
+        "GET /users?per_page=50" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/users?per_page=50&page={page}"),
+            None,
+        ),
+        "GET /users/{id}" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/users/{user}"),
+            None,
+        ),
+        "GET /stats/overview" => (
+            reqwest::Method::GET,
+            format!("{base}/api/v1/stats/overview"),
+            None,
+        ),
+        _ => (
+            reqwest::Method::POST,
+            format!("{base}/api/v1/users/{user}/extend"),
+            Some(json!({"days": 1, "reason": "benchmark"})),
+        ),
+    }
+}
+
 /// The shop's data, made by PostgreSQL itself (a few seconds).
 async fn seed(
     conn: &mut diesel_async::AsyncPgConnection,
@@ -181,28 +213,7 @@ async fn run() -> anyhow::Result<()> {
         );
     for (name, n, in_flight, counted) in passes {
         let targets: Vec<(reqwest::Method, String, Option<Value>)> = (0..n)
-            .map(|_| match name {
-                "GET /users?per_page=50" => (
-                    reqwest::Method::GET,
-                    format!("{base}/api/v1/users?per_page=50&page={}", 1 + rng.below(40)),
-                    None,
-                ),
-                "GET /users/{id}" => (
-                    reqwest::Method::GET,
-                    format!("{base}/api/v1/users/{}", 1 + rng.below(users)),
-                    None,
-                ),
-                "GET /stats/overview" => (
-                    reqwest::Method::GET,
-                    format!("{base}/api/v1/stats/overview"),
-                    None,
-                ),
-                _ => (
-                    reqwest::Method::POST,
-                    format!("{base}/api/v1/users/{}/extend", 1 + rng.below(users)),
-                    Some(json!({"days": 1, "reason": "benchmark"})),
-                ),
-            })
+            .map(|_| request_of(&base, name, 1 + rng.below(40), 1 + rng.below(users)))
             .collect();
         let started = Instant::now();
         let results: Vec<(Duration, Result<(), String>)> = stream::iter(targets)
@@ -385,28 +396,7 @@ async fn explain(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = std::fs::metadata(&log)?.len();
     let base = format!("http://{}", app.http_addr());
-    let (method, url, body) = match endpoint {
-        "GET /users?per_page=50" => (
-            reqwest::Method::GET,
-            format!("{base}/api/v1/users?per_page=50&page=20"),
-            None,
-        ),
-        "GET /users/{id}" => (
-            reqwest::Method::GET,
-            format!("{base}/api/v1/users/{}", users / 2),
-            None,
-        ),
-        "GET /stats/overview" => (
-            reqwest::Method::GET,
-            format!("{base}/api/v1/stats/overview"),
-            None,
-        ),
-        _ => (
-            reqwest::Method::POST,
-            format!("{base}/api/v1/users/{}/extend", users / 2),
-            Some(json!({"days": 1, "reason": "benchmark"})),
-        ),
-    };
+    let (method, url, body) = request_of(&base, endpoint, 20, users / 2);
     let mut request = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
