@@ -23,7 +23,7 @@ pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use parse::{format_duration, parse_duration};
 pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
-pub use telegram::TelegramSettings;
+pub use telegram::{BotSettings, ClientApp, TelegramMode, TelegramSettings};
 pub use vars::{VARS, Var};
 
 /// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.
@@ -319,6 +319,8 @@ pub struct Settings {
     pub marzban: Option<MarzbanSettings>,
     /// `None`: no `TELEGRAM_BOT_TOKEN`, the bot and Telegram notifications are off.
     pub telegram: Option<TelegramSettings>,
+    /// The bot's flows (trial, support, admins, mode).
+    pub bot: BotSettings,
     pub notifications: NotificationSettings,
     pub payments: PaymentSettings,
 }
@@ -471,6 +473,7 @@ impl Settings {
             marzban: marzban::read(&r)?,
             notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
             payments: payments::read(&r, telegram.is_some())?,
+            bot: telegram::read_bot(&r)?,
             telegram,
         })
     }

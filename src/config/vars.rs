@@ -37,6 +37,9 @@ const fn secret(name: &'static str, example: &'static str, help: &'static str) -
     }
 }
 
+/// The client apps suggested by /status when CLIENT_APPS is unset.
+pub const DEFAULT_CLIENT_APPS: &str = "Android=v2rayNG https://github.com/2dust/v2rayNG/releases;iOS=Streisand https://apps.apple.com/app/id6450534064;Windows=Hiddify https://github.com/hiddify/hiddify-app/releases;macOS=Hiddify https://github.com/hiddify/hiddify-app/releases;Linux=Hiddify https://github.com/hiddify/hiddify-app/releases";
+
 /// Every setting the program reads. README.md documents each in one table (a test checks it).
 pub const VARS: &[Var] = &[
     secret(
@@ -316,6 +319,59 @@ pub const VARS: &[Var] = &[
         Some("15s"),
         "15s",
         "Timeout of one Bot API request.",
+    ),
+    var(
+        "TELEGRAM_MODE",
+        Some("polling"),
+        "webhook",
+        "`polling` (the bot asks Telegram for updates; one replica) or `webhook` (Telegram posts updates to PUBLIC_BASE_URL/webhooks/telegram; any number of replicas).",
+    ),
+    secret(
+        "TELEGRAM_WEBHOOK_SECRET",
+        "b3Jk1xQ9_random-secret-token",
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook update (1-256 of A-Z a-z 0-9 _ -). Required with TELEGRAM_MODE=webhook.",
+    ),
+    var(
+        "ADMIN_TELEGRAM_IDS",
+        None,
+        "123456789,987654321",
+        "Telegram user ids (comma-separated) allowed to use the bot's admin commands (/admin, /stats, /user, /grant, /broadcast). Unset: nobody.",
+    ),
+    var(
+        "TRIAL_DAYS",
+        Some("7"),
+        "3",
+        "Length of the free trial, once per Telegram account. 0 turns the trial off.",
+    ),
+    var(
+        "SUPPORT_CONTACT",
+        None,
+        "@my_vpn_support",
+        "Who subscribers write to for help (a @username, an email or a URL), shown by /help and /paysupport.",
+    ),
+    var(
+        "TERMS_TEXT",
+        None,
+        "Access is for personal use. Refunds within 3 days: write to support.",
+        "Text of /terms (plain text; \\n for a new line). Unset: a short default in the user's language.",
+    ),
+    var(
+        "REQUIRED_CHANNEL",
+        None,
+        "@my_vpn_news",
+        "A channel (@username or -100… id) users must join before they use the bot. The bot must be an administrator there. Unset: no such requirement.",
+    ),
+    var(
+        "BOT_RATE_LIMIT",
+        Some("5/2s"),
+        "10/5s",
+        "Updates one user may send in a window; the excess is answered once with \"too fast\" and dropped.",
+    ),
+    var(
+        "CLIENT_APPS",
+        Some(DEFAULT_CLIENT_APPS),
+        "Android=v2rayNG https://github.com/2dust/v2rayNG/releases;iOS=Streisand https://apps.apple.com/app/id6450534064",
+        "The apps /status recommends, per platform: `Platform=App URL` separated by `;`.",
     ),
     secret(
         "SMTP_URL",
