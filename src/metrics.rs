@@ -95,6 +95,11 @@ pub struct Metrics {
     pub refunds: IntCounterVec,
     /// `provider`, `outcome`: `succeeded`, `failed`, `pending`.
     pub auto_renewals: IntCounterVec,
+    /// `kind` (`command`, `text`, `callback`, `pre_checkout`, `payment`, `chat_member`, `other`),
+    /// `outcome`: `handled`, `duplicate`, `throttled`, `banned`, `error`.
+    pub bot_updates: IntCounterVec,
+    /// `kind`: time to handle one update, Bot API answers included.
+    pub bot_update_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -337,6 +342,23 @@ impl Metrics {
             .namespace(NAMESPACE),
             &["provider", "outcome"],
         )?;
+        let bot_updates = IntCounterVec::new(
+            Opts::new(
+                "bot_updates_total",
+                "Telegram updates received by the bot, by kind and outcome.",
+            )
+            .namespace(NAMESPACE),
+            &["kind", "outcome"],
+        )?;
+        let bot_update_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "bot_update_duration_seconds",
+                "Time to handle one Telegram update.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["kind"],
+        )?;
         let mut declared = Vec::new();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -373,6 +395,8 @@ impl Metrics {
             Box::new(webhook_duration.clone()),
             Box::new(refunds.clone()),
             Box::new(auto_renewals.clone()),
+            Box::new(bot_updates.clone()),
+            Box::new(bot_update_duration.clone()),
         ] {
             declared.extend(families_of(collector.as_ref()));
             registry.register(collector)?;
@@ -421,6 +445,8 @@ impl Metrics {
             webhook_duration,
             refunds,
             auto_renewals,
+            bot_updates,
+            bot_update_duration,
         })
     }
 
