@@ -7,7 +7,8 @@ use std::sync::Arc;
 use actix_web::web::Data;
 use anyhow::Context as _;
 
-use crate::actors::bot::BotActor;
+use crate::actors::bot::{BotActor, BotInbox, BotParts};
+use crate::config::TelegramMode;
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{BACKUP, MAINTENANCE, Maintenance, ScheduledBackup};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
@@ -182,14 +183,24 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     );
     PaymentJobs::register(&mut handlers, payments.clone());
     tasks.extend(PaymentProcessor::tasks(settings));
+    // Webhook mode: `POST /webhooks/telegram` hands updates to the bot through this inbox.
+    let bot_inbox = match (&settings.telegram, settings.bot.mode) {
+        (Some(_), TelegramMode::Webhook) => Some(BotInbox::new(1024)),
+        _ => None,
+    };
     let bot = match &settings.telegram {
         Some(telegram) => Some(actors.supervise(
             "bot",
             BotActor::factory(
                 telegram,
-                payments.clone(),
-                Arc::clone(&payment_clients),
-                Arc::clone(&metrics),
+                BotParts {
+                    pool: pool.clone(),
+                    settings: Arc::clone(&shared_settings),
+                    payments: payments.clone(),
+                    clients: Arc::clone(&payment_clients),
+                    metrics: Arc::clone(&metrics),
+                    inbox: bot_inbox.clone().unwrap_or_else(|| BotInbox::new(1)),
+                },
             )?,
         )),
         None => None,
@@ -240,6 +251,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         payments: Some(payments.clone()),
         payment_clients: Some(payment_clients),
         marzban: marzban_syncer.clone(),
+        bot_inbox,
         pool: pool.clone(),
         metrics: Arc::clone(&metrics),
         actors: Arc::clone(&actors),

@@ -74,6 +74,10 @@ referral_joined-subject = A friend joined through your link
 referral_joined-body = <b>{ $friend } joined through your link.</b>
     When they pay for the first time, you get { $days_text } for free.
 
+referral_welcome-subject = You got { $days_text } for joining
+referral_welcome-body = <b>You joined through a friend's invitation and got { $days_text } for free.</b>
+    Your subscription is active until { $date }.
+
 referral_bonus-subject = You got { $days_text } for a friend
 referral_bonus-body = <b>Your friend paid — you got { $days_text } for free.</b>
     Your subscription is active until { $date }.

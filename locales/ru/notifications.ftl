@@ -75,6 +75,10 @@ referral_joined-subject = Друг присоединился по вашей с
 referral_joined-body = <b>{ $friend } присоединился по вашей ссылке.</b>
     Когда он впервые оплатит подписку, вы получите { $days_text } бесплатно.
 
+referral_welcome-subject = Вам начислено { $days_text } за приглашение
+referral_welcome-body = <b>Вы пришли по приглашению друга — вам начислено { $days_text } бесплатно.</b>
+    Подписка активна до { $date }.
+
 referral_bonus-subject = Вы получили { $days_text } за друга
 referral_bonus-body = <b>Ваш друг оплатил подписку — вам начислено { $days_text }.</b>
     Подписка действует до { $date }.

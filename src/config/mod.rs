@@ -325,6 +325,15 @@ pub struct Settings {
     pub payments: PaymentSettings,
 }
 
+impl Settings {
+    /// Prefix of the shop's users on the panel (kept without a panel, for when one comes).
+    pub fn panel_username_prefix(&self) -> &str {
+        self.marzban
+            .as_ref()
+            .map_or("vpnshop_", |m| m.username_prefix.as_str())
+    }
+}
+
 /// Parses one variable with `parse`, turning its error into a [`ConfigError`] that names the
 /// variable, shows the value (masked if secret) and an example.
 struct Reader<'a> {

@@ -18,6 +18,38 @@ pub async fn of_invitee(conn: &mut PgConn, invitee: UserId) -> QueryResult<Optio
         .optional()
 }
 
+/// Records that `inviter` brought `invitee` (a new user) and the bonus days promised to each;
+/// `None` when the invitee was already invited by someone.
+pub async fn create(
+    conn: &mut PgConn,
+    inviter: UserId,
+    invitee: UserId,
+    invitee_days: i32,
+    inviter_days: i32,
+) -> QueryResult<Option<Referral>> {
+    use crate::db::schema::users;
+    let referral = diesel::insert_into(referrals::table)
+        .values((
+            referrals::inviter_id.eq(inviter),
+            referrals::invitee_id.eq(invitee),
+            referrals::invitee_bonus_days.eq(invitee_days),
+            referrals::inviter_bonus_days.eq(inviter_days),
+        ))
+        .on_conflict(referrals::invitee_id)
+        .do_nothing()
+        .returning(Referral::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if referral.is_some() {
+        diesel::update(users::table.find(invitee))
+            .set(users::referred_by.eq(inviter))
+            .execute(conn)
+            .await?;
+    }
+    Ok(referral)
+}
+
 /// Marks the inviter's bonus as granted for `payment`; `false` when it already was (it is
 /// granted once, for the first payment).
 pub async fn reward_inviter(

@@ -492,3 +492,160 @@ mod tests {
         assert_eq!(UserSort::parse("name"), None);
     }
 }
+
+/// Who wrote to the bot, as Telegram tells it.
+#[derive(Debug, Clone)]
+pub struct TelegramProfile {
+    pub telegram_id: i64,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// For a new user only: their language stays theirs to change afterwards.
+    pub language: Language,
+}
+
+/// A fresh referral code: 8 letters and digits (62^8 codes; a collision is retried).
+fn new_referral_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let bytes: [u8; 8] = rand::random();
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+/// The user behind a Telegram update: created on first contact (with a referral code), names
+/// and last-seen refreshed afterwards. `true` when the user is new.
+pub async fn register(conn: &mut PgConn, who: &TelegramProfile) -> QueryResult<(User, bool)> {
+    use diesel::upsert::excluded;
+    for _ in 0..4 {
+        let inserted: Option<User> = diesel::insert_into(users::table)
+            .values((
+                users::telegram_id.eq(who.telegram_id),
+                users::username.eq(&who.username),
+                users::first_name.eq(&who.first_name),
+                users::last_name.eq(&who.last_name),
+                users::language.eq(who.language),
+                users::referral_code.eq(new_referral_code()),
+                users::last_seen_at.eq(diesel::dsl::now),
+            ))
+            .on_conflict(users::telegram_id)
+            .do_update()
+            .set((
+                users::username.eq(excluded(users::username)),
+                users::first_name.eq(excluded(users::first_name)),
+                users::last_name.eq(excluded(users::last_name)),
+                users::last_seen_at.eq(diesel::dsl::now),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .map(Some)
+            .or_else(|e| match e {
+                // Another user has this referral code: draw again.
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    ref info,
+                ) if info.constraint_name() == Some("users_referral_code_key") => Ok(None),
+                e => Err(e),
+            })?;
+        if let Some(user) = inserted {
+            // A row inserted now was created at this statement's time; an old one earlier.
+            let new = user.last_seen_at == Some(user.created_at);
+            return Ok((user, new));
+        }
+    }
+    Err(diesel::result::Error::RollbackTransaction)
+}
+
+pub async fn find_by_telegram_id(conn: &mut PgConn, telegram_id: i64) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::telegram_id.eq(telegram_id))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// By @username (case-insensitive, with or without the @).
+pub async fn find_by_username(conn: &mut PgConn, username: &str) -> QueryResult<Option<User>> {
+    let name = username.trim_start_matches('@').to_lowercase();
+    users::table
+        .filter(lower(users::username).eq(name))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_referral_code(conn: &mut PgConn, code: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::referral_code.eq(code))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user left (`true`) or came back to (`false`) the bot's chat.
+pub async fn set_bot_blocked(conn: &mut PgConn, telegram_id: i64, blocked: bool) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::telegram_id.eq(telegram_id)))
+        .set(users::bot_blocked.eq(blocked))
+        .execute(conn)
+        .await
+}
+
+/// What a subscriber changes in the bot's settings.
+pub async fn set_language(conn: &mut PgConn, id: UserId, language: Language) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::language.eq(language))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// `None` removes the address. The caller validated it (`domain::email::normalize_email`).
+pub async fn set_email(conn: &mut PgConn, id: UserId, email: Option<&str>) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::email.eq(email))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// A discount code remembered for the next checkout.
+pub async fn set_pending_promo(
+    conn: &mut PgConn,
+    id: UserId,
+    promo: crate::domain::PromoCodeId,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::pending_promo_id.eq(promo))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Marks the trial as taken, unless it was: `false` then (checked under the row lock, so two
+/// quick /trial presses give one trial).
+pub async fn take_trial(conn: &mut PgConn, id: UserId) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::trial_used_at.is_null()),
+    )
+    .set(users::trial_used_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map(|n| n == 1)
+}
+
+/// Bans or unbans; the subscription is disabled (enabled) in the same transaction and the
+/// caller enqueues the provisioning. `true` when the subscription's status changed.
+pub async fn set_banned(conn: &mut PgConn, id: UserId, banned: bool) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set(users::banned.eq(banned))
+        .execute(conn)
+        .await?;
+    crate::db::subscriptions::set_enabled(conn, id, !banned).await
+}

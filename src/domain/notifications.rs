@@ -97,6 +97,11 @@ pub enum Notification {
         friend: String,
         bonus_days: u32,
     },
+    /// To the invited user: joining through a friend's link gave them days.
+    ReferralWelcome {
+        days: u32,
+        expires_at: DateTime<Utc>,
+    },
     /// To the inviter: the friend's first payment earned them days.
     ReferralBonus {
         days: u32,
@@ -131,6 +136,7 @@ impl Notification {
             Notification::AutoRenewalSucceeded { .. } => "auto_renewal_succeeded",
             Notification::AutoRenewalFailed { .. } => "auto_renewal_failed",
             Notification::ReferralJoined { .. } => "referral_joined",
+            Notification::ReferralWelcome { .. } => "referral_welcome",
             Notification::ReferralBonus { .. } => "referral_bonus",
             Notification::PromoApplied { .. } => "promo_applied",
             Notification::TrafficThreshold { .. } => "traffic_threshold",
@@ -160,6 +166,7 @@ impl Notification {
                 | Notification::PaymentSucceeded { .. }
                 | Notification::AutoRenewalSucceeded { .. }
                 | Notification::ReferralBonus { .. }
+                | Notification::ReferralWelcome { .. }
         )
     }
 }
@@ -174,7 +181,7 @@ pub struct NotifyJob {
 }
 
 /// Every kind, for metrics and for tests that render all of them.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "trial_started",
     "trial_ending",
     "subscription_expiring",
@@ -185,6 +192,7 @@ pub const KINDS: [&str; 13] = [
     "auto_renewal_failed",
     "referral_joined",
     "referral_bonus",
+    "referral_welcome",
     "promo_applied",
     "traffic_threshold",
     "broadcast",

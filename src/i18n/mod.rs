@@ -16,17 +16,23 @@ use crate::domain::{Currency, Language, Money};
 const SOURCES: [(Language, &[(&str, &str)]); 2] = [
     (
         Language::En,
-        &[(
-            "notifications.ftl",
-            include_str!("../../locales/en/notifications.ftl"),
-        )],
+        &[
+            (
+                "notifications.ftl",
+                include_str!("../../locales/en/notifications.ftl"),
+            ),
+            ("bot.ftl", include_str!("../../locales/en/bot.ftl")),
+        ],
     ),
     (
         Language::Ru,
-        &[(
-            "notifications.ftl",
-            include_str!("../../locales/ru/notifications.ftl"),
-        )],
+        &[
+            (
+                "notifications.ftl",
+                include_str!("../../locales/ru/notifications.ftl"),
+            ),
+            ("bot.ftl", include_str!("../../locales/ru/bot.ftl")),
+        ],
     ),
 ];
 

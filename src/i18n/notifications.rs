@@ -92,7 +92,8 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
         Notification::ReferralJoined { friend, bonus_days } => Args::new()
             .text("friend", friend)
             .text("days_text", &days_text(*bonus_days)),
-        Notification::ReferralBonus { days, expires_at } => Args::new()
+        Notification::ReferralBonus { days, expires_at }
+        | Notification::ReferralWelcome { days, expires_at } => Args::new()
             .text("days_text", &days_text(*days))
             .text("date", &date(*expires_at)),
         Notification::PromoApplied { code, effect } => {
@@ -140,6 +141,7 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
         | Notification::PaymentSucceeded { .. }
         | Notification::AutoRenewalSucceeded { .. }
         | Notification::ReferralBonus { .. }
+        | Notification::ReferralWelcome { .. }
         | Notification::PromoApplied { .. } => ("button-status", CALLBACK_STATUS),
         Notification::ReferralJoined { .. } | Notification::Broadcast { .. } => {
             ("button-menu", CALLBACK_MENU)
@@ -225,6 +227,10 @@ mod tests {
             },
             Notification::ReferralBonus {
                 days: 30,
+                expires_at: at(),
+            },
+            Notification::ReferralWelcome {
+                days: 7,
                 expires_at: at(),
             },
             Notification::PromoApplied {

@@ -48,6 +48,8 @@ pub struct WebState {
     /// The panel syncer (`POST /api/v1/sync/{kind}`); `None` without `MARZBAN_URL`.
     pub marzban:
         Option<crate::actors::supervisor::ActorHandle<crate::actors::marzban::MarzbanSyncer>>,
+    /// Where `POST /webhooks/telegram` puts updates; `None` unless TELEGRAM_MODE=webhook.
+    pub bot_inbox: Option<Arc<crate::actors::bot::BotInbox>>,
 }
 
 /// Largest JSON body the API accepts.
@@ -70,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/webhooks/yookassa").post(webhooks::yookassa))
     .service(web::resource("/webhooks/wata").post(webhooks::wata))
+    .service(web::resource("/webhooks/telegram").post(webhooks::telegram))
     .service(web::resource("/health").get(health::health))
     .service(web::resource("/ready").get(health::ready))
     .service(web::resource("/metrics").get(health::metrics))

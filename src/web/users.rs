@@ -537,11 +537,7 @@ pub async fn extend_subscription(
     // In range by the check above.
     let days = i32::try_from(days).unwrap_or(1);
     // The same fallback as the payments: without a panel the name is kept for when one comes.
-    let prefix = state
-        .settings
-        .marzban
-        .as_ref()
-        .map_or("vpnshop_", |m| m.username_prefix.as_str());
+    let prefix = state.settings.panel_username_prefix();
     let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;

@@ -398,8 +398,64 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
     deliver(&state, update).await
 }
 
+/// Compares secrets in time independent of where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// `POST /webhooks/telegram` (TELEGRAM_MODE=webhook): Telegram's updates, authenticated by
+/// the secret it sends in `X-Telegram-Bot-Api-Secret-Token`, handed to the bot actor. 200 once
+/// queued; 503 when the queue is full (Telegram delivers again later).
+pub async fn telegram(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, crate::error::AppError> {
+    use crate::actors::bot::InboxError;
+    use crate::error::AppError;
+    let (Some(inbox), Some(secret)) = (&state.bot_inbox, &state.settings.bot.webhook_secret)
+    else {
+        return Err(AppError::NotFound(
+            "the Telegram webhook is off (TELEGRAM_MODE=polling)".into(),
+        ));
+    };
+    let given = req
+        .headers()
+        .get("X-Telegram-Bot-Api-Secret-Token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !same_secret(given, secret.expose().as_bytes()) {
+        tracing::warn!(remote = ?crate::web::remote_addr(&req), "Telegram webhook with a wrong secret token refused");
+        return Err(AppError::Unauthorized(
+            "wrong or missing X-Telegram-Bot-Api-Secret-Token".into(),
+        ));
+    }
+    let update: teloxide::types::Update = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("not a Telegram update: {e}")))?;
+    match inbox.deliver(update) {
+        Ok(()) => Ok(HttpResponse::Ok().finish()),
+        Err(InboxError::Full) => Err(AppError::Unavailable(
+            "too many Telegram updates waiting; deliver again later".into(),
+        )),
+        Err(InboxError::Closed) => Err(AppError::Unavailable("the bot is stopping".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_are_compared_whole() {
+        assert!(super::same_secret(b"abc", b"abc"));
+        assert!(!super::same_secret(b"abd", b"abc"));
+        assert!(!super::same_secret(b"ab", b"abc"));
+        assert!(!super::same_secret(b"", b"abc"));
+    }
+
     use super::*;
     use actix_web::test::TestRequest;
 
@@ -452,3 +508,4 @@ mod tests {
         );
     }
 }
+

@@ -1,9 +1,18 @@
-//! The Telegram bot actor: owns the teloxide dispatcher (long polling). Today it holds the
-//! payment handlers — Stars pre-checkout queries, successful and refunded payments — which hand
-//! the events to the PaymentProcessor; the subscriber flows are added on the same dispatcher.
+//! The Telegram bot actor: owns the teloxide dispatcher, fed by long polling
+//! (`TELEGRAM_MODE=polling`) or by `POST /webhooks/telegram` (`webhook`, through [`BotInbox`]).
+//! Every update goes through `handler` (de-duplication, user, ban, rate limit, flows).
 //!
-//! teloxide's dispatcher panics when `getMe` fails at start; this actor uses the fallible entry
-//! point instead and retries with backoff, and `/ready` says the bot is down meanwhile.
+//! teloxide's dispatcher panics when `getMe` fails at start; this actor calls `getMe` itself and
+//! retries with backoff, and `/ready` says the bot is down meanwhile.
+
+pub mod admin;
+pub mod callback;
+pub mod flows;
+pub mod handler;
+pub mod payments;
+pub mod qr;
+pub mod storage;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,32 +23,75 @@ use actix::{
     Actor, AsyncContext, Context, Handler, Message as ActixMessage, ResponseFuture, Supervised,
 };
 use teloxide::Bot;
-use teloxide::dispatching::{Dispatcher, ShutdownToken, UpdateFilterExt};
+use teloxide::dispatching::{Dispatcher, ShutdownToken};
 use teloxide::dptree;
 use teloxide::error_handlers::LoggingErrorHandler;
+use teloxide::payloads::{SetMyCommandsSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
-use teloxide::types::{Message, MessageKind, PreCheckoutQuery, Update};
-use teloxide::update_listeners::Polling;
+use teloxide::stop::{StopToken, mk_stop_token};
+use teloxide::types::{AllowedUpdate, BotCommand, Update};
+use teloxide::update_listeners::{Polling, StatefulListener};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use crate::actors::messages::Ping;
-use crate::actors::payments::{
-    CheckStarsOrder, Outcome, PaymentClients, PaymentProcessor, PaymentUpdate, ProviderUpdate,
-    parse_stars_payload, raw_of,
-};
+use crate::actors::payments::{PaymentClients, PaymentProcessor};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::config::TelegramSettings;
-use crate::domain::{Money, PaymentProvider};
+use crate::config::{Settings, TelegramMode, TelegramSettings};
+use crate::db::PgPool;
+use crate::domain::Language;
+use crate::i18n::{self, Args};
 use crate::metrics::Metrics;
+use handler::Deps;
+use storage::PgStorage;
+use throttle::Throttle;
 
-/// How the bot answers when a handler fails (it never stays silent).
-type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+/// The updates the bot asks Telegram for.
+pub fn allowed_updates() -> Vec<AllowedUpdate> {
+    vec![
+        AllowedUpdate::Message,
+        AllowedUpdate::CallbackQuery,
+        AllowedUpdate::PreCheckoutQuery,
+        AllowedUpdate::MyChatMember,
+    ]
+}
+
+/// Updates received by `POST /webhooks/telegram`, waiting for the dispatcher. Bounded: when it
+/// is full the webhook answers 503 and Telegram delivers the update again later.
+pub struct BotInbox {
+    sender: mpsc::Sender<Update>,
+    receiver: Arc<AsyncMutex<mpsc::Receiver<Update>>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InboxError {
+    /// Too many updates waiting: Telegram should retry.
+    Full,
+    /// The bot is stopping.
+    Closed,
+}
+
+impl BotInbox {
+    pub fn new(capacity: usize) -> Arc<BotInbox> {
+        let (sender, receiver) = mpsc::channel(capacity);
+        Arc::new(BotInbox {
+            sender,
+            receiver: Arc::new(AsyncMutex::new(receiver)),
+        })
+    }
+
+    pub fn deliver(&self, update: Update) -> Result<(), InboxError> {
+        self.sender.try_send(update).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => InboxError::Full,
+            mpsc::error::TrySendError::Closed(_) => InboxError::Closed,
+        })
+    }
+}
 
 pub struct BotActor {
     bot: Bot,
-    payments: ActorHandle<PaymentProcessor>,
-    /// Told the bot's username once `getMe` answers.
-    clients: Arc<PaymentClients>,
-    metrics: Arc<Metrics>,
+    deps: Arc<Deps>,
+    mode: TelegramMode,
+    inbox: Arc<BotInbox>,
     /// Whether `getMe` succeeded and updates are being received.
     connected: Arc<AtomicBool>,
     /// Set by [`StopBot`]: no more updates are taken.
@@ -54,24 +106,44 @@ pub struct BotActor {
 #[rtype(result = "()")]
 pub struct StopBot;
 
+/// What the bot actor needs from the application.
+pub struct BotParts {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub payments: ActorHandle<PaymentProcessor>,
+    pub clients: Arc<PaymentClients>,
+    pub metrics: Arc<Metrics>,
+    pub inbox: Arc<BotInbox>,
+}
+
 impl BotActor {
     pub fn factory(
-        settings: &TelegramSettings,
-        payments: ActorHandle<PaymentProcessor>,
-        clients: Arc<PaymentClients>,
-        metrics: Arc<Metrics>,
+        telegram: &TelegramSettings,
+        parts: BotParts,
     ) -> anyhow::Result<impl Fn() -> BotActor + Send + Sync + 'static> {
         // Long polls hold a request open for 10 s; the client waits longer than that.
         let client = teloxide::net::default_reqwest_settings()
-            .timeout(settings.timeout.max(Duration::from_secs(25)))
+            .timeout(telegram.timeout.max(Duration::from_secs(25)))
             .build()?;
         let bot =
-            Bot::with_client(settings.token.expose(), client).set_api_url(settings.api_url.clone());
+            Bot::with_client(telegram.token.expose(), client).set_api_url(telegram.api_url.clone());
+        let (limit, window) = parts.settings.bot.rate_limit;
+        let deps = Arc::new(Deps {
+            storage: PgStorage::new(parts.pool.clone()),
+            pool: parts.pool,
+            settings: Arc::clone(&parts.settings),
+            payments: parts.payments,
+            clients: parts.clients,
+            metrics: parts.metrics,
+            throttle: Throttle::new(limit, window),
+        });
+        let mode = parts.settings.bot.mode;
+        let inbox = parts.inbox;
         Ok(move || BotActor {
             bot: bot.clone(),
-            payments: payments.clone(),
-            clients: Arc::clone(&clients),
-            metrics: Arc::clone(&metrics),
+            deps: Arc::clone(&deps),
+            mode,
+            inbox: Arc::clone(&inbox),
             connected: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
             shutdown: Arc::new(std::sync::Mutex::new(None)),
@@ -80,40 +152,29 @@ impl BotActor {
 
     fn run_dispatcher(&self, ctx: &mut Context<Self>) {
         let bot = self.bot.clone();
-        let payments = self.payments.clone();
+        let deps = Arc::clone(&self.deps);
+        let mode = self.mode;
+        let inbox = Arc::clone(&self.inbox);
         let connected = Arc::clone(&self.connected);
-        let clients = Arc::clone(&self.clients);
         let stopping = Arc::clone(&self.stopping);
         let shutdown = Arc::clone(&self.shutdown);
         ctx.spawn(wrap_future(async move {
             let mut delay = Duration::from_secs(1);
             while !stopping.load(Ordering::Relaxed) {
-                let handler = dptree::entry()
-                    .branch(Update::filter_pre_checkout_query().endpoint(pre_checkout))
-                    .branch(Update::filter_message().endpoint(payment_message));
-                let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
-                    .dependencies(dptree::deps![payments.clone()])
-                    .default_handler(|_| async {})
-                    .build();
-                if let Ok(mut token) = shutdown.lock() {
-                    *token = Some(dispatcher.shutdown_token());
-                }
-                let listener = Polling::builder(bot.clone())
-                    .timeout(Duration::from_secs(10))
-                    .build();
                 // `getMe` first, by hand: the dispatcher would otherwise fail on it.
                 match bot.get_me().await {
                     Ok(_) if stopping.load(Ordering::Relaxed) => break,
                     Ok(me) => {
-                        connected.store(true, Ordering::Relaxed);
-                        let _ = clients.bot_username.set(me.username().to_owned());
-                        delay = Duration::from_secs(1);
-                        tracing::info!(bot = %me.username(), "Telegram bot connected (long polling)");
-                        let errors = LoggingErrorHandler::with_custom_text("Telegram update listener");
-                        if let Err(e) = dispatcher.try_dispatch_with_listener(listener, errors).await {
-                            tracing::warn!(error = %e, "the Telegram dispatcher stopped");
+                        let _ = deps.clients.bot_username.set(me.username().to_owned());
+                        if let Err(e) = announce(&bot, &deps, mode).await {
+                            tracing::warn!(error = %e, "cannot set up the bot (commands, webhook); retrying");
+                        } else {
+                            connected.store(true, Ordering::Relaxed);
+                            delay = Duration::from_secs(1);
+                            tracing::info!(bot = %me.username(), ?mode, "Telegram bot connected");
+                            dispatch(&bot, &deps, mode, &inbox, &shutdown).await;
+                            connected.store(false, Ordering::Relaxed);
                         }
-                        connected.store(false, Ordering::Relaxed);
                     }
                     Err(e) => {
                         connected.store(false, Ordering::Relaxed);
@@ -130,113 +191,91 @@ impl BotActor {
     }
 }
 
-/// Pre-checkout: answered within Telegram's 10 s with cheap checks only (the order exists, is
-/// the user's, is pending, costs what Telegram is about to charge).
-async fn pre_checkout(
-    bot: Bot,
-    query: PreCheckoutQuery,
-    payments: ActorHandle<PaymentProcessor>,
-) -> HandlerResult {
-    let check = CheckStarsOrder {
-        payload: query.invoice_payload.clone(),
-        telegram_id: i64::try_from(query.from.id.0).unwrap_or(i64::MAX),
-        amount: Money::stars(i64::from(query.total_amount)),
-    };
-    let verdict = if query.currency == "XTR" {
-        match tokio::time::timeout(Duration::from_secs(5), payments.addr().send(check)).await {
-            Ok(Ok(verdict)) => verdict,
-            _ => Err("Please try again in a minute.".to_owned()),
-        }
-    } else {
-        Err("Only Telegram Stars are accepted here.".to_owned())
-    };
-    match verdict {
-        Ok(()) => {
-            bot.answer_pre_checkout_query(query.id, true).await?;
-        }
-        Err(message) => {
-            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
-            tracing::info!(payload = %query.invoice_payload, %message, "Stars pre-checkout refused");
-            bot.answer_pre_checkout_query(query.id, false)
-                .error_message(message)
-                .await?;
-        }
+/// The command menus (English by default, Russian for `ru` users) and, in webhook mode, the
+/// webhook with its secret.
+async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<()> {
+    for language in [Language::En, Language::Ru] {
+        let commands: Vec<BotCommand> = [
+            "start", "buy", "status", "trial", "referral", "promo", "settings", "help",
+        ]
+        .into_iter()
+        .map(|c| {
+            BotCommand::new(
+                c,
+                i18n::message(language, &format!("command-{c}"), &Args::new()),
+            )
+        })
+        .collect();
+        let req = bot.set_my_commands(commands);
+        match language {
+            Language::En => req.await?,
+            Language::Ru => req.language_code("ru").await?,
+        };
+    }
+    if mode == TelegramMode::Webhook {
+        let url = deps.settings.public_base_url.join("webhooks/telegram")?;
+        let secret = deps
+            .settings
+            .bot
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default();
+        bot.set_webhook(url.clone())
+            .secret_token(secret)
+            .allowed_updates(allowed_updates())
+            .await?;
+        tracing::info!(%url, "Telegram webhook set");
     }
     Ok(())
 }
 
-/// Successful and refunded Stars payments; other messages belong to the subscriber flows.
-async fn payment_message(msg: Message, payments: ActorHandle<PaymentProcessor>) -> HandlerResult {
-    let update = match &msg.kind {
-        MessageKind::SuccessfulPayment(paid) => {
-            let p = &paid.successful_payment;
-            let renewal = p.is_recurring && !p.is_first_recurring;
-            let charge = p.telegram_payment_charge_id.0.clone();
-            PaymentUpdate {
-                provider: PaymentProvider::Stars,
-                order_id: parse_stars_payload(&p.invoice_payload),
-                external_id: charge.clone(),
-                event_key: charge.clone(),
-                event_type: if renewal {
-                    "stars_renewal"
-                } else {
-                    "successful_payment"
-                }
-                .into(),
-                outcome: if renewal {
-                    Outcome::Renewed {
-                        amount: Money::stars(i64::from(p.total_amount)),
-                    }
-                } else {
-                    Outcome::Paid {
-                        amount: Money::stars(i64::from(p.total_amount)),
-                    }
-                },
-                // The first payment of a Star subscription: its charge id cancels it later.
-                saved_method: p.is_first_recurring.then(|| charge.clone()),
-                raw: raw_of(p),
-                remote_addr: None,
-            }
-        }
-        MessageKind::RefundedPayment(refunded) => {
-            let r = &refunded.refunded_payment;
-            PaymentUpdate {
-                provider: PaymentProvider::Stars,
-                order_id: parse_stars_payload(&r.invoice_payload),
-                external_id: r.telegram_payment_charge_id.0.clone(),
-                event_key: format!("{}:refunded", r.telegram_payment_charge_id.0),
-                event_type: "refunded_payment".into(),
-                outcome: Outcome::Refunded {
-                    amount: Money::stars(i64::from(r.total_amount)),
-                    // Stars are refunded once, in full: the charge names the refund.
-                    refund_id: r.telegram_payment_charge_id.0.clone(),
-                },
-                saved_method: None,
-                raw: raw_of(r),
-                remote_addr: None,
-            }
-        }
-        _ => return Ok(()),
-    };
-    // Long polling confirms the update whatever happens here, so a payment that cannot be
-    // recorded now (database down) is retried here with backoff; after that, `payments_poll`
-    // finds it in the bot's Star transactions.
-    let mut delay = Duration::from_secs(1);
-    for attempt in 1..=8 {
-        match payments.addr().send(ProviderUpdate(update.clone())).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => {
-                tracing::warn!(attempt, error = %e.message, "Stars payment not recorded yet; retrying")
-            }
-            Err(e) => {
-                tracing::warn!(attempt, error = %e, "payment processor unavailable; retrying")
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+/// Runs the dispatcher until it stops (shutdown, or the listener failed).
+async fn dispatch(
+    bot: &Bot,
+    deps: &Arc<Deps>,
+    mode: TelegramMode,
+    inbox: &Arc<BotInbox>,
+    shutdown: &std::sync::Mutex<Option<ShutdownToken>>,
+) {
+    let handler = dptree::endpoint(handler::on_update);
+    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+        .dependencies(dptree::deps![Arc::clone(deps)])
+        .default_handler(|_| async {})
+        .build();
+    if let Ok(mut token) = shutdown.lock() {
+        *token = Some(dispatcher.shutdown_token());
     }
-    tracing::error!(charge = %update.external_id, "Stars payment not recorded; the payment poll will reconcile it");
-    Ok(())
+    let errors = LoggingErrorHandler::with_custom_text("Telegram update listener");
+    let result = match mode {
+        TelegramMode::Polling => {
+            let listener = Polling::builder(bot.clone())
+                .timeout(Duration::from_secs(10))
+                .allowed_updates(allowed_updates())
+                .delete_webhook()
+                .await
+                .build();
+            dispatcher.try_dispatch_with_listener(listener, errors).await
+        }
+        TelegramMode::Webhook => {
+            let (stop_token, _flag) = mk_stop_token();
+            let receiver = Arc::clone(&inbox.receiver);
+            let listener = StatefulListener::new(
+                (receiver, stop_token),
+                |state: &mut (Arc<AsyncMutex<mpsc::Receiver<Update>>>, StopToken)| {
+                    futures_util::stream::unfold(Arc::clone(&state.0), |rx| async move {
+                        let update = rx.lock().await.recv().await?;
+                        Some((Ok::<_, std::convert::Infallible>(update), rx))
+                    })
+                },
+                |state: &mut (_, StopToken)| state.1.clone(),
+            );
+            dispatcher.try_dispatch_with_listener(listener, errors).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "the Telegram dispatcher stopped");
+    }
 }
 
 impl Actor for BotActor {
@@ -249,7 +288,7 @@ impl Actor for BotActor {
 
 impl Supervised for BotActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        ActorRegistry::count_restart(&self.metrics, "bot");
+        ActorRegistry::count_restart(&self.deps.metrics, "bot");
     }
 }
 

@@ -98,10 +98,7 @@ impl Shared {
     }
 
     fn panel_prefix(&self) -> &str {
-        self.settings
-            .marzban
-            .as_ref()
-            .map_or("vpnshop_", |m| m.username_prefix.as_str())
+        self.settings.panel_username_prefix()
     }
 
     pub fn providers(&self) -> Vec<PaymentProvider> {

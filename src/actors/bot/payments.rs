@@ -1,0 +1,123 @@
+//! Telegram Stars in the bot: pre-checkout queries, successful and refunded payments, handed to
+//! the PaymentProcessor.
+
+use std::time::Duration;
+
+use teloxide::Bot;
+use teloxide::prelude::Requester;
+use teloxide::types::{Message, MessageKind, PreCheckoutQuery};
+
+use crate::actors::payments::{
+    CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate,
+    parse_stars_payload, raw_of,
+};
+use crate::actors::supervisor::ActorHandle;
+use crate::domain::{Money, PaymentProvider};
+
+/// Pre-checkout: answered within Telegram's 10 s with cheap checks only (the order exists, is
+/// the user's, is pending, costs what Telegram is about to charge).
+pub async fn pre_checkout(
+    bot: &Bot,
+    query: &PreCheckoutQuery,
+    payments: &ActorHandle<PaymentProcessor>,
+) -> anyhow::Result<()> {
+    let check = CheckStarsOrder {
+        payload: query.invoice_payload.clone(),
+        telegram_id: i64::try_from(query.from.id.0).unwrap_or(i64::MAX),
+        amount: Money::stars(i64::from(query.total_amount)),
+    };
+    let verdict = if query.currency == "XTR" {
+        match tokio::time::timeout(Duration::from_secs(5), payments.addr().send(check)).await {
+            Ok(Ok(verdict)) => verdict,
+            _ => Err("Please try again in a minute.".to_owned()),
+        }
+    } else {
+        Err("Only Telegram Stars are accepted here.".to_owned())
+    };
+    match verdict {
+        Ok(()) => {
+            bot.answer_pre_checkout_query(query.id.clone(), true).await?;
+        }
+        Err(message) => {
+            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
+            tracing::info!(payload = %query.invoice_payload, %message, "Stars pre-checkout refused");
+            bot.answer_pre_checkout_query(query.id.clone(), false)
+                .error_message(message)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Successful and refunded Stars payments; other messages belong to the subscriber flows.
+pub async fn payment_message(msg: &Message, payments: &ActorHandle<PaymentProcessor>) {
+    let update = match &msg.kind {
+        MessageKind::SuccessfulPayment(paid) => {
+            let p = &paid.successful_payment;
+            let renewal = p.is_recurring && !p.is_first_recurring;
+            let charge = p.telegram_payment_charge_id.0.clone();
+            PaymentUpdate {
+                provider: PaymentProvider::Stars,
+                order_id: parse_stars_payload(&p.invoice_payload),
+                external_id: charge.clone(),
+                event_key: charge.clone(),
+                event_type: if renewal {
+                    "stars_renewal"
+                } else {
+                    "successful_payment"
+                }
+                .into(),
+                outcome: if renewal {
+                    Outcome::Renewed {
+                        amount: Money::stars(i64::from(p.total_amount)),
+                    }
+                } else {
+                    Outcome::Paid {
+                        amount: Money::stars(i64::from(p.total_amount)),
+                    }
+                },
+                // The first payment of a Star subscription: its charge id cancels it later.
+                saved_method: p.is_first_recurring.then(|| charge.clone()),
+                raw: raw_of(p),
+                remote_addr: None,
+            }
+        }
+        MessageKind::RefundedPayment(refunded) => {
+            let r = &refunded.refunded_payment;
+            PaymentUpdate {
+                provider: PaymentProvider::Stars,
+                order_id: parse_stars_payload(&r.invoice_payload),
+                external_id: r.telegram_payment_charge_id.0.clone(),
+                event_key: format!("{}:refunded", r.telegram_payment_charge_id.0),
+                event_type: "refunded_payment".into(),
+                outcome: Outcome::Refunded {
+                    amount: Money::stars(i64::from(r.total_amount)),
+                    // Stars are refunded once, in full: the charge names the refund.
+                    refund_id: r.telegram_payment_charge_id.0.clone(),
+                },
+                saved_method: None,
+                raw: raw_of(r),
+                remote_addr: None,
+            }
+        }
+        _ => return,
+    };
+    // Long polling confirms the update whatever happens here, so a payment that cannot be
+    // recorded now (database down) is retried here with backoff; after that, `payments_poll`
+    // finds it in the bot's Star transactions.
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=8 {
+        match payments.addr().send(ProviderUpdate(update.clone())).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(attempt, error = %e.message, "Stars payment not recorded yet; retrying")
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "payment processor unavailable; retrying")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    tracing::error!(charge = %update.external_id, "Stars payment not recorded; the payment poll will reconcile it");
+}
