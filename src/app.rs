@@ -8,7 +8,6 @@ use actix_web::web::Data;
 use anyhow::Context as _;
 
 use crate::actors::bot::{BotActor, BotInbox, BotParts};
-use crate::config::TelegramMode;
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{BACKUP, MAINTENANCE, Maintenance, ScheduledBackup};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
@@ -18,6 +17,7 @@ use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::config::Settings;
+use crate::config::TelegramMode;
 use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{self, PgPool};
 use crate::metrics::Metrics;

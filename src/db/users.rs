@@ -588,7 +588,11 @@ pub async fn find_by_referral_code(conn: &mut PgConn, code: &str) -> QueryResult
 }
 
 /// The user left (`true`) or came back to (`false`) the bot's chat.
-pub async fn set_bot_blocked(conn: &mut PgConn, telegram_id: i64, blocked: bool) -> QueryResult<usize> {
+pub async fn set_bot_blocked(
+    conn: &mut PgConn,
+    telegram_id: i64,
+    blocked: bool,
+) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::telegram_id.eq(telegram_id)))
         .set(users::bot_blocked.eq(blocked))
         .execute(conn)
@@ -629,15 +633,11 @@ pub async fn set_pending_promo(
 /// Marks the trial as taken, unless it was: `false` then (checked under the row lock, so two
 /// quick /trial presses give one trial).
 pub async fn take_trial(conn: &mut PgConn, id: UserId) -> QueryResult<bool> {
-    diesel::update(
-        users::table
-            .find(id)
-            .filter(users::trial_used_at.is_null()),
-    )
-    .set(users::trial_used_at.eq(diesel::dsl::now))
-    .execute(conn)
-    .await
-    .map(|n| n == 1)
+    diesel::update(users::table.find(id).filter(users::trial_used_at.is_null()))
+        .set(users::trial_used_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
 }
 
 /// Bans or unbans; the subscription is disabled (enabled) in the same transaction and the

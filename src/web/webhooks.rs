@@ -418,8 +418,7 @@ pub async fn telegram(
 ) -> Result<HttpResponse, crate::error::AppError> {
     use crate::actors::bot::InboxError;
     use crate::error::AppError;
-    let (Some(inbox), Some(secret)) = (&state.bot_inbox, &state.settings.bot.webhook_secret)
-    else {
+    let (Some(inbox), Some(secret)) = (&state.bot_inbox, &state.settings.bot.webhook_secret) else {
         return Err(AppError::NotFound(
             "the Telegram webhook is off (TELEGRAM_MODE=polling)".into(),
         ));
@@ -508,4 +507,3 @@ mod tests {
         );
     }
 }
-

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod bot;
 pub mod db;
 pub mod marzban;
 pub mod pg;

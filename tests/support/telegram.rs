@@ -337,7 +337,7 @@ impl FakeTelegram {
         st.count_429 = 0;
     }
 
-    /// Messages the bot posted successfully, in order.
+    /// Messages the bot posted or edited successfully, in order.
     pub fn sent_messages(&self) -> Vec<SentMessage> {
         self.state().sent.clone()
     }
@@ -1848,6 +1848,17 @@ impl State {
                 json: message.clone(),
             },
         );
+        // Recorded like a send, so a test sees what the chat shows after the edit.
+        self.sent.push(SentMessage {
+            method: method.to_owned(),
+            chat_id,
+            message_id,
+            text: message["text"].as_str().unwrap_or_default().to_owned(),
+            parse_mode: p_text(p, "parse_mode"),
+            reply_markup: message.get("reply_markup").cloned(),
+            params: Value::Object(p.clone()),
+            at: now,
+        });
         Reply::ok(message)
     }
 

@@ -155,7 +155,11 @@ async fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let mut sums: Vec<(PaymentProvider, Currency, i64, i64)> = Vec::new();
     for row in &revenue {
         let net = row.amount_minor - row.refunded_minor;
-        let today = if row.day >= w.today.date_naive() { net } else { 0 };
+        let today = if row.day >= w.today.date_naive() {
+            net
+        } else {
+            0
+        };
         match sums
             .iter_mut()
             .find(|(p, c, _, _)| *p == row.provider && *c == row.currency)
@@ -173,9 +177,10 @@ async fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             out.push('\n');
             out.push_str(&ctx.ta(
                 "admin-stats-provider",
-                &Args::new()
-                    .text("provider", entry.0.as_str())
-                    .text("amount", &format_money(lang, Money::new(pick(entry), entry.1))),
+                &Args::new().text("provider", entry.0.as_str()).text(
+                    "amount",
+                    &format_money(lang, Money::new(pick(entry), entry.1)),
+                ),
             ));
         }
         if out.is_empty() { " 0".into() } else { out }
@@ -207,7 +212,10 @@ async fn user(ctx: &Ctx, who: &str) -> anyhow::Result<()> {
         Some(user) => profile(ctx, user.id).await,
         None => {
             ctx.send(
-                ctx.ta("admin-user-not-found", &Args::new().text("who", &escape_html(who))),
+                ctx.ta(
+                    "admin-user-not-found",
+                    &Args::new().text("who", &escape_html(who)),
+                ),
                 Vec::new(),
             )
             .await
@@ -223,7 +231,9 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
         let Some(user) = users::find(&mut conn, id).await? else {
             return Ok(());
         };
-        let sub = subscriptions::find_by_user(&mut conn, id).await?.map(|(s, _)| s);
+        let sub = subscriptions::find_by_user(&mut conn, id)
+            .await?
+            .map(|(s, _)| s);
         let payments = users::recent_payments(&mut conn, id, 5).await?;
         (user, sub, payments)
     };
@@ -241,15 +251,20 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
     let mut payment_lines = String::new();
     for p in &payments {
         payment_lines.push('\n');
-        payment_lines.push_str(&ctx.ta(
-            "admin-user-payment",
-            &Args::new()
-                .text("id", &p.id.to_string())
-                .text("date", &format_date(lang, p.created_at, offset))
-                .text("amount", &format_money(lang, Money::new(p.amount_minor, p.currency)))
-                .text("provider", p.provider.as_str())
-                .text("status", p.status.as_str()),
-        ));
+        payment_lines.push_str(
+            &ctx.ta(
+                "admin-user-payment",
+                &Args::new()
+                    .text("id", &p.id.to_string())
+                    .text("date", &format_date(lang, p.created_at, offset))
+                    .text(
+                        "amount",
+                        &format_money(lang, Money::new(p.amount_minor, p.currency)),
+                    )
+                    .text("provider", p.provider.as_str())
+                    .text("status", p.status.as_str()),
+            ),
+        );
     }
     if payment_lines.is_empty() {
         payment_lines.push_str(" —");
@@ -264,7 +279,10 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
             .text("joined", &format_date(lang, user.created_at, offset))
             .text(
                 "email",
-                &user.email.as_deref().map_or_else(|| "—".into(), escape_html),
+                &user
+                    .email
+                    .as_deref()
+                    .map_or_else(|| "—".into(), escape_html),
             )
             .text("banned", yes_no(user.banned))
             .text("blocked", yes_no(user.bot_blocked))
@@ -297,9 +315,13 @@ pub async fn action(ctx: &Ctx, action: AdminAction) -> anyhow::Result<()> {
             let Some(target) = target(ctx, id).await? else {
                 return Ok(());
             };
-            ctx.set_state(DialogueState::GrantDays { user_id: id }).await?;
+            ctx.set_state(DialogueState::GrantDays { user_id: id })
+                .await?;
             ctx.send(
-                ctx.ta("admin-grant-ask", &Args::new().text("name", &name_of(&target))),
+                ctx.ta(
+                    "admin-grant-ask",
+                    &Args::new().text("name", &name_of(&target)),
+                ),
                 vec![vec![ctx.button("button-cancel", Callback::Cancel)]],
             )
             .await
@@ -320,7 +342,10 @@ async fn target(ctx: &Ctx, id: UserId) -> anyhow::Result<Option<User>> {
     };
     if found.is_none() {
         ctx.send(
-            ctx.ta("admin-user-not-found", &Args::new().text("who", &id.to_string())),
+            ctx.ta(
+                "admin-user-not-found",
+                &Args::new().text("who", &id.to_string()),
+            ),
             Vec::new(),
         )
         .await?;
@@ -360,7 +385,10 @@ async fn grant(ctx: &Ctx, id: UserId, days: i64) -> anyhow::Result<()> {
     let Some((target, end)) = done else {
         return ctx
             .send(
-                ctx.ta("admin-user-not-found", &Args::new().text("who", &id.to_string())),
+                ctx.ta(
+                    "admin-user-not-found",
+                    &Args::new().text("who", &id.to_string()),
+                ),
                 Vec::new(),
             )
             .await;
@@ -442,8 +470,8 @@ async fn panel_job(ctx: &Ctx, id: UserId, kind: &'static str) -> anyhow::Result<
             let Some((sub, _)) = subscriptions::find_by_user(conn, id).await? else {
                 return Ok(Some((target, false)));
             };
-            let job = jobs::enqueue(conn, NewJob::new(kind, UserJob { user_id: id }), attempts)
-                .await?;
+            let job =
+                jobs::enqueue(conn, NewJob::new(kind, UserJob { user_id: id }), attempts).await?;
             let action = if kind == PANEL_RESET_TRAFFIC {
                 "user.reset_traffic"
             } else {
@@ -499,7 +527,8 @@ async fn broadcast_text(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
         audience: None,
     })
     .await?;
-    ctx.send(ctx.t("admin-broadcast-preview"), Vec::new()).await?;
+    ctx.send(ctx.t("admin-broadcast-preview"), Vec::new())
+        .await?;
     ctx.send(text.to_owned(), Vec::new()).await?;
     let keyboard = SEGMENTS
         .into_iter()
@@ -543,7 +572,10 @@ async fn choose_audience(ctx: &Ctx, segment: Segment) -> anyhow::Result<()> {
                 .number("count", count as f64),
         ),
         vec![vec![
-            ctx.button("admin-broadcast-send", Callback::Admin(AdminAction::SendBroadcast)),
+            ctx.button(
+                "admin-broadcast-send",
+                Callback::Admin(AdminAction::SendBroadcast),
+            ),
             InlineKeyboardButton::callback(ctx.t("button-cancel"), Callback::Cancel.encode()),
         ]],
     )

@@ -12,7 +12,9 @@ use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;
 use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout};
 use crate::db::models::{Plan, User};
-use crate::db::{PgConn, jobs, notifications, payments, plans, promo, referrals, subscriptions, users};
+use crate::db::{
+    PgConn, jobs, notifications, payments, plans, promo, referrals, subscriptions, users,
+};
 use crate::domain::email::normalize_email;
 use crate::domain::notifications::{Notification, NotifyJob, PromoEffect};
 use crate::domain::pricing::{self, Customer, PromoRefusal, PromoRules};
@@ -161,7 +163,8 @@ async fn join_by_referral(ctx: &Ctx, code: &str) -> anyhow::Result<Option<i32>> 
                 return Ok(None);
             }
             let name = panel_username(&prefix, user.telegram_id);
-            let end = subscriptions::extend(conn, user.id, &name, invitee_days, None, false).await?;
+            let end =
+                subscriptions::extend(conn, user.id, &name, invitee_days, None, false).await?;
             jobs::enqueue(conn, provision_job(user.id), attempts).await?;
             notify(
                 conn,
@@ -189,11 +192,16 @@ pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
 pub async fn trial(ctx: &Ctx) -> anyhow::Result<()> {
     let days = ctx.deps.settings.bot.trial_days;
     if days == 0 {
-        return ctx.show(ctx.t("trial-off"), vec![back(ctx, Callback::Menu)]).await;
+        return ctx
+            .show(ctx.t("trial-off"), vec![back(ctx, Callback::Menu)])
+            .await;
     }
     let days = i32::try_from(days).unwrap_or(7);
     let id = ctx.user.id;
-    let name = panel_username(ctx.deps.settings.panel_username_prefix(), ctx.user.telegram_id);
+    let name = panel_username(
+        ctx.deps.settings.panel_username_prefix(),
+        ctx.user.telegram_id,
+    );
     let attempts = max_attempts(ctx);
     let mut conn = ctx.deps.pool.get().await?;
     let taken = conn
@@ -264,7 +272,9 @@ pub async fn buy(ctx: &Ctx) -> anyhow::Result<()> {
     let mut conn = ctx.deps.pool.get().await?;
     let plans = plans::active(&mut conn).await?;
     if plans.is_empty() {
-        return ctx.show(ctx.t("buy-no-plans"), vec![back(ctx, Callback::Menu)]).await;
+        return ctx
+            .show(ctx.t("buy-no-plans"), vec![back(ctx, Callback::Menu)])
+            .await;
     }
     let lang = ctx.lang();
     let mut lines = vec![ctx.t("buy-choose-plan")];
@@ -331,7 +341,10 @@ pub async fn choose_method(ctx: &Ctx, plan_id: PlanId) -> anyhow::Result<()> {
     };
     let Some(plan) = plan else {
         return ctx
-            .show(ctx.t("checkout-error-unknown-plan"), vec![back(ctx, Callback::Buy)])
+            .show(
+                ctx.t("checkout-error-unknown-plan"),
+                vec![back(ctx, Callback::Buy)],
+            )
             .await;
     };
     let lang = ctx.lang();
@@ -429,7 +442,10 @@ pub async fn pay(
         }
         Ok(Checkout::Free { expires_at, .. }) => {
             ctx.show(
-                ctx.ta("checkout-free", &Args::new().text("date", &date(ctx, expires_at))),
+                ctx.ta(
+                    "checkout-free",
+                    &Args::new().text("date", &date(ctx, expires_at)),
+                ),
                 vec![vec![ctx.button("menu-button-status", Callback::Status)]],
             )
             .await
@@ -491,9 +507,10 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut lines = vec![ctx.t("status-title")];
     lines.push(match &plan {
-        Some(plan) if !sub.is_trial => {
-            ctx.ta("status-plan", &Args::new().text("plan", &escape_html(&plan.name)))
-        }
+        Some(plan) if !sub.is_trial => ctx.ta(
+            "status-plan",
+            &Args::new().text("plan", &escape_html(&plan.name)),
+        ),
         _ if sub.is_trial => ctx.t("status-plan-trial"),
         _ => ctx.ta("status-plan", &Args::new().text("plan", "—")),
     });
@@ -511,12 +528,10 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     if sub.expires_at > now {
         lines.push(ctx.ta(
             "status-expires",
-            &Args::new()
-                .text("date", &date(ctx, sub.expires_at))
-                .text(
-                    "days_text",
-                    &days_text(lang, pricing::days_left(sub.expires_at, now)),
-                ),
+            &Args::new().text("date", &date(ctx, sub.expires_at)).text(
+                "days_text",
+                &days_text(lang, pricing::days_left(sub.expires_at, now)),
+            ),
         ));
     } else {
         lines.push(ctx.ta(
@@ -567,13 +582,15 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
 pub async fn connect(ctx: &Ctx) -> anyhow::Result<()> {
     let mut lines = vec![ctx.t("status-connect")];
     for app in &ctx.deps.settings.bot.client_apps {
-        lines.push(ctx.ta(
-            "status-app",
-            &Args::new()
-                .text("platform", &app.platform)
-                .text("app", &app.name)
-                .text("url", app.url.as_str()),
-        ));
+        lines.push(
+            ctx.ta(
+                "status-app",
+                &Args::new()
+                    .text("platform", &app.platform)
+                    .text("app", &app.name)
+                    .text("url", app.url.as_str()),
+            ),
+        );
     }
     ctx.send(
         lines.join("\n"),
@@ -588,7 +605,13 @@ pub async fn referral(ctx: &Ctx) -> anyhow::Result<()> {
         let mut conn = ctx.deps.pool.get().await?;
         users::referral_summary(&mut conn, ctx.user.id).await?
     };
-    let bot = ctx.deps.clients.bot_username.get().cloned().unwrap_or_default();
+    let bot = ctx
+        .deps
+        .clients
+        .bot_username
+        .get()
+        .cloned()
+        .unwrap_or_default();
     let link = format!("https://t.me/{bot}?start=ref_{}", ctx.user.referral_code);
     let lang = ctx.lang();
     let p = &ctx.deps.settings.payments;
@@ -610,7 +633,10 @@ pub async fn referral(ctx: &Ctx) -> anyhow::Result<()> {
     );
     let mut keyboard = Vec::new();
     if let Ok(share) = reqwest::Url::parse_with_params("https://t.me/share/url", [("url", &link)]) {
-        keyboard.push(vec![InlineKeyboardButton::url(ctx.t("referral-share"), share)]);
+        keyboard.push(vec![InlineKeyboardButton::url(
+            ctx.t("referral-share"),
+            share,
+        )]);
     }
     keyboard.push(back(ctx, Callback::Menu));
     ctx.show(text, keyboard).await
@@ -621,7 +647,10 @@ pub async fn promo(ctx: &Ctx, code: &str) -> anyhow::Result<()> {
     if code.is_empty() {
         ctx.set_state(DialogueState::PromoCode).await?;
         return ctx
-            .show(ctx.t("promo-ask"), vec![vec![ctx.button("button-cancel", Callback::Cancel)]])
+            .show(
+                ctx.t("promo-ask"),
+                vec![vec![ctx.button("button-cancel", Callback::Cancel)]],
+            )
             .await;
     }
     apply_promo(ctx, code).await
@@ -633,7 +662,10 @@ pub async fn apply_promo(ctx: &Ctx, typed: &str) -> anyhow::Result<()> {
     let code_text = escape_html(&promo::normalise(typed));
     let user = ctx.user.id;
     let attempts = max_attempts(ctx);
-    let name = panel_username(ctx.deps.settings.panel_username_prefix(), ctx.user.telegram_id);
+    let name = panel_username(
+        ctx.deps.settings.panel_username_prefix(),
+        ctx.user.telegram_id,
+    );
     let mut conn = ctx.deps.pool.get().await?;
     let outcome = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -849,7 +881,10 @@ pub async fn email_entered(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
             ctx.set_state(DialogueState::Idle).await?;
             tracing::info!(user = %ctx.user.id, "email set");
             ctx.send(
-                ctx.ta("email-saved", &Args::new().text("email", &escape_html(&email))),
+                ctx.ta(
+                    "email-saved",
+                    &Args::new().text("email", &escape_html(&email)),
+                ),
                 vec![vec![ctx.button("menu-button-settings", Callback::Settings)]],
             )
             .await

@@ -114,7 +114,10 @@ impl Ctx {
         keyboard: Keyboard,
     ) -> anyhow::Result<()> {
         self.bot
-            .send_photo(self.chat, InputFile::memory(png).file_name("subscription-qr.png"))
+            .send_photo(
+                self.chat,
+                InputFile::memory(png).file_name("subscription-qr.png"),
+            )
             .caption(caption)
             .parse_mode(ParseMode::Html)
             .reply_markup(InlineKeyboardMarkup::new(keyboard))
@@ -157,7 +160,11 @@ fn kind_of(update: &Update) -> &'static str {
 }
 
 /// The dispatcher's one endpoint.
-pub async fn on_update(bot: Bot, update: Update, deps: Arc<Deps>) -> Result<(), std::convert::Infallible> {
+pub async fn on_update(
+    bot: Bot,
+    update: Update,
+    deps: Arc<Deps>,
+) -> Result<(), std::convert::Infallible> {
     let started = Instant::now();
     let kind = kind_of(&update);
     let from = update.from().map(|u| u.id.0);
@@ -317,7 +324,11 @@ async fn enter(
 
 /// The per-user rate limit: `false` when the update is dropped.
 async fn admitted(ctx: &Ctx, callback: Option<&CallbackQuery>) -> anyhow::Result<bool> {
-    match ctx.deps.throttle.check(ctx.user.telegram_id, Instant::now()) {
+    match ctx
+        .deps
+        .throttle
+        .check(ctx.user.telegram_id, Instant::now())
+    {
         Verdict::Allow => Ok(true),
         verdict => {
             if let Some(q) = callback {
@@ -338,7 +349,12 @@ async fn in_channel(ctx: &Ctx) -> anyhow::Result<bool> {
     let Some(channel) = &ctx.deps.settings.bot.required_channel else {
         return Ok(true);
     };
-    if ctx.is_admin() || ctx.deps.throttle.is_known_member(ctx.user.telegram_id, Instant::now()) {
+    if ctx.is_admin()
+        || ctx
+            .deps
+            .throttle
+            .is_known_member(ctx.user.telegram_id, Instant::now())
+    {
         return Ok(true);
     }
     let recipient = match channel.parse::<i64>() {
@@ -384,17 +400,25 @@ async fn chat_member(change: &ChatMemberUpdated, deps: &Deps) -> anyhow::Result<
     let telegram_id = i64::try_from(change.from.id.0).context("telegram id out of range")?;
     let mut conn = deps.pool.get().await?;
     users::set_bot_blocked(&mut conn, telegram_id, blocked).await?;
-    tracing::info!(user = telegram_id, blocked, "the user changed the bot's chat");
+    tracing::info!(
+        user = telegram_id,
+        blocked,
+        "the user changed the bot's chat"
+    );
     Ok(())
 }
 
 /// A command, or the text a dialogue waits for.
 async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
     let Some(text) = m.text().map(str::trim) else {
-        return ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx)).await;
+        return ctx
+            .send(ctx.t("unknown-input"), flows::menu_keyboard(ctx))
+            .await;
     };
     if let Some(command) = text.strip_prefix('/') {
-        let (name, args) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+        let (name, args) = command
+            .split_once(char::is_whitespace)
+            .unwrap_or((command, ""));
         // `/buy@my_bot` in a chat with several bots.
         let name = name.split('@').next().unwrap_or(name).to_ascii_lowercase();
         let args = args.trim();
@@ -414,7 +438,10 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
             "help" => flows::help(ctx).await,
             "paysupport" => flows::paysupport(ctx).await,
             "terms" => flows::terms(ctx).await,
-            "cancel" => ctx.send(ctx.t("cancelled"), flows::menu_keyboard(ctx)).await,
+            "cancel" => {
+                ctx.send(ctx.t("cancelled"), flows::menu_keyboard(ctx))
+                    .await
+            }
             "admin" | "stats" | "user" | "grant" | "broadcast" => {
                 if ctx.is_admin() {
                     admin::command(ctx, &name, args).await
@@ -433,7 +460,10 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
         };
     }
     match ctx.state().await? {
-        DialogueState::Idle => ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx)).await,
+        DialogueState::Idle => {
+            ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx))
+                .await
+        }
         DialogueState::PromoCode => flows::apply_promo(ctx, text).await,
         DialogueState::Email => flows::email_entered(ctx, text).await,
         state @ (DialogueState::BroadcastText
@@ -443,7 +473,8 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
                 admin::text(ctx, state, text).await
             } else {
                 ctx.set_state(DialogueState::Idle).await?;
-                ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx)).await
+                ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx))
+                    .await
             }
         }
     }
@@ -496,7 +527,11 @@ async fn on_callback(ctx: &Ctx, q: &CallbackQuery) -> anyhow::Result<()> {
             if ctx.is_admin() {
                 admin::action(ctx, action).await
             } else {
-                tracing::warn!(user = ctx.user.telegram_id, ?action, "a non-admin pressed an admin button");
+                tracing::warn!(
+                    user = ctx.user.telegram_id,
+                    ?action,
+                    "a non-admin pressed an admin button"
+                );
                 ctx.send(ctx.t("admin-only"), Vec::new()).await
             }
         }

@@ -255,7 +255,9 @@ async fn dispatch(
                 .delete_webhook()
                 .await
                 .build();
-            dispatcher.try_dispatch_with_listener(listener, errors).await
+            dispatcher
+                .try_dispatch_with_listener(listener, errors)
+                .await
         }
         TelegramMode::Webhook => {
             let (stop_token, _flag) = mk_stop_token();
@@ -270,7 +272,9 @@ async fn dispatch(
                 },
                 |state: &mut (_, StopToken)| state.1.clone(),
             );
-            dispatcher.try_dispatch_with_listener(listener, errors).await
+            dispatcher
+                .try_dispatch_with_listener(listener, errors)
+                .await
         }
     };
     if let Err(e) = result {

@@ -8,8 +8,8 @@ use teloxide::prelude::Requester;
 use teloxide::types::{Message, MessageKind, PreCheckoutQuery};
 
 use crate::actors::payments::{
-    CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate,
-    parse_stars_payload, raw_of,
+    CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate, parse_stars_payload,
+    raw_of,
 };
 use crate::actors::supervisor::ActorHandle;
 use crate::domain::{Money, PaymentProvider};
@@ -36,7 +36,8 @@ pub async fn pre_checkout(
     };
     match verdict {
         Ok(()) => {
-            bot.answer_pre_checkout_query(query.id.clone(), true).await?;
+            bot.answer_pre_checkout_query(query.id.clone(), true)
+                .await?;
         }
         Err(message) => {
             use teloxide::payloads::AnswerPreCheckoutQuerySetters;

@@ -71,7 +71,10 @@ where
 {
     type Error = StorageError;
 
-    fn remove_dialogue(self: Arc<Self>, chat_id: ChatId) -> BoxFuture<'static, Result<(), Self::Error>>
+    fn remove_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+    ) -> BoxFuture<'static, Result<(), Self::Error>>
     where
         D: Send + 'static,
     {
@@ -120,7 +123,10 @@ mod tests {
     fn states_are_tagged_json() {
         let s = DialogueState::GrantDays { user_id: UserId(7) };
         let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json, serde_json::json!({"state": "grant_days", "user_id": 7}));
+        assert_eq!(
+            json,
+            serde_json::json!({"state": "grant_days", "user_id": 7})
+        );
         assert_eq!(serde_json::from_value::<DialogueState>(json).unwrap(), s);
         assert_eq!(
             serde_json::to_value(DialogueState::PromoCode).unwrap(),

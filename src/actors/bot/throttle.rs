@@ -98,7 +98,12 @@ impl Throttle {
 }
 
 /// Records `user` at `now` unless recorded less than `every` ago; `true` when recorded.
-fn remember_once(map: &Mutex<HashMap<i64, Instant>>, user: i64, now: Instant, every: Duration) -> bool {
+fn remember_once(
+    map: &Mutex<HashMap<i64, Instant>>,
+    user: i64,
+    now: Instant,
+    every: Duration,
+) -> bool {
     let Ok(mut map) = map.lock() else {
         return true;
     };
