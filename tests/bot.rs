@@ -142,3 +142,334 @@ async fn status_shows_the_subscription_with_a_qr_code_and_the_apps() {
         connect.text
     );
 }
+
+async fn insert_promo(
+    shop: &BotShop,
+    code: &str,
+    kind: PromoKind,
+    value: i64,
+    tweak: impl FnOnce(&mut PromoValues),
+) {
+    let mut values = PromoValues {
+        code: code.to_owned(),
+        kind,
+        value,
+        max_uses: None,
+        once_per_user: true,
+        new_users_only: false,
+        min_plan_days: None,
+        valid_from: None,
+        valid_until: None,
+        active: true,
+        note: None,
+    };
+    tweak(&mut values);
+    promo::insert(&mut shop.app.db.connect().await, &values)
+        .await
+        .expect("promo code inserted");
+}
+
+#[actix_rt::test]
+async fn promo_codes_of_each_kind_and_each_refusal() {
+    let shop = bot_shop(&[]).await;
+    let u = 1003;
+    insert_promo(&shop, "DAYS10", PromoKind::BonusDays, 10, |_| {}).await;
+    insert_promo(&shop, "SALE15", PromoKind::Percent, 15, |_| {}).await;
+    insert_promo(&shop, "MINUS50", PromoKind::Fixed, 5_000, |_| {}).await;
+    insert_promo(&shop, "OLD", PromoKind::BonusDays, 5, |v| {
+        v.valid_until = Some(Utc::now() - chrono::Duration::days(1))
+    })
+    .await;
+    insert_promo(&shop, "ONE", PromoKind::BonusDays, 5, |v| {
+        v.max_uses = Some(1);
+        v.once_per_user = false;
+    })
+    .await;
+
+    // Bonus days at once (by the dialogue: the button, then the code).
+    let menu = shop.say(u, "/start").await;
+    let ask = shop
+        .press(u, menu.message_id, &button(&menu, "🏷 Promo code"))
+        .await;
+    assert!(ask.text.contains("Send the promo code"), "{}", ask.text);
+    let applied = shop.say(u, "days10").await;
+    assert!(
+        applied
+            .text
+            .contains("Promo code DAYS10 applied:</b> 10 days added"),
+        "{}",
+        applied.text
+    );
+    let sub = subscription_of(&shop, u).await.unwrap();
+    assert!((days_from_now(sub.expires_at) - 10.0).abs() < 0.01);
+    shop.wait_text(u, "Your subscription link:").await;
+    // Once per user.
+    let again = shop.say(u, "/promo DAYS10").await;
+    assert!(
+        again.text.contains("you have already used it"),
+        "{}",
+        again.text
+    );
+    assert_eq!(
+        subscription_of(&shop, u).await.unwrap().expires_at,
+        sub.expires_at
+    );
+
+    // Discounts are remembered for the next checkout.
+    let sale = shop.say(u, "/promo SALE15").await;
+    assert!(
+        sale.text.contains("15% off your next payment"),
+        "{}",
+        sale.text
+    );
+    let pending = user_row(&shop, u)
+        .await
+        .pending_promo_id
+        .expect("remembered");
+    let fixed = shop.say(u, "/promo minus50").await;
+    assert!(
+        fixed.text.contains("50 ₽ off") || fixed.text.contains("50.00"),
+        "{}",
+        fixed.text
+    );
+    assert_ne!(user_row(&shop, u).await.pending_promo_id, Some(pending));
+
+    // Refusals, each with its reason.
+    let unknown = shop.say(u, "/promo NOPE").await;
+    assert!(
+        unknown.text.contains("there is no such code"),
+        "{}",
+        unknown.text
+    );
+    let expired = shop.say(u, "/promo OLD").await;
+    assert!(expired.text.contains("it has expired"), "{}", expired.text);
+    let first = shop.say(1004, "/promo ONE").await;
+    assert!(first.text.contains("5 days added"), "{}", first.text);
+    let used_up = shop.say(u, "/promo ONE").await;
+    assert!(
+        used_up.text.contains("it has been used up"),
+        "{}",
+        used_up.text
+    );
+    // A code with markup in it is shown escaped, never interpreted.
+    let odd = shop.say(u, "/promo <b>X</b>").await;
+    assert!(odd.text.contains("&lt;B&gt;X&lt;/B&gt;"), "{}", odd.text);
+}
+
+#[actix_rt::test]
+async fn email_is_validated_and_the_language_switches() {
+    let shop = bot_shop(&[]).await;
+    let u = 1005;
+    let settings = shop.say(u, "/settings").await;
+    assert!(
+        settings.text.contains("Email: not set"),
+        "{}",
+        settings.text
+    );
+    let ask = shop
+        .press(u, settings.message_id, &button(&settings, "✉️ Set email"))
+        .await;
+    assert!(ask.text.contains("Send your email address"), "{}", ask.text);
+    let bad = shop.say(u, "not-an-email").await;
+    assert!(
+        bad.text.contains("does not look like an email address"),
+        "{}",
+        bad.text
+    );
+    assert_eq!(user_row(&shop, u).await.email, None);
+    // Still in the dialogue: the next text is tried again.
+    let saved = shop.say(u, "Ann.Smith@Example.COM").await;
+    assert!(saved.text.contains("Email saved"), "{}", saved.text);
+    let email = user_row(&shop, u).await.email.expect("saved");
+    assert_eq!(email.to_lowercase(), "ann.smith@example.com");
+    // The dialogue is over: text is not taken as an address any more.
+    let other = shop.say(u, "bob@example.com").await;
+    assert!(
+        other.text.contains("I did not understand"),
+        "{}",
+        other.text
+    );
+
+    let settings = shop.say(u, "/settings").await;
+    let russian = shop
+        .press(u, settings.message_id, &button(&settings, "🌐 Русский"))
+        .await;
+    assert!(russian.text.contains("Язык: Русский"), "{}", russian.text);
+    assert_eq!(user_row(&shop, u).await.language, Language::Ru);
+    let help = shop.say(u, "/help").await;
+    assert!(help.text.contains("/buy"), "{}", help.text);
+    assert!(!help.text.contains("buy or renew VPN"), "{}", help.text);
+    let menu = shop.say(u, "/start").await;
+    assert!(buttons(&menu).iter().all(|(t, _)| t != "🛒 Buy or renew"));
+    // A Russian Telegram client starts in Russian.
+    shop.telegram.push_update(serde_json::json!({"message": {
+        "message_id": 1, "date": Utc::now().timestamp(),
+        "chat": {"id": 1006, "type": "private", "first_name": "Иван"},
+        "from": {"id": 1006, "is_bot": false, "first_name": "Иван", "language_code": "ru-RU"},
+        "text": "/start",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+    }}));
+    shop.next_after(1006, 0).await;
+    assert_eq!(user_row(&shop, 1006).await.language, Language::Ru);
+}
+
+#[actix_rt::test]
+async fn a_banned_user_gets_one_polite_refusal() {
+    let shop = bot_shop(&[]).await;
+    let u = 1007;
+    shop.say(u, "/start").await;
+    diesel::update(users::table.filter(users::telegram_id.eq(u)))
+        .set(users::banned.eq(true))
+        .execute(&mut shop.app.db.connect().await)
+        .await
+        .unwrap();
+    let refusal = shop.say(u, "/trial").await;
+    assert!(
+        refusal.text.contains("has been blocked"),
+        "{}",
+        refusal.text
+    );
+    let seen = shop.messages(u).len();
+    shop.telegram.push_message(u, "/buy");
+    shop.telegram.push_message(u, "/status");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        shop.messages(u).len(),
+        seen,
+        "no second refusal, nothing else"
+    );
+    assert!(subscription_of(&shop, u).await.is_none());
+    // A pressed button is answered (the spinner stops) with the refusal.
+    shop.telegram.push_callback(u, refusal.message_id, "trial");
+    let answers = shop
+        .telegram
+        .wait_for_calls("answerCallbackQuery", 1, WAIT)
+        .await;
+    assert!(
+        answers[0].params["text"]
+            .as_str()
+            .unwrap()
+            .contains("blocked")
+    );
+}
+
+#[actix_rt::test]
+async fn too_many_updates_are_answered_once_and_dropped() {
+    let shop = bot_shop(&[("BOT_RATE_LIMIT", "3/10s")]).await;
+    let u = 1008;
+    for _ in 0..6 {
+        shop.telegram.push_message(u, "/help");
+    }
+    shop.wait_text(u, "Too many requests").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let texts: Vec<String> = shop.messages(u).into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("<b>Help</b>")).count(),
+        3,
+        "{texts:#?}"
+    );
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("Too many requests"))
+            .count(),
+        1,
+        "{texts:#?}"
+    );
+    assert_eq!(texts.len(), 4);
+}
+
+#[actix_rt::test]
+async fn a_restart_in_the_middle_of_a_dialogue_continues_it() {
+    let mut shop = bot_shop(&[]).await;
+    let u = 1009;
+    insert_promo(&shop, "AFTER", PromoKind::BonusDays, 3, |_| {}).await;
+    let ask = shop.say(u, "/promo").await;
+    assert!(ask.text.contains("Send the promo code"), "{}", ask.text);
+    shop.app = shop.app.restart().await;
+    let applied = shop.say(u, "AFTER").await;
+    assert!(applied.text.contains("3 days added"), "{}", applied.text);
+}
+
+#[actix_rt::test]
+async fn admins_grant_days_and_see_a_profile_and_others_cannot() {
+    let shop = bot_shop(&[]).await;
+    let u = 1010;
+    shop.telegram.set_user(u, "Ann", Some("ann_vpn"));
+    shop.say(u, "/start").await;
+    let user = user_row(&shop, u).await;
+
+    // Not for subscribers: commands and forged buttons alike.
+    let refused = shop.say(u, &format!("/grant {u} 30")).await;
+    assert!(
+        refused.text.contains("for the shop's administrators"),
+        "{}",
+        refused.text
+    );
+    let forged = shop
+        .press(u, refused.message_id, &format!("a:ban:{}", user.id.0))
+        .await;
+    assert!(
+        forged.text.contains("for the shop's administrators"),
+        "{}",
+        forged.text
+    );
+    assert!(!user_row(&shop, u).await.banned);
+    assert!(subscription_of(&shop, u).await.is_none());
+
+    let usage = shop.say(ADMIN_ID, "/grant").await;
+    assert!(usage.text.contains("Usage: /grant"), "{}", usage.text);
+    let granted = shop.say(ADMIN_ID, &format!("/grant {u} 30")).await;
+    assert!(
+        granted.text.contains("@ann_vpn got 30 days"),
+        "{}",
+        granted.text
+    );
+    let sub = subscription_of(&shop, u).await.unwrap();
+    assert!((days_from_now(sub.expires_at) - 30.0).abs() < 0.01);
+    shop.panel.user("vpnshop_1010").map(|_| ()).unwrap_or(());
+    let audit = shop.app.audit_rows("user.extend").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["actor"], format!("telegram:{ADMIN_ID}"));
+
+    let profile = shop.say(ADMIN_ID, "/user @Ann_VPN").await;
+    assert!(
+        profile.text.contains(&format!("Telegram {u}")),
+        "{}",
+        profile.text
+    );
+    assert!(
+        profile.text.contains("Subscription: active"),
+        "{}",
+        profile.text
+    );
+    let by_id = shop.say(ADMIN_ID, &format!("/user {u}")).await;
+    assert_eq!(by_id.text, profile.text);
+    let missing = shop.say(ADMIN_ID, "/user 424242").await;
+    assert!(missing.text.contains("No user 424242"), "{}", missing.text);
+
+    // The profile's buttons: grant by dialogue, ban.
+    let ask = shop
+        .press(
+            ADMIN_ID,
+            profile.message_id,
+            &button(&profile, "➕ Grant days"),
+        )
+        .await;
+    assert!(ask.text.contains("How many days"), "{}", ask.text);
+    let wrong = shop.say(ADMIN_ID, "lots").await;
+    assert!(wrong.text.contains("Usage: /grant"), "{}", wrong.text);
+    let five = shop.say(ADMIN_ID, "5").await;
+    assert!(five.text.contains("got 5 days"), "{}", five.text);
+    let after = subscription_of(&shop, u).await.unwrap();
+    assert_eq!((after.expires_at - sub.expires_at).num_days(), 5);
+
+    let banned = shop
+        .press(ADMIN_ID, profile.message_id, &button(&profile, "🚫 Ban"))
+        .await;
+    assert!(banned.text.contains("is banned"), "{}", banned.text);
+    assert!(user_row(&shop, u).await.banned);
+    assert_eq!(shop.app.audit_rows("user.update").await.len(), 1);
+    let stats = shop.say(ADMIN_ID, "/stats").await;
+    assert!(stats.text.contains("Users: 2"), "{}", stats.text);
+}

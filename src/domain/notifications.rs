@@ -167,6 +167,10 @@ impl Notification {
                 | Notification::AutoRenewalSucceeded { .. }
                 | Notification::ReferralBonus { .. }
                 | Notification::ReferralWelcome { .. }
+                | Notification::PromoApplied {
+                    effect: PromoEffect::Days { .. },
+                    ..
+                }
         )
     }
 }
