@@ -53,12 +53,11 @@ async fn audit(
 }
 
 fn name_of(user: &User) -> String {
-    let name = match (&user.username, &user.first_name) {
+    match (&user.username, &user.first_name) {
         (Some(username), _) => format!("@{username}"),
         (None, Some(first)) => first.clone(),
         (None, None) => user.telegram_id.to_string(),
-    };
-    name
+    }
 }
 
 pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {

@@ -57,12 +57,10 @@ fn back(ctx: &Ctx, to: Callback) -> Vec<InlineKeyboardButton> {
 }
 
 fn name_of(user: &User) -> String {
-    let name = user
-        .first_name
+    user.first_name
         .clone()
         .or_else(|| user.username.clone())
-        .unwrap_or_else(|| user.telegram_id.to_string());
-    name
+        .unwrap_or_else(|| user.telegram_id.to_string())
 }
 
 fn offset(ctx: &Ctx) -> chrono::FixedOffset {
