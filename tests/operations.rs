@@ -467,3 +467,49 @@ async fn business_gauges_count_users_subscriptions_and_revenue() {
     assert_eq!(revenue_lines, 3, "free orders are not revenue:\n{text}");
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_scheduled_backup_is_sent_to_every_admin_on_telegram() {
+    let telegram = support::telegram::FakeTelegram::start();
+    let url = telegram.url();
+    let app = spawn_app(&[
+        ("BACKUP_INTERVAL", "24h"),
+        ("BACKUP_TELEGRAM", "true"),
+        ("TELEGRAM_BOT_TOKEN", support::telegram::TOKEN),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("ADMIN_TELEGRAM_IDS", "7001, 7002"),
+    ])
+    .await;
+    let calls = telegram
+        .wait_for_calls("sendDocument", 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(calls.len(), 2, "one document per admin");
+    let dir = app.settings.data_dir.join("backups");
+    let dump = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "dump"))
+        .expect("the backup file");
+    let name = dump.file_name().unwrap().to_string_lossy().into_owned();
+    let size = std::fs::metadata(&dump).unwrap().len();
+    let mut chats: Vec<i64> = calls
+        .iter()
+        .map(|c| c.params["chat_id"].as_i64().unwrap())
+        .collect();
+    chats.sort_unstable();
+    assert_eq!(chats, [7001, 7002]);
+    for call in &calls {
+        assert_eq!(call.status, 200, "{:?}", call.response);
+        // The document part is the backup file itself, whole.
+        let document = &call.params["document"];
+        assert_eq!(document["file_name"], name.as_str(), "{document}");
+        assert_eq!(document["size"], size, "{document}");
+        let caption = call.params["caption"].as_str().unwrap();
+        assert!(
+            caption.contains(&name) && caption.contains("kB"),
+            "{caption}"
+        );
+    }
+    assert!(telegram.calls_to("sendMessage").is_empty());
+    app.shutdown().await;
+}
