@@ -9,7 +9,9 @@ use anyhow::Context as _;
 
 use crate::actors::bot::{BotActor, BotInbox, BotParts};
 use crate::actors::job_runner::{JobHandlers, JobRunner};
-use crate::actors::maintenance::{BACKUP, MAINTENANCE, Maintenance, ScheduledBackup};
+use crate::actors::maintenance::{
+    BACKUP, BackupRecipients, MAINTENANCE, Maintenance, ScheduledBackup,
+};
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling};
 use crate::actors::notifier::{Notifier, NotifierJobs};
@@ -130,6 +132,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
                 database_url: database_url.to_owned(),
                 dir: settings.data_dir.join("backups"),
                 keep: settings.scheduler.backup_keep,
+                telegram: backup_recipients(settings)?,
             },
             Some(1),
         );
@@ -314,6 +317,23 @@ impl RunningApp {
         self.pool.close();
         tracing::info!("stopped");
     }
+}
+
+/// With `BACKUP_TELEGRAM`, the admins who get each scheduled backup (the settings guarantee a
+/// bot token and admins). Sending may take a third of a job's lease, at most 5 minutes, so the
+/// backup job always ends well within its lease.
+fn backup_recipients(settings: &Settings) -> anyhow::Result<Option<Arc<BackupRecipients>>> {
+    let Some(telegram) = settings
+        .telegram
+        .as_ref()
+        .filter(|_| settings.scheduler.backup_telegram)
+    else {
+        return Ok(None);
+    };
+    let budget = (settings.jobs.lease / 3).min(std::time::Duration::from_secs(300));
+    let recipients = BackupRecipients::new(telegram, settings.bot.admin_ids.clone(), budget)
+        .context("building the Telegram client for backups")?;
+    Ok(Some(Arc::new(recipients)))
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.

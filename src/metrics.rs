@@ -100,7 +100,30 @@ pub struct Metrics {
     pub bot_updates: IntCounterVec,
     /// `kind`: time to handle one update, Bot API answers included.
     pub bot_update_duration: HistogramVec,
+    /// Business gauges, refreshed from the database at scrape time (every replica exports the
+    /// same numbers: aggregate them with `max`, not `sum`). Users in all.
+    pub users: IntGauge,
+    /// Users registered in the last 24 hours.
+    pub users_new_24h: IntGauge,
+    /// Users who ever started a trial.
+    pub users_trial: IntGauge,
+    /// Users with at least one paid payment.
+    pub users_paying: IntGauge,
+    /// Users who had a trial and paid after it started.
+    pub users_trial_converted: IntGauge,
+    /// `kind`: `trial`, `paid`, `granted` — status active and not ended.
+    pub subscriptions_active: IntGaugeVec,
+    /// `kind`: active subscriptions ending within 3 days.
+    pub subscriptions_expiring: IntGaugeVec,
+    /// `provider`, `currency`: paid minus refunded, all time, in the currency's major unit.
+    pub revenue: GaugeVec,
+    /// When the business gauges were last read (they are read at most every
+    /// [`BUSINESS_REFRESH`]).
+    pub business_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// The business gauges are read from the database at most this often, however often scraped.
+pub const BUSINESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Metrics {
     pub fn new() -> prometheus::Result<Metrics> {
@@ -359,6 +382,44 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["kind"],
         )?;
+        let gauge = |name: &str, help: &str| {
+            IntGauge::with_opts(Opts::new(name, help).namespace(NAMESPACE))
+        };
+        let users = gauge("users", "Users of the shop (from the database).")?;
+        let users_new_24h = gauge("users_new_24h", "Users registered in the last 24 hours.")?;
+        let users_trial = gauge("users_trial", "Users who ever started a free trial.")?;
+        let users_paying = gauge(
+            "users_paying",
+            "Users with at least one paid payment (refunded ones included, free orders not).",
+        )?;
+        let users_trial_converted = gauge(
+            "users_trial_converted",
+            "Users who had a trial and paid after it started.",
+        )?;
+        let subscriptions_active = IntGaugeVec::new(
+            Opts::new(
+                "subscriptions_active",
+                "Subscriptions with status active that have not ended, by kind (trial, paid, granted).",
+            )
+            .namespace(NAMESPACE),
+            &["kind"],
+        )?;
+        let subscriptions_expiring = IntGaugeVec::new(
+            Opts::new(
+                "subscriptions_expiring",
+                "Active subscriptions ending within 3 days, by kind.",
+            )
+            .namespace(NAMESPACE),
+            &["kind"],
+        )?;
+        let revenue = GaugeVec::new(
+            Opts::new(
+                "revenue",
+                "Paid minus refunded, all time, by provider and currency, in the currency's major unit (RUB: roubles, XTR: Stars).",
+            )
+            .namespace(NAMESPACE),
+            &["provider", "currency"],
+        )?;
         let mut declared = Vec::new();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -397,6 +458,14 @@ impl Metrics {
             Box::new(auto_renewals.clone()),
             Box::new(bot_updates.clone()),
             Box::new(bot_update_duration.clone()),
+            Box::new(users.clone()),
+            Box::new(users_new_24h.clone()),
+            Box::new(users_trial.clone()),
+            Box::new(users_paying.clone()),
+            Box::new(users_trial_converted.clone()),
+            Box::new(subscriptions_active.clone()),
+            Box::new(subscriptions_expiring.clone()),
+            Box::new(revenue.clone()),
         ] {
             declared.extend(families_of(collector.as_ref()));
             registry.register(collector)?;
@@ -447,6 +516,15 @@ impl Metrics {
             auto_renewals,
             bot_updates,
             bot_update_duration,
+            users,
+            users_new_24h,
+            users_trial,
+            users_paying,
+            users_trial_converted,
+            subscriptions_active,
+            subscriptions_expiring,
+            revenue,
+            business_refreshed: std::sync::Mutex::new(None),
         })
     }
 

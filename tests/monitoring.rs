@@ -195,8 +195,8 @@ fn dashboards_use_only_exported_metrics_and_are_provisioned() {
             }
         }
     }
-    assert!(boards >= 3, "{boards} dashboards");
-    assert!(referenced.len() >= 25, "{referenced:?}");
+    assert!(boards >= 5, "{boards} dashboards");
+    assert!(referenced.len() >= 35, "{referenced:?}");
 
     // Grafana finds the data source and the dashboards, and compose mounts them.
     let datasource = include_str!("../docker/grafana/provisioning/datasources/prometheus.yml");

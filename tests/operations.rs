@@ -388,3 +388,128 @@ async fn a_scheduled_backup_is_written_into_the_data_dir() {
     );
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn business_gauges_count_users_subscriptions_and_revenue() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app(&[]).await;
+    let conn = &mut app.db.connect().await;
+    // Six users; their trials, payments and subscriptions are chosen so that each gauge
+    // counts some rows and leaves others out.
+    conn.batch_execute(
+        "INSERT INTO plans (name, days, price_minor) VALUES ('Month', 30, 19900);
+         INSERT INTO users (telegram_id, referral_code, created_at, trial_used_at) VALUES
+           (1001, 'ref1001', now() - interval '10 days', now() - interval '9 days'),
+           (1002, 'ref1002', now() - interval '2 hours', now() - interval '1 hour'),
+           (1003, 'ref1003', now() - interval '5 days', NULL),
+           (1004, 'ref1004', now() - interval '30 days', now() - interval '5 days'),
+           (1005, 'ref1005', now() - interval '3 hours', NULL),
+           (1006, 'ref1006', now() - interval '40 days', NULL);
+         -- u1 paid after the trial (converted); u4 paid before it (not converted); u3 paid
+         -- by WATA (partly refunded) and in Stars; u5's order is pending and its free one is
+         -- not money.
+         INSERT INTO payments (user_id, provider, status, amount_minor, currency, days,
+                               refunded_minor, paid_at)
+         SELECT u.id, p.provider, p.status, p.amount, p.currency, 30, p.refunded,
+                CASE WHEN p.status = 'pending' THEN NULL ELSE now() - p.ago END
+         FROM (VALUES
+             (1001, 'yookassa', 'succeeded', 19900, 'RUB', 0, interval '8 days'),
+             (1004, 'yookassa', 'succeeded', 9900, 'RUB', 0, interval '20 days'),
+             (1003, 'wata', 'refunded', 29900, 'RUB', 10000, interval '4 days'),
+             (1003, 'stars', 'succeeded', 150, 'XTR', 0, interval '3 days'),
+             (1005, 'yookassa', 'pending', 50000, 'RUB', 0, interval '0 days'),
+             (1005, 'free', 'succeeded', 0, 'RUB', 0, interval '1 hour')
+         ) AS p(telegram_id, provider, status, amount, currency, refunded, ago)
+         JOIN users u ON u.telegram_id = p.telegram_id;
+         -- Active: u1 and u3 paid (u3 ends tomorrow), u2 on a trial ending in 2 days, u5
+         -- given days without a plan. Not active: u4 ended, u6 disabled.
+         INSERT INTO subscriptions (user_id, plan_id, panel_username, status, is_trial, expires_at)
+         SELECT u.id, CASE WHEN s.paid THEN (SELECT id FROM plans LIMIT 1) END,
+                'vpnshop_' || u.telegram_id, s.status, s.trial, now() + s.ends_in
+         FROM (VALUES
+             (1001, true, 'active', false, interval '20 days'),
+             (1002, false, 'active', true, interval '2 days'),
+             (1003, true, 'active', false, interval '1 day'),
+             (1004, true, 'expired', false, interval '-1 day'),
+             (1005, false, 'active', false, interval '10 days'),
+             (1006, true, 'disabled', false, interval '5 days')
+         ) AS s(telegram_id, paid, status, trial, ends_in)
+         JOIN users u ON u.telegram_id = s.telegram_id;",
+    )
+    .await
+    .unwrap();
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for expected in [
+        "vpn_shop_users 6",
+        "vpn_shop_users_new_24h 2",
+        "vpn_shop_users_trial 3",
+        "vpn_shop_users_paying 3",
+        "vpn_shop_users_trial_converted 1",
+        "vpn_shop_subscriptions_active{kind=\"paid\"} 2",
+        "vpn_shop_subscriptions_active{kind=\"trial\"} 1",
+        "vpn_shop_subscriptions_active{kind=\"granted\"} 1",
+        "vpn_shop_subscriptions_expiring{kind=\"paid\"} 1",
+        "vpn_shop_subscriptions_expiring{kind=\"trial\"} 1",
+        "vpn_shop_subscriptions_expiring{kind=\"granted\"} 0",
+        "vpn_shop_revenue{currency=\"RUB\",provider=\"yookassa\"} 298",
+        "vpn_shop_revenue{currency=\"RUB\",provider=\"wata\"} 199",
+        "vpn_shop_revenue{currency=\"XTR\",provider=\"stars\"} 150",
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{text}"
+        );
+    }
+    let revenue_lines = text
+        .lines()
+        .filter(|l| l.starts_with("vpn_shop_revenue{"))
+        .count();
+    assert_eq!(revenue_lines, 3, "free orders are not revenue:\n{text}");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_scheduled_backup_is_sent_to_every_admin_on_telegram() {
+    let telegram = support::telegram::FakeTelegram::start();
+    let url = telegram.url();
+    let app = spawn_app(&[
+        ("BACKUP_INTERVAL", "24h"),
+        ("BACKUP_TELEGRAM", "true"),
+        ("TELEGRAM_BOT_TOKEN", support::telegram::TOKEN),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("ADMIN_TELEGRAM_IDS", "7001, 7002"),
+    ])
+    .await;
+    let calls = telegram
+        .wait_for_calls("sendDocument", 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(calls.len(), 2, "one document per admin");
+    let dir = app.settings.data_dir.join("backups");
+    let dump = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "dump"))
+        .expect("the backup file");
+    let name = dump.file_name().unwrap().to_string_lossy().into_owned();
+    let size = std::fs::metadata(&dump).unwrap().len();
+    let mut chats: Vec<i64> = calls
+        .iter()
+        .map(|c| c.params["chat_id"].as_i64().unwrap())
+        .collect();
+    chats.sort_unstable();
+    assert_eq!(chats, [7001, 7002]);
+    for call in &calls {
+        assert_eq!(call.status, 200, "{:?}", call.response);
+        // The document part is the backup file itself, whole.
+        let document = &call.params["document"];
+        assert_eq!(document["file_name"], name.as_str(), "{document}");
+        assert_eq!(document["size"], size, "{document}");
+        let caption = call.params["caption"].as_str().unwrap();
+        assert!(
+            caption.contains(&name) && caption.contains("kB"),
+            "{caption}"
+        );
+    }
+    assert!(telegram.calls_to("sendMessage").is_empty());
+    app.shutdown().await;
+}

@@ -239,6 +239,8 @@ pub struct SchedulerSettings {
     /// `None`: no scheduled backups.
     pub backup_interval: Option<Duration>,
     pub backup_keep: usize,
+    /// Send each scheduled backup to the bot's admins (checked: a bot token and admins exist).
+    pub backup_telegram: bool,
 }
 
 /// The validated configuration of one process.
@@ -435,6 +437,26 @@ impl Settings {
             });
         }
         let telegram = telegram::read(&r)?;
+        let bot = telegram::read_bot(&r)?;
+        let backup_telegram = r.required("BACKUP_TELEGRAM", payments::parse_bool)?;
+        if backup_telegram {
+            let missing = if telegram.is_none() {
+                Some("TELEGRAM_BOT_TOKEN")
+            } else if bot.admin_ids.is_empty() {
+                Some("ADMIN_TELEGRAM_IDS")
+            } else {
+                None
+            };
+            if let Some(name) = missing {
+                let var = Reader::var(name);
+                return Err(ConfigError::Invalid {
+                    var: var.name,
+                    value: "unset".into(),
+                    problem: "is required with BACKUP_TELEGRAM=true (the bot sends the backups to the admins)".into(),
+                    example: var.example,
+                });
+            }
+        }
         Ok(Settings {
             database_url: r.optional("DATABASE_URL", parse_database_url)?,
             database_pool_size: r.required("DATABASE_POOL_SIZE", |v| parse_int(v, 1, 512))?,
@@ -476,13 +498,14 @@ impl Settings {
                 maintenance_interval: r.required("MAINTENANCE_INTERVAL", parse_duration)?,
                 backup_interval: r.optional("BACKUP_INTERVAL", parse_duration)?,
                 backup_keep: r.required("BACKUP_KEEP", |v| parse_int(v, 1, 10_000))?,
+                backup_telegram,
             },
             watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
             marzban: marzban::read(&r)?,
             notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
             payments: payments::read(&r, telegram.is_some())?,
-            bot: telegram::read_bot(&r)?,
+            bot,
             telegram,
         })
     }
@@ -705,6 +728,41 @@ mod tests {
             let row = format!("| `{}` | {default} | {}", var.name, var.help);
             assert!(readme.contains(&row), "README.md lacks the row: {row}");
         }
+    }
+
+    #[test]
+    fn backup_telegram_needs_a_bot_and_admins() {
+        assert!(!settings(&[]).unwrap().scheduler.backup_telegram);
+        let err = settings(&[("BACKUP_TELEGRAM", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "invalid TELEGRAM_BOT_TOKEN=unset: is required with BACKUP_TELEGRAM=true"
+            ),
+            "{err}"
+        );
+        let token = ("TELEGRAM_BOT_TOKEN", "123456:ABCdefGHIjklMNOpqr");
+        let err = settings(&[("BACKUP_TELEGRAM", "true"), token])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "invalid ADMIN_TELEGRAM_IDS=unset: is required with BACKUP_TELEGRAM=true"
+            ),
+            "{err}"
+        );
+        let s = settings(&[
+            ("BACKUP_TELEGRAM", "true"),
+            token,
+            ("ADMIN_TELEGRAM_IDS", "42"),
+        ])
+        .unwrap();
+        assert!(s.scheduler.backup_telegram);
+        let err = settings(&[("BACKUP_TELEGRAM", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BACKUP_TELEGRAM='maybe'"), "{err}");
     }
 
     #[test]

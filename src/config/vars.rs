@@ -185,6 +185,12 @@ pub const VARS: &[Var] = &[
         "Scheduled backups kept in DATA_DIR/backups; older ones are deleted.",
     ),
     var(
+        "BACKUP_TELEGRAM",
+        Some("false"),
+        "true",
+        "Send each scheduled backup to the ADMIN_TELEGRAM_IDS through the bot (a backup over Telegram's 50 MB upload limit: a message saying where it is on the server). Needs TELEGRAM_BOT_TOKEN and ADMIN_TELEGRAM_IDS.",
+    ),
+    var(
         "WATCHDOG_INTERVAL",
         Some("5s"),
         "5s",

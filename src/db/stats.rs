@@ -215,6 +215,103 @@ pub async fn revenue_by_day(
     .await
 }
 
+/// The business numbers `/metrics` exports (read at scrape time, see `web::health`): users,
+/// trials and their conversion, paying users. Each is a count over an index (or `row_counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct BusinessCounts {
+    #[diesel(sql_type = BigInt)]
+    pub users: i64,
+    /// Registered in the 24 hours before `now`.
+    #[diesel(sql_type = BigInt)]
+    pub users_new_24h: i64,
+    /// Users who ever started a trial.
+    #[diesel(sql_type = BigInt)]
+    pub users_trial: i64,
+    /// Users with at least one paid payment (as [`paying_users`]).
+    #[diesel(sql_type = BigInt)]
+    pub users_paying: i64,
+    /// Users who had a trial and paid after it started (as [`UserCounts::converted`]).
+    #[diesel(sql_type = BigInt)]
+    pub users_trial_converted: i64,
+}
+
+/// Users, trials, conversion and paying users, in one statement.
+pub async fn business_counts(conn: &mut PgConn, now: DateTime<Utc>) -> QueryResult<BusinessCounts> {
+    // row_counts for the total; a range of users_created_at_id_idx; users_trial_idx; an
+    // index-only scan of payments_paid_user_idx (merged with users_trial_idx for the conversion).
+    diesel::sql_query(format!(
+        "SELECT (SELECT n FROM row_counts WHERE table_name = 'users') AS users, \
+                (SELECT count(*) FROM users WHERE created_at >= $1) AS users_new_24h, \
+                (SELECT count(*) FROM users WHERE trial_used_at IS NOT NULL) AS users_trial, \
+                (SELECT count(*) FROM (SELECT DISTINCT user_id FROM payments WHERE {PAID}) p) \
+                    AS users_paying, \
+                (SELECT count(*) FROM users u WHERE u.trial_used_at IS NOT NULL AND EXISTS ( \
+                    SELECT 1 FROM payments p WHERE p.user_id = u.id AND {PAID} \
+                      AND p.paid_at > u.trial_used_at)) AS users_trial_converted"
+    ))
+    .bind::<Timestamptz, _>(now - Duration::hours(24))
+    .get_result(conn)
+    .await
+}
+
+/// Running subscriptions of one kind: `trial`, `paid` (bought with a plan) or `granted` (days
+/// given by an admin, a referral or a promo code, no plan).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ActiveSubscriptions {
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// Status `active` and ending after now.
+    #[diesel(sql_type = BigInt)]
+    pub active: i64,
+    /// Of those, ending within the window given to [`active_subscriptions`].
+    #[diesel(sql_type = BigInt)]
+    pub expiring: i64,
+}
+
+/// Subscriptions with status `active` that end after `now`, by kind, and how many of them end
+/// before `now + expiring_within`.
+pub async fn active_subscriptions(
+    conn: &mut PgConn,
+    now: DateTime<Utc>,
+    expiring_within: Duration,
+) -> QueryResult<Vec<ActiveSubscriptions>> {
+    // A range of subscriptions_expires_at_idx (status, expires_at).
+    diesel::sql_query(
+        "SELECT CASE WHEN is_trial THEN 'trial' WHEN plan_id IS NOT NULL THEN 'paid' \
+                     ELSE 'granted' END AS kind, \
+                count(*) AS active, count(*) FILTER (WHERE expires_at <= $2) AS expiring \
+         FROM subscriptions WHERE status = 'active' AND expires_at > $1 \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(now + expiring_within)
+    .load(conn)
+    .await
+}
+
+/// Net revenue of one provider and currency since the shop began.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct RevenueTotal {
+    #[diesel(sql_type = Text)]
+    pub provider: PaymentProvider,
+    #[diesel(sql_type = Text)]
+    pub currency: Currency,
+    /// Σ (amount − refunded) of the paid payments, in minor units.
+    #[diesel(sql_type = BigInt)]
+    pub net_minor: i64,
+}
+
+/// Paid payments, all time, by provider and currency: amount minus what was refunded.
+pub async fn revenue_totals(conn: &mut PgConn) -> QueryResult<Vec<RevenueTotal>> {
+    // An index-only scan of payments_revenue_idx, which carries all four columns.
+    diesel::sql_query(format!(
+        "SELECT provider, currency, sum(amount_minor - refunded_minor)::bigint AS net_minor \
+         FROM payments WHERE {PAID} GROUP BY 1, 2 ORDER BY 1, 2"
+    ))
+    .load(conn)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::db::{self, jobs};
+use crate::db::{self, jobs, stats};
 use crate::domain::JobState;
 use crate::web::WebState;
 
@@ -98,8 +98,91 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
     }
 }
 
-/// Gauges read at scrape time: the pool's state and the job counts.
+/// Gauges read at scrape time: the pool's state, the job counts and the business numbers.
 async fn refresh_gauges(state: &WebState) {
+    futures_util::join!(refresh_jobs(state), refresh_business(state));
+}
+
+/// `vpn_shop_subscriptions_expiring` counts subscriptions ending within this time.
+const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(3);
+
+/// The business gauges (users, trials, paying users, subscriptions, revenue), read from the
+/// database at most every [`BUSINESS_REFRESH`](crate::metrics::BUSINESS_REFRESH) however many
+/// scrapers there are; in between, the last values are exported.
+async fn refresh_business(state: &WebState) {
+    {
+        let mut last = state
+            .metrics
+            .business_refreshed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < crate::metrics::BUSINESS_REFRESH) {
+            return;
+        }
+        // Claimed before the queries, so concurrent scrapes do not run them twice.
+        *last = Some(std::time::Instant::now());
+    }
+    let read = async {
+        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now();
+        let counts = stats::business_counts(&mut conn, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let subscriptions = stats::active_subscriptions(&mut conn, now, EXPIRING_WITHIN)
+            .await
+            .map_err(|e| e.to_string())?;
+        let revenue = stats::revenue_totals(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((counts, subscriptions, revenue))
+    };
+    let problem = match tokio::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok((counts, subscriptions, revenue))) => {
+            let m = &state.metrics;
+            m.users.set(counts.users);
+            m.users_new_24h.set(counts.users_new_24h);
+            m.users_trial.set(counts.users_trial);
+            m.users_paying.set(counts.users_paying);
+            m.users_trial_converted.set(counts.users_trial_converted);
+            m.subscriptions_active.reset();
+            m.subscriptions_expiring.reset();
+            // Every kind shows, so dashboards see zeros, not gaps.
+            for kind in ["trial", "paid", "granted"] {
+                m.subscriptions_active.with_label_values(&[kind]).set(0);
+                m.subscriptions_expiring.with_label_values(&[kind]).set(0);
+            }
+            for row in subscriptions {
+                let kind = row.kind.as_str();
+                m.subscriptions_active
+                    .with_label_values(&[kind])
+                    .set(row.active);
+                m.subscriptions_expiring
+                    .with_label_values(&[kind])
+                    .set(row.expiring);
+            }
+            m.revenue.reset();
+            for row in revenue {
+                let major = row.net_minor as f64 / 10f64.powi(row.currency.exponent() as i32);
+                m.revenue
+                    .with_label_values(&[row.provider.as_str(), row.currency.as_str()])
+                    .set(major);
+            }
+            return;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::debug!(error = %problem, "business numbers unavailable for /metrics");
+    // The next scrape tries again.
+    *state
+        .metrics
+        .business_refreshed
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+}
+
+/// The pool's state and the job counts.
+async fn refresh_jobs(state: &WebState) {
     let status = state.pool.status();
     let pool = &state.metrics.db_pool;
     pool.with_label_values(&["max"]).set(status.max_size as i64);
