@@ -536,6 +536,8 @@ pub async fn register(conn: &mut PgConn, who: &TelegramProfile) -> QueryResult<(
                 users::first_name.eq(excluded(users::first_name)),
                 users::last_name.eq(excluded(users::last_name)),
                 users::last_seen_at.eq(diesel::dsl::now),
+                // Writing to the bot means it is not blocked (any more).
+                users::bot_blocked.eq(false),
             ))
             .returning(User::as_returning())
             .get_result(conn)
