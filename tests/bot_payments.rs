@@ -578,3 +578,53 @@ async fn referral_links_give_nothing_to_existing_users_or_to_oneself() {
     assert!(shop.notifications(c).await.is_empty());
     assert_eq!(shop.count(a, "joined through your link"), 0);
 }
+
+#[actix_rt::test]
+async fn names_with_html_characters_are_shown_as_typed() {
+    let shop = shop(&[]).await;
+    let u = 2301;
+    diesel::update(plans::table.find(shop.plan))
+        .set(plans::name.eq("Family & <Friends>"))
+        .execute(&mut shop.conn().await)
+        .await
+        .unwrap();
+    shop.bot.telegram.set_user(u, "Tom & Jerry", None);
+    // The texts are Telegram HTML: escaped once, so the chat shows the names as typed.
+    let welcome = shop.bot.say(u, "/start").await;
+    assert!(
+        welcome.text.contains("Hello, Tom &amp; Jerry!"),
+        "{}",
+        welcome.text
+    );
+    let plans = shop.bot.say(u, "/buy").await;
+    assert!(
+        plans.text.contains("<b>Family &amp; &lt;Friends&gt;</b>"),
+        "{}",
+        plans.text
+    );
+    let methods = shop
+        .bot
+        .press(u, plans.message_id, &format!("plan:{}", shop.plan.0))
+        .await;
+    // An edit is recorded as the chat shows it (the HTML parsed).
+    assert_eq!(methods.method, "editMessageText");
+    assert!(
+        methods.text.starts_with("Family & <Friends>: 30 days"),
+        "{}",
+        methods.text
+    );
+    let order = shop.buy_yookassa(u).await;
+    shop.assert_paid(u, &order, None).await;
+    let status = shop.bot.say(u, "/status").await;
+    assert!(
+        status.text.contains("Plan: Family &amp; &lt;Friends&gt;"),
+        "{}",
+        status.text
+    );
+    let help = shop.bot.say(u, "/help").await;
+    assert!(
+        help.text.contains("Support: @shop_support"),
+        "{}",
+        help.text
+    );
+}

@@ -19,7 +19,7 @@ use crate::db::{PgConn, stats, subscriptions, users};
 use crate::domain::broadcast::{Audience, Segment, validate};
 use crate::domain::panel::panel_username;
 use crate::domain::{Currency, Money, PaymentProvider, UserId};
-use crate::i18n::{Args, escape_html, format_bytes, format_date, format_money};
+use crate::i18n::{Args, format_bytes, format_date, format_money};
 
 /// Days one grant may give (as in the admin API).
 const MAX_GRANT_DAYS: i64 = 3650;
@@ -53,12 +53,11 @@ async fn audit(
 }
 
 fn name_of(user: &User) -> String {
-    let name = match (&user.username, &user.first_name) {
+    match (&user.username, &user.first_name) {
         (Some(username), _) => format!("@{username}"),
         (None, Some(first)) => first.clone(),
         (None, None) => user.telegram_id.to_string(),
-    };
-    escape_html(&name)
+    }
 }
 
 pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {
@@ -212,10 +211,7 @@ async fn user(ctx: &Ctx, who: &str) -> anyhow::Result<()> {
         Some(user) => profile(ctx, user.id).await,
         None => {
             ctx.send(
-                ctx.ta(
-                    "admin-user-not-found",
-                    &Args::new().text("who", &escape_html(who)),
-                ),
+                ctx.ta("admin-user-not-found", &Args::new().text("who", who)),
                 Vec::new(),
             )
             .await
@@ -282,7 +278,7 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
                 &user
                     .email
                     .as_deref()
-                    .map_or_else(|| "—".into(), escape_html),
+                    .map_or_else(|| "—".into(), str::to_owned),
             )
             .text("banned", yes_no(user.banned))
             .text("blocked", yes_no(user.bot_blocked))
@@ -516,7 +512,7 @@ async fn broadcast_text(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
             .send(
                 ctx.ta(
                     "admin-broadcast-invalid",
-                    &Args::new().text("problem", &escape_html(&e.to_string())),
+                    &Args::new().text("problem", &e.to_string()),
                 ),
                 Vec::new(),
             )
@@ -597,7 +593,7 @@ async fn send_broadcast(ctx: &Ctx) -> anyhow::Result<()> {
                 .send(
                     ctx.ta(
                         "admin-broadcast-invalid",
-                        &Args::new().text("problem", &escape_html(&e.to_string())),
+                        &Args::new().text("problem", &e.to_string()),
                     ),
                     Vec::new(),
                 )

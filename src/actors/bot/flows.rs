@@ -57,12 +57,10 @@ fn back(ctx: &Ctx, to: Callback) -> Vec<InlineKeyboardButton> {
 }
 
 fn name_of(user: &User) -> String {
-    let name = user
-        .first_name
+    user.first_name
         .clone()
         .or_else(|| user.username.clone())
-        .unwrap_or_else(|| user.telegram_id.to_string());
-    escape_html(&name)
+        .unwrap_or_else(|| user.telegram_id.to_string())
 }
 
 fn offset(ctx: &Ctx) -> chrono::FixedOffset {
@@ -381,7 +379,7 @@ pub async fn choose_method(ctx: &Ctx, plan_id: PlanId) -> anyhow::Result<()> {
     let text = ctx.ta(
         "buy-choose-method",
         &Args::new()
-            .text("plan", &escape_html(&plan.name))
+            .text("plan", &plan.name)
             .text("days_text", &days_text(lang, plan.days.into()))
             .text("price", &format_money(lang, plan.price())),
     );
@@ -507,10 +505,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut lines = vec![ctx.t("status-title")];
     lines.push(match &plan {
-        Some(plan) if !sub.is_trial => ctx.ta(
-            "status-plan",
-            &Args::new().text("plan", &escape_html(&plan.name)),
-        ),
+        Some(plan) if !sub.is_trial => ctx.ta("status-plan", &Args::new().text("plan", &plan.name)),
         _ if sub.is_trial => ctx.t("status-plan-trial"),
         _ => ctx.ta("status-plan", &Args::new().text("plan", "—")),
     });
@@ -659,7 +654,7 @@ pub async fn promo(ctx: &Ctx, code: &str) -> anyhow::Result<()> {
 /// Bonus days are given at once; a discount is remembered for the next checkout.
 pub async fn apply_promo(ctx: &Ctx, typed: &str) -> anyhow::Result<()> {
     ctx.set_state(DialogueState::Idle).await?;
-    let code_text = escape_html(&promo::normalise(typed));
+    let code_text = promo::normalise(typed);
     let user = ctx.user.id;
     let attempts = max_attempts(ctx);
     let name = panel_username(
@@ -808,7 +803,7 @@ async fn settings_view(ctx: &Ctx, user: &User, auto_renew: bool) -> anyhow::Resu
                 &user
                     .email
                     .as_deref()
-                    .map_or_else(|| t("settings-email-none"), escape_html),
+                    .map_or_else(|| t("settings-email-none"), str::to_owned),
             )
             .text(
                 "auto_renew",
@@ -881,10 +876,7 @@ pub async fn email_entered(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
             ctx.set_state(DialogueState::Idle).await?;
             tracing::info!(user = %ctx.user.id, "email set");
             ctx.send(
-                ctx.ta(
-                    "email-saved",
-                    &Args::new().text("email", &escape_html(&email)),
-                ),
+                ctx.ta("email-saved", &Args::new().text("email", &email)),
                 vec![vec![ctx.button("menu-button-settings", Callback::Settings)]],
             )
             .await
@@ -894,7 +886,7 @@ pub async fn email_entered(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
             ctx.send(
                 ctx.ta(
                     "email-invalid",
-                    &Args::new().text("problem", &escape_html(&problem.to_string())),
+                    &Args::new().text("problem", &problem.to_string()),
                 ),
                 vec![vec![ctx.button("button-cancel", Callback::Cancel)]],
             )
@@ -936,10 +928,7 @@ pub async fn auto_renew_off(ctx: &Ctx) -> anyhow::Result<()> {
 
 fn support_line(ctx: &Ctx) -> String {
     match &ctx.deps.settings.bot.support_contact {
-        Some(contact) => ctx.ta(
-            "help-support",
-            &Args::new().text("contact", &escape_html(contact)),
-        ),
+        Some(contact) => ctx.ta("help-support", &Args::new().text("contact", contact)),
         None => ctx.t("help-no-support"),
     }
 }

@@ -450,7 +450,7 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
                 }
             }
             _ => {
-                let command = i18n::escape_html(&format!("/{name}"));
+                let command = format!("/{name}");
                 ctx.send(
                     ctx.ta("unknown-command", &Args::new().text("command", &command)),
                     flows::menu_keyboard(ctx),
