@@ -473,3 +473,63 @@ async fn admins_grant_days_and_see_a_profile_and_others_cannot() {
     let stats = shop.say(ADMIN_ID, "/stats").await;
     assert!(stats.text.contains("Users: 2"), "{}", stats.text);
 }
+
+#[actix_rt::test]
+async fn webhook_mode_checks_the_secret_and_handles_each_update_once() {
+    let shop = bot_shop(&[
+        ("TELEGRAM_MODE", "webhook"),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cret_token-1"),
+        // Telegram takes HTTPS webhooks only (the proxy in front terminates TLS).
+        ("PUBLIC_BASE_URL", "https://shop.example.com"),
+    ])
+    .await;
+    let hook = shop
+        .telegram
+        .webhook()
+        .unwrap_or_else(|| panic!("{:#?}", shop.telegram.calls_to("setWebhook")));
+    assert_eq!(hook.url, "https://shop.example.com/webhooks/telegram");
+    assert_eq!(hook.secret_token.as_deref(), Some("s3cret_token-1"));
+    let allowed = hook.allowed_updates.unwrap_or_default();
+    for kind in [
+        "message",
+        "callback_query",
+        "pre_checkout_query",
+        "my_chat_member",
+    ] {
+        assert!(allowed.iter().any(|a| a == kind), "{kind} in {allowed:?}");
+    }
+    let u = 1011;
+    let update = serde_json::json!({"update_id": 777, "message": {
+        "message_id": 5, "date": Utc::now().timestamp(),
+        "chat": {"id": u, "type": "private", "first_name": "Web"},
+        "from": {"id": u, "is_bot": false, "first_name": "Web", "language_code": "en"},
+        "text": "/start",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+    }});
+    let url = shop.app.url("/webhooks/telegram");
+    let post = |secret: Option<&'static str>| {
+        let mut req = shop.app.http.post(&url).json(&update);
+        if let Some(secret) = secret {
+            req = req.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(post(Some("s3cret_token-1")).await.unwrap().status(), 200);
+    shop.wait_text(u, "Hello, Web!").await;
+    // Telegram delivers the same update again: handled once.
+    assert_eq!(post(Some("s3cret_token-1")).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(shop.messages(u).len(), 1);
+    let garbage = shop
+        .app
+        .http
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret_token-1")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+}

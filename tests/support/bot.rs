@@ -57,8 +57,15 @@ pub async fn bot_shop(extra: &[(&str, &str)]) -> BotShop {
         telegram,
         panel,
     };
-    // Connected: the command menus are set once getMe answered.
+    // Connected: the command menus (and, in webhook mode, the webhook) are set once getMe
+    // answered.
     shop.telegram.wait_for_calls("setMyCommands", 2, WAIT).await;
+    if env
+        .iter()
+        .any(|(k, v)| k == "TELEGRAM_MODE" && v == "webhook")
+    {
+        shop.telegram.wait_for_calls("setWebhook", 1, WAIT).await;
+    }
     shop
 }
 
