@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::bot::{BotShop, bot_shop, button, buttons};
 use support::db::Subscriber;
 use support::telegram::{SentMessage, StarPayment};
+use support::wait_until;
 use support::wata::{self as wt, FakeWata};
 use support::yookassa::{self as yk, FakeYooKassa};
 use vpn_shop::db::models::{Payment, Subscription, User};
@@ -307,18 +308,6 @@ fn close(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
 
 fn days_from_now(at: DateTime<Utc>) -> f64 {
     (at - Utc::now()).num_seconds() as f64 / DAY as f64
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[actix_rt::test]

@@ -11,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
+use support::wait_until;
 use vpn_shop::actors::marzban::UserJob;
 use vpn_shop::actors::messages::{RunSync, SyncKind};
 use vpn_shop::db::jobs::{self, NewJob};
@@ -50,18 +51,6 @@ async fn spawn_with_panel(panel: &FakePanel, extra: &[(&str, &str)]) -> TestApp 
     .await;
     panel.clear_requests();
     app
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A subscriber with a subscription, as a payment or a trial leaves them.

@@ -12,6 +12,7 @@ use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::smtp::FakeSmtp;
 use support::telegram::{FakeTelegram, TOKEN};
+use support::wait_until_within;
 use vpn_shop::actors::notifier::Scan;
 use vpn_shop::db::broadcasts::{self, Author};
 use vpn_shop::db::models::{Broadcast, Notification as Delivery};
@@ -56,21 +57,9 @@ fn days(n: f64) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::seconds((n * 86_400.0) as i64)
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until no `notify` job is pending or running.
 async fn settle(app: &TestApp) {
-    wait_until("notify jobs to finish", Duration::from_secs(20), || async {
+    wait_until_within("notify jobs to finish", Duration::from_secs(20), || async {
         let busy: i64 = jobs_table::table
             .filter(jobs_table::kind.eq("notify"))
             .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
@@ -429,7 +418,7 @@ async fn a_mail_outage_is_retried_without_resending_on_telegram() {
     .await;
     env.smtp.set_down(true);
     enqueue(conn, &payment(user)).await;
-    wait_until(
+    wait_until_within(
         "a failed email attempt",
         Duration::from_secs(10),
         || async {
@@ -493,7 +482,7 @@ async fn a_broadcast_keeps_to_the_rate_limit_and_provokes_no_429() {
     many_users(conn, 700_000, 2000).await;
     let started = Instant::now();
     let b = broadcast(conn, ALL).await;
-    wait_until(
+    wait_until_within(
         "the broadcast to complete",
         Duration::from_secs(90),
         || async {
@@ -576,7 +565,7 @@ async fn a_broadcast_reaches_only_its_audience_and_counts_blocked_users() {
         language: Some(Language::Ru),
     };
     let b = broadcast(conn, audience).await;
-    wait_until(
+    wait_until_within(
         "the broadcast to complete",
         Duration::from_secs(20),
         || async {
@@ -608,7 +597,7 @@ async fn a_canceled_broadcast_stops() {
     let conn = &mut env.app.db.connect().await;
     many_users(conn, 800_000, 400).await;
     let b = broadcast(conn, ALL).await;
-    wait_until("some messages out", Duration::from_secs(20), || async {
+    wait_until_within("some messages out", Duration::from_secs(20), || async {
         env.telegram.sent_count() >= 20
     })
     .await;
@@ -654,7 +643,7 @@ async fn a_restart_in_the_middle_of_a_broadcast_sends_nobody_twice() {
     let conn = &mut first.db.connect().await;
     many_users(conn, 900_000, 300).await;
     let b = broadcast(conn, ALL).await;
-    wait_until(
+    wait_until_within(
         "the broadcast to be under way",
         Duration::from_secs(20),
         || async { telegram.sent_count() >= 60 },
@@ -672,7 +661,7 @@ async fn a_restart_in_the_middle_of_a_broadcast_sends_nobody_twice() {
     let second = vpn_shop::app::start(&second_settings, &db.url)
         .await
         .unwrap();
-    wait_until(
+    wait_until_within(
         "the broadcast to complete",
         Duration::from_secs(60),
         || async {
@@ -805,7 +794,7 @@ async fn admins_create_follow_and_cancel_broadcasts_over_the_api() {
             .await
             .unwrap()
     };
-    wait_until("progress to show", Duration::from_secs(20), || async {
+    wait_until_within("progress to show", Duration::from_secs(20), || async {
         progress_of().await["sent"].as_i64().unwrap() >= 1
     })
     .await;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::telegram::{self as tg, FakeTelegram, StarPayment};
+use support::wait_until;
 use support::wata::{self as wt, FakeWata};
 use support::yookassa::{self as yk, AutoPayment, FakeYooKassa};
 use vpn_shop::actors::payments::{
@@ -363,18 +364,6 @@ fn close(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
 
 fn days(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n * DAY)
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Everything a paid first order leaves: one period from the payment, one `provision`, one

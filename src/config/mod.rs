@@ -438,6 +438,18 @@ impl Settings {
         }
         let telegram = telegram::read(&r)?;
         let bot = telegram::read_bot(&r)?;
+        if telegram.is_some()
+            && bot.mode == TelegramMode::Webhook
+            && public_base_url.scheme() != "https"
+        {
+            let var = Reader::var("PUBLIC_BASE_URL");
+            return Err(ConfigError::Invalid {
+                var: var.name,
+                value: format!("'{public_base_url}'"),
+                problem: "must be an https:// URL with TELEGRAM_MODE=webhook (Telegram posts updates over HTTPS only)".into(),
+                example: "https://shop.example.com",
+            });
+        }
         let backup_telegram = r.required("BACKUP_TELEGRAM", payments::parse_bool)?;
         if backup_telegram {
             let missing = if telegram.is_none() {
@@ -549,6 +561,28 @@ mod tests {
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         Settings::from_raw(&RawConfig::layered(None, None, env)?)
+    }
+
+    #[test]
+    fn webhook_mode_needs_a_secret_and_an_https_address() {
+        let token = ("TELEGRAM_BOT_TOKEN", "123456:ABCDEFGHIJKLMN");
+        let webhook = ("TELEGRAM_MODE", "webhook");
+        let secret = ("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+        let err = settings(&[token, webhook]).unwrap_err().to_string();
+        assert!(err.contains("TELEGRAM_WEBHOOK_SECRET"), "{err}");
+        let err = settings(&[token, webhook, secret]).unwrap_err().to_string();
+        assert!(
+            err.contains("PUBLIC_BASE_URL") && err.contains("https"),
+            "{err}"
+        );
+        let ok = settings(&[
+            token,
+            webhook,
+            secret,
+            ("PUBLIC_BASE_URL", "https://shop.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(ok.bot.mode, TelegramMode::Webhook);
     }
 
     #[test]
