@@ -170,6 +170,19 @@ async fn the_user_list_searches_filters_sorts_and_pages() {
     assert_eq!(ids(&list(&app, &token, "?q=alice_").await), vec![1001]);
     assert_eq!(ids(&list(&app, &token, "?q=a_l%25").await), vec![1003]);
     assert_eq!(ids(&list(&app, &token, "?q=a%25").await), Vec::<i64>::new());
+    // Search text is data, never SQL: a classic injection finds nobody and breaks nothing.
+    for injection in [
+        "%27%20OR%20%271%27%3D%271",
+        "%27%3B%20DROP%20TABLE%20users%3B%20--",
+        "1%20OR%201%3D1",
+    ] {
+        assert_eq!(
+            ids(&list(&app, &token, &format!("?q={injection}")).await),
+            Vec::<i64>::new(),
+            "{injection}"
+        );
+    }
+    assert_eq!(list(&app, &token, "").await["total"].as_i64(), Some(4));
     let found = list(&app, &token, "?q=Alice%40Example.COM").await;
     assert_eq!(
         (ids(&found), found["total"].as_i64()),

@@ -40,6 +40,10 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     pub throttle: Throttle,
     pub storage: Arc<PgStorage>,
+    /// Updates handled at once. A burst (thousands of chats at the same moment) waits here
+    /// rather than in the database pool, whose wait has a timeout and which the job runner and
+    /// the API need too.
+    pub gate: tokio::sync::Semaphore,
 }
 
 /// One update's context: who, in which chat, in which language, and where the answer goes.
@@ -168,7 +172,15 @@ pub async fn on_update(
     let started = Instant::now();
     let kind = kind_of(&update);
     let from = update.from().map(|u| u.id.0);
-    let outcome = match handle(&bot, &update, &deps).await {
+    // Telegram waits 10 s at most for a pre-checkout answer: it never queues behind a burst.
+    // (The gate is never closed; a closed one would only mean handling without it.)
+    let permit = match &update.kind {
+        UpdateKind::PreCheckoutQuery(_) => None,
+        _ => deps.gate.acquire().await.ok(),
+    };
+    let result = handle(&bot, &update, &deps).await;
+    drop(permit);
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(update = update.id.0, user = ?from, kind, error = format!("{e:#}"), "a bot handler failed");

@@ -136,6 +136,7 @@ impl BotActor {
             clients: parts.clients,
             metrics: parts.metrics,
             throttle: Throttle::new(limit, window),
+            gate: tokio::sync::Semaphore::new((parts.settings.database_pool_size / 2).max(2)),
         });
         let mode = parts.settings.bot.mode;
         let inbox = parts.inbox;
