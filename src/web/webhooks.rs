@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::actors::payments::{Outcome, PaymentUpdate, ProviderUpdate, raw_of};
+use crate::actors::payments::{Outcome, PaymentUpdate, ProviderUpdate, raw_of, storable};
 use crate::clients::ProviderError;
 use crate::clients::wata::{self, Transaction};
 use crate::clients::yookassa::Status;
@@ -162,7 +162,7 @@ pub async fn yookassa(
         )
         .await;
     }
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let raw: Value = storable(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let Ok(notification) = serde_json::from_slice::<YooKassaNotification>(&body) else {
         return refuse(
             &state,
@@ -304,7 +304,7 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
         return HttpResponse::NotFound().finish();
     };
     let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let raw: Value = storable(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let Some(signature) = req
         .headers()
         .get("x-signature")

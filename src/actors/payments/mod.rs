@@ -355,5 +355,29 @@ pub fn parse_stars_payload(payload: &str) -> Option<PaymentId> {
 
 /// The raw form of an update, for `payment_events.payload`.
 pub(crate) fn raw_of<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+    storable(serde_json::to_value(value).unwrap_or(Value::Null))
+}
+
+/// `value` as a `jsonb` column takes it: PostgreSQL refuses the NUL character (`\u0000`) in
+/// strings and keys, so each becomes U+FFFD (a webhook body with one was a 500, sent again
+/// forever).
+pub(crate) fn storable(value: Value) -> Value {
+    const NUL: char = '\u{0}';
+    let clean = |s: String| {
+        if s.contains(NUL) {
+            s.replace(NUL, "\u{fffd}")
+        } else {
+            s
+        }
+    };
+    match value {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (clean(k), storable(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }

@@ -1,0 +1,786 @@
+//! Property tests: whatever arrives — a button's callback data, a configuration value, a
+//! Telegram update, a webhook body, an admin API request — the program answers with a value or a
+//! clear error and never panics, never answers 5xx (but a documented 503), never answers an error
+//! that is not the JSON error body, and nothing a stranger sends is written as a payment.
+//!
+//! The pure properties run through `proptest!`; the HTTP ones start the real app once per test
+//! function and draw their cases from a `TestRunner` in a loop, each request `.await`ed on the
+//! test's own runtime. Case counts are the constants below (README.md, "Property tests").
+
+mod support;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+use support::app::{TestApp, spawn_app};
+use support::bot::bot_shop;
+use support::db::Subscriber;
+use support::wata::{self as wt, FakeWata};
+use support::yookassa::{self as yk, FakeYooKassa};
+use vpn_shop::actors::bot::callback::{AdminAction, Callback, SEGMENTS};
+use vpn_shop::config::{RawConfig, Settings, VARS};
+use vpn_shop::domain::{AdminRole, Language, PaymentProvider, PlanId, UserId};
+
+/// Cases of each pure property.
+const PURE_CASES: u32 = 4_000;
+/// Requests to each payment webhook.
+const WEBHOOK_CASES: u32 = 300;
+/// Updates posted to the Telegram webhook.
+const TELEGRAM_CASES: u32 = 300;
+/// Requests to each admin API endpoint.
+const ADMIN_CASES: u32 = 120;
+
+// -- strategies --------------------------------------------------------------------------------
+
+/// Numbers that tend to break things.
+fn edge_number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1)),
+        Just(json!(i64::MAX)),
+        Just(json!(i64::MIN)),
+        Just(json!(u64::MAX)),
+        Just(json!(i64::from(i32::MAX) + 1)),
+        Just(json!(3650)),
+        Just(json!(3651)),
+        Just(json!(1e300)),
+        Just(json!(-0.5)),
+        Just(json!(0.1)),
+    ]
+}
+
+/// A JSON scalar: edge numbers, any numbers, short and very long strings (any Unicode, NUL too).
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
+        edge_number(),
+        any::<String>().prop_map(Value::from),
+        "[a-z0-9:_.-]{0,12}".prop_map(Value::from),
+        (1usize..6000).prop_map(|n| Value::from("я".repeat(n))),
+        Just(json!("\u{0}")),
+        Just(json!("2026-11-27T12:00:00Z")),
+    ]
+}
+
+/// Any JSON value, nested a few levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-zA-Z_]{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// One edit at a path of selectors: remove, replace or add a key (or an array item).
+fn apply_edit(v: &mut Value, path: &[usize], action: u8, new: Value, key: &str) {
+    match v {
+        Value::Object(map) if !map.is_empty() && !path.is_empty() => {
+            let k = map
+                .keys()
+                .nth(path[0] % map.len())
+                .cloned()
+                .unwrap_or_default();
+            if path.len() == 1 {
+                match action {
+                    0 => {
+                        map.remove(&k);
+                    }
+                    1 => {
+                        map.insert(k, new);
+                    }
+                    _ => {
+                        map.insert(key.to_owned(), new);
+                    }
+                }
+            } else if let Some(child) = map.get_mut(&k) {
+                apply_edit(child, &path[1..], action, new, key);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && !path.is_empty() => {
+            let i = path[0] % items.len();
+            if path.len() == 1 {
+                if action == 0 {
+                    items.remove(i);
+                } else {
+                    items[i] = new;
+                }
+            } else {
+                apply_edit(&mut items[i], &path[1..], action, new, key);
+            }
+        }
+        _ => *v = new,
+    }
+}
+
+/// `base` with one to four random edits anywhere in it.
+fn mutated(base: Value) -> impl Strategy<Value = Value> {
+    prop::collection::vec(
+        (
+            prop::collection::vec(any::<usize>(), 1..4),
+            0u8..3,
+            json_value(),
+            "[a-zA-Z_]{1,12}",
+        ),
+        1..4,
+    )
+    .prop_map(move |edits| {
+        let mut v = base.clone();
+        for (path, action, new, key) in edits {
+            apply_edit(&mut v, &path, action, new, &key);
+        }
+        v
+    })
+}
+
+/// A request body: random bytes, random JSON, or `valid` mutated.
+fn body(valid: Value) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        1 => prop::collection::vec(any::<u8>(), 0..2000),
+        2 => json_value().prop_map(|v| v.to_string().into_bytes()),
+        4 => mutated(valid.clone()).prop_map(|v| v.to_string().into_bytes()),
+        1 => Just(valid.to_string().into_bytes()),
+    ]
+}
+
+/// Draws one value of `strategy` (no shrinking: the failing case is printed whole).
+fn draw<S: Strategy>(runner: &mut TestRunner, strategy: &S) -> S::Value {
+    strategy
+        .new_tree(runner)
+        .unwrap_or_else(|e| panic!("cannot generate a case: {e}"))
+        .current()
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    })
+}
+
+// -- pure properties ---------------------------------------------------------------------------
+
+fn callback() -> impl Strategy<Value = Callback> {
+    let id = 1i64..=i64::MAX;
+    let user = (1i64..=i64::MAX).prop_map(UserId);
+    let admin = prop_oneof![
+        Just(AdminAction::Stats),
+        Just(AdminAction::Broadcast),
+        Just(AdminAction::SendBroadcast),
+        user.clone().prop_map(AdminAction::Grant),
+        user.clone().prop_map(AdminAction::Ban),
+        user.clone().prop_map(AdminAction::Unban),
+        user.clone().prop_map(AdminAction::ResetTraffic),
+        user.prop_map(AdminAction::RevokeLink),
+        prop::sample::select(SEGMENTS.to_vec()).prop_map(AdminAction::Audience),
+    ];
+    prop_oneof![
+        prop::sample::select(vec![
+            Callback::Menu,
+            Callback::Buy,
+            Callback::Status,
+            Callback::Trial,
+            Callback::Referral,
+            Callback::Promo,
+            Callback::Settings,
+            Callback::Help,
+            Callback::Connect,
+            Callback::Email,
+            Callback::EmailRemove,
+            Callback::AutoRenewOff,
+            Callback::CheckChannel,
+            Callback::Cancel,
+        ]),
+        id.clone().prop_map(|n| Callback::Plan(PlanId(n))),
+        (
+            id,
+            prop::sample::select(PaymentProvider::ALL.to_vec()),
+            any::<bool>()
+        )
+            .prop_map(|(n, provider, auto_renew)| Callback::Pay {
+                plan: PlanId(n),
+                provider,
+                auto_renew,
+            }),
+        prop::sample::select(Language::ALL.to_vec()).prop_map(Callback::Language),
+        admin.prop_map(Callback::Admin),
+    ]
+}
+
+/// Callback-like data: the bot's own words and numbers joined by colons, or anything.
+fn callback_data() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        prop::sample::select(vec![
+            "menu",
+            "buy",
+            "status",
+            "plan",
+            "pay",
+            "lang",
+            "a",
+            "grant",
+            "ban",
+            "unban",
+            "reset",
+            "revoke",
+            "aud",
+            "stats",
+            "bc",
+            "send",
+            "auto",
+            "yookassa",
+            "wata",
+            "stars",
+            "free",
+            "ru",
+            "en",
+            "all",
+            "never_paid",
+            "",
+            "0",
+            "-1",
+            "1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "+1",
+            " 1",
+        ])
+        .prop_map(str::to_owned),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "\\PC{0,8}",
+    ];
+    prop_oneof![
+        prop::collection::vec(word, 1..6).prop_map(|w| w.join(":")),
+        any::<String>(),
+        prop::collection::vec(any::<u8>(), 0..80)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+/// A value near what a variable takes: numbers of any size and sign, durations with and without
+/// units, lists, URLs, Unicode, very long, its example cut short or doubled.
+fn config_value(example: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "\\PC{0,40}",
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        (
+            any::<u64>(),
+            prop::sample::select(vec!["ms", "s", "m", "h", "d", "w", " s", "µs"])
+        )
+            .prop_map(|(n, u)| format!("{n}{u}")),
+        prop::sample::select(vec![
+            "",
+            " ",
+            "0",
+            "-0",
+            "-1",
+            "1e9",
+            "0x10",
+            "99999999999999999999999999999999",
+            "18446744073709551616",
+            "NaN",
+            "inf",
+            "true",
+            "off",
+            "1/0s",
+            "0/s",
+            "5/0",
+            "-5/s",
+            "1000000000000/1ms",
+            ",",
+            ";;",
+            "=",
+            "a=",
+            "=b",
+            "http://",
+            "https://",
+            "https://[::1",
+            "postgres://",
+            "0.0.0.0:99999",
+            "[::]:0",
+            "+25:00",
+            "-14:00",
+            "UTC+3",
+            "@",
+            "-100",
+            "Ω≈ç√∫",
+            "\u{0}",
+            "\u{feff}1",
+        ])
+        .prop_map(str::to_owned),
+        (1usize..20_000).prop_map(|n| "9".repeat(n)),
+        (1usize..20_000).prop_map(|n| "ж".repeat(n)),
+        (0..=example.len()).prop_map(move |i| example.get(..i).unwrap_or(example).to_owned()),
+        "\\PC{0,6}".prop_map(move |s| format!("{example}{s}")),
+        "\\PC{0,6}".prop_map(move |s| format!("{s}{example}")),
+        Just(format!("{example},{example}")),
+        Just(format!("-{example}")),
+    ]
+}
+
+/// Sets variable `i` to `value` over `base`; Ok, or an error naming that variable.
+fn config_case(base: &[(String, String)], i: usize, value: &str) -> Result<(), TestCaseError> {
+    let name = VARS[i].name;
+    let mut env = base.to_vec();
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_owned()));
+    let raw = RawConfig::layered(None, None, env)
+        .map_err(|e| TestCaseError::fail(format!("layered: {e}")))?;
+    if let Err(e) = Settings::from_raw(&raw) {
+        let message = e.to_string();
+        prop_assert!(
+            message.contains(name),
+            "{name}={value:?}: the error does not name {name}: {message}"
+        );
+        // The example at the end of the message may well contain a short value.
+        let shown = message.split("(example:").next().unwrap_or_default();
+        if VARS[i].secret && value.trim().chars().count() >= 12 {
+            prop_assert!(
+                !shown.contains(value.trim()),
+                "{name}: the error shows the secret: {message}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn var_and_value() -> impl Strategy<Value = (usize, String)> {
+    (0..VARS.len()).prop_flat_map(|i| (Just(i), config_value(VARS[i].example)))
+}
+
+/// Every variable at its example (a valid whole configuration, MARZBAN_* and the providers on).
+fn examples() -> Vec<(String, String)> {
+    VARS.iter()
+        .map(|v| (v.name.to_owned(), v.example.to_owned()))
+        .collect()
+}
+
+/// A valid Telegram text message update.
+fn valid_update() -> Value {
+    json!({"update_id": 1, "message": {
+        "message_id": 5, "date": 1_790_000_000,
+        "chat": {"id": 1011, "type": "private", "first_name": "Web"},
+        "from": {"id": 1011, "is_bot": false, "first_name": "Web", "language_code": "en"},
+        "text": "/start",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+    }})
+}
+
+/// A valid callback query update.
+fn valid_callback_update() -> Value {
+    json!({"update_id": 2, "callback_query": {
+        "id": "77", "chat_instance": "ci",
+        "from": {"id": 1012, "is_bot": false, "first_name": "Cb", "language_code": "ru"},
+        "message": {"message_id": 9, "date": 1_790_000_000,
+            "chat": {"id": 1012, "type": "private", "first_name": "Cb"},
+            "from": {"id": 42, "is_bot": true, "first_name": "Shop"},
+            "text": "menu"},
+        "data": "menu",
+    }})
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(PURE_CASES))]
+
+    #[test]
+    fn callback_parse_never_panics(data in callback_data()) {
+        if let Some(cb) = Callback::parse(&data) {
+            // What it accepts is what the bot would have written.
+            prop_assert_eq!(cb.encode(), data);
+        }
+    }
+
+    #[test]
+    fn callbacks_round_trip_within_64_bytes(cb in callback()) {
+        let data = cb.encode();
+        prop_assert!(data.len() <= 64, "{}", data);
+        prop_assert_eq!(Callback::parse(&data), Some(cb));
+    }
+
+    #[test]
+    fn any_config_value_over_the_defaults_is_accepted_or_named((i, value) in var_and_value()) {
+        let base = vec![("DATA_DIR".to_owned(), "/nonexistent/vpn-shop".to_owned())];
+        config_case(&base, i, &value)?;
+    }
+
+    #[test]
+    fn any_config_value_over_a_full_config_is_accepted_or_named((i, value) in var_and_value()) {
+        config_case(&examples(), i, &value)?;
+    }
+
+    #[test]
+    fn any_json_as_a_telegram_update_never_panics(
+        v in prop_oneof![
+            json_value(),
+            mutated(valid_update()),
+            mutated(valid_callback_update()),
+        ],
+        text in any::<String>(),
+    ) {
+        let _ = serde_json::from_str::<teloxide::types::Update>(&v.to_string());
+        let _ = serde_json::from_str::<teloxide::types::Update>(&text);
+        let _ = serde_json::from_value::<teloxide::types::Update>(v);
+    }
+}
+
+// -- HTTP ---------------------------------------------------------------------------------------
+
+/// Posts raw `body` (as JSON) with `headers`; the status and the body.
+async fn post_raw(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    let mut req = app
+        .http
+        .request(method, app.url(path))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.expect("body").to_vec())
+}
+
+/// No 5xx but 503 (when `may_be_unavailable`), and every error is `{"error":{"code","message"}}`.
+fn check_answer(status: u16, body: &[u8], may_be_unavailable: bool, case: &dyn std::fmt::Debug) {
+    let text = String::from_utf8_lossy(body);
+    assert!(
+        status < 500 || (status == 503 && may_be_unavailable),
+        "answered {status} {text} to {case:?}"
+    );
+    if status >= 400 {
+        let v: Value = serde_json::from_slice(body).unwrap_or_else(|_| {
+            panic!("{status} with a body that is not JSON: {text:?} to {case:?}")
+        });
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{status} without the error body: {text} to {case:?}"
+        );
+    }
+}
+
+async fn succeeded_payments(app: &TestApp) -> i64 {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use vpn_shop::db::schema::payments;
+    use vpn_shop::domain::PaymentStatus;
+    let mut conn = app.db.connect().await;
+    payments::table
+        .filter(payments::status.eq(PaymentStatus::Succeeded))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count payments")
+}
+
+async fn assert_healthy(app: &TestApp) {
+    let resp = app.get("/health", None).await;
+    assert_eq!(resp.status(), 200, "/health after the cases");
+}
+
+fn yookassa_notification() -> Value {
+    json!({"type": "notification", "event": "payment.succeeded", "object": {
+        "id": "2f6a1b3c-000f-5000-9000-1a2b3c4d5e6f", "status": "succeeded", "paid": true,
+        "amount": {"value": "299.00", "currency": "RUB"},
+        "metadata": {"order_id": "1"}, "created_at": "2026-11-27T12:00:00.000Z",
+    }})
+}
+
+fn wata_transaction() -> Value {
+    json!({"transactionType": "CardCrypto", "kind": "Payment",
+        "transactionId": "3a5e9c1e-1111-4222-8333-944455556666", "transactionStatus": "Paid",
+        "terminalName": "shop", "amount": 299.0, "currency": "RUB", "orderId": "1",
+        "commission": 8.97, "paymentTime": "2026-11-27T12:00:00Z",
+        "paymentLinkId": "3a5e9c1e-0000-4222-8333-944455556666"})
+}
+
+#[actix_rt::test]
+async fn payment_webhooks_take_anything_and_give_nothing() {
+    let yookassa = FakeYooKassa::start();
+    let wata = FakeWata::start();
+    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
+    let app = spawn_app(&[
+        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
+        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
+        ("YOOKASSA_API_URL", yookassa_url.as_str()),
+        ("YOOKASSA_CHECK_IP", "false"),
+        ("WATA_TOKEN", wt::TOKEN),
+        ("WATA_API_URL", wata_url.as_str()),
+    ])
+    .await;
+    let mut runner = runner(WEBHOOK_CASES);
+
+    // Found by these cases: a signed body with a NUL character could not be stored (jsonb
+    // refuses it) and was answered 500 — WATA would have sent it again forever.
+    let mut nul = wata_transaction();
+    nul["terminalName"] = json!("sh\u{0}op");
+    nul["x\u{0}"] = json!(["\u{0}"]);
+    let nul = nul.to_string().into_bytes();
+    let headers = [("X-Signature", wata.sign(&nul))];
+    let (status, answer) =
+        post_raw(&app, reqwest::Method::POST, "/webhooks/wata", &headers, nul).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+
+    let yookassa_body = body(yookassa_notification());
+    for _ in 0..WEBHOOK_CASES {
+        let body = draw(&mut runner, &yookassa_body);
+        let case = String::from_utf8_lossy(&body).into_owned();
+        let (status, answer) =
+            post_raw(&app, reqwest::Method::POST, "/webhooks/yookassa", &[], body).await;
+        // 503: YooKassa could not be asked about the payment (documented: it sends again).
+        check_answer(status, &answer, true, &case);
+    }
+
+    // Unsigned, signed with garbage or a foreign key, and signed by WATA's own key.
+    let wata_case = (
+        body(wata_transaction()),
+        0u8..4,
+        prop_oneof![any::<String>(), "[A-Za-z0-9+/=]{0,400}"],
+    );
+    for _ in 0..WEBHOOK_CASES {
+        let (body, how, garbage) = draw(&mut runner, &wata_case);
+        let signature = match how {
+            0 => None,
+            1 => Some(garbage),
+            2 => Some(wata.sign_with_foreign_key(&body)),
+            _ => Some(wata.sign(&body)),
+        };
+        let case = (
+            String::from_utf8_lossy(&body).into_owned(),
+            signature.clone(),
+        );
+        let headers: Vec<(&str, String)> = signature
+            .into_iter()
+            .filter(|s| reqwest::header::HeaderValue::from_str(s).is_ok())
+            .map(|s| ("X-Signature", s))
+            .collect();
+        let (status, answer) = post_raw(
+            &app,
+            reqwest::Method::POST,
+            "/webhooks/wata",
+            &headers,
+            body,
+        )
+        .await;
+        // 503: WATA's public key could not be fetched (documented: WATA sends again).
+        check_answer(status, &answer, true, &case);
+        if how < 3 {
+            assert!(
+                status == 401 || status == 503,
+                "an unsigned or forged WATA webhook answered {status}: {case:?}"
+            );
+        }
+    }
+
+    assert_eq!(succeeded_payments(&app).await, 0, "a forged webhook paid");
+    assert_healthy(&app).await;
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn telegram_webhook_takes_anything() {
+    let secret = "s3cret_token-1";
+    let shop = bot_shop(&[
+        ("TELEGRAM_MODE", "webhook"),
+        ("TELEGRAM_WEBHOOK_SECRET", secret),
+        ("PUBLIC_BASE_URL", "https://shop.example.com"),
+    ])
+    .await;
+    let app = &shop.app;
+    let mut runner = runner(TELEGRAM_CASES);
+    let update = prop_oneof![
+        body(valid_update()),
+        body(valid_callback_update()),
+        // Well-formed updates with any text or button data: the bot's handlers get them.
+        (any::<i64>(), any::<String>(), callback_data()).prop_map(|(id, text, data)| {
+            let mut u = if id % 2 == 0 {
+                valid_update()
+            } else {
+                valid_callback_update()
+            };
+            u["update_id"] = json!(id.rem_euclid(1 << 31));
+            u["message"]["text"] = json!(text);
+            u["callback_query"]["data"] = json!(data);
+            u.to_string().into_bytes()
+        }),
+    ];
+    for i in 0..TELEGRAM_CASES {
+        let body = draw(&mut runner, &update);
+        let case = String::from_utf8_lossy(&body).into_owned();
+        // Every tenth without the secret: refused whatever the body.
+        let headers = if i % 10 == 0 {
+            vec![]
+        } else {
+            vec![("X-Telegram-Bot-Api-Secret-Token", secret.to_owned())]
+        };
+        let (status, answer) = post_raw(
+            app,
+            reqwest::Method::POST,
+            "/webhooks/telegram",
+            &headers,
+            body,
+        )
+        .await;
+        // 503: the bot's queue is full (documented: Telegram delivers again).
+        check_answer(status, &answer, true, &case);
+        if i % 10 == 0 {
+            assert_eq!(status, 401, "{case}");
+        }
+    }
+    assert_healthy(app).await;
+    // The bot still answers.
+    let mut start = valid_update();
+    start["update_id"] = json!(999_999_999);
+    start["message"]["chat"]["id"] = json!(4242);
+    start["message"]["from"]["id"] = json!(4242);
+    let headers = [("X-Telegram-Bot-Api-Secret-Token", secret.to_owned())];
+    let (status, _) = post_raw(
+        app,
+        reqwest::Method::POST,
+        "/webhooks/telegram",
+        &headers,
+        start.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    shop.wait_text(4242, "Hello").await;
+}
+
+#[actix_rt::test]
+async fn admin_api_takes_any_json() {
+    let app = spawn_app(&[]).await;
+    let token = app.token_for(AdminRole::Admin).await;
+    let user = {
+        let mut conn = app.db.connect().await;
+        Subscriber::new(5_550_001).insert(&mut conn).await
+    };
+    let (status, plan) = app
+        .call(
+            "POST",
+            "/api/v1/plans",
+            Some(&token),
+            Some(
+                json!({"name": "Month", "days": 30, "price_minor": 29900, "sort_order": 1,
+                "active": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{plan}");
+    let (status, promo) = app
+        .call(
+            "POST",
+            "/api/v1/promo-codes",
+            Some(&token),
+            Some(
+                json!({"code": "SPRING", "kind": "percent", "value": 10, "once_per_user": true,
+                "new_users_only": false, "active": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{promo}");
+    let endpoints: Vec<(reqwest::Method, String, Value)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/v1/plans".into(),
+            json!({"name": "Year", "days": 365, "price_minor": 299000, "price_stars": 1500,
+                "traffic_limit_bytes": null, "sort_order": 2, "active": true}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/plans/{}", plan["id"]),
+            json!({"name": "Month+", "days": 31, "price_stars": null, "active": false}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/promo-codes".into(),
+            json!({"code": "AUTUMN", "kind": "fixed", "value": 5000, "max_uses": 10,
+                "once_per_user": true, "new_users_only": true,
+                "valid_from": "2026-11-01T00:00:00Z", "valid_until": "2026-12-01T00:00:00Z",
+                "min_plan_id": plan["id"], "active": true, "note": "test"}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/promo-codes/{}", promo["id"]),
+            json!({"value": 20, "max_uses": null, "valid_until": "2027-01-01T00:00:00Z"}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/users/{}", user.0),
+            json!({"banned": false, "language": "ru", "email": "a@example.com", "note": "n"}),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/users/{}/extend", user.0),
+            json!({"days": 7, "reason": "compensation"}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/broadcasts".into(),
+            json!({"text": "<b>News</b>", "button_text": "Open",
+                "button_url": "https://example.com", "audience": "all"}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/admins".into(),
+            json!({"username": "op2", "password": "a password long enough", "role": "operator"}),
+        ),
+    ];
+    let mut runner = runner(ADMIN_CASES);
+    // Also ids that name nothing or are not numbers.
+    let id = prop_oneof![
+        3 => Just(None),
+        1 => prop::sample::select(vec!["0", "-1", "99999999999999999999", "abc", "1.5", "%20"])
+            .prop_map(Some),
+    ];
+    for (method, path, valid) in &endpoints {
+        let strategy = (body(valid.clone()), id.clone());
+        for _ in 0..ADMIN_CASES {
+            let (body, bad_id) = draw(&mut runner, &strategy);
+            let path = match bad_id {
+                Some(bad) if path.matches('/').count() > 3 => {
+                    let mut parts: Vec<&str> = path.split('/').collect();
+                    parts[4] = bad;
+                    parts.join("/")
+                }
+                _ => path.clone(),
+            };
+            let case = (
+                method.clone(),
+                path.clone(),
+                String::from_utf8_lossy(&body).into_owned(),
+            );
+            let headers = [("Authorization", format!("Bearer {token}"))];
+            let (status, answer) = post_raw(&app, method.clone(), &path, &headers, body).await;
+            check_answer(status, &answer, false, &case);
+        }
+    }
+    assert_eq!(succeeded_payments(&app).await, 0);
+    assert_healthy(&app).await;
+    app.shutdown().await;
+}
+
+#[test]
+fn the_case_strategies_make_what_they_say() {
+    // The mutations really change the valid bodies, and parse back as JSON.
+    let mut runner = runner(50);
+    let strategy = mutated(valid_update());
+    let changed = (0..50)
+        .filter(|_| draw(&mut runner, &strategy) != valid_update())
+        .count();
+    assert!(changed > 40, "{changed} of 50 mutations changed something");
+}
