@@ -1,0 +1,751 @@
+//! Fault-injection scenarios against the real app and the fakes: each pays `BENCH_PURCHASES`
+//! orders through the YooKassa webhook while something breaks, waits for the shop to recover and
+//! then checks that nothing was lost or doubled — every order succeeded exactly once, each user's
+//! subscription is one period from the payment, the panel user's `expire` equals it, and each user
+//! got exactly one "payment received" Telegram message. One `PASS`/`FAIL` line per scenario; the
+//! exit status is 1 if any failed.
+//!
+//! - `panel_down`: the Marzban panel answers 503 to everything for `BENCH_OUTAGE_SECS` (20) while
+//!   the webhooks arrive, then recovers.
+//! - `crash`: the app runs as a child process (`vpn-shop serve`, the binary of this build) and is
+//!   SIGKILLed and started again 3–5 times at random moments while the webhooks arrive and the jobs
+//!   run; webhooks that fail meanwhile are re-posted until answered 200, as YooKassa does.
+//! - `telegram_429`: the fake Bot API enforces a global limit (30/s) and answers bursts of 429s
+//!   (`retry_after` 1 s) every 2 s for 30 s while the notifications go out.
+//!
+//! Run: `cargo bench --bench faults [-- <scenario>…]` (uses `TEST_DATABASE_URL` if set, otherwise a
+//! throwaway PostgreSQL cluster). `BENCH_PURCHASES` (1000; `telegram_429` uses half),
+//! `BENCH_OUTAGE_SECS` (20), `BENCH_SEED` change it.
+
+mod common;
+#[path = "../tests/support/marzban.rs"]
+mod fake_marzban;
+#[path = "../tests/support/telegram.rs"]
+mod fake_telegram;
+#[path = "../tests/support/yookassa.rs"]
+mod fake_yookassa;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{BenchDb, env_or, start_app};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use fake_marzban::FakePanel;
+use fake_telegram::FakeTelegram;
+use fake_yookassa::FakeYooKassa;
+use futures_util::{StreamExt, stream};
+use vpn_shop::actors::payments::{Checkout, CreateCheckout};
+use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
+
+const PLAN_DAYS: i32 = 30;
+const PLAN_PRICE_MINOR: i64 = 29_900;
+const FIRST_TELEGRAM_ID: i64 = 800_000_000;
+/// In the English `payment_succeeded` message.
+const SUCCESS_TEXT: &str = "Your payment of";
+const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+/// xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `[lo, hi)` seconds.
+    fn secs(&mut self, lo: f64, hi: f64) -> Duration {
+        let f = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        Duration::from_secs_f64(lo + (hi - lo) * f)
+    }
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let scenarios: [&str; 3] = ["panel_down", "crash", "telegram_429"];
+    let chosen: Vec<&str> = scenarios
+        .iter()
+        .copied()
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.contains(f.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!("no scenario matches {filters:?}; scenarios: {scenarios:?}");
+        std::process::exit(2);
+    }
+    let mut failed = 0;
+    for name in chosen {
+        let result = actix_rt::System::new().block_on(async move {
+            match name {
+                "panel_down" => panel_down().await,
+                "crash" => crash().await,
+                _ => telegram_429().await,
+            }
+        });
+        match result {
+            Ok(Outcome { ok: true, line }) => println!("PASS {name}: {line}"),
+            Ok(Outcome { ok: false, line }) => {
+                failed += 1;
+                println!("FAIL {name}: {line}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name}: the scenario could not run: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+struct Outcome {
+    ok: bool,
+    line: String,
+}
+
+// -- The shop and its fakes ------------------------------------------------------------------------
+
+struct Fakes {
+    panel: FakePanel,
+    yookassa: FakeYooKassa,
+    telegram: FakeTelegram,
+}
+
+impl Fakes {
+    fn start() -> Fakes {
+        Fakes {
+            panel: FakePanel::start(),
+            yookassa: FakeYooKassa::start(),
+            telegram: FakeTelegram::start(),
+        }
+    }
+
+    /// The app's settings for these fakes (on top of the database, data dir and bind address).
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("MARZBAN_URL", self.panel.url()),
+            ("MARZBAN_USERNAME", fake_marzban::ADMIN_USERNAME.to_owned()),
+            ("MARZBAN_PASSWORD", fake_marzban::ADMIN_PASSWORD.to_owned()),
+            ("MARZBAN_TIMEOUT", "2s".to_owned()),
+            ("YOOKASSA_SHOP_ID", fake_yookassa::SHOP_ID.to_owned()),
+            ("YOOKASSA_SECRET_KEY", fake_yookassa::SECRET_KEY.to_owned()),
+            ("YOOKASSA_API_URL", self.yookassa.url()),
+            // The webhooks come from 127.0.0.1; each is still confirmed with YooKassa's API.
+            ("YOOKASSA_CHECK_IP", "false".to_owned()),
+            ("TELEGRAM_BOT_TOKEN", fake_telegram::TOKEN.to_owned()),
+            ("TELEGRAM_API_URL", self.telegram.url()),
+            ("TELEGRAM_MAX_RATE", "100".to_owned()),
+            ("JOB_POLL_INTERVAL", "200ms".to_owned()),
+            ("JOB_BACKOFF_BASE", "200ms".to_owned()),
+            ("JOB_BACKOFF_MAX", "2s".to_owned()),
+            // Only the webhooks confirm the orders.
+            ("PAYMENT_POLL_AFTER", "24h".to_owned()),
+            ("API_RATE_LIMIT", "off".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// An order waiting for its webhook.
+struct Order {
+    telegram_id: i64,
+    /// The `payment.succeeded` notification, once paid at the fake.
+    body: Vec<u8>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct OrderRow {
+    #[diesel(sql_type = BigInt)]
+    telegram_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    external_id: Option<String>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    Ok(diesel::sql_query(sql).get_result::<Count>(conn).await?.n)
+}
+
+/// `n` users with a pending YooKassa order each, created through the app's checkout, then paid at
+/// the fake; returns the orders with their webhook bodies.
+async fn orders(
+    conn: &mut AsyncPgConnection,
+    app: &vpn_shop::app::RunningApp,
+    yookassa: &FakeYooKassa,
+    n: usize,
+) -> anyhow::Result<Vec<Order>> {
+    let plan = diesel::sql_query(format!(
+        "INSERT INTO plans (name, days, price_minor) \
+         VALUES ('Month', {PLAN_DAYS}, {PLAN_PRICE_MINOR}) RETURNING id"
+    ))
+    .get_result::<Id>(conn)
+    .await?
+    .id;
+    let users: Vec<i64> = diesel::sql_query(format!(
+        "INSERT INTO users (telegram_id, referral_code, language) \
+         SELECT {FIRST_TELEGRAM_ID} + g, 'fault' || g, 'en' FROM generate_series(1, {n}) g \
+         RETURNING id"
+    ))
+    .load::<Id>(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    let payments = app.payments.addr();
+    let created: Vec<Result<(), String>> = stream::iter(users)
+        .map(|user| {
+            let payments = payments.clone();
+            async move {
+                let checkout = payments
+                    .send(CreateCheckout {
+                        user_id: UserId(user),
+                        plan_id: PlanId(plan),
+                        provider: PaymentProvider::Yookassa,
+                        promo_code: None,
+                        auto_renew: false,
+                    })
+                    .await;
+                match checkout {
+                    Ok(Ok(Checkout::Redirect { .. })) => Ok(()),
+                    Ok(Ok(other)) => Err(format!("unexpected checkout {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    if let Some(Err(e)) = created.iter().find(|r| r.is_err()) {
+        anyhow::bail!(
+            "{} of {n} checkouts failed, e.g.: {e}",
+            created.iter().filter(|r| r.is_err()).count()
+        );
+    }
+    let rows: Vec<OrderRow> = diesel::sql_query(
+        "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
+         ORDER BY p.id",
+    )
+    .load(conn)
+    .await?;
+    anyhow::ensure!(rows.len() == n, "{} orders, not {n}", rows.len());
+    rows.into_iter()
+        .map(|row| {
+            let external = row
+                .external_id
+                .ok_or_else(|| anyhow::anyhow!("an order without an external id"))?;
+            yookassa.succeed(&external);
+            let body = yookassa.notification(&external, "payment.succeeded");
+            Ok(Order {
+                telegram_id: row.telegram_id,
+                body: serde_json::to_vec(&body)?,
+            })
+        })
+        .collect()
+}
+
+/// Posts every order's webhook, `concurrency` in flight, re-posting one until it is answered 200
+/// (as YooKassa retries); returns how many posts were not answered 200.
+async fn deliver_all(url: &str, orders: &[Order], concurrency: usize) -> anyhow::Result<usize> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let refused = AtomicUsize::new(0);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let results: Vec<anyhow::Result<()>> = stream::iter(orders)
+        .map(|order| {
+            let (client, refused) = (&client, &refused);
+            async move {
+                loop {
+                    let answer = client
+                        .post(url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(order.body.clone())
+                        .send()
+                        .await;
+                    if matches!(&answer, Ok(r) if r.status().as_u16() == 200) {
+                        return Ok(());
+                    }
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "the webhook of {} was never answered 200",
+                        order.telegram_id
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<()>>()?;
+    Ok(refused.into_inner())
+}
+
+// -- The checks ------------------------------------------------------------------------------------
+
+#[derive(diesel::QueryableByName)]
+struct UserState {
+    #[diesel(sql_type = BigInt)]
+    telegram_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    panel_username: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    expire: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    succeeded: i64,
+    #[diesel(sql_type = Bool)]
+    one_period: bool,
+}
+
+/// What is wrong now; all zero once the shop has converged.
+#[derive(Default, Debug)]
+struct Tally {
+    users: usize,
+    /// Users whose order is not `succeeded` / succeeded more than once.
+    unpaid: usize,
+    paid_twice: usize,
+    /// Subscription not exactly one period from the payment.
+    wrong_period: usize,
+    /// Panel user missing / its `expire` differs from `expires_at`.
+    panel_missing: usize,
+    panel_wrong: usize,
+    /// Users without / with more than one "payment received" message.
+    no_message: usize,
+    extra_messages: usize,
+    pending_jobs: i64,
+    dead_jobs: i64,
+    /// The first few users with something wrong, for the report.
+    samples: Vec<String>,
+}
+
+impl Tally {
+    fn converged(&self) -> bool {
+        self.unpaid == 0
+            && self.paid_twice == 0
+            && self.wrong_period == 0
+            && self.panel_missing == 0
+            && self.panel_wrong == 0
+            && self.no_message == 0
+            && self.extra_messages == 0
+            && self.pending_jobs == 0
+    }
+
+    fn ok(&self) -> bool {
+        self.converged() && self.dead_jobs == 0
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "unpaid {}, paid twice {}, wrong period {}, panel user missing {}, panel expire wrong {}, \
+             no message {}, >1 message {}, jobs pending {}, dead {}",
+            self.unpaid,
+            self.paid_twice,
+            self.wrong_period,
+            self.panel_missing,
+            self.panel_wrong,
+            self.no_message,
+            self.extra_messages,
+            self.pending_jobs,
+            self.dead_jobs
+        ) + &if self.samples.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {})", self.samples.join(", "))
+        }
+    }
+}
+
+async fn tally(
+    conn: &mut AsyncPgConnection,
+    panel: &FakePanel,
+    telegram: &FakeTelegram,
+) -> anyhow::Result<Tally> {
+    let states: Vec<UserState> = diesel::sql_query(format!(
+        "SELECT u.telegram_id, s.panel_username, \
+                floor(extract(epoch FROM s.expires_at))::int8 AS expire, \
+                (SELECT count(*) FROM payments p \
+                  WHERE p.user_id = u.id AND p.status = 'succeeded') AS succeeded, \
+                coalesce((SELECT bool_and(abs(extract(epoch FROM \
+                            s.expires_at - (p.paid_at + make_interval(days => p.days)))) < 2) \
+                          FROM payments p WHERE p.user_id = u.id AND p.status = 'succeeded'), \
+                         false) AS one_period \
+         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id \
+         WHERE u.telegram_id > {FIRST_TELEGRAM_ID} ORDER BY u.id"
+    ))
+    .load(conn)
+    .await?;
+    let on_panel: HashMap<String, Option<i64>> = panel
+        .users()
+        .into_iter()
+        .map(|u| (u.username.to_ascii_lowercase(), u.expire))
+        .collect();
+    let mut messages: HashMap<i64, usize> = HashMap::new();
+    for m in telegram.sent_messages() {
+        if m.text.contains(SUCCESS_TEXT) {
+            *messages.entry(m.chat_id).or_default() += 1;
+        }
+    }
+    let mut t = Tally {
+        users: states.len(),
+        pending_jobs: count(
+            conn,
+            "SELECT count(*) AS n FROM jobs WHERE state IN ('pending', 'running')",
+        )
+        .await?,
+        dead_jobs: count(conn, "SELECT count(*) AS n FROM jobs WHERE state = 'dead'").await?,
+        ..Tally::default()
+    };
+    for s in &states {
+        let before = (
+            t.unpaid,
+            t.paid_twice,
+            t.wrong_period,
+            t.panel_missing,
+            t.panel_wrong,
+        );
+        let messages_before = (t.no_message, t.extra_messages);
+        match s.succeeded {
+            0 => t.unpaid += 1,
+            1 => {}
+            _ => t.paid_twice += 1,
+        }
+        if s.succeeded > 0 && !s.one_period {
+            t.wrong_period += 1;
+        }
+        match s
+            .panel_username
+            .as_ref()
+            .and_then(|name| on_panel.get(&name.to_ascii_lowercase()))
+        {
+            None => t.panel_missing += 1,
+            Some(expire) if *expire != s.expire => t.panel_wrong += 1,
+            Some(_) => {}
+        }
+        match messages.get(&s.telegram_id).copied().unwrap_or(0) {
+            0 => t.no_message += 1,
+            1 => {}
+            _ => t.extra_messages += 1,
+        }
+        let wrong = before
+            != (
+                t.unpaid,
+                t.paid_twice,
+                t.wrong_period,
+                t.panel_missing,
+                t.panel_wrong,
+            );
+        if (wrong || messages_before != (t.no_message, t.extra_messages)) && t.samples.len() < 5 {
+            t.samples.push(format!(
+                "telegram id {}: {} succeeded, panel expire {:?} vs {:?}, {} messages",
+                s.telegram_id,
+                s.succeeded,
+                s.panel_username
+                    .as_ref()
+                    .and_then(|name| on_panel.get(&name.to_ascii_lowercase())),
+                s.expire,
+                messages.get(&s.telegram_id).copied().unwrap_or(0)
+            ));
+        }
+    }
+    Ok(t)
+}
+
+/// Polls until the shop has converged (or `limit` passes), then waits `settle` more for late
+/// duplicates; the time to converge and the final tally.
+async fn converge(
+    conn: &mut AsyncPgConnection,
+    fakes: &Fakes,
+    limit: Duration,
+    settle: Duration,
+) -> anyhow::Result<(Duration, Tally)> {
+    let started = Instant::now();
+    loop {
+        let t = tally(conn, &fakes.panel, &fakes.telegram).await?;
+        if t.converged() || started.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(settle).await;
+    Ok((took, tally(conn, &fakes.panel, &fakes.telegram).await?))
+}
+
+// -- Scenarios -------------------------------------------------------------------------------------
+
+/// The panel answers 503 to everything while the webhooks arrive, then comes back.
+async fn panel_down() -> anyhow::Result<Outcome> {
+    let n = env_or("BENCH_PURCHASES", 1000) as usize;
+    let outage = Duration::from_secs(env_or("BENCH_OUTAGE_SECS", 20));
+    let db = BenchDb::create("fault_panel").await?;
+    let mut conn = db.connect().await?;
+    let fakes = Fakes::start();
+    let env = fakes.env();
+    let (app, _data_dir) = start_app(&db, &pairs(&env)).await?;
+    let orders = orders(&mut conn, &app, &fakes.yookassa, n).await?;
+
+    fakes.panel.set_outage(true);
+    let down_at = Instant::now();
+    let url = format!("http://{}/webhooks/yookassa", app.http_addr());
+    let refused = deliver_all(&url, &orders, 32).await?;
+    let webhooks_took = down_at.elapsed();
+    let during = tally(&mut conn, &fakes.panel, &fakes.telegram).await?;
+    tokio::time::sleep(outage.saturating_sub(down_at.elapsed())).await;
+    let outage_len = down_at.elapsed();
+    let panel_503s = fakes
+        .panel
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    let mid = tally(&mut conn, &fakes.panel, &fakes.telegram).await?;
+    fakes.panel.set_outage(false);
+    let (recovery, t) = converge(
+        &mut conn,
+        &fakes,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    )
+    .await?;
+
+    app.shutdown().await;
+    drop(conn);
+    db.drop().await?;
+    Ok(Outcome {
+        ok: t.ok() && t.users == n && refused == 0,
+        line: format!(
+            "{n} purchases, webhooks answered in {:.1} s ({refused} not 200), panel down {:.1} s \
+             ({panel_503s} requests answered 503; messages sent while down: {}), \
+             full recovery {:.1} s after the panel came back; {}",
+            webhooks_took.as_secs_f64(),
+            outage_len.as_secs_f64(),
+            n - mid.no_message.min(n),
+            recovery.as_secs_f64(),
+            t.describe()
+        ) + &format!(" [when the webhooks were answered: {}]", during.describe()),
+    })
+}
+
+/// The app as a child process, SIGKILLed and restarted at random moments.
+async fn crash() -> anyhow::Result<Outcome> {
+    let n = env_or("BENCH_PURCHASES", 1000) as usize;
+    let mut rng = Rng(env_or("BENCH_SEED", 0x2545_F491_4F6C_DD1D).max(1));
+    let db = BenchDb::create("fault_crash").await?;
+    let mut conn = db.connect().await?;
+    let fakes = Fakes::start();
+    let env = fakes.env();
+    // The orders through an in-process app, stopped before the child takes over.
+    let orders = {
+        let (app, _dir) = start_app(&db, &pairs(&env)).await?;
+        let orders = orders(&mut conn, &app, &fakes.yookassa, n).await?;
+        app.shutdown().await;
+        orders
+    };
+
+    let data_dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child_env = env.clone();
+    child_env.extend(
+        [
+            ("DATABASE_URL", db.url.clone()),
+            ("DATA_DIR", data_dir.path().display().to_string()),
+            ("HTTP_BIND", format!("127.0.0.1:{port}")),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+            // A killed worker's job is taken over after the lease; 10 min by default.
+            ("JOB_LEASE", "5s".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let exe = env!("CARGO_BIN_EXE_vpn-shop");
+    let spawn = |k: usize| -> anyhow::Result<tokio::process::Child> {
+        let log = std::fs::File::create(data_dir.path().join(format!("app-{k}.log")))?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("serve")
+            .env_clear()
+            .envs(child_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(data_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        Ok(cmd.spawn()?)
+    };
+
+    let kills = 3 + (rng.next() % 3) as usize;
+    let mut moments: Vec<Duration> = (0..kills).map(|_| rng.secs(0.5, 40.0)).collect();
+    moments.sort();
+    let url = format!("http://127.0.0.1:{port}/webhooks/yookassa");
+    let started = Instant::now();
+    let mut child = spawn(0)?;
+    let done = AtomicBool::new(false);
+    let killer = async {
+        let mut log = Vec::new();
+        for (k, at) in moments.iter().enumerate() {
+            tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+            let pid = child
+                .id()
+                .ok_or_else(|| anyhow::anyhow!("the app exited by itself"))?;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )?;
+            let status = child.wait().await?;
+            let phase = if AtomicBool::load(&done, Ordering::Relaxed) {
+                "jobs"
+            } else {
+                "webhooks"
+            };
+            log.push(format!(
+                "{:.1}s ({phase}, {status})",
+                started.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(rng.secs(0.0, 1.0)).await;
+            child = spawn(k + 1)?;
+        }
+        anyhow::Ok(log)
+    };
+    let deliveries = async {
+        let r = deliver_all(&url, &orders, 16).await;
+        done.store(true, Ordering::Relaxed);
+        r
+    };
+    let (kill_log, refused) = futures_util::join!(killer, deliveries);
+    let (kill_log, refused) = (kill_log?, refused?);
+    let webhooks_took = started.elapsed();
+    let (recovery, t) = converge(
+        &mut conn,
+        &fakes,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    )
+    .await?;
+    let total = started.elapsed();
+    if let Some(pid) = child.id() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    let _ = child.wait().await;
+    let ok = t.ok() && t.users == n;
+    drop(conn);
+    if ok {
+        db.drop().await?;
+    } else {
+        // Kept for a look.
+        let kept = data_dir.keep();
+        eprintln!(
+            "crash: the app's logs are in {}, its database {} is kept",
+            kept.display(),
+            db.name
+        );
+    }
+    Ok(Outcome {
+        ok,
+        line: format!(
+            "{n} purchases, SIGKILL of the `vpn-shop serve` process {} times at [{}], \
+             webhooks all answered 200 after {:.1} s ({refused} posts refused or unanswered, \
+             re-posted), converged {:.1} s later ({:.1} s in all); {}",
+            kill_log.len(),
+            kill_log.join(", "),
+            webhooks_took.as_secs_f64(),
+            recovery.as_secs_f64(),
+            total.as_secs_f64(),
+            t.describe()
+        ),
+    })
+}
+
+/// Bursts of 429s from the Bot API while the notifications go out.
+async fn telegram_429() -> anyhow::Result<Outcome> {
+    let n = (env_or("BENCH_PURCHASES", 1000) as usize / 2).max(1);
+    let db = BenchDb::create("fault_tg").await?;
+    let mut conn = db.connect().await?;
+    let fakes = Fakes::start();
+    let env = fakes.env();
+    let (app, _data_dir) = start_app(&db, &pairs(&env)).await?;
+    let orders = orders(&mut conn, &app, &fakes.yookassa, n).await?;
+
+    // The app may send 100/s; the Bot API takes 30/s and answers bursts of 429s meanwhile.
+    const STORM: Duration = Duration::from_secs(30);
+    fakes.telegram.set_global_limit(30);
+    let storm = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
+    let url = format!("http://{}/webhooks/yookassa", app.http_addr());
+    let stormer = {
+        let storm = Arc::clone(&storm);
+        let telegram = &fakes.telegram;
+        async move {
+            // 10 × 429 every 2 s for the first 30 s, then the limit alone.
+            while AtomicBool::load(&storm, Ordering::Relaxed) && started.elapsed() < STORM {
+                telegram.flood_next(10, 1);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let work = async {
+        let refused = deliver_all(&url, &orders, 32).await;
+        let converged = converge(
+            &mut conn,
+            &fakes,
+            Duration::from_secs(120),
+            Duration::from_secs(3),
+        )
+        .await;
+        storm.store(false, Ordering::Relaxed);
+        (refused, converged)
+    };
+    let ((refused, converged), ()) = futures_util::join!(work, stormer);
+    let (refused, (took, t)) = (refused?, converged?);
+    let total = started.elapsed();
+    let floods = fakes.telegram.count_429();
+
+    app.shutdown().await;
+    drop(conn);
+    db.drop().await?;
+    Ok(Outcome {
+        ok: t.ok() && t.users == n && refused == 0,
+        line: format!(
+            "{n} purchases, Bot API limit 30/s plus 10 × 429 (retry_after 1 s) every 2 s for 30 s: \
+             {floods} answers 429, all delivered {:.1} s after the webhooks; {}",
+            took.as_secs_f64().min(total.as_secs_f64()),
+            t.describe()
+        ),
+    })
+}
