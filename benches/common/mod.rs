@@ -80,6 +80,15 @@ pub async fn start_app(
     db: &BenchDb,
     vars: &[(&str, &str)],
 ) -> anyhow::Result<(RunningApp, tempfile::TempDir)> {
+    let (app, data_dir, _) = start_app_with_settings(db, vars).await?;
+    Ok((app, data_dir))
+}
+
+/// [`start_app`], also returning the settings the app runs with (to print what it used).
+pub async fn start_app_with_settings(
+    db: &BenchDb,
+    vars: &[(&str, &str)],
+) -> anyhow::Result<(RunningApp, tempfile::TempDir, Settings)> {
     let data_dir = tempfile::tempdir()?;
     let dir = data_dir.path().display().to_string();
     let base = [
@@ -98,5 +107,5 @@ pub async fn start_app(
     )?;
     let settings = Settings::from_raw(&raw)?;
     let app = vpn_shop::app::start(&settings, &db.url).await?;
-    Ok((app, data_dir))
+    Ok((app, data_dir, settings))
 }
