@@ -865,3 +865,63 @@ async fn without_a_bot_a_broadcast_is_refused() {
     assert!(message.contains("TELEGRAM_BOT_TOKEN"), "{message}");
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_delivery_cut_off_by_a_crash_is_sent_once_its_claim_is_stale() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber::new(5701).insert(conn).await;
+    let job = payment(user);
+    // What a worker killed between claiming the delivery and sending it leaves behind.
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::user_id.eq(user),
+            deliveries::kind.eq("payment_succeeded"),
+            deliveries::channel.eq(NotificationChannel::Telegram),
+            deliveries::dedup_key.eq(&job.dedup_key),
+            deliveries::payload.eq(serde_json::to_value(&job.notification).unwrap()),
+            deliveries::status.eq(NotificationStatus::Pending),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    enqueue(conn, &job).await;
+    // The fresh claim may be another worker's: the job waits, it does not give up as done.
+    wait_until_within("a retried attempt", Duration::from_secs(10), || async {
+        let attempts: i32 = jobs_table::table
+            .filter(jobs_table::kind.eq("notify"))
+            .select(jobs_table::attempts)
+            .first(&mut env.app.db.connect().await)
+            .await
+            .unwrap();
+        attempts >= 2
+    })
+    .await;
+    let state: JobState = jobs_table::table
+        .filter(jobs_table::kind.eq("notify"))
+        .select(jobs_table::state)
+        .first(conn)
+        .await
+        .unwrap();
+    assert!(
+        matches!(state, JobState::Pending | JobState::Running),
+        "{state:?}"
+    );
+    assert!(env.telegram.messages_to(5701).is_empty());
+    // Ten minutes later the claim is stale: the message goes out, once. (The touch trigger
+    // would set `updated_at` to now; this test's database may skip it.)
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        conn,
+        "ALTER TABLE notifications DISABLE TRIGGER notifications_touch; \
+         UPDATE notifications SET updated_at = now() - interval '11 minutes'; \
+         ALTER TABLE notifications ENABLE TRIGGER notifications_touch",
+    )
+    .await
+    .unwrap();
+    settle(&env.app).await;
+    assert_eq!(env.telegram.messages_to(5701).len(), 1);
+    let rows = deliveries_of(conn, user).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, NotificationStatus::Sent);
+    env.app.shutdown().await;
+}

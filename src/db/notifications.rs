@@ -100,6 +100,24 @@ pub async fn claim(
     Ok(row.map(|r| r.id))
 }
 
+/// Whether the delivery of `dedup_key` on `channel` is claimed but not finished: another
+/// worker is sending it, or an attempt was cut off (a crash) before its outcome was recorded. Such
+/// a row can be claimed again once it is older than [`STALE_PENDING`].
+pub async fn in_flight(
+    conn: &mut PgConn,
+    dedup_key: &str,
+    channel: NotificationChannel,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        notifications::table
+            .filter(notifications::dedup_key.eq(dedup_key))
+            .filter(notifications::channel.eq(channel))
+            .filter(notifications::status.eq(NotificationStatus::Pending)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// Records a delivery that is not attempted (e.g. the user blocked the bot), unless one exists.
 pub async fn record_skipped(
     conn: &mut PgConn,

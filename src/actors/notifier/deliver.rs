@@ -19,8 +19,11 @@ const LINK_WAIT_ATTEMPTS: i32 = 5;
 /// How a channel's delivery ended.
 enum Outcome {
     Sent,
-    /// Not attempted now: already delivered, or being delivered by another worker.
+    /// Not attempted: already delivered or skipped.
     AlreadyHandled,
+    /// Claimed by an attempt whose outcome is not recorded (another worker sending now, or one
+    /// cut off by a crash): checked again later, and sent once the claim is stale.
+    InFlight,
     Skipped,
     Failed {
         error: String,
@@ -143,7 +146,14 @@ impl Shared {
             notifications::claim(&mut conn, delivery, false).await?
         };
         let Some(id) = claimed else {
-            return Ok(Outcome::AlreadyHandled);
+            let mut conn = self.pool.get().await?;
+            let pending =
+                notifications::in_flight(&mut conn, delivery.dedup_key, delivery.channel).await?;
+            return Ok(if pending {
+                Outcome::InFlight
+            } else {
+                Outcome::AlreadyHandled
+            });
         };
         // No pooled connection is held while waiting for the rate budget and the network.
         let result = send.await;
@@ -180,6 +190,13 @@ impl Shared {
         let label = match outcome {
             Outcome::Sent => "sent",
             Outcome::AlreadyHandled => return,
+            Outcome::InFlight => {
+                // The job stays: a crash must not turn into a message never sent.
+                transient.push(format!(
+                    "{channel}: an earlier attempt's outcome is unknown; sent again once its claim is stale"
+                ));
+                return;
+            }
             Outcome::Skipped => "skipped",
             Outcome::Failed { .. } => "failed",
         };
