@@ -1273,3 +1273,42 @@ async fn drain_puts_back_jobs_that_do_not_finish_in_time() {
         assert!(job.locked_by.is_none());
     }
 }
+
+#[actix_rt::test]
+async fn hurry_makes_a_users_waiting_jobs_due_and_leaves_the_others() {
+    let db = TestDb::new().await;
+    let conn = &mut db.connect().await;
+    let later = Utc::now() + chrono::Duration::minutes(5);
+    let mine = enqueue(
+        conn,
+        NewJob::new("notify", serde_json::json!({"user_id": 7})).run_at(later),
+    )
+    .await
+    .unwrap();
+    let theirs = enqueue(
+        conn,
+        NewJob::new("notify", serde_json::json!({"user_id": 8})).run_at(later),
+    )
+    .await
+    .unwrap();
+    let other_kind = enqueue(
+        conn,
+        NewJob::new("provision", serde_json::json!({"user_id": 7})).run_at(later),
+    )
+    .await
+    .unwrap();
+    let woken = jobs::hurry(conn, "notify", vpn_shop::domain::UserId(7))
+        .await
+        .unwrap();
+    assert_eq!(woken, 1);
+    assert!(job(conn, mine).await.run_at <= Utc::now());
+    assert!(job(conn, theirs).await.run_at > Utc::now());
+    assert!(job(conn, other_kind).await.run_at > Utc::now());
+    // Nothing waits any more: a second call wakes nothing.
+    assert_eq!(
+        jobs::hurry(conn, "notify", vpn_shop::domain::UserId(7))
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -102,6 +102,32 @@ pub async fn enqueue(
     Ok(Some(JobId(row.id)))
 }
 
+/// Makes the pending `kind` jobs of `user` that wait for a later retry due now (what they
+/// waited for has happened, e.g. the panel issued the subscription link a notification needs).
+/// Returns how many were woken.
+pub async fn hurry(
+    conn: &mut PgConn,
+    kind: &str,
+    user: crate::domain::UserId,
+) -> QueryResult<usize> {
+    let woken = diesel::sql_query(
+        "UPDATE jobs SET run_at = now() \
+         WHERE kind = $1 AND state = 'pending' AND run_at > now() AND payload->>'user_id' = $2",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(user.0.to_string())
+    .execute(conn)
+    .await?;
+    if woken > 0 {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(NOTIFY_CHANNEL)
+            .bind::<Text, _>(kind)
+            .execute(conn)
+            .await?;
+    }
+    Ok(woken)
+}
+
 /// Claims up to `limit` due jobs of the given kinds for `worker`: pending jobs whose `run_at` has
 /// come, and running jobs whose lease expired (their worker died). Each claim counts an attempt.
 pub async fn claim(

@@ -213,6 +213,12 @@ impl Shared {
             },
         )
         .await?;
+        if subscription_url.is_some() {
+            // A notification waiting for the link (trial started, payment received) goes now,
+            // not after its retry delay.
+            crate::db::jobs::hurry(&mut conn, crate::domain::notifications::NOTIFY_JOB, user_id)
+                .await?;
+        }
         Ok(())
     }
 }
