@@ -38,8 +38,6 @@ use fake_marzban::FakePanel;
 use fake_telegram::FakeTelegram;
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
-use vpn_shop::actors::payments::{Checkout, CreateCheckout};
-use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
 
 const PLAN_DAYS: i32 = 30;
 const PLAN_PRICE_MINOR: i64 = 29_900;
@@ -219,37 +217,7 @@ async fn orders(
     .into_iter()
     .map(|r| r.id)
     .collect();
-    let payments = app.payments.addr();
-    let created: Vec<Result<(), String>> = stream::iter(users)
-        .map(|user| {
-            let payments = payments.clone();
-            async move {
-                let checkout = payments
-                    .send(CreateCheckout {
-                        user_id: UserId(user),
-                        plan_id: PlanId(plan),
-                        provider: PaymentProvider::Yookassa,
-                        promo_code: None,
-                        auto_renew: false,
-                    })
-                    .await;
-                match checkout {
-                    Ok(Ok(Checkout::Redirect { .. })) => Ok(()),
-                    Ok(Ok(other)) => Err(format!("unexpected checkout {other:?}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    if let Some(Err(e)) = created.iter().find(|r| r.is_err()) {
-        anyhow::bail!(
-            "{} of {n} checkouts failed, e.g.: {e}",
-            created.iter().filter(|r| r.is_err()).count()
-        );
-    }
+    common::yookassa_checkouts(app, &users, plan, 16).await?;
     let rows: Vec<OrderRow> = diesel::sql_query(
         "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
          ORDER BY p.id",

@@ -36,9 +36,7 @@ use fake_telegram::{FakeTelegram, TOKEN};
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
-use vpn_shop::actors::payments::{Checkout, CreateCheckout};
 use vpn_shop::domain::panel::panel_username;
-use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
 
 const PLAN_DAYS: i64 = 30;
 const PLAN_PRICE_MINOR: i64 = 29_900;
@@ -140,37 +138,7 @@ async fn run() -> anyhow::Result<bool> {
     let idle_rss = status_mib("VmRSS:");
 
     // The orders, through the real checkout, then paid at the fake YooKassa (not timed).
-    let payments = app.payments.addr();
-    let created: Vec<Result<(), String>> = stream::iter(users.iter())
-        .map(|&user| {
-            let payments = payments.clone();
-            async move {
-                let checkout = payments
-                    .send(CreateCheckout {
-                        user_id: UserId(user),
-                        plan_id: PlanId(plan),
-                        provider: PaymentProvider::Yookassa,
-                        promo_code: None,
-                        auto_renew: false,
-                    })
-                    .await;
-                match checkout {
-                    Ok(Ok(Checkout::Redirect { .. })) => Ok(()),
-                    Ok(Ok(other)) => Err(format!("unexpected checkout {other:?}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    if let Some(Err(e)) = created.iter().find(|r| r.is_err()) {
-        anyhow::bail!(
-            "{} of {purchases} checkouts failed, e.g.: {e}",
-            created.iter().filter(|r| r.is_err()).count()
-        );
-    }
+    common::yookassa_checkouts(&app, &users, plan, 8).await?;
     let rows: Vec<OrderRow> = diesel::sql_query(
         "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
          ORDER BY p.id",

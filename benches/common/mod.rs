@@ -109,3 +109,50 @@ pub async fn start_app_with_settings(
     let app = vpn_shop::app::start(&settings, &db.url).await?;
     Ok((app, data_dir, settings))
 }
+
+/// Orders for `users` (ids of `users` rows) on `plan` through the real checkout
+/// (`CreateCheckout` to the PaymentProcessor), each a YooKassa payment page; `concurrency` at once.
+pub async fn yookassa_checkouts(
+    app: &RunningApp,
+    users: &[i64],
+    plan: i64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use futures_util::{StreamExt, stream};
+    use vpn_shop::actors::payments::{Checkout, CreateCheckout};
+    use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
+
+    let payments = app.payments.addr();
+    let created: Vec<Result<(), String>> = stream::iter(users.iter())
+        .map(|&user| {
+            let payments = payments.clone();
+            async move {
+                let checkout = payments
+                    .send(CreateCheckout {
+                        user_id: UserId(user),
+                        plan_id: PlanId(plan),
+                        provider: PaymentProvider::Yookassa,
+                        promo_code: None,
+                        auto_renew: false,
+                    })
+                    .await;
+                match checkout {
+                    Ok(Ok(Checkout::Redirect { .. })) => Ok(()),
+                    Ok(Ok(other)) => Err(format!("unexpected checkout {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    if let Some(Err(e)) = created.iter().find(|r| r.is_err()) {
+        anyhow::bail!(
+            "{} of {} checkouts failed, e.g.: {e}",
+            created.iter().filter(|r| r.is_err()).count(),
+            users.len()
+        );
+    }
+    Ok(())
+}

@@ -60,6 +60,27 @@ fn name_of(user: &User) -> String {
     }
 }
 
+/// "No user …" for what the admin typed or pressed.
+async fn not_found(ctx: &Ctx, who: &str) -> anyhow::Result<()> {
+    ctx.send(
+        ctx.ta("admin-user-not-found", &Args::new().text("who", who)),
+        Vec::new(),
+    )
+    .await
+}
+
+/// Why a broadcast text cannot be sent.
+async fn invalid_broadcast(ctx: &Ctx, problem: &impl std::fmt::Display) -> anyhow::Result<()> {
+    ctx.send(
+        ctx.ta(
+            "admin-broadcast-invalid",
+            &Args::new().text("problem", &problem.to_string()),
+        ),
+        Vec::new(),
+    )
+    .await
+}
+
 pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {
     match name {
         "stats" => stats(ctx).await,
@@ -82,16 +103,7 @@ pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {
                     };
                     match found {
                         Some(target) => grant(ctx, target.id, days).await,
-                        None => {
-                            ctx.send(
-                                ctx.ta(
-                                    "admin-user-not-found",
-                                    &Args::new().text("who", &telegram_id.to_string()),
-                                ),
-                                Vec::new(),
-                            )
-                            .await
-                        }
+                        None => not_found(ctx, &telegram_id.to_string()).await,
                     }
                 }
                 _ => ctx.send(ctx.t("admin-grant-usage"), Vec::new()).await,
@@ -209,13 +221,7 @@ async fn user(ctx: &Ctx, who: &str) -> anyhow::Result<()> {
     };
     match found {
         Some(user) => profile(ctx, user.id).await,
-        None => {
-            ctx.send(
-                ctx.ta("admin-user-not-found", &Args::new().text("who", who)),
-                Vec::new(),
-            )
-            .await
-        }
+        None => not_found(ctx, who).await,
     }
 }
 
@@ -337,14 +343,7 @@ async fn target(ctx: &Ctx, id: UserId) -> anyhow::Result<Option<User>> {
         users::find(&mut conn, id).await?
     };
     if found.is_none() {
-        ctx.send(
-            ctx.ta(
-                "admin-user-not-found",
-                &Args::new().text("who", &id.to_string()),
-            ),
-            Vec::new(),
-        )
-        .await?;
+        not_found(ctx, &id.to_string()).await?;
     }
     Ok(found)
 }
@@ -379,15 +378,7 @@ async fn grant(ctx: &Ctx, id: UserId, days: i64) -> anyhow::Result<()> {
         })
         .await?;
     let Some((target, end)) = done else {
-        return ctx
-            .send(
-                ctx.ta(
-                    "admin-user-not-found",
-                    &Args::new().text("who", &id.to_string()),
-                ),
-                Vec::new(),
-            )
-            .await;
+        return not_found(ctx, &id.to_string()).await;
     };
     tracing::info!(user = %id, days, admin = ctx.user.telegram_id, "days granted in the bot");
     let lang = ctx.lang();
@@ -508,15 +499,7 @@ async fn panel_job(ctx: &Ctx, id: UserId, kind: &'static str) -> anyhow::Result<
 /// The composed text: checked like the API's broadcasts, then previewed; the audience next.
 async fn broadcast_text(ctx: &Ctx, text: &str) -> anyhow::Result<()> {
     if let Err(e) = validate(text, None, None) {
-        return ctx
-            .send(
-                ctx.ta(
-                    "admin-broadcast-invalid",
-                    &Args::new().text("problem", &e.to_string()),
-                ),
-                Vec::new(),
-            )
-            .await;
+        return invalid_broadcast(ctx, &e).await;
     }
     ctx.set_state(DialogueState::BroadcastReady {
         text: text.to_owned(),
@@ -588,17 +571,7 @@ async fn send_broadcast(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let message = match validate(&text, None, None) {
         Ok(message) => message,
-        Err(e) => {
-            return ctx
-                .send(
-                    ctx.ta(
-                        "admin-broadcast-invalid",
-                        &Args::new().text("problem", &e.to_string()),
-                    ),
-                    Vec::new(),
-                )
-                .await;
-        }
+        Err(e) => return invalid_broadcast(ctx, &e).await,
     };
     let attempts = ctx.deps.settings.jobs.max_attempts;
     let telegram_id = ctx.user.telegram_id;
