@@ -8,18 +8,29 @@
 //! - `panel_down`: the Marzban panel answers 503 to everything for `BENCH_OUTAGE_SECS` (20) while
 //!   the webhooks arrive, then recovers.
 //! - `crash`: the app runs as a child process (`vpn-shop serve`, the binary of this build) and is
-//!   SIGKILLed and started again 3–5 times at random moments while the webhooks arrive and the jobs
-//!   run; webhooks that fail meanwhile are re-posted until answered 200, as YooKassa does.
+//!   SIGKILLed and started again 3–5 times: at random points of the webhooks (when a random share
+//!   of them has been answered) and once or twice while jobs are running; webhooks that fail
+//!   meanwhile are re-posted until answered 200, as YooKassa does.
 //! - `telegram_429`: the fake Bot API enforces a global limit (30/s) and answers bursts of 429s
 //!   (`retry_after` 1 s) every 2 s for 30 s while the notifications go out.
+//! - `smtp_down`: every user has an email address and the mail server refuses all connections for
+//!   `BENCH_OUTAGE_SECS` while the webhooks arrive: the Telegram messages must all go out during
+//!   the outage, and each user must get exactly one email after it.
+//! - `pg_restart`: the app's PostgreSQL (a cluster of the bench's own) is shut down for
+//!   `BENCH_PG_DOWN_SECS` (10) in the middle of the webhooks and started again; the same app process
+//!   must recover by itself, `/ready` must answer 503 naming the database meanwhile (and `/health`
+//!   200), and 200 again afterwards.
 //!
 //! Run: `cargo bench --bench faults [-- <scenario>…]` (uses `TEST_DATABASE_URL` if set, otherwise a
-//! throwaway PostgreSQL cluster). `BENCH_PURCHASES` (1000; `telegram_429` uses half),
-//! `BENCH_OUTAGE_SECS` (20), `BENCH_SEED` change it.
+//! throwaway PostgreSQL cluster; `pg_restart` always runs its own). `BENCH_PURCHASES` (1000;
+//! `telegram_429` and `smtp_down` use half), `BENCH_OUTAGE_SECS` (20), `BENCH_PG_DOWN_SECS` (10),
+//! `BENCH_SEED` change it.
 
 mod common;
 #[path = "../tests/support/marzban.rs"]
 mod fake_marzban;
+#[path = "../tests/support/smtp.rs"]
+mod fake_smtp;
 #[path = "../tests/support/telegram.rs"]
 mod fake_telegram;
 #[path = "../tests/support/yookassa.rs"]
@@ -35,6 +46,7 @@ use common::{BenchDb, env_or, start_app};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use fake_marzban::FakePanel;
+use fake_smtp::FakeSmtp;
 use fake_telegram::FakeTelegram;
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
@@ -59,10 +71,15 @@ impl Rng {
         x
     }
 
+    /// Uniform in `[lo, hi)`.
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        let f = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        lo + (hi - lo) * f
+    }
+
     /// Uniform in `[lo, hi)` seconds.
     fn secs(&mut self, lo: f64, hi: f64) -> Duration {
-        let f = (self.next() % 1_000_000) as f64 / 1_000_000.0;
-        Duration::from_secs_f64(lo + (hi - lo) * f)
+        Duration::from_secs_f64(self.between(lo, hi))
     }
 }
 
@@ -71,7 +88,13 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let scenarios: [&str; 3] = ["panel_down", "crash", "telegram_429"];
+    let scenarios: [&str; 5] = [
+        "panel_down",
+        "crash",
+        "telegram_429",
+        "smtp_down",
+        "pg_restart",
+    ];
     let chosen: Vec<&str> = scenarios
         .iter()
         .copied()
@@ -87,7 +110,9 @@ fn main() {
             match name {
                 "panel_down" => panel_down().await,
                 "crash" => crash().await,
-                _ => telegram_429().await,
+                "telegram_429" => telegram_429().await,
+                "smtp_down" => smtp_down().await,
+                _ => pg_restart().await,
             }
         });
         match result {
@@ -118,6 +143,8 @@ struct Fakes {
     panel: FakePanel,
     yookassa: FakeYooKassa,
     telegram: FakeTelegram,
+    /// Mail goes only to users with an email address (those of `smtp_down`).
+    smtp: FakeSmtp,
 }
 
 impl Fakes {
@@ -126,6 +153,7 @@ impl Fakes {
             panel: FakePanel::start(),
             yookassa: FakeYooKassa::start(),
             telegram: FakeTelegram::start(),
+            smtp: FakeSmtp::start(),
         }
     }
 
@@ -144,6 +172,9 @@ impl Fakes {
             ("TELEGRAM_BOT_TOKEN", fake_telegram::TOKEN.to_owned()),
             ("TELEGRAM_API_URL", self.telegram.url()),
             ("TELEGRAM_MAX_RATE", "100".to_owned()),
+            ("SMTP_URL", self.smtp.url()),
+            ("SMTP_FROM", "VPN Shop <noreply@shop.example>".to_owned()),
+            ("SMTP_TIMEOUT", "2s".to_owned()),
             ("JOB_POLL_INTERVAL", "200ms".to_owned()),
             ("JOB_BACKOFF_BASE", "200ms".to_owned()),
             ("JOB_BACKOFF_MAX", "2s".to_owned()),
@@ -240,13 +271,53 @@ async fn orders(
         .collect()
 }
 
+/// The posts of [`deliver_all`] not answered 200, by answer.
+#[derive(Default)]
+struct Refusals(std::collections::BTreeMap<String, usize>);
+
+impl Refusals {
+    fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+
+    /// Refusals with a 5xx other than 503 (a database or panel outage must say "try later").
+    fn server_errors(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|(answer, _)| answer.starts_with('5') && answer.as_str() != "503")
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl std::fmt::Display for Refusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.total())?;
+        if !self.0.is_empty() {
+            let parts: Vec<String> = self.0.iter().map(|(a, n)| format!("{a} × {n}")).collect();
+            write!(f, ": {}", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// Posts every order's webhook, `concurrency` in flight, re-posting one until it is answered 200
-/// (as YooKassa retries); returns how many posts were not answered 200.
-async fn deliver_all(url: &str, orders: &[Order], concurrency: usize) -> anyhow::Result<usize> {
+/// (as YooKassa retries); returns the posts that were not answered 200.
+async fn deliver_all(url: &str, orders: &[Order], concurrency: usize) -> anyhow::Result<Refusals> {
+    deliver_counting(url, orders, concurrency, &AtomicUsize::new(0)).await
+}
+
+/// [`deliver_all`], counting the webhooks answered 200 so far in `answered`.
+async fn deliver_counting(
+    url: &str,
+    orders: &[Order],
+    concurrency: usize,
+    answered: &AtomicUsize,
+) -> anyhow::Result<Refusals> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let refused = AtomicUsize::new(0);
+    let refused = std::sync::Mutex::new(Refusals::default());
     let deadline = Instant::now() + Duration::from_secs(300);
     let results: Vec<anyhow::Result<()>> = stream::iter(orders)
         .map(|order| {
@@ -259,10 +330,20 @@ async fn deliver_all(url: &str, orders: &[Order], concurrency: usize) -> anyhow:
                         .body(order.body.clone())
                         .send()
                         .await;
-                    if matches!(&answer, Ok(r) if r.status().as_u16() == 200) {
-                        return Ok(());
-                    }
-                    refused.fetch_add(1, Ordering::Relaxed);
+                    let what = match &answer {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        Ok(r) => r.status().as_u16().to_string(),
+                        Err(_) => "no answer".to_owned(),
+                    };
+                    *refused
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                        .entry(what)
+                        .or_default() += 1;
                     anyhow::ensure!(
                         Instant::now() < deadline,
                         "the webhook of {} was never answered 200",
@@ -276,7 +357,7 @@ async fn deliver_all(url: &str, orders: &[Order], concurrency: usize) -> anyhow:
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<()>>()?;
-    Ok(refused.into_inner())
+    Ok(refused.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 // -- The checks ------------------------------------------------------------------------------------
@@ -293,10 +374,13 @@ struct UserState {
     succeeded: i64,
     #[diesel(sql_type = Bool)]
     one_period: bool,
+    /// Attempts of the Telegram delivery of `payment_succeeded` (≥ 2: claimed again).
+    #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
+    telegram_attempts: Option<i32>,
 }
 
 /// What is wrong now; all zero once the shop has converged.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Tally {
     users: usize,
     /// Users whose order is not `succeeded` / succeeded more than once.
@@ -310,6 +394,11 @@ struct Tally {
     /// Users without / with more than one "payment received" message.
     no_message: usize,
     extra_messages: usize,
+    /// Users with two messages whose first send was cut off by a SIGKILL between leaving and
+    /// being recorded: the delivery was claimed again once stale (at least once, never zero).
+    /// Allowed only where processes are killed.
+    resent_after_cut: usize,
+    resends_allowed: bool,
     pending_jobs: i64,
     dead_jobs: i64,
     /// The first few users with something wrong, for the report.
@@ -325,6 +414,7 @@ impl Tally {
             && self.panel_wrong == 0
             && self.no_message == 0
             && self.extra_messages == 0
+            && (self.resends_allowed || self.resent_after_cut == 0)
             && self.pending_jobs == 0
     }
 
@@ -332,10 +422,21 @@ impl Tally {
         self.converged() && self.dead_jobs == 0
     }
 
+    /// Everything but the jobs: paid, provisioned, and the Telegram message sent.
+    fn delivered(&self) -> bool {
+        Tally {
+            pending_jobs: 0,
+            samples: Vec::new(),
+            ..*self
+        }
+        .converged()
+    }
+
     fn describe(&self) -> String {
         format!(
             "unpaid {}, paid twice {}, wrong period {}, panel user missing {}, panel expire wrong {}, \
-             no message {}, >1 message {}, jobs pending {}, dead {}",
+             no message {}, >1 message {} (+ {} resent after a send cut off by a kill), \
+             jobs pending {}, dead {}",
             self.unpaid,
             self.paid_twice,
             self.wrong_period,
@@ -343,6 +444,7 @@ impl Tally {
             self.panel_wrong,
             self.no_message,
             self.extra_messages,
+            self.resent_after_cut,
             self.pending_jobs,
             self.dead_jobs
         ) + &if self.samples.is_empty() {
@@ -366,7 +468,10 @@ async fn tally(
                 coalesce((SELECT bool_and(abs(extract(epoch FROM \
                             s.expires_at - (p.paid_at + make_interval(days => p.days)))) < 2) \
                           FROM payments p WHERE p.user_id = u.id AND p.status = 'succeeded'), \
-                         false) AS one_period \
+                         false) AS one_period, \
+                (SELECT max(n.attempts) FROM notifications n \
+                  WHERE n.user_id = u.id AND n.kind = 'payment_succeeded' \
+                    AND n.channel = 'telegram') AS telegram_attempts \
          FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id \
          WHERE u.telegram_id > {FIRST_TELEGRAM_ID} ORDER BY u.id"
     ))
@@ -401,7 +506,7 @@ async fn tally(
             t.panel_missing,
             t.panel_wrong,
         );
-        let messages_before = (t.no_message, t.extra_messages);
+        let messages_before = (t.no_message, t.extra_messages, t.resent_after_cut);
         match s.succeeded {
             0 => t.unpaid += 1,
             1 => {}
@@ -422,6 +527,7 @@ async fn tally(
         match messages.get(&s.telegram_id).copied().unwrap_or(0) {
             0 => t.no_message += 1,
             1 => {}
+            2 if s.telegram_attempts.unwrap_or(0) >= 2 => t.resent_after_cut += 1,
             _ => t.extra_messages += 1,
         }
         let wrong = before
@@ -432,7 +538,9 @@ async fn tally(
                 t.panel_missing,
                 t.panel_wrong,
             );
-        if (wrong || messages_before != (t.no_message, t.extra_messages)) && t.samples.len() < 5 {
+        if (wrong || messages_before != (t.no_message, t.extra_messages, t.resent_after_cut))
+            && t.samples.len() < 5
+        {
             t.samples.push(format!(
                 "telegram id {}: {} succeeded, panel expire {:?} vs {:?}, {} messages",
                 s.telegram_id,
@@ -449,16 +557,23 @@ async fn tally(
 }
 
 /// Polls until the shop has converged (or `limit` passes), then waits `settle` more for late
-/// duplicates; the time to converge and the final tally.
+/// duplicates; the time to converge and the final tally. `resends_allowed`: see
+/// [`Tally::resent_after_cut`].
 async fn converge(
     conn: &mut AsyncPgConnection,
     fakes: &Fakes,
     limit: Duration,
     settle: Duration,
+    resends_allowed: bool,
 ) -> anyhow::Result<(Duration, Tally)> {
     let started = Instant::now();
+    let tally_now = async |conn: &mut AsyncPgConnection| {
+        let mut t = tally(conn, &fakes.panel, &fakes.telegram).await?;
+        t.resends_allowed = resends_allowed;
+        anyhow::Ok(t)
+    };
     loop {
-        let t = tally(conn, &fakes.panel, &fakes.telegram).await?;
+        let t = tally_now(conn).await?;
         if t.converged() || started.elapsed() > limit {
             break;
         }
@@ -466,7 +581,7 @@ async fn converge(
     }
     let took = started.elapsed();
     tokio::time::sleep(settle).await;
-    Ok((took, tally(conn, &fakes.panel, &fakes.telegram).await?))
+    Ok((took, tally_now(conn).await?))
 }
 
 // -- Scenarios -------------------------------------------------------------------------------------
@@ -503,6 +618,7 @@ async fn panel_down() -> anyhow::Result<Outcome> {
         &fakes,
         Duration::from_secs(120),
         Duration::from_secs(3),
+        false,
     )
     .await?;
 
@@ -510,7 +626,7 @@ async fn panel_down() -> anyhow::Result<Outcome> {
     drop(conn);
     db.drop().await?;
     Ok(Outcome {
-        ok: t.ok() && t.users == n && refused == 0,
+        ok: t.ok() && t.users == n && refused.total() == 0,
         line: format!(
             "{n} purchases, webhooks answered in {:.1} s ({refused} not 200), panel down {:.1} s \
              ({panel_503s} requests answered 503; messages sent while down: {}), \
@@ -575,17 +691,54 @@ async fn crash() -> anyhow::Result<Outcome> {
         Ok(cmd.spawn()?)
     };
 
+    // Kills at random points of the work, whatever the speed of the build: the first ones when a
+    // random share of the webhooks has been answered, the last one or two while jobs are running
+    // (claimed, between a panel call or a message and its record).
     let kills = 3 + (rng.next() % 3) as usize;
-    let mut moments: Vec<Duration> = (0..kills).map(|_| rng.secs(0.5, 40.0)).collect();
-    moments.sort();
+    let during_jobs = 1 + (rng.next() % 2) as usize;
+    let mut shares: Vec<f64> = (0..kills - during_jobs)
+        .map(|_| rng.between(0.1, 0.9))
+        .collect();
+    shares.sort_by(f64::total_cmp);
     let url = format!("http://127.0.0.1:{port}/webhooks/yookassa");
     let started = Instant::now();
     let mut child = spawn(0)?;
+    let answered = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
+    let mut watcher = db.connect().await?;
     let killer = async {
         let mut log = Vec::new();
-        for (k, at) in moments.iter().enumerate() {
-            tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+        for k in 0..kills {
+            let phase = if let Some(share) = shares.get(k) {
+                let target = (share * n as f64) as usize;
+                while AtomicUsize::load(&answered, Ordering::Relaxed) < target
+                    && !AtomicBool::load(&done, Ordering::Relaxed)
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                format!(
+                    "webhooks, {} of {n} answered",
+                    AtomicUsize::load(&answered, Ordering::Relaxed)
+                )
+            } else {
+                while !AtomicBool::load(&done, Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let looking = Instant::now();
+                let mut running = 0;
+                while looking.elapsed() < Duration::from_secs(10) {
+                    running = count(
+                        &mut watcher,
+                        "SELECT count(*) AS n FROM jobs WHERE state = 'running'",
+                    )
+                    .await?;
+                    if running > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                format!("jobs, {running} running")
+            };
             let pid = child
                 .id()
                 .ok_or_else(|| anyhow::anyhow!("the app exited by itself"))?;
@@ -594,33 +747,32 @@ async fn crash() -> anyhow::Result<Outcome> {
                 nix::sys::signal::Signal::SIGKILL,
             )?;
             let status = child.wait().await?;
-            let phase = if AtomicBool::load(&done, Ordering::Relaxed) {
-                "jobs"
-            } else {
-                "webhooks"
-            };
             log.push(format!(
-                "{:.1}s ({phase}, {status})",
+                "{:.1}s ({phase}; {status})",
                 started.elapsed().as_secs_f64()
             ));
             tokio::time::sleep(rng.secs(0.0, 1.0)).await;
             child = spawn(k + 1)?;
+            // Let the new process get going before the next kill.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
         }
         anyhow::Ok(log)
     };
     let deliveries = async {
-        let r = deliver_all(&url, &orders, 16).await;
+        let r = deliver_counting(&url, &orders, 16, &answered).await;
         done.store(true, Ordering::Relaxed);
         r
     };
     let (kill_log, refused) = futures_util::join!(killer, deliveries);
     let (kill_log, refused) = (kill_log?, refused?);
     let webhooks_took = started.elapsed();
+    // A delivery cut off by a kill is claimed again after JOB_LEASE (5 s here).
     let (recovery, t) = converge(
         &mut conn,
         &fakes,
         Duration::from_secs(120),
         Duration::from_secs(3),
+        true,
     )
     .await?;
     let total = started.elapsed();
@@ -694,6 +846,7 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
             &fakes,
             Duration::from_secs(120),
             Duration::from_secs(3),
+            false,
         )
         .await;
         storm.store(false, Ordering::Relaxed);
@@ -708,11 +861,250 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
     drop(conn);
     db.drop().await?;
     Ok(Outcome {
-        ok: t.ok() && t.users == n && refused == 0,
+        ok: t.ok() && t.users == n && refused.total() == 0,
         line: format!(
             "{n} purchases, Bot API limit 30/s plus 10 × 429 (retry_after 1 s) every 2 s for 30 s: \
              {floods} answers 429, all delivered {:.1} s after the webhooks; {}",
             took.as_secs_f64().min(total.as_secs_f64()),
+            t.describe()
+        ),
+    })
+}
+
+/// The email address `smtp_down` gives a user.
+fn email_of(telegram_id: i64) -> String {
+    format!("user{telegram_id}@example.com")
+}
+
+/// The mail server refuses every connection while the webhooks arrive and the messages go out.
+async fn smtp_down() -> anyhow::Result<Outcome> {
+    let n = (env_or("BENCH_PURCHASES", 1000) as usize / 2).max(1);
+    let outage = Duration::from_secs(env_or("BENCH_OUTAGE_SECS", 20));
+    let db = BenchDb::create("fault_smtp").await?;
+    let mut conn = db.connect().await?;
+    let fakes = Fakes::start();
+    let env = fakes.env();
+    let (app, _data_dir) = start_app(&db, &pairs(&env)).await?;
+    let orders = orders(&mut conn, &app, &fakes.yookassa, n).await?;
+    diesel::sql_query(format!(
+        "UPDATE users SET email = 'user' || telegram_id || '@example.com' \
+         WHERE telegram_id > {FIRST_TELEGRAM_ID}"
+    ))
+    .execute(&mut conn)
+    .await?;
+
+    fakes.smtp.set_down(true);
+    let down_at = Instant::now();
+    let url = format!("http://{}/webhooks/yookassa", app.http_addr());
+    let refused = deliver_all(&url, &orders, 32).await?;
+    let webhooks_took = down_at.elapsed();
+    // Telegram must not wait for the mail server.
+    let telegram_done = loop {
+        let t = tally(&mut conn, &fakes.panel, &fakes.telegram).await?;
+        if t.delivered() || down_at.elapsed() >= outage {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let telegram_took = down_at.elapsed();
+    let mails_while_down = fakes.smtp.messages().len();
+    tokio::time::sleep(outage.saturating_sub(down_at.elapsed())).await;
+    let outage_len = down_at.elapsed();
+    let refused_connections = fakes.smtp.connections();
+    fakes.smtp.set_down(false);
+    let (recovery, t) = converge(
+        &mut conn,
+        &fakes,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+        false,
+    )
+    .await?;
+
+    let mut mails: HashMap<String, usize> = HashMap::new();
+    for mail in fakes.smtp.messages() {
+        for to in mail.to {
+            *mails.entry(to.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    let per_user: Vec<usize> = orders
+        .iter()
+        .map(|o| mails.get(&email_of(o.telegram_id)).copied().unwrap_or(0))
+        .collect();
+    let no_email = per_user.iter().filter(|&&k| k == 0).count();
+    let extra_emails = per_user.iter().filter(|&&k| k > 1).count();
+
+    app.shutdown().await;
+    drop(conn);
+    db.drop().await?;
+    let telegram_in_time = telegram_done.delivered() && telegram_took < outage;
+    Ok(Outcome {
+        ok: t.ok()
+            && t.users == n
+            && refused.total() == 0
+            && telegram_in_time
+            && mails_while_down == 0
+            && no_email == 0
+            && extra_emails == 0,
+        line: format!(
+            "{n} purchases with an email address each, mail server down {:.1} s \
+             ({refused_connections} connections refused), webhooks answered in {:.1} s \
+             ({refused} not 200); every Telegram message sent {} ({:.1} s after the outage began); \
+             after the mail server came back: all done in {:.1} s, users without an email {no_email}, \
+             with more than one {extra_emails}; {}",
+            outage_len.as_secs_f64(),
+            webhooks_took.as_secs_f64(),
+            if telegram_in_time {
+                "while the mail server was down"
+            } else {
+                "NOT before the mail server came back"
+            },
+            telegram_took.as_secs_f64(),
+            recovery.as_secs_f64(),
+            t.describe()
+        ),
+    })
+}
+
+/// What `/ready` and `/health` answered while PostgreSQL was down.
+#[derive(Default)]
+struct Probes {
+    ready_polls: usize,
+    /// `/ready` answers 503 whose `checks.database` is not "ok".
+    ready_database_down: usize,
+    health_ok: usize,
+}
+
+/// The app's PostgreSQL is shut down in the middle of the webhooks and started again.
+async fn pg_restart() -> anyhow::Result<Outcome> {
+    use std::os::unix::fs::PermissionsExt;
+    use vpn_shop::db::embedded::EmbeddedPostgres;
+
+    let n = env_or("BENCH_PURCHASES", 1000) as usize;
+    let down_for = Duration::from_secs(env_or("BENCH_PG_DOWN_SECS", 10));
+    // A cluster of its own, whatever TEST_DATABASE_URL says: it is the one that is restarted.
+    let dir = tempfile::Builder::new()
+        .prefix("vpn-shop-bench-pg-")
+        .tempdir_in("/tmp")?;
+    // When the bench runs as root the server runs as `postgres`, which must traverse this.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let cluster = dir.path().join("postgres");
+    let pg = EmbeddedPostgres::start(&cluster, "postgres").await?;
+    let db = BenchDb::create_on(|database| pg.url_for_database(database), "fault_pg").await?;
+    let fakes = Fakes::start();
+    let env = fakes.env();
+    let (app, _data_dir) = start_app(&db, &pairs(&env)).await?;
+    let orders = {
+        let mut conn = db.connect().await?;
+        orders(&mut conn, &app, &fakes.yookassa, n).await?
+    };
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let base = format!("http://{}", app.http_addr());
+    let url = format!("{base}/webhooks/yookassa");
+    let started = Instant::now();
+    let answered = AtomicUsize::new(0);
+    let restarter = async {
+        // A third of the way into the webhooks.
+        while AtomicUsize::load(&answered, Ordering::Relaxed) < n / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stopping_at = started.elapsed();
+        let answered_at_stop = AtomicUsize::load(&answered, Ordering::Relaxed);
+        pg.stop().await?;
+        let down_at = Instant::now();
+        let mut probes = Probes::default();
+        while down_at.elapsed() < down_for {
+            probes.ready_polls += 1;
+            if let Ok(r) = http.get(format!("{base}/ready")).send().await
+                && r.status().as_u16() == 503
+                && let Ok(body) = r.json::<serde_json::Value>().await
+                && body["checks"]["database"] != "ok"
+            {
+                probes.ready_database_down += 1;
+            }
+            if let Ok(r) = http.get(format!("{base}/health")).send().await
+                && r.status().is_success()
+            {
+                probes.health_ok += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let was_down = down_at.elapsed();
+        let pg = EmbeddedPostgres::start(&cluster, "postgres").await?;
+        let up_at = Instant::now();
+        // Ready again without anything done to the app.
+        let ready_after = loop {
+            if let Ok(r) = http.get(format!("{base}/ready")).send().await
+                && r.status().is_success()
+            {
+                break Some(up_at.elapsed());
+            }
+            if up_at.elapsed() > Duration::from_secs(60) {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        anyhow::Ok((
+            pg,
+            stopping_at,
+            answered_at_stop,
+            was_down,
+            probes,
+            ready_after,
+        ))
+    };
+    let deliveries = deliver_counting(&url, &orders, 32, &answered);
+    let (restarted, refused) = futures_util::join!(restarter, deliveries);
+    let (pg, stopped_at, answered_at_stop, was_down, probes, ready_after) = restarted?;
+    let refused = refused?;
+    let webhooks_took = started.elapsed();
+    let mut conn = db.connect().await?;
+    let (recovery, t) = converge(
+        &mut conn,
+        &fakes,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+        false,
+    )
+    .await?;
+
+    app.shutdown().await;
+    drop(conn);
+    // The whole cluster goes (its admin connection to drop the database died with the restart).
+    drop(db);
+    pg.stop().await?;
+    let probes_ok = probes.ready_polls > 0
+        && probes.ready_database_down == probes.ready_polls
+        && probes.health_ok == probes.ready_polls;
+    Ok(Outcome {
+        ok: t.ok()
+            && t.users == n
+            && probes_ok
+            && ready_after.is_some()
+            && answered_at_stop < n
+            && refused.server_errors() == 0,
+        line: format!(
+            "{n} purchases, PostgreSQL shut down {:.1} s into the webhooks ({answered_at_stop} \
+             answered by then) for {:.1} s: \
+             /ready answered 503 naming the database {}/{} times and /health 200 {}/{} times \
+             meanwhile, /ready 200 again {} after PostgreSQL was back, with the same process; \
+             webhooks all answered 200 after {:.1} s ({refused} posts refused and re-posted; none may be a 5xx but 503), \
+             converged {:.1} s later; {}",
+            stopped_at.as_secs_f64(),
+            was_down.as_secs_f64(),
+            probes.ready_database_down,
+            probes.ready_polls,
+            probes.health_ok,
+            probes.ready_polls,
+            ready_after.map_or("never (60 s)".to_owned(), |d| format!(
+                "{:.1} s",
+                d.as_secs_f64()
+            )),
+            webhooks_took.as_secs_f64(),
+            recovery.as_secs_f64(),
             t.describe()
         ),
     })

@@ -166,7 +166,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             settings.telegram.as_ref(),
             settings.notifications.clone(),
             Arc::clone(&metrics),
-            settings.jobs.max_attempts,
+            settings.jobs.clone(),
             settings.marzban.is_some(),
         )?,
     );

@@ -908,7 +908,8 @@ async fn a_delivery_cut_off_by_a_crash_is_sent_once_its_claim_is_stale() {
         "{state:?}"
     );
     assert!(env.telegram.messages_to(5701).is_empty());
-    // Ten minutes later the claim is stale: the message goes out, once. (The touch trigger
+    // After the job lease (JOB_LEASE, 10 minutes here) the claim is stale: the message goes out,
+    // once. (The touch trigger
     // would set `updated_at` to now; this test's database may skip it.)
     diesel_async::SimpleAsyncConnection::batch_execute(
         conn,

@@ -46,15 +46,20 @@ pub struct BenchDb {
 impl BenchDb {
     pub async fn create(tag: &str) -> anyhow::Result<BenchDb> {
         let server = pg::server().await;
+        Self::create_on(|database| server.url_for(database), tag).await
+    }
+
+    /// The same on another server, given as the URL of each of its databases.
+    pub async fn create_on(url_for: impl Fn(&str) -> String, tag: &str) -> anyhow::Result<BenchDb> {
         let name = format!("vpnshop_bench_{tag}_{}", std::process::id());
-        let mut admin = AsyncPgConnection::establish(&server.url_for("postgres")).await?;
+        let mut admin = AsyncPgConnection::establish(&url_for("postgres")).await?;
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
             .execute(&mut admin)
             .await?;
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        let url = server.url_for(&name);
+        let url = url_for(&name);
         vpn_shop::db::run_migrations(&url).await?;
         Ok(BenchDb { admin, name, url })
     }

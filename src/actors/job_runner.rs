@@ -346,7 +346,8 @@ impl JobRunner {
                 .job_duration
                 .with_label_values(&[kind])
                 .observe(started.elapsed().as_secs_f64());
-            let outcome = record_outcome(&pool, id, &worker, attempts, &result, &settings).await;
+            let outcome =
+                record_outcome(&pool, id, &worker, attempts, &result, &settings, started).await;
             let label = if panicked { "panicked" } else { outcome };
             metrics.job_runs.with_label_values(&[kind, label]).inc();
         };
@@ -426,8 +427,11 @@ fn handler_time_limit(lease: Duration) -> Duration {
     lease.mul_f64(0.9)
 }
 
-/// Writes the outcome of an attempt, retrying briefly if the database is unavailable (if it
-/// stays unavailable, the job keeps its lease and is taken over when that expires).
+/// Writes the outcome of an attempt. While the database is unavailable (a restart, a failover)
+/// the write is retried with backoff (1 s doubling to 10 s) for as long as this worker's lease on
+/// the job lasts (the lease began at `started` or before), so the job is settled as soon as the
+/// database is back instead of waiting for the lease to expire; after that another worker may
+/// have the job, and it is left to it.
 async fn record_outcome(
     pool: &PgPool,
     id: crate::domain::JobId,
@@ -435,6 +439,7 @@ async fn record_outcome(
     attempts: i32,
     result: &Result<(), JobError>,
     settings: &JobSettings,
+    started: Instant,
 ) -> &'static str {
     let retry_at = chrono::Utc::now()
         + jobs::backoff(
@@ -443,7 +448,8 @@ async fn record_outcome(
             settings.backoff_max,
             rand::random::<f64>(),
         );
-    for attempt in 1..=3u32 {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1u32.. {
         let write = async {
             let mut conn = pool.get().await.map_err(|e| e.to_string())?;
             match result {
@@ -475,8 +481,14 @@ async fn record_outcome(
                 return label;
             }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "recording the job outcome failed");
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                let left = settings.lease.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    tracing::warn!(error = %e, attempt, "recording the job outcome failed; the lease is over, another worker takes the job");
+                    break;
+                }
+                tracing::warn!(error = %e, attempt, "recording the job outcome failed; retrying");
+                tokio::time::sleep(delay.min(left)).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
     }

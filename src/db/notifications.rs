@@ -41,9 +41,15 @@ pub async fn enqueue_once(
     .await
 }
 
-/// Which deliveries may be attempted again: failed ones at once, pending ones only when their
-/// attempt was abandoned long ago (a worker that died while sending).
-const STALE_PENDING: &str = "interval '10 minutes'";
+/// Which existing deliveries a new attempt may claim.
+#[derive(Debug, Clone, Copy)]
+pub enum Reclaim {
+    /// None: a message whose outcome is unknown is never sent twice (broadcasts).
+    Never,
+    /// Failed ones at once; pending ones once their claim is older than this — the job lease, which
+    /// no attempt outlives (it is cut off at 90 % of it), so such an attempt died while sending.
+    FailedOrStaleAfter(std::time::Duration),
+}
 
 #[derive(QueryableByName)]
 struct Claimed {
@@ -64,28 +70,28 @@ pub struct Delivery<'a> {
 
 /// Claims the delivery of one notification on one channel: `Some(id)` when this caller may send
 /// now (a new row, or a failed attempt to repeat); `None` when it was sent, skipped, or is being
-/// sent by someone else. With `at_most_once`, an existing row is never claimed again (broadcasts:
-/// a message whose outcome is unknown is not sent twice).
+/// sent by someone else. `reclaim` says which existing rows may be claimed again.
 pub async fn claim(
     conn: &mut PgConn,
     delivery: &Delivery<'_>,
-    at_most_once: bool,
+    reclaim: Reclaim,
 ) -> QueryResult<Option<i64>> {
-    let sql = if at_most_once {
-        "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1) \
-         ON CONFLICT (dedup_key, channel) DO NOTHING \
-         RETURNING id"
-            .to_owned()
-    } else {
-        format!(
+    let sql = match reclaim {
+        Reclaim::Never => "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1) \
+             ON CONFLICT (dedup_key, channel) DO NOTHING \
+             RETURNING id"
+            .to_owned(),
+        Reclaim::FailedOrStaleAfter(stale) => format!(
             "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
              VALUES ($1, $2, $3, $4, $5, $6, 1) \
              ON CONFLICT (dedup_key, channel) DO UPDATE SET status = 'pending', \
                  attempts = n.attempts + 1, last_error = NULL \
-             WHERE n.status = 'failed' OR (n.status = 'pending' AND n.updated_at < now() - {STALE_PENDING}) \
-             RETURNING id"
-        )
+             WHERE n.status = 'failed' \
+                OR (n.status = 'pending' AND n.updated_at < now() - interval '{} milliseconds') \
+             RETURNING id",
+            stale.as_millis()
+        ),
     };
     let row: Option<Claimed> = diesel::sql_query(sql)
         .bind::<BigInt, _>(delivery.user_id.0)
@@ -102,7 +108,7 @@ pub async fn claim(
 
 /// Whether the delivery of `dedup_key` on `channel` is claimed but not finished: another
 /// worker is sending it, or an attempt was cut off (a crash) before its outcome was recorded. Such
-/// a row can be claimed again once it is older than [`STALE_PENDING`].
+/// a row can be claimed again once it is stale ([`Reclaim::FailedOrStaleAfter`]).
 pub async fn in_flight(
     conn: &mut PgConn,
     dedup_key: &str,

@@ -100,13 +100,20 @@ async fn refuse(
         .json(json!({"error": {"code": verdict.as_str(), "message": detail}}))
 }
 
-/// Hands an authenticated event to the processor: 200 once committed, 500 otherwise.
+/// Hands an authenticated event to the processor: 200 once committed; otherwise 503 when it may
+/// work later (e.g. the database is unavailable) and 500 when it will not — the provider sends the
+/// event again either way.
 async fn deliver(state: &WebState, update: PaymentUpdate) -> HttpResponse {
     let Some(processor) = &state.payments else {
         return HttpResponse::NotFound().finish();
     };
     match processor.addr().send(ProviderUpdate(update)).await {
         Ok(Ok(verdict)) => HttpResponse::Ok().json(json!({"status": "ok", "verdict": verdict})),
+        Ok(Err(e)) if !e.permanent => {
+            tracing::warn!(error = %e.message, "payment event not recorded yet; the provider will send it again");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"code": "service_unavailable", "message": "try again"}}))
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e.message, "payment event not recorded; the provider will send it again");
             HttpResponse::InternalServerError()

@@ -12,7 +12,7 @@ use super::telegram::{MessageButton, SendError};
 use crate::actors::job_runner::JobError;
 use crate::db::broadcasts::{self, Recipient};
 use crate::db::models::Broadcast;
-use crate::db::notifications::{self, Delivery};
+use crate::db::notifications::{self, Delivery, Reclaim};
 use crate::db::users;
 use crate::domain::broadcast::Audience;
 use crate::domain::{BroadcastId, BroadcastStatus, NotificationChannel};
@@ -136,7 +136,7 @@ impl Shared {
                 .set((i64::from(progress.total) - handled).max(0));
             if started.elapsed() >= SLICE {
                 // Hand over to the next slice (this job ends; nothing of it is in flight).
-                broadcasts::queue_delivery(&mut conn, id, self.max_attempts).await?;
+                broadcasts::queue_delivery(&mut conn, id, self.jobs.max_attempts).await?;
                 return Ok(());
             }
         }
@@ -161,7 +161,7 @@ impl Shared {
         };
         let claimed = {
             let mut conn = self.pool.get().await?;
-            notifications::claim(&mut conn, &delivery, true).await?
+            notifications::claim(&mut conn, &delivery, Reclaim::Never).await?
         };
         let Some(id) = claimed else {
             return Ok(Message::Skipped);

@@ -6,7 +6,7 @@ use super::email::MailError;
 use super::telegram::{MessageButton, SendError};
 use crate::actors::job_runner::JobError;
 use crate::db::models::User;
-use crate::db::notifications::{self, Delivery};
+use crate::db::notifications::{self, Delivery, Reclaim};
 use crate::db::{subscriptions, users};
 use crate::domain::NotificationChannel;
 use crate::domain::notifications::NotifyJob;
@@ -143,7 +143,12 @@ impl Shared {
         }
         let claimed = {
             let mut conn = self.pool.get().await?;
-            notifications::claim(&mut conn, delivery, false).await?
+            notifications::claim(
+                &mut conn,
+                delivery,
+                Reclaim::FailedOrStaleAfter(self.jobs.lease),
+            )
+            .await?
         };
         let Some(id) = claimed else {
             let mut conn = self.pool.get().await?;
@@ -157,6 +162,30 @@ impl Shared {
         };
         // No pooled connection is held while waiting for the rate budget and the network.
         let result = send.await;
+        // The message has left (or has certainly not): what became of it must be written, or the
+        // claim stays pending and the message goes again once it is stale. A database that is
+        // briefly unavailable is waited for (1 s doubling to 10 s) until the job runner's time
+        // limit for the attempt ends it.
+        let mut delay = std::time::Duration::from_secs(1);
+        loop {
+            match self.record_send(id, user, &result).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => {
+                    tracing::warn!(%error, "recording a sent notification failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Writes the outcome of the send of claimed delivery `id`.
+    async fn record_send(
+        &self,
+        id: i64,
+        user: &User,
+        result: &Result<(), SendError>,
+    ) -> Result<Outcome, JobError> {
         let mut conn = self.pool.get().await?;
         Ok(match result {
             Ok(()) => {
@@ -164,22 +193,22 @@ impl Shared {
                 Outcome::Sent
             }
             Err(SendError::Unreachable(error)) => {
-                notifications::mark_skipped(&mut conn, id, &error).await?;
+                notifications::mark_skipped(&mut conn, id, error).await?;
                 users::mark_bot_blocked(&mut conn, user.id).await?;
                 tracing::info!(%error, "user unreachable on Telegram; marked as blocked");
                 Outcome::Skipped
             }
             Err(SendError::Refused(error)) => {
-                notifications::mark_failed(&mut conn, id, &error).await?;
+                notifications::mark_failed(&mut conn, id, error).await?;
                 Outcome::Failed {
-                    error,
+                    error: error.clone(),
                     transient: false,
                 }
             }
             Err(SendError::Transient(error)) => {
-                notifications::mark_failed(&mut conn, id, &error).await?;
+                notifications::mark_failed(&mut conn, id, error).await?;
                 Outcome::Failed {
-                    error,
+                    error: error.clone(),
                     transient: true,
                 }
             }

@@ -23,7 +23,7 @@ use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
 use crate::actors::messages::Ping;
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::config::{NotificationSettings, TelegramSettings};
+use crate::config::{JobSettings, NotificationSettings, TelegramSettings};
 use crate::db::PgPool;
 use crate::db::broadcasts::{BROADCAST_JOB, BroadcastJob};
 use crate::db::models::Job;
@@ -40,7 +40,8 @@ pub(crate) struct Shared {
     mailer: Option<Mailer>,
     settings: NotificationSettings,
     metrics: Arc<Metrics>,
-    max_attempts: i32,
+    /// Attempts of the jobs it enqueues; the lease after which a claimed delivery is stale.
+    jobs: JobSettings,
     /// A panel issues links: notifications that carry one wait a little for it.
     waits_for_links: bool,
 }
@@ -57,7 +58,7 @@ impl Notifier {
         telegram: Option<&TelegramSettings>,
         settings: NotificationSettings,
         metrics: Arc<Metrics>,
-        max_attempts: i32,
+        jobs: JobSettings,
         waits_for_links: bool,
     ) -> anyhow::Result<impl Fn() -> Notifier + Send + Sync + 'static> {
         let telegram = match telegram {
@@ -101,7 +102,7 @@ impl Notifier {
             mailer,
             settings,
             metrics,
-            max_attempts,
+            jobs,
             waits_for_links,
         });
         Ok(move || Notifier {

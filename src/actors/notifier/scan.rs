@@ -68,7 +68,7 @@ impl Shared {
                 },
             ));
         }
-        let max_attempts = self.max_attempts;
+        let max_attempts = self.jobs.max_attempts;
         let enqueued_warnings = enqueue_all(&mut conn, &jobs, max_attempts).await?;
         // Expired subscriptions: the status change and the notices commit together.
         let expired = conn
