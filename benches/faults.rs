@@ -556,16 +556,15 @@ async fn tally(
     Ok(t)
 }
 
-/// Polls until the shop has converged (or `limit` passes), then waits `settle` more for late
+/// Polls until the shop has converged (or 2 minutes pass), then waits 3 s more for late
 /// duplicates; the time to converge and the final tally. `resends_allowed`: see
 /// [`Tally::resent_after_cut`].
 async fn converge(
     conn: &mut AsyncPgConnection,
     fakes: &Fakes,
-    limit: Duration,
-    settle: Duration,
     resends_allowed: bool,
 ) -> anyhow::Result<(Duration, Tally)> {
+    let (limit, settle) = (Duration::from_secs(120), Duration::from_secs(3));
     let started = Instant::now();
     let tally_now = async |conn: &mut AsyncPgConnection| {
         let mut t = tally(conn, &fakes.panel, &fakes.telegram).await?;
@@ -613,14 +612,7 @@ async fn panel_down() -> anyhow::Result<Outcome> {
         .count();
     let mid = tally(&mut conn, &fakes.panel, &fakes.telegram).await?;
     fakes.panel.set_outage(false);
-    let (recovery, t) = converge(
-        &mut conn,
-        &fakes,
-        Duration::from_secs(120),
-        Duration::from_secs(3),
-        false,
-    )
-    .await?;
+    let (recovery, t) = converge(&mut conn, &fakes, false).await?;
 
     app.shutdown().await;
     drop(conn);
@@ -767,14 +759,7 @@ async fn crash() -> anyhow::Result<Outcome> {
     let (kill_log, refused) = (kill_log?, refused?);
     let webhooks_took = started.elapsed();
     // A delivery cut off by a kill is claimed again after JOB_LEASE (5 s here).
-    let (recovery, t) = converge(
-        &mut conn,
-        &fakes,
-        Duration::from_secs(120),
-        Duration::from_secs(3),
-        true,
-    )
-    .await?;
+    let (recovery, t) = converge(&mut conn, &fakes, true).await?;
     let total = started.elapsed();
     if let Some(pid) = child.id() {
         nix::sys::signal::kill(
@@ -841,14 +826,7 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
     };
     let work = async {
         let refused = deliver_all(&url, &orders, 32).await;
-        let converged = converge(
-            &mut conn,
-            &fakes,
-            Duration::from_secs(120),
-            Duration::from_secs(3),
-            false,
-        )
-        .await;
+        let converged = converge(&mut conn, &fakes, false).await;
         storm.store(false, Ordering::Relaxed);
         (refused, converged)
     };
@@ -912,14 +890,7 @@ async fn smtp_down() -> anyhow::Result<Outcome> {
     let outage_len = down_at.elapsed();
     let refused_connections = fakes.smtp.connections();
     fakes.smtp.set_down(false);
-    let (recovery, t) = converge(
-        &mut conn,
-        &fakes,
-        Duration::from_secs(120),
-        Duration::from_secs(3),
-        false,
-    )
-    .await?;
+    let (recovery, t) = converge(&mut conn, &fakes, false).await?;
 
     let mut mails: HashMap<String, usize> = HashMap::new();
     for mail in fakes.smtp.messages() {
@@ -1062,14 +1033,7 @@ async fn pg_restart() -> anyhow::Result<Outcome> {
     let refused = refused?;
     let webhooks_took = started.elapsed();
     let mut conn = db.connect().await?;
-    let (recovery, t) = converge(
-        &mut conn,
-        &fakes,
-        Duration::from_secs(120),
-        Duration::from_secs(3),
-        false,
-    )
-    .await?;
+    let (recovery, t) = converge(&mut conn, &fakes, false).await?;
 
     app.shutdown().await;
     drop(conn);

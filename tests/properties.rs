@@ -9,14 +9,18 @@
 
 mod support;
 
+use std::time::Duration;
+
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
+use teloxide::types::UpdateKind;
 
 use support::app::{TestApp, spawn_app};
 use support::bot::bot_shop;
 use support::db::Subscriber;
+use support::wait_until_within;
 use support::wata::{self as wt, FakeWata};
 use support::yookassa::{self as yk, FakeYooKassa};
 use vpn_shop::actors::bot::callback::{AdminAction, Callback, SEGMENTS};
@@ -474,6 +478,27 @@ fn check_answer(status: u16, body: &[u8], may_be_unavailable: bool, case: &dyn s
     }
 }
 
+/// `vpn_shop_bot_updates_total`: all updates handled, and those whose outcome was "error".
+async fn bot_updates(app: &TestApp) -> (u64, u64) {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let (mut all, mut errors) = (0, 0);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("vpn_shop_bot_updates_total{"))
+    {
+        let n: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        all += n as u64;
+        if line.contains(r#"outcome="error""#) {
+            errors += n as u64;
+        }
+    }
+    (all, errors)
+}
+
 async fn succeeded_payments(app: &TestApp) -> i64 {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
@@ -608,17 +633,26 @@ async fn telegram_webhook_takes_anything() {
         body(valid_callback_update()),
         // Well-formed updates with any text or button data: the bot's handlers get them.
         (any::<i64>(), any::<String>(), callback_data()).prop_map(|(id, text, data)| {
+            // From many users, as in life (one chat's answers are limited to about one a second).
+            let user = json!(2_000_000 + id.rem_euclid(1000));
             let mut u = if id % 2 == 0 {
-                valid_update()
+                let mut u = valid_update();
+                u["message"]["text"] = json!(text);
+                u["message"]["chat"]["id"] = user.clone();
+                u["message"]["from"]["id"] = user;
+                u
             } else {
-                valid_callback_update()
+                let mut u = valid_callback_update();
+                u["callback_query"]["data"] = json!(data);
+                u["callback_query"]["from"]["id"] = user.clone();
+                u["callback_query"]["message"]["chat"]["id"] = user;
+                u
             };
             u["update_id"] = json!(id.rem_euclid(1 << 31));
-            u["message"]["text"] = json!(text);
-            u["callback_query"]["data"] = json!(data);
             u.to_string().into_bytes()
         }),
     ];
+    let mut accepted = 0;
     for i in 0..TELEGRAM_CASES {
         let body = draw(&mut runner, &update);
         let case = String::from_utf8_lossy(&body).into_owned();
@@ -641,7 +675,25 @@ async fn telegram_webhook_takes_anything() {
         if i % 10 == 0 {
             assert_eq!(status, 401, "{case}");
         }
+        // What the dispatcher gets (it drops what does not parse as a known kind of update).
+        let parsed = serde_json::from_str::<teloxide::types::Update>(&case);
+        if status == 200 && parsed.is_ok_and(|u| !matches!(u.kind, UpdateKind::Error(_))) {
+            accepted += 1;
+        }
     }
+    // Each accepted update reaches the handlers, and none of them fails on what it got (a
+    // failure is logged with its update id, answered with an apology and counted as "error").
+    wait_until_within(
+        "every accepted update handled",
+        Duration::from_secs(120),
+        || async { bot_updates(app).await.0 >= accepted },
+    )
+    .await;
+    let (handled, errors) = bot_updates(app).await;
+    assert_eq!(
+        errors, 0,
+        "{errors} of {handled} arbitrary updates made a bot handler fail (see the log for their update ids)"
+    );
     assert_healthy(app).await;
     // The bot still answers.
     let mut start = valid_update();

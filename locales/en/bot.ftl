@@ -11,7 +11,7 @@ menu-button-promo = 🏷 Promo code
 menu-button-settings = ⚙️ Settings
 menu-button-help = ❓ Help
 button-back = « Back
-button-menu = « Menu
+button-to-menu = « Menu
 button-cancel = Cancel
 
 welcome = <b>Hello, { $name }!</b>
@@ -90,7 +90,7 @@ status-link-pending = Your link is being prepared: try again in a minute.
 status-auto-renew-on = Auto-renewal: on
 status-connect = <b>How to connect:</b> install an app, then add the subscription by its link (copy it above) or scan the QR code.
 status-app = { $platform }: <a href="{ $url }">{ $app }</a>
-button-renew = 🔄 Renew
+button-renew-plan = 🔄 Renew
 button-connect = 📲 How to connect
 
 ## Referrals

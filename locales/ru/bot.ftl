@@ -11,7 +11,7 @@ menu-button-promo = 🏷 Промокод
 menu-button-settings = ⚙️ Настройки
 menu-button-help = ❓ Помощь
 button-back = « Назад
-button-menu = « Меню
+button-to-menu = « Меню
 button-cancel = Отмена
 
 welcome = <b>Здравствуйте, { $name }!</b>
@@ -90,7 +90,7 @@ status-link-pending = Ссылка готовится: попробуйте че
 status-auto-renew-on = Автопродление: включено
 status-connect = <b>Как подключиться:</b> установите приложение и добавьте в него подписку по ссылке (скопируйте её выше) или отсканируйте QR-код.
 status-app = { $platform }: <a href="{ $url }">{ $app }</a>
-button-renew = 🔄 Продлить
+button-renew-plan = 🔄 Продлить
 button-connect = 📲 Как подключиться
 
 ## Рефералы

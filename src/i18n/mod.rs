@@ -38,7 +38,9 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
 
 type Bundle = FluentBundle<FluentResource>;
 
-fn build(language: Language) -> Bundle {
+/// The bundle of `language`, and what is wrong in its files (syntax errors, a message defined
+/// twice — the second definition would be ignored); at start-up those are logged as errors.
+fn build(language: Language) -> (Bundle, Vec<String>) {
     let tag = match language {
         Language::En => "en",
         Language::Ru => "ru",
@@ -53,33 +55,34 @@ fn build(language: Language) -> Bundle {
         .find(|(l, _)| *l == language)
         .map(|(_, files)| *files)
         .unwrap_or_default();
+    let mut problems = Vec::new();
     for (name, text) in files {
         let resource = match FluentResource::try_new((*text).to_owned()) {
             Ok(resource) => resource,
             Err((resource, errors)) => {
-                tracing::error!(
-                    language = tag,
-                    file = name,
-                    ?errors,
-                    "syntax errors in a locale file"
-                );
+                problems.push(format!("{tag}/{name}: syntax errors: {errors:?}"));
                 resource
             }
         };
         if let Err(errors) = bundle.add_resource(resource) {
-            tracing::error!(
-                language = tag,
-                file = name,
-                ?errors,
-                "duplicate messages in a locale file"
-            );
+            problems.push(format!(
+                "{tag}/{name}: defined in an earlier file too (ignored here): {errors:?}"
+            ));
         }
+    }
+    (bundle, problems)
+}
+
+fn build_logged(language: Language) -> Bundle {
+    let (bundle, problems) = build(language);
+    for problem in problems {
+        tracing::error!(%problem, "a locale file is wrong");
     }
     bundle
 }
 
-static EN: LazyLock<Bundle> = LazyLock::new(|| build(Language::En));
-static RU: LazyLock<Bundle> = LazyLock::new(|| build(Language::Ru));
+static EN: LazyLock<Bundle> = LazyLock::new(|| build_logged(Language::En));
+static RU: LazyLock<Bundle> = LazyLock::new(|| build_logged(Language::Ru));
 
 fn bundle(language: Language) -> &'static Bundle {
     match language {
@@ -267,6 +270,14 @@ mod tests {
 
     fn msk() -> FixedOffset {
         FixedOffset::east_opt(3 * 3600).unwrap()
+    }
+
+    #[test]
+    fn locale_files_have_no_errors_and_no_message_twice() {
+        for language in [Language::En, Language::Ru] {
+            let (_, problems) = build(language);
+            assert!(problems.is_empty(), "{problems:#?}");
+        }
     }
 
     #[test]

@@ -113,7 +113,11 @@ impl Callback {
         if parts.next().is_some() {
             return None;
         }
-        let id = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok()).filter(|n| *n > 0);
+        // Only the form `encode` writes: digits without sign or leading zero ("+1", "01" are not).
+        let id = |s: Option<&str>| {
+            s.filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0'))
+                .and_then(|s| s.parse::<i64>().ok())
+        };
         let cb = match (head, a, b, c) {
             (CALLBACK_MENU, None, _, _) => Callback::Menu,
             (CALLBACK_BUY, None, _, _) => Callback::Buy,
@@ -161,6 +165,22 @@ impl Callback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_only_in_the_written_form() {
+        for data in [
+            "plan:+1",
+            "plan:01",
+            "plan:0",
+            "plan:-1",
+            "plan: 1",
+            "a:ban:+7",
+            "pay:007:yookassa",
+        ] {
+            assert_eq!(Callback::parse(data), None, "{data}");
+        }
+        assert_eq!(Callback::parse("plan:10"), Some(Callback::Plan(PlanId(10))));
+    }
 
     #[test]
     fn every_callback_round_trips_within_64_bytes() {

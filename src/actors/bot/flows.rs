@@ -49,7 +49,7 @@ pub fn menu_keyboard(ctx: &Ctx) -> Keyboard {
 
 fn back(ctx: &Ctx, to: Callback) -> Vec<InlineKeyboardButton> {
     let label = if to == Callback::Menu {
-        "button-menu"
+        "button-to-menu"
     } else {
         "button-back"
     };
@@ -549,7 +549,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     }
     let keyboard = vec![
         vec![
-            ctx.button("button-renew", Callback::Buy),
+            ctx.button("button-renew-plan", Callback::Buy),
             ctx.button("button-connect", Callback::Connect),
         ],
         back(ctx, Callback::Menu),
@@ -834,7 +834,7 @@ async fn settings_view(ctx: &Ctx, user: &User, auto_renew: bool) -> anyhow::Resu
             Callback::AutoRenewOff,
         )]);
     }
-    keyboard.push(vec![button("button-menu", Callback::Menu)]);
+    keyboard.push(vec![button("button-to-menu", Callback::Menu)]);
     ctx.show(text, keyboard).await
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use teloxide::Bot;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::payloads::{
     AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters, SendPhotoSetters,
@@ -16,6 +15,7 @@ use teloxide::types::{
     CallbackQuery, ChatId, ChatMemberUpdated, InlineKeyboardButton, InlineKeyboardMarkup,
     InputFile, Message, MessageId, MessageKind, ParseMode, Recipient, Update, UpdateKind,
 };
+use teloxide::{ApiError, Bot, RequestError};
 
 use super::callback::Callback;
 use super::storage::{DialogueState, PgStorage};
@@ -208,18 +208,52 @@ pub async fn on_update(
     Ok(())
 }
 
+/// Answers a callback query: stops the button's spinner, with `text` as a toast (or an `alert`).
+/// Telegram refuses to answer a query that is older than a few seconds or was answered already
+/// ("query is too old … or query ID is invalid" — after a restart, or behind a burst): the spinner
+/// has stopped by then, so that is logged and the flow goes on; other errors are errors.
+async fn answer_query(
+    bot: &Bot,
+    q: &CallbackQuery,
+    text: Option<String>,
+    alert: bool,
+) -> Result<(), RequestError> {
+    let mut request = bot.answer_callback_query(q.id.clone());
+    if let Some(text) = text {
+        request = request.text(text);
+    }
+    if alert {
+        request = request.show_alert(true);
+    }
+    match request.await {
+        Ok(_) => Ok(()),
+        Err(e) if query_too_old(&e) => {
+            tracing::info!(query = %q.id, "callback query too old to answer; going on");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Telegram's answer to a callback query it no longer takes (teloxide knows the text with a
+/// lower-case "id"; Telegram writes "ID").
+fn query_too_old(error: &RequestError) -> bool {
+    match error {
+        RequestError::Api(ApiError::InvalidQueryId) => true,
+        RequestError::Api(ApiError::Unknown(message)) => {
+            message.to_ascii_lowercase().contains("query is too old")
+        }
+        _ => false,
+    }
+}
+
 /// The short apology after a failure (in the user's Telegram language: the database may be the
 /// part that failed).
 async fn apologise(bot: &Bot, update: &Update) {
     let lang = Language::from_telegram_code(update.from().and_then(|u| u.language_code.as_deref()));
     let text = i18n::message(lang, "error-apology", &Args::new());
     let sent = match &update.kind {
-        UpdateKind::CallbackQuery(q) => bot
-            .answer_callback_query(q.id.clone())
-            .text(text)
-            .show_alert(true)
-            .await
-            .map(|_| ()),
+        UpdateKind::CallbackQuery(q) => answer_query(bot, q, Some(text), true).await,
         UpdateKind::Message(m) if m.chat.is_private() => {
             bot.send_message(m.chat.id, text).await.map(|_| ())
         }
@@ -316,10 +350,7 @@ async fn enter(
     if user.banned {
         let text = i18n::message(user.language, "banned", &Args::new());
         if let Some(q) = callback {
-            bot.answer_callback_query(q.id.clone())
-                .text(text)
-                .show_alert(true)
-                .await?;
+            answer_query(bot, q, Some(text), true).await?;
         } else if deps.throttle.tell_banned(user.telegram_id, Instant::now()) {
             bot.send_message(chat, text).await?;
         }
@@ -344,10 +375,7 @@ async fn admitted(ctx: &Ctx, callback: Option<&CallbackQuery>) -> anyhow::Result
         Verdict::Allow => Ok(true),
         verdict => {
             if let Some(q) = callback {
-                ctx.bot
-                    .answer_callback_query(q.id.clone())
-                    .text(ctx.t("too-fast"))
-                    .await?;
+                answer_query(&ctx.bot, q, Some(ctx.t("too-fast")), false).await?;
             } else if verdict == Verdict::Warn {
                 ctx.bot.send_message(ctx.chat, ctx.t("too-fast")).await?;
             }
@@ -494,14 +522,11 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
 
 async fn on_callback(ctx: &Ctx, q: &CallbackQuery) -> anyhow::Result<()> {
     let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
-        ctx.bot
-            .answer_callback_query(q.id.clone())
-            .text(ctx.t("callback-expired"))
-            .await?;
+        answer_query(&ctx.bot, q, Some(ctx.t("callback-expired")), false).await?;
         return flows::menu(ctx).await;
     };
     // Answered first: the button stops spinning whatever the flow does next.
-    ctx.bot.answer_callback_query(q.id.clone()).await?;
+    answer_query(&ctx.bot, q, None, false).await?;
     if callback != Callback::CheckChannel && !in_channel(ctx).await? {
         return Ok(());
     }
