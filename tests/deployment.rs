@@ -1,5 +1,6 @@
 //! The compose stack as shipped: `docker/.env.example` names every setting the app reads and
 //! every variable compose.yml needs, and compose.yml limits, restarts and fences in each service.
+//! And the security review: every test SECURITY.md names as the proof of a defence exists.
 
 use std::collections::BTreeSet;
 
@@ -127,4 +128,51 @@ fn every_service_is_limited_restarted_and_fenced_in() {
     );
     assert_eq!(doc["networks"]["internal"]["internal"], Yaml::Boolean(true));
     assert!(doc["volumes"]["pgdata"].is_null() && !doc["volumes"]["pgdata"].is_badvalue());
+}
+
+/// `a::b::name` names in the test column of SECURITY.md's threat table: where that test must be.
+fn security_tests() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SECURITY.md"))
+        .expect("SECURITY.md");
+    text.lines()
+        .filter(|l| l.starts_with("| **"))
+        .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned))
+        .filter(|name| {
+            name.contains("::")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':')
+        })
+        .collect()
+}
+
+#[test]
+fn every_test_security_md_names_exists() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let names = security_tests();
+    assert!(names.len() >= 15, "too few test names found: {names:?}");
+    for name in &names {
+        let parts: Vec<&str> = name.split("::").collect();
+        let (function, path) = parts.split_last().expect("a name with ::");
+        // `file::test` is tests/file.rs; `module::path::tests::test` is a unit test in src/.
+        let files = match path {
+            [file] => vec![format!("{root}/tests/{file}.rs")],
+            [module @ .., "tests"] => {
+                let module = module.join("/");
+                vec![
+                    format!("{root}/src/{module}.rs"),
+                    format!("{root}/src/{module}/mod.rs"),
+                ]
+            }
+            _ => panic!("SECURITY.md names {name}: neither `file::test` nor `module::tests::test`"),
+        };
+        let found = files.iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|src| src.contains(&format!("fn {function}(")))
+        });
+        assert!(
+            found,
+            "SECURITY.md names {name}, but no `fn {function}(` in {files:?}"
+        );
+    }
 }
