@@ -614,18 +614,45 @@ async fn panel_down() -> anyhow::Result<Outcome> {
     fakes.panel.set_outage(false);
     let (recovery, t) = converge(&mut conn, &fakes, false).await?;
 
+    // A message that had to go without the link ("being prepared") is followed by it, once.
+    let sent = fakes.telegram.sent_messages();
+    let without_link: std::collections::HashSet<i64> = sent
+        .iter()
+        .filter(|m| m.text.contains(SUCCESS_TEXT) && m.text.contains("being prepared"))
+        .map(|m| m.chat_id)
+        .collect();
+    let mut link_ready: HashMap<i64, usize> = HashMap::new();
+    for m in sent
+        .iter()
+        .filter(|m| m.text.contains("subscription is ready"))
+    {
+        *link_ready.entry(m.chat_id).or_default() += 1;
+    }
+    let followed = without_link
+        .iter()
+        .filter(|chat| link_ready.get(chat) == Some(&1))
+        .count();
+    let links_ok = followed == without_link.len() && link_ready.len() == without_link.len();
+
     app.shutdown().await;
     drop(conn);
     db.drop().await?;
     Ok(Outcome {
-        ok: t.ok() && t.users == n && refused.total() == 0,
+        ok: t.ok() && t.users == n && refused.total() == 0 && links_ok,
         line: format!(
             "{n} purchases, webhooks answered in {:.1} s ({refused} not 200), panel down {:.1} s \
-             ({panel_503s} requests answered 503; messages sent while down: {}), \
+             ({panel_503s} requests answered 503; messages sent while down: {}, without the \
+             link: {}, followed by one link message: {followed}; other link messages: {}), \
              full recovery {:.1} s after the panel came back; {}",
             webhooks_took.as_secs_f64(),
             outage_len.as_secs_f64(),
             n - mid.no_message.min(n),
+            without_link.len(),
+            link_ready.len()
+                - link_ready
+                    .keys()
+                    .filter(|c| without_link.contains(c))
+                    .count(),
             recovery.as_secs_f64(),
             t.describe()
         ) + &format!(" [when the webhooks were answered: {}]", during.describe()),

@@ -926,3 +926,72 @@ async fn a_delivery_cut_off_by_a_crash_is_sent_once_its_claim_is_stale() {
     assert_eq!(rows[0].status, NotificationStatus::Sent);
     env.app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_message_that_went_without_the_link_is_followed_by_the_link_once() {
+    // A panel is configured (so messages wait for the link) but is down: no link comes.
+    let panel = support::marzban::FakePanel::start();
+    panel.set_outage(true);
+    let panel_url = panel.url();
+    let env = spawn(&[
+        ("MARZBAN_URL", panel_url.as_str()),
+        ("MARZBAN_USERNAME", support::marzban::ADMIN_USERNAME),
+        ("MARZBAN_PASSWORD", support::marzban::ADMIN_PASSWORD),
+    ])
+    .await;
+    let conn = &mut env.app.db.connect().await;
+    let user = Subscriber {
+        email: Some("late@example.com"),
+        expires_at: Some(days(90.0)),
+        ..Subscriber::new(5801)
+    }
+    .insert(conn)
+    .await;
+    enqueue(conn, &payment(user)).await;
+    // After its wait the payment message goes, saying the link is being prepared.
+    wait_until_within("the payment message", Duration::from_secs(20), || async {
+        !env.telegram.messages_to(5801).is_empty()
+    })
+    .await;
+    let first = env.telegram.messages_to(5801);
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0].text.contains("being prepared"),
+        "{}",
+        first[0].text
+    );
+    // The follow-up waits for the link as long as it takes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.telegram.messages_to(5801).len(), 1);
+
+    // The panel issues the link (provisioning stores it).
+    let link = "https://panel.example.com/sub/late-token";
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::subscription_url.eq(link))
+        .execute(conn)
+        .await
+        .unwrap();
+    wait_until_within("the link message", Duration::from_secs(20), || async {
+        env.telegram.messages_to(5801).len() >= 2
+    })
+    .await;
+    settle(&env.app).await;
+    let all = env.telegram.messages_to(5801);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all[1].text.contains("subscription is ready"),
+        "{}",
+        all[1].text
+    );
+    assert!(all[1].text.contains(link), "{}", all[1].text);
+    // By email too: the payment email said "being prepared" as well.
+    let mails = env.smtp.messages();
+    assert_eq!(
+        mails.len(),
+        2,
+        "{:?}",
+        mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    assert!(mails[1].html.as_deref().unwrap_or_default().contains(link));
+    env.app.shutdown().await;
+}

@@ -23,6 +23,10 @@ trial_ending-subject = Your free trial ends tomorrow
 trial_ending-body = <b>Your free trial ends on { $date }.</b>
     Choose a plan to stay connected: /buy
 
+link_ready-subject = Your subscription link is ready
+link_ready-body = <b>Your subscription is ready.</b>
+    Add it to your VPN app by its link (or scan its QR code in /status).
+
 ## Subscription
 
 subscription_expiring-subject = Your VPN subscription ends in { $days_text }

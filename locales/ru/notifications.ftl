@@ -24,6 +24,10 @@ trial_ending-subject = Пробный период заканчивается з
 trial_ending-body = <b>Пробный период заканчивается { $date }.</b>
     Выберите тариф, чтобы остаться на связи: /buy
 
+link_ready-subject = Ссылка на подписку готова
+link_ready-body = <b>Ваша подписка готова.</b>
+    Добавьте её в VPN-приложение по ссылке (или отсканируйте QR-код в /status).
+
 ## Подписка
 
 subscription_expiring-subject = Подписка на VPN закончится через { $days_text }

@@ -117,6 +117,9 @@ pub enum Notification {
         used_bytes: i64,
         limit_bytes: i64,
     },
+    /// The subscription link, once the panel has issued it, to a user whose earlier message
+    /// (payment received, trial started, …) had to go without it ("being prepared").
+    LinkReady {},
     /// An admin broadcast; the text is in the `broadcasts` row.
     Broadcast {
         broadcast_id: BroadcastId,
@@ -140,6 +143,7 @@ impl Notification {
             Notification::ReferralBonus { .. } => "referral_bonus",
             Notification::PromoApplied { .. } => "promo_applied",
             Notification::TrafficThreshold { .. } => "traffic_threshold",
+            Notification::LinkReady {} => "link_ready",
             Notification::Broadcast { .. } => "broadcast",
         }
     }
@@ -155,6 +159,7 @@ impl Notification {
                 | Notification::PaymentFailed { .. }
                 | Notification::AutoRenewalSucceeded { .. }
                 | Notification::AutoRenewalFailed { .. }
+                | Notification::LinkReady {}
         )
     }
 
@@ -163,6 +168,7 @@ impl Notification {
         matches!(
             self,
             Notification::TrialStarted { .. }
+                | Notification::LinkReady {}
                 | Notification::PaymentSucceeded { .. }
                 | Notification::AutoRenewalSucceeded { .. }
                 | Notification::ReferralBonus { .. }
@@ -185,7 +191,7 @@ pub struct NotifyJob {
 }
 
 /// Every kind, for metrics and for tests that render all of them.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "trial_started",
     "trial_ending",
     "subscription_expiring",
@@ -199,6 +205,7 @@ pub const KINDS: [&str; 14] = [
     "referral_welcome",
     "promo_applied",
     "traffic_threshold",
+    "link_ready",
     "broadcast",
 ];
 

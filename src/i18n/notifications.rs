@@ -45,6 +45,7 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
     let money = |m| format_money(lang, m);
     let args = match n {
         Notification::Broadcast { .. } => return None,
+        Notification::LinkReady {} => Args::new(),
         Notification::TrialStarted { days, expires_at } => Args::new()
             .text("days_text", &days_text(*days))
             .text("date", &datetime(*expires_at)),
@@ -138,6 +139,7 @@ pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Opti
         | Notification::AutoRenewalFailed { .. }
         | Notification::TrafficThreshold { .. } => ("button-renew", CALLBACK_BUY),
         Notification::TrialStarted { .. }
+        | Notification::LinkReady {}
         | Notification::PaymentSucceeded { .. }
         | Notification::AutoRenewalSucceeded { .. }
         | Notification::ReferralBonus { .. }
@@ -242,6 +244,7 @@ mod tests {
                 used_bytes: 40 << 30,
                 limit_bytes: 50 << 30,
             },
+            Notification::LinkReady {},
             Notification::Broadcast {
                 broadcast_id: BroadcastId(1),
             },

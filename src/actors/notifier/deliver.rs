@@ -9,7 +9,7 @@ use crate::db::models::User;
 use crate::db::notifications::{self, Delivery, Reclaim};
 use crate::db::{subscriptions, users};
 use crate::domain::NotificationChannel;
-use crate::domain::notifications::NotifyJob;
+use crate::domain::notifications::{Notification, NotifyJob};
 use crate::i18n::notifications::{Recipient, email_html, render};
 
 /// Attempts of a notification that wait for the subscription link before it is sent without it
@@ -45,14 +45,18 @@ impl Shared {
                 .and_then(|(sub, _)| sub.subscription_url);
             (user, link)
         };
-        if job.notification.with_link()
-            && link.is_none()
-            && self.waits_for_links
-            && attempt < LINK_WAIT_ATTEMPTS
-        {
-            return Err(JobError::retryable(
-                "waiting for the panel to issue the subscription link",
-            ));
+        let follow_up = matches!(job.notification, Notification::LinkReady {});
+        if job.notification.with_link() && link.is_none() {
+            if follow_up && !self.waits_for_links {
+                return Err(JobError::permanent("no panel issues subscription links"));
+            }
+            // The follow-up has nothing to say without the link: it waits for as long as the
+            // job's attempts last (hours with the default backoff).
+            if self.waits_for_links && (follow_up || attempt < LINK_WAIT_ATTEMPTS) {
+                return Err(JobError::retryable(
+                    "waiting for the panel to issue the subscription link",
+                ));
+            }
         }
         let recipient = Recipient {
             language: user.language,
@@ -108,6 +112,17 @@ impl Shared {
                 })
                 .await?;
             self.tally(kind, "email", &outcome, &mut transient);
+        }
+        if job.notification.with_link() && link.is_none() && self.waits_for_links && !follow_up {
+            // It went without the link ("being prepared"): the link follows once the panel has
+            // issued it, once.
+            let next = NotifyJob {
+                user_id: job.user_id,
+                notification: Notification::LinkReady {},
+                dedup_key: format!("{}:link", job.dedup_key),
+            };
+            let mut conn = self.pool.get().await?;
+            notifications::enqueue_once(&mut conn, &next, self.jobs.max_attempts).await?;
         }
         if transient.is_empty() {
             Ok(())
