@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BenchDb, env_or, start_app};
+use common::{BenchDb, Rng, env_or, start_app};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use fake_marzban::FakePanel;
@@ -51,37 +51,10 @@ use fake_telegram::FakeTelegram;
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
 
-const PLAN_DAYS: i32 = 30;
-const PLAN_PRICE_MINOR: i64 = 29_900;
 const FIRST_TELEGRAM_ID: i64 = 800_000_000;
 /// In the English `payment_succeeded` message.
 const SUCCESS_TEXT: &str = "Your payment of";
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
-
-/// xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        let f = (self.next() % 1_000_000) as f64 / 1_000_000.0;
-        lo + (hi - lo) * f
-    }
-
-    /// Uniform in `[lo, hi)` seconds.
-    fn secs(&mut self, lo: f64, hi: f64) -> Duration {
-        Duration::from_secs_f64(self.between(lo, hi))
-    }
-}
 
 fn main() {
     let filters: Vec<String> = std::env::args()
@@ -200,20 +173,6 @@ struct Order {
 }
 
 #[derive(diesel::QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-#[derive(diesel::QueryableByName)]
-struct OrderRow {
-    #[diesel(sql_type = BigInt)]
-    telegram_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    external_id: Option<String>,
-}
-
-#[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -231,40 +190,15 @@ async fn orders(
     yookassa: &FakeYooKassa,
     n: usize,
 ) -> anyhow::Result<Vec<Order>> {
-    let plan = diesel::sql_query(format!(
-        "INSERT INTO plans (name, days, price_minor) \
-         VALUES ('Month', {PLAN_DAYS}, {PLAN_PRICE_MINOR}) RETURNING id"
-    ))
-    .get_result::<Id>(conn)
-    .await?
-    .id;
-    let users: Vec<i64> = diesel::sql_query(format!(
-        "INSERT INTO users (telegram_id, referral_code, language) \
-         SELECT {FIRST_TELEGRAM_ID} + g, 'fault' || g, 'en' FROM generate_series(1, {n}) g \
-         RETURNING id"
-    ))
-    .load::<Id>(conn)
-    .await?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
-    common::yookassa_checkouts(app, &users, plan, 16).await?;
-    let rows: Vec<OrderRow> = diesel::sql_query(
-        "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
-         ORDER BY p.id",
-    )
-    .load(conn)
-    .await?;
-    anyhow::ensure!(rows.len() == n, "{} orders, not {n}", rows.len());
-    rows.into_iter()
-        .map(|row| {
-            let external = row
-                .external_id
-                .ok_or_else(|| anyhow::anyhow!("an order without an external id"))?;
+    let (plan, users) = common::plan_and_users(conn, FIRST_TELEGRAM_ID, n).await?;
+    common::yookassa_orders(conn, app, &users, plan, 16)
+        .await?
+        .into_iter()
+        .map(|(telegram_id, external)| {
             yookassa.succeed(&external);
             let body = yookassa.notification(&external, "payment.succeeded");
             Ok(Order {
-                telegram_id: row.telegram_id,
+                telegram_id,
                 body: serde_json::to_vec(&body)?,
             })
         })

@@ -29,8 +29,6 @@ mod fake_yookassa;
 use std::time::{Duration, Instant};
 
 use common::{BenchDb, env_or, start_app_with_settings, status_mib};
-use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel_async::RunQueryDsl;
 use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
 use fake_telegram::{FakeTelegram, TOKEN};
 use fake_yookassa::FakeYooKassa;
@@ -38,27 +36,11 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 use vpn_shop::domain::panel::panel_username;
 
-const PLAN_DAYS: i64 = 30;
-const PLAN_PRICE_MINOR: i64 = 29_900;
 const TELEGRAM_ID_BASE: i64 = 800_000_000;
 /// The start of the English `payment_succeeded` message (locales/en/notifications.ftl).
 const PAID_TEXT: &str = "Your payment of";
 /// How long one purchase may take before it counts as lost.
 const GIVE_UP: Duration = Duration::from_secs(120);
-
-#[derive(diesel::QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-#[derive(diesel::QueryableByName)]
-struct OrderRow {
-    #[diesel(sql_type = BigInt)]
-    telegram_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    external_id: Option<String>,
-}
 
 /// One purchase's timings from its webhook POST; `None` where it never happened.
 struct Timed {
@@ -91,23 +73,7 @@ async fn run() -> anyhow::Result<bool> {
 
     let db = BenchDb::create("buy").await?;
     let mut conn = db.connect().await?;
-    let plan = diesel::sql_query(format!(
-        "INSERT INTO plans (name, days, price_minor) \
-         VALUES ('Month', {PLAN_DAYS}, {PLAN_PRICE_MINOR}) RETURNING id"
-    ))
-    .get_result::<Id>(&mut conn)
-    .await?
-    .id;
-    let users: Vec<i64> = diesel::sql_query(format!(
-        "INSERT INTO users (telegram_id, referral_code, language) \
-         SELECT {TELEGRAM_ID_BASE} + g, 'bench' || g, 'en' FROM generate_series(1, {purchases}) g \
-         RETURNING id"
-    ))
-    .load::<Id>(&mut conn)
-    .await?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
+    let (plan, users) = common::plan_and_users(&mut conn, TELEGRAM_ID_BASE, purchases).await?;
 
     let yookassa = FakeYooKassa::start();
     let panel = FakePanel::start();
@@ -138,27 +104,12 @@ async fn run() -> anyhow::Result<bool> {
     let idle_rss = status_mib("VmRSS:");
 
     // The orders, through the real checkout, then paid at the fake YooKassa (not timed).
-    common::yookassa_checkouts(&app, &users, plan, 8).await?;
-    let rows: Vec<OrderRow> = diesel::sql_query(
-        "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
-         ORDER BY p.id",
-    )
-    .load(&mut conn)
-    .await?;
-    anyhow::ensure!(
-        rows.len() == purchases,
-        "{} orders, not {purchases}",
-        rows.len()
-    );
     let mut orders = Vec::with_capacity(purchases);
-    for row in &rows {
-        let external = row
-            .external_id
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("an order of {} has no external id", row.telegram_id))?;
-        yookassa.succeed(external);
-        let body = serde_json::to_vec(&yookassa.notification(external, "payment.succeeded"))?;
-        orders.push((row.telegram_id, body));
+    for (telegram_id, external) in common::yookassa_orders(&mut conn, &app, &users, plan, 8).await?
+    {
+        yookassa.succeed(&external);
+        let body = serde_json::to_vec(&yookassa.notification(&external, "payment.succeeded"))?;
+        orders.push((telegram_id, body));
     }
     panel.clear_requests();
     telegram.clear_calls();
@@ -177,7 +128,8 @@ async fn run() -> anyhow::Result<bool> {
                 let username = panel_username(prefix, telegram_id);
                 let posted = Instant::now();
                 // The expiry the purchase must reach, a few seconds of slack for clocks and rounding.
-                let wanted_expire = chrono::Utc::now().timestamp() + PLAN_DAYS * 86_400 - 5;
+                let wanted_expire =
+                    chrono::Utc::now().timestamp() + i64::from(common::PLAN_DAYS) * 86_400 - 5;
                 let mut t = Timed {
                     answer: None,
                     panel: None,

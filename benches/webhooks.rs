@@ -20,57 +20,36 @@ mod fake_yookassa;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::{BenchDb, env_or, start_app, status_mib};
+use common::{BenchDb, Rng, env_or, start_app, status_mib};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use fake_wata::FakeWata;
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
-use vpn_shop::actors::payments::{Checkout, CreateCheckout};
-use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
+use vpn_shop::domain::PaymentProvider;
 
-const PLAN_DAYS: i32 = 30;
-const PLAN_PRICE_MINOR: i64 = 29_900;
+/// Shaped like YooKassa's payment ids, unknown to the fake.
+fn payment_id(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next(), rng.next());
+    format!(
+        "{:08x}-000f-5000-8000-{:012x}",
+        a as u32,
+        b & 0xffff_ffff_ffff
+    )
+}
 
-/// xorshift64: a deterministic shuffle without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// Shaped like YooKassa's payment ids, unknown to the fake.
-    fn payment_id(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-000f-5000-8000-{:012x}",
-            a as u32,
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    fn uuid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            b >> 52,
-            b & 0xffff_ffff_ffff
-        )
-    }
+/// Shaped like a WATA transaction id, unknown to the fake.
+fn uuid(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next(), rng.next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -113,12 +92,6 @@ struct Answer {
     /// When the request was sent and answered, from the start of the run.
     sent: Duration,
     answered: Duration,
-}
-
-#[derive(diesel::QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -216,23 +189,7 @@ async fn run() -> anyhow::Result<bool> {
 
     let db = BenchDb::create("wh").await?;
     let mut conn = db.connect().await?;
-    let plan = diesel::sql_query(format!(
-        "INSERT INTO plans (name, days, price_minor) \
-         VALUES ('Month', {PLAN_DAYS}, {PLAN_PRICE_MINOR}) RETURNING id"
-    ))
-    .get_result::<Id>(&mut conn)
-    .await?
-    .id;
-    let mut users: Vec<i64> = diesel::sql_query(format!(
-        "INSERT INTO users (telegram_id, referral_code, language) \
-         SELECT 700000000 + g, 'bench' || g, 'en' FROM generate_series(1, {orders}) g \
-         RETURNING id"
-    ))
-    .load::<Id>(&mut conn)
-    .await?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
+    let (plan, mut users) = common::plan_and_users(&mut conn, 700_000_000, orders).await?;
     users.sort_unstable();
 
     let yookassa = FakeYooKassa::start();
@@ -261,44 +218,16 @@ async fn run() -> anyhow::Result<bool> {
     let idle_rss = status_mib("VmRSS:");
 
     // The orders, through the real checkout: half YooKassa, half WATA.
-    let payments = app.payments.addr();
     let started = Instant::now();
-    let created: Vec<Result<(), String>> = stream::iter(users.iter().enumerate())
-        .map(|(i, &user)| {
-            let payments = payments.clone();
-            async move {
-                let provider = if i % 2 == 0 {
-                    PaymentProvider::Yookassa
-                } else {
-                    PaymentProvider::Wata
-                };
-                let checkout = payments
-                    .send(CreateCheckout {
-                        user_id: UserId(user),
-                        plan_id: PlanId(plan),
-                        provider,
-                        promo_code: None,
-                        auto_renew: false,
-                    })
-                    .await;
-                match checkout {
-                    Ok(Ok(Checkout::Redirect { .. })) => Ok(()),
-                    Ok(Ok(other)) => Err(format!("unexpected checkout {other:?}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let provider_of = |i: usize| {
+        if i.is_multiple_of(2) {
+            PaymentProvider::Yookassa
+        } else {
+            PaymentProvider::Wata
+        }
+    };
+    common::checkouts(&app, &users, plan, provider_of, concurrency).await?;
     let checkout_time = started.elapsed();
-    if let Some(Err(e)) = created.iter().find(|r| r.is_err()) {
-        anyhow::bail!(
-            "{} of {orders} checkouts failed, e.g.: {e}",
-            created.iter().filter(|r| r.is_err()).count()
-        );
-    }
 
     // Every order is paid at its provider; its webhook is what a genuine delivery sends.
     let started = Instant::now();
@@ -359,7 +288,7 @@ async fn run() -> anyhow::Result<bool> {
             // A notification of a payment YooKassa never made, for a real order.
             let genuine = &yookassa_firsts[rng.below(yookassa_firsts.len())];
             let mut body: Value = serde_json::from_slice(&genuine.body)?;
-            body["object"]["id"] = Value::String(rng.payment_id());
+            body["object"]["id"] = Value::String(payment_id(&mut rng));
             deliveries.push(Delivery {
                 provider: Provider::YooKassa,
                 kind: Kind::Forged,
@@ -375,7 +304,7 @@ async fn run() -> anyhow::Result<bool> {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            let body = text.replace(&id, &rng.uuid()).into_bytes();
+            let body = text.replace(&id, &uuid(&mut rng)).into_bytes();
             let signature = wata.sign_with_foreign_key(&body);
             deliveries.push(Delivery {
                 provider: Provider::Wata,

@@ -18,6 +18,36 @@ pub fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// xorshift64: deterministic randomness without a dependency (a seed gives the same run).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        let f = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        lo + (hi - lo) * f
+    }
+
+    /// Uniform in `[lo, hi)` seconds.
+    pub fn secs(&mut self, lo: f64, hi: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.between(lo, hi))
+    }
+}
+
 /// A `/proc/self/status` field (`VmRSS:` now, `VmHWM:` the peak) in KiB.
 pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -115,28 +145,68 @@ pub async fn start_app_with_settings(
     Ok((app, data_dir, settings))
 }
 
+/// The plan the benchmarks sell: "Month", 30 days, 299 ₽.
+pub const PLAN_DAYS: i32 = 30;
+pub const PLAN_PRICE_MINOR: i64 = 29_900;
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// The plan, and `n` English-speaking users with Telegram ids `first_telegram_id + 1 ..= + n`:
+/// the plan's id and the users' ids, in that order.
+pub async fn plan_and_users(
+    conn: &mut AsyncPgConnection,
+    first_telegram_id: i64,
+    n: usize,
+) -> anyhow::Result<(i64, Vec<i64>)> {
+    let plan = diesel::sql_query(format!(
+        "INSERT INTO plans (name, days, price_minor) \
+         VALUES ('Month', {PLAN_DAYS}, {PLAN_PRICE_MINOR}) RETURNING id"
+    ))
+    .get_result::<Id>(conn)
+    .await?
+    .id;
+    let users = diesel::sql_query(format!(
+        "INSERT INTO users (telegram_id, referral_code, language) \
+         SELECT {first_telegram_id} + g, 'bench' || g, 'en' FROM generate_series(1, {n}) g \
+         RETURNING id"
+    ))
+    .load::<Id>(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    Ok((plan, users))
+}
+
 /// Orders for `users` (ids of `users` rows) on `plan` through the real checkout
-/// (`CreateCheckout` to the PaymentProcessor), each a YooKassa payment page; `concurrency` at once.
-pub async fn yookassa_checkouts(
+/// (`CreateCheckout` to the PaymentProcessor), the `i`-th user's at `provider_of(i)`, each a
+/// payment page; `concurrency` at once.
+pub async fn checkouts(
     app: &RunningApp,
     users: &[i64],
     plan: i64,
+    provider_of: impl Fn(usize) -> vpn_shop::domain::PaymentProvider,
     concurrency: usize,
 ) -> anyhow::Result<()> {
     use futures_util::{StreamExt, stream};
     use vpn_shop::actors::payments::{Checkout, CreateCheckout};
-    use vpn_shop::domain::{PaymentProvider, PlanId, UserId};
+    use vpn_shop::domain::{PlanId, UserId};
 
     let payments = app.payments.addr();
-    let created: Vec<Result<(), String>> = stream::iter(users.iter())
-        .map(|&user| {
+    let created: Vec<Result<(), String>> = stream::iter(users.iter().enumerate())
+        .map(|(i, &user)| {
             let payments = payments.clone();
+            let provider = provider_of(i);
             async move {
                 let checkout = payments
                     .send(CreateCheckout {
                         user_id: UserId(user),
                         plan_id: PlanId(plan),
-                        provider: PaymentProvider::Yookassa,
+                        provider,
                         promo_code: None,
                         auto_renew: false,
                     })
@@ -160,4 +230,51 @@ pub async fn yookassa_checkouts(
         );
     }
     Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct OrderRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    telegram_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    external_id: Option<String>,
+}
+
+/// A YooKassa order for each of `users` through the real checkout ([`checkouts`]), read back as
+/// (Telegram id of its user, YooKassa payment id) in the order they were created.
+pub async fn yookassa_orders(
+    conn: &mut AsyncPgConnection,
+    app: &RunningApp,
+    users: &[i64],
+    plan: i64,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    checkouts(
+        app,
+        users,
+        plan,
+        |_| vpn_shop::domain::PaymentProvider::Yookassa,
+        concurrency,
+    )
+    .await?;
+    let rows: Vec<OrderRow> = diesel::sql_query(
+        "SELECT u.telegram_id, p.external_id FROM payments p JOIN users u ON u.id = p.user_id \
+         ORDER BY p.id",
+    )
+    .load(conn)
+    .await?;
+    anyhow::ensure!(
+        rows.len() == users.len(),
+        "{} orders, not {}",
+        rows.len(),
+        users.len()
+    );
+    rows.into_iter()
+        .map(|row| {
+            let external = row.external_id.ok_or_else(|| {
+                anyhow::anyhow!("an order of {} has no external id", row.telegram_id)
+            })?;
+            Ok((row.telegram_id, external))
+        })
+        .collect()
 }
