@@ -1904,3 +1904,687 @@ async fn payment_pages_send_the_payer_back_to_the_bot_chat() {
     );
     shop.finish().await;
 }
+
+// -- Money safety: sequences where a payer lost access or a sales rule was bypassed -------------
+// Each test below reproduced its sequence on the code before its fix (the assertion named in
+// its comment failed there).
+
+/// Inserts a promo code with its limits.
+async fn insert_limited_promo(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+    kind: PromoKind,
+    value: i64,
+    max_uses: Option<i32>,
+    once_per_user: bool,
+) {
+    diesel::insert_into(promo_codes::table)
+        .values((
+            promo_codes::code.eq(code),
+            promo_codes::kind.eq(kind),
+            promo_codes::value.eq(value),
+            promo_codes::max_uses.eq(max_uses),
+            promo_codes::once_per_user.eq(once_per_user),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+async fn promo_uses(conn: &mut AsyncPgConnection, code: &str) -> i32 {
+    promo_codes::table
+        .filter(promo_codes::code.eq(code))
+        .select(promo_codes::uses_count)
+        .first(conn)
+        .await
+        .unwrap()
+}
+
+/// The value of a metric line starting with `series` (0 when absent).
+fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_rt::test]
+async fn a_promo_code_limited_to_ten_uses_discounts_ten_checkouts_not_every_one_opened_before_the_tenth_pays()
+ {
+    // Before: all 60 checkouts were discounted (the limit was checked against paid uses only).
+    let shop = shop(&[]).await;
+    let conn = &mut shop.conn().await;
+    insert_limited_promo(conn, "TEN", PromoKind::Percent, 50, Some(10), true).await;
+    let mut users = Vec::new();
+    for i in 0..60 {
+        users.push(shop.user(20_000 + i).await);
+    }
+    let checkouts = futures_util::future::join_all(
+        users
+            .iter()
+            .map(|&user| shop.try_checkout(user, PaymentProvider::Yookassa, Some("TEN"), false)),
+    )
+    .await;
+    let discounted: Vec<&Checkout> = checkouts.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let refused = checkouts
+        .iter()
+        .filter(|c| **c == Err(CheckoutError::Promo(PromoRefusal::UsedUp)))
+        .count();
+    assert_eq!(discounted.len(), 10, "ten reservations: {checkouts:?}");
+    assert_eq!(refused, 50);
+    // A canceled order gives its reservation back: one more checkout may use the code.
+    let first = shop.order_of(Ok(discounted[0].clone())).await;
+    let external = first.external_id.clone().unwrap();
+    shop.yookassa
+        .cancel(&external, "yoo_money", "expired_on_confirmation");
+    let status = shop
+        .yookassa
+        .send_notification(&shop.webhook_url("yookassa"), &external, "payment.canceled")
+        .await;
+    assert_eq!(status, 200);
+    let late = shop.user(20_100).await;
+    let again = shop
+        .try_checkout(late, PaymentProvider::Yookassa, Some("TEN"), false)
+        .await;
+    assert!(again.is_ok(), "the canceled order's use is free: {again:?}");
+    // Everyone holding a reservation pays: ten uses, each at the discounted price.
+    for checkout in discounted
+        .iter()
+        .skip(1)
+        .map(|c| (*c).clone())
+        .chain([again.unwrap()])
+    {
+        let order = shop.order_of(Ok(checkout)).await;
+        assert_eq!(order.amount(), Money::rub_kopecks(PLAN_PRICE / 2));
+        assert_eq!(shop.pay_yookassa(&order).await, 200);
+    }
+    assert_eq!(promo_uses(conn, "TEN").await, 10);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_free_code_for_one_use_checked_out_by_two_users_at_the_same_moment_is_free_once() {
+    // Before: both users got the period for free.
+    let shop = shop(&[]).await;
+    let conn = &mut shop.conn().await;
+    insert_limited_promo(conn, "ONEGIFT", PromoKind::Percent, 100, Some(1), true).await;
+    let (a, b) = (shop.user(21_001).await, shop.user(21_002).await);
+    let (ra, rb) = futures_util::join!(
+        shop.try_checkout(a, PaymentProvider::Yookassa, Some("ONEGIFT"), false),
+        shop.try_checkout(b, PaymentProvider::Yookassa, Some("ONEGIFT"), false),
+    );
+    let free = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Ok(Checkout::Free { .. })))
+        .count();
+    assert_eq!(free, 1, "{ra:?} / {rb:?}");
+    assert!(
+        [&ra, &rb]
+            .iter()
+            .any(|r| **r == Err(CheckoutError::Promo(PromoRefusal::UsedUp)))
+    );
+    let mut subscribed = 0;
+    for user in [a, b] {
+        if subscription(conn, user).await.is_some() {
+            subscribed += 1;
+        }
+    }
+    assert_eq!(subscribed, 1, "one free period");
+    assert_eq!(promo_uses(conn, "ONEGIFT").await, 1);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_once_per_user_code_paid_on_two_orders_is_redeemed_once_and_the_second_flagged() {
+    // Before: two redemptions of a once-per-user code by one user, silently.
+    let shop = shop(&[]).await;
+    let conn = &mut shop.conn().await;
+    insert_limited_promo(conn, "ONCE", PromoKind::Percent, 10, None, true).await;
+    let user = shop.user(22_001).await;
+    let first = shop
+        .order_of(
+            shop.try_checkout(user, PaymentProvider::Yookassa, Some("ONCE"), false)
+                .await,
+        )
+        .await;
+    // The payer opens a second checkout with the code (the first page is still open) …
+    let second = shop
+        .order_of(
+            shop.try_checkout(user, PaymentProvider::Wata, Some("ONCE"), false)
+                .await,
+        )
+        .await;
+    // … and pays both.
+    assert_eq!(shop.pay_yookassa(&first).await, 200);
+    let transaction = shop.pay_wata_link(&second);
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    let redemptions: i64 = vpn_shop::db::schema::promo_redemptions::table
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap();
+    assert_eq!(redemptions, 1, "redeemed once");
+    assert_eq!(promo_uses(conn, "ONCE").await, 1);
+    // Both paid, both give their days; the over-use is recorded and counted for an alert.
+    let orders = orders_of(conn, user).await;
+    assert!(
+        orders.iter().all(|o| o.status == PaymentStatus::Succeeded),
+        "{orders:?}"
+    );
+    let flagged: Vec<&Payment> = orders
+        .iter()
+        .filter(|o| {
+            o.failure_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("promo"))
+        })
+        .collect();
+    assert_eq!(flagged.len(), 1, "{orders:?}");
+    let paid_at = orders[0].paid_at.unwrap();
+    assert!(close(
+        expires(conn, user).await,
+        paid_at + days(2 * PLAN_DAYS)
+    ));
+    let metrics = shop.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"vpn_shop_payment_anomalies_total{kind="promo_overuse"}"#
+        ),
+        1.0
+    );
+    shop.finish().await;
+}
+
+/// Holds a row lock on an order from another connection until `release` is called, so that a
+/// payment of it cannot commit meanwhile.
+struct HeldOrder {
+    conn: AsyncPgConnection,
+}
+
+impl HeldOrder {
+    async fn lock(shop: &Shop, order: PaymentId) -> HeldOrder {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = shop.conn().await;
+        conn.batch_execute(&format!(
+            "BEGIN; SELECT id FROM payments WHERE id = {order} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+        HeldOrder { conn }
+    }
+
+    async fn release(mut self) {
+        use diesel_async::SimpleAsyncConnection;
+        self.conn.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+/// A Telegram update carrying a `successful_payment` from `user`.
+fn successful_payment_update(update_id: i64, user: i64, payment: &StarPayment) -> Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": update_id, "date": Utc::now().timestamp(),
+        "chat": {"id": user, "type": "private", "first_name": "Payer"},
+        "from": {"id": user, "is_bot": false, "first_name": "Payer", "language_code": "en"},
+        "successful_payment": {
+            "currency": "XTR",
+            "total_amount": payment.total_amount,
+            "invoice_payload": payment.invoice_payload,
+            "telegram_payment_charge_id": payment.telegram_payment_charge_id,
+            "provider_payment_charge_id": "",
+        },
+    }})
+}
+
+const WEBHOOK_SECRET: &str = "a-webhook-secret-of-forty-characters_0123";
+
+#[actix_rt::test]
+async fn a_stars_payment_in_webhook_mode_is_committed_before_telegram_is_answered() {
+    // Before: 200 as soon as the update was queued in memory (a crash then lost the payment).
+    let shop = shop_with(
+        true,
+        &[
+            ("TELEGRAM_MODE", "webhook"),
+            ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("PUBLIC_BASE_URL", "https://shop.example.com"),
+        ],
+    )
+    .await;
+    let user = shop.user(23_001).await;
+    let order = shop
+        .order_of(
+            shop.try_checkout(user, PaymentProvider::Stars, None, false)
+                .await,
+        )
+        .await;
+    let payment = StarPayment::new(PLAN_STARS as u32, &format!("order:{}", order.id));
+    let held = HeldOrder::lock(&shop, order.id).await;
+    let post = shop
+        .app
+        .http
+        .post(shop.app.url("/webhooks/telegram"))
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+        .json(&successful_payment_update(9_001, 23_001, &payment))
+        .send();
+    let answer = actix_rt::spawn(post);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if answer.is_finished() {
+        let status = answer.await.unwrap().unwrap().status();
+        panic!(
+            "Telegram was answered {status} while the payment could not be committed (order {})",
+            order_status(&mut shop.conn().await, order.id).await
+        );
+    }
+    held.release().await;
+    let status = answer.await.unwrap().unwrap().status();
+    assert_eq!(status, 200);
+    assert_eq!(
+        order_status(&mut shop.conn().await, order.id).await,
+        PaymentStatus::Succeeded,
+        "committed before the answer"
+    );
+    assert_paid_once(&shop, user, order.id).await;
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_stars_payment_in_polling_mode_is_recorded_before_its_update_is_confirmed() {
+    // Before: the next getUpdates confirmed the update while the payment was not recorded.
+    let shop = shop_with(true, &[]).await;
+    let tg = shop.telegram();
+    tg.wait_for_calls("getUpdates", 1, Duration::from_secs(20))
+        .await;
+    let user = shop.user(23_002).await;
+    let order = shop
+        .order_of(
+            shop.try_checkout(user, PaymentProvider::Stars, None, false)
+                .await,
+        )
+        .await;
+    let payment = StarPayment::new(PLAN_STARS as u32, &format!("order:{}", order.id));
+    let held = HeldOrder::lock(&shop, order.id).await;
+    let update_id = tg.push_successful_payment(23_002, &payment);
+    // Telegram forgets an update once a getUpdates names a later offset.
+    let confirmed = || {
+        !tg.pending_updates()
+            .iter()
+            .any(|u| u["update_id"].as_i64() == Some(update_id))
+    };
+    // The update was taken (a getUpdates returned it) …
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // … but not confirmed while the payment cannot be recorded.
+    assert!(
+        !confirmed(),
+        "update {update_id} confirmed to Telegram while order {} is {}",
+        order.id,
+        order_status(&mut shop.conn().await, order.id).await
+    );
+    held.release().await;
+    wait_until("the payment recorded and the update confirmed", || async {
+        confirmed()
+    })
+    .await;
+    assert_eq!(
+        order_status(&mut shop.conn().await, order.id).await,
+        PaymentStatus::Succeeded
+    );
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn the_stars_poll_finds_a_day_old_payment_behind_the_first_hundred_transactions() {
+    // Before: getStarTransactions without offset read the bot's first 100 transactions ever, did
+    // not find the payment, and the day-old order was expired: paid Stars, no access.
+    let shop = shop_with(true, &[("PAYMENT_POLL_AFTER", "1ms")]).await;
+    let tg = shop.telegram();
+    let user = shop.user(23_003).await;
+    let order = shop
+        .order_of(
+            shop.try_checkout(user, PaymentProvider::Stars, None, false)
+                .await,
+        )
+        .await;
+    // 150 earlier sales to others, then this payment, whose update never reached the shop.
+    for i in 0..150 {
+        let other = StarPayment::new(PLAN_STARS as u32, &format!("order:{}", 1_000_000 + i));
+        tg.record_star_payment_without_update(30_000 + i, &other);
+    }
+    let payment = StarPayment::new(PLAN_STARS as u32, &format!("order:{}", order.id));
+    tg.record_star_payment_without_update(23_003, &payment);
+    let conn = &mut shop.conn().await;
+    diesel::update(payments::table.find(order.id))
+        .set(payments::created_at.eq(Utc::now() - days(2)))
+        .execute(conn)
+        .await
+        .unwrap();
+    shop.run(POLL_JOB).await;
+    let polled = self::order(conn, order.id).await;
+    assert_eq!(polled.status, PaymentStatus::Succeeded, "{polled:?}");
+    assert_eq!(
+        polled.external_id.as_deref(),
+        Some(payment.telegram_payment_charge_id.as_str())
+    );
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_payment_for_an_order_already_expired_is_granted_and_raised_for_an_admin() {
+    // Before: granted silently.
+    let shop = shop(&[]).await;
+    let user = shop.user(23_004).await;
+    let order = shop.checkout(user, PaymentProvider::Yookassa).await;
+    let conn = &mut shop.conn().await;
+    diesel::update(payments::table.find(order.id))
+        .set(payments::status.eq(PaymentStatus::Expired))
+        .execute(conn)
+        .await
+        .unwrap();
+    assert_eq!(shop.pay_yookassa(&order).await, 200);
+    let paid = self::order(conn, order.id).await;
+    assert_eq!(paid.status, PaymentStatus::Succeeded);
+    assert!(
+        paid.failure_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("expired")),
+        "{paid:?}"
+    );
+    let metrics = shop.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"vpn_shop_payment_anomalies_total{kind="paid_after_expiry"}"#
+        ),
+        1.0
+    );
+    shop.finish().await;
+}
+
+/// The reseller refunds a YooKassa payment in the dashboard (the same API, outside the shop).
+async fn dashboard_refund(shop: &Shop, payment_id: &str, value: &str) -> String {
+    let refund = shop
+        .app
+        .http
+        .post(format!("{}/refunds", shop.yookassa.url()))
+        .basic_auth(yk::SHOP_ID, Some(yk::SECRET_KEY))
+        .header("Idempotence-Key", format!("dashboard-{payment_id}-{value}"))
+        .json(&json!({
+            "payment_id": payment_id,
+            "amount": {"value": value, "currency": "RUB"},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    refund["id"].as_str().expect("a refund").to_owned()
+}
+
+#[actix_rt::test]
+async fn a_refund_notice_that_arrives_before_its_payment_takes_the_days_back_when_it_lands() {
+    // Before: the refund notice was "ignored" (200) and the payment then gave 30 days.
+    let shop = shop(&[]).await;
+    let ends = Utc::now() + days(3);
+    let user = shop.subscriber(24_001, ends).await;
+    let order = shop.checkout(user, PaymentProvider::Yookassa).await;
+    let external = order.external_id.clone().unwrap();
+    shop.yookassa.succeed(&external);
+    let refund = dashboard_refund(&shop, &external, "299.00").await;
+    let url = shop.webhook_url("yookassa");
+    assert_eq!(
+        shop.yookassa
+            .send_notification(&url, &refund, "refund.succeeded")
+            .await,
+        200
+    );
+    assert_eq!(
+        shop.yookassa
+            .send_notification(&url, &external, "payment.succeeded")
+            .await,
+        200
+    );
+    let conn = &mut shop.conn().await;
+    assert!(
+        close(expires(conn, user).await, ends),
+        "refunded in full: no time given, ends {}",
+        expires(conn, user).await
+    );
+    let refunded = self::order(conn, order.id).await;
+    assert_eq!(refunded.status, PaymentStatus::Refunded);
+    assert_eq!(refunded.refunded_minor, PLAN_PRICE);
+    // YooKassa sends the refund notice again: nothing more.
+    assert_eq!(
+        shop.yookassa
+            .send_notification(&url, &refund, "refund.succeeded")
+            .await,
+        200
+    );
+    assert!(close(expires(conn, user).await, ends));
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn the_poll_reads_yookassas_refunds_of_a_payment_whose_notices_were_lost() {
+    // Before: the poll saw `succeeded` and gave 30 days, ignoring `refunded_amount`.
+    let shop = shop(&[("PAYMENT_POLL_AFTER", "1ms")]).await;
+    let ends = Utc::now() + days(3);
+    let user = shop.subscriber(24_002, ends).await;
+    let order = shop.checkout(user, PaymentProvider::Yookassa).await;
+    let external = order.external_id.clone().unwrap();
+    shop.yookassa.succeed(&external);
+    dashboard_refund(&shop, &external, "100.00").await;
+    shop.run(POLL_JOB).await;
+    let conn = &mut shop.conn().await;
+    let polled = self::order(conn, order.id).await;
+    assert_eq!(polled.status, PaymentStatus::Refunded);
+    assert_eq!(polled.refunded_minor, 10_000);
+    // 100 of 299 roubles: 10 of 30 days back.
+    assert!(
+        close(expires(conn, user).await, ends + days(20)),
+        "ends {}",
+        expires(conn, user).await
+    );
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_wata_refund_webhook_before_the_payment_webhook_is_not_lost() {
+    // Before: the refund was ignored and the payment then gave the whole period.
+    let shop = shop(&[]).await;
+    let ends = Utc::now() + days(3);
+    let user = shop.subscriber(24_003, ends).await;
+    let order = shop.checkout(user, PaymentProvider::Wata).await;
+    let transaction = shop.pay_wata_link(&order);
+    // Refunded at WATA (its dashboard) before the shop heard of the payment.
+    let refund = shop
+        .app
+        .http
+        .post(format!("{}/transactions/refunds", shop.wata.url()))
+        .bearer_auth(wt::TOKEN)
+        .json(&json!({"originalTransactionId": transaction, "amount": 299.00}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let refund_id = refund["transactionId"]
+        .as_str()
+        .expect("a refund")
+        .to_owned();
+    assert_eq!(shop.send_wata(&refund_id).await, 200);
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    let conn = &mut shop.conn().await;
+    assert!(
+        close(expires(conn, user).await, ends),
+        "ends {}",
+        expires(conn, user).await
+    );
+    assert_eq!(order_status(conn, order.id).await, PaymentStatus::Refunded);
+    shop.finish().await;
+}
+
+/// A WATA order paid through its webhook; the order after it.
+async fn paid_wata_order(shop: &Shop, user: UserId) -> Payment {
+    let order = shop.checkout(user, PaymentProvider::Wata).await;
+    let transaction = shop.pay_wata_link(&order);
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    self::order(&mut shop.conn().await, order.id).await
+}
+
+fn wata_refunds(shop: &Shop) -> Vec<Value> {
+    shop.wata
+        .transactions()
+        .into_iter()
+        .filter(|t| t["kind"] == "Refund")
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_double_click_on_a_wata_refund_refunds_once() {
+    // Before: both requests reached WATA: the payer was refunded twice.
+    let shop = shop(&[]).await;
+    let user = shop.user(25_001).await;
+    let order = paid_wata_order(&shop, user).await;
+    shop.wata.set_latency(Duration::from_millis(300));
+    let (a, b) = futures_util::join!(
+        shop.refund(&order, Some(10_000)),
+        shop.refund(&order, Some(10_000))
+    );
+    assert_eq!(wata_refunds(&shop).len(), 1, "{a:?} / {b:?}");
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "one refund, one refusal: {a:?} / {b:?}"
+    );
+    let refused = if a.is_err() { a } else { b };
+    assert!(
+        matches!(refused, Err(RefundError::InProgress(_))),
+        "{refused:?}"
+    );
+    let after = self::order(&mut shop.conn().await, order.id).await;
+    assert_eq!(after.refunded_minor, 10_000);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_wata_refund_retried_after_a_timeout_is_not_made_twice() {
+    // Before: the retry refunded again.
+    let shop = shop(&[("PAYMENT_PROVIDER_TIMEOUT", "1s")]).await;
+    let user = shop.user(25_002).await;
+    let order = paid_wata_order(&shop, user).await;
+    // WATA refunds, but its answer comes after the shop gave up waiting.
+    shop.wata.time_out_next(1, Duration::from_secs(3));
+    let first = shop.refund(&order, Some(10_000)).await;
+    assert!(matches!(first, Err(RefundError::Unknown(_))), "{first:?}");
+    // The admin tries again: refused while WATA's outcome is unknown.
+    let retry = shop.refund(&order, Some(10_000)).await;
+    assert!(
+        matches!(retry, Err(RefundError::InProgress(_))),
+        "{retry:?}"
+    );
+    assert_eq!(wata_refunds(&shop).len(), 1);
+    // WATA's webhook settles it: counted once, and the next refund may go.
+    let refund_id = wata_refunds(&shop)[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(shop.send_wata(&refund_id).await, 200);
+    let after = self::order(&mut shop.conn().await, order.id).await;
+    assert_eq!(after.refunded_minor, 10_000);
+    let next = shop.refund(&order, Some(5_000)).await;
+    assert!(next.is_ok(), "{next:?}");
+    assert_eq!(wata_refunds(&shop).len(), 2);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn partial_refunds_take_back_days_by_the_share_refunded_so_far() {
+    // Before: two refunds of half a 31-day order took 16 + 16 = 32 days.
+    let shop = shop(&[]).await;
+    let conn = &mut shop.conn().await;
+    let plan = insert_plan(conn, 31, 31_000).await;
+    let ends = Utc::now() + days(40);
+    let user = shop.subscriber(26_001, ends).await;
+    let checkout = shop
+        .app
+        .app
+        .payments
+        .addr()
+        .send(CreateCheckout {
+            user_id: user,
+            plan_id: plan,
+            provider: PaymentProvider::Yookassa,
+            promo_code: None,
+            auto_renew: false,
+        })
+        .await
+        .unwrap();
+    let order = shop.order_of(checkout).await;
+    assert_eq!(shop.pay_yookassa(&order).await, 200);
+    let first = shop.refund(&order, Some(15_500)).await.unwrap();
+    let second = shop.refund(&order, Some(15_500)).await.unwrap();
+    assert_eq!(first.days_taken_back + second.days_taken_back, 31);
+    assert!(close(expires(conn, user).await, ends));
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn auto_renewal_does_not_charge_again_while_a_charge_is_pending_and_the_end_moved() {
+    // Before: the end date is part of the charge's key, so a moved end meant a second charge.
+    let shop = shop(&[]).await;
+    let (user, method) = with_saved_card(&shop, 27_001).await;
+    shop.yookassa.set_autopayment_outcome(AutoPayment::Pending);
+    let conn = &mut shop.conn().await;
+    let ends = Utc::now() + chrono::Duration::hours(12);
+    set_expires(conn, user, ends).await;
+    shop.run(AUTO_RENEW_JOB).await;
+    // While YooKassa works on the charge, the end moves (an admin gives two hours).
+    set_expires(conn, user, ends + chrono::Duration::hours(2)).await;
+    shop.run(AUTO_RENEW_JOB).await;
+    let charges = shop
+        .yookassa
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.route == "/v3/payments"
+                && r.body.as_ref().unwrap()["payment_method_id"] == json!(method)
+        })
+        .count();
+    assert_eq!(charges, 1, "one charge while one is pending");
+    let pending = orders_of(conn, user)
+        .await
+        .into_iter()
+        .filter(|o| o.kind == PaymentKind::AutoRenewal)
+        .count();
+    assert_eq!(pending, 1);
+    shop.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_full_refund_of_the_first_payment_takes_the_inviters_bonus_back() {
+    // Before: the inviter kept the 30 bonus days of a payment that was refunded in full.
+    let shop = shop(&[("REFERRAL_INVITER_DAYS", "30")]).await;
+    let inviter_ends = Utc::now() + days(2);
+    let inviter = shop.subscriber(28_001, inviter_ends).await;
+    let invitee = shop.user(28_002).await;
+    let conn = &mut shop.conn().await;
+    diesel::insert_into(referrals::table)
+        .values((
+            referrals::inviter_id.eq(inviter),
+            referrals::invitee_id.eq(invitee),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    let order = shop.checkout(invitee, PaymentProvider::Yookassa).await;
+    assert_eq!(shop.pay_yookassa(&order).await, 200);
+    assert!(close(expires(conn, inviter).await, inviter_ends + days(30)));
+    // A partial refund leaves the bonus; the rest of it takes the bonus back, once.
+    shop.refund(&order, Some(10_000)).await.unwrap();
+    assert!(close(expires(conn, inviter).await, inviter_ends + days(30)));
+    shop.refund(&order, None).await.unwrap();
+    assert!(
+        close(expires(conn, inviter).await, inviter_ends),
+        "inviter ends {}",
+        expires(conn, inviter).await
+    );
+    shop.finish().await;
+}

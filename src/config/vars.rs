@@ -503,6 +503,12 @@ pub const VARS: &[Var] = &[
         "Interval of `payments_poll`, which asks about those orders.",
     ),
     var(
+        "PAYMENT_PROVIDER_TIMEOUT",
+        Some("30s"),
+        "30s",
+        "How long a call to YooKassa or WATA may take; a refund whose answer did not come in time is not asked again.",
+    ),
+    var(
         "AUTO_RENEW_DAYS_BEFORE",
         Some("1"),
         "1",

@@ -51,8 +51,8 @@ pub struct PaymentClients {
 
 impl PaymentClients {
     pub fn new(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
-        let timeout = std::time::Duration::from_secs(30);
         let p = &settings.payments;
+        let timeout = p.provider_timeout;
         let yookassa = p
             .yookassa
             .as_ref()

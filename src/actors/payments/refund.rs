@@ -27,6 +27,13 @@ pub enum RefundError {
     Invalid(String),
     #[error("the provider refused the refund: {0}")]
     Provider(String),
+    /// A refund of this payment is already under way (requested, outcome not known yet).
+    #[error("{0}")]
+    InProgress(String),
+    /// The provider was asked but its answer was lost: it may have refunded. Nothing is asked
+    /// again until its notice (or an answer) settles it.
+    #[error("{0}")]
+    Unknown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -311,7 +311,10 @@ pub struct RefundDone {
 fn refund_error(e: RefundError) -> AppError {
     match e {
         RefundError::NotFound(id) => AppError::not_found(format!("payment {id}")),
-        RefundError::NotPaid(..) | RefundError::Provider(_) => AppError::Conflict(e.to_string()),
+        RefundError::NotPaid(..)
+        | RefundError::Provider(_)
+        | RefundError::InProgress(_)
+        | RefundError::Unknown(_) => AppError::Conflict(e.to_string()),
         RefundError::Invalid(message) => AppError::validation("amount_minor", message),
         RefundError::Internal(cause) => AppError::Internal(anyhow::anyhow!("refund: {cause}")),
     }
