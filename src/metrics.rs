@@ -93,6 +93,8 @@ pub struct Metrics {
     pub webhook_duration: HistogramVec,
     /// `provider`.
     pub refunds: IntCounterVec,
+    /// Payments an admin must look at, by kind (see `actors::payments::Anomaly`).
+    pub payment_anomalies: IntCounterVec,
     /// `provider`, `outcome`: `succeeded`, `failed`, `pending`.
     pub auto_renewals: IntCounterVec,
     /// `kind` (`command`, `text`, `callback`, `pre_checkout`, `payment`, `chat_member`, `other`),
@@ -357,6 +359,14 @@ impl Metrics {
             Opts::new("refunds_total", "Refunds made, by provider.").namespace(NAMESPACE),
             &["provider"],
         )?;
+        let payment_anomalies = IntCounterVec::new(
+            Opts::new(
+                "payment_anomalies_total",
+                "Payments an admin must look at (flagged orders), by kind.",
+            )
+            .namespace(NAMESPACE),
+            &["kind"],
+        )?;
         let auto_renewals = IntCounterVec::new(
             Opts::new(
                 "auto_renewals_total",
@@ -455,6 +465,7 @@ impl Metrics {
             Box::new(payment_events.clone()),
             Box::new(webhook_duration.clone()),
             Box::new(refunds.clone()),
+            Box::new(payment_anomalies.clone()),
             Box::new(auto_renewals.clone()),
             Box::new(bot_updates.clone()),
             Box::new(bot_update_duration.clone()),
@@ -513,6 +524,7 @@ impl Metrics {
             payment_events,
             webhook_duration,
             refunds,
+            payment_anomalies,
             auto_renewals,
             bot_updates,
             bot_update_duration,

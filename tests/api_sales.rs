@@ -726,10 +726,15 @@ async fn promo_codes_are_changed_deleted_or_kept_and_their_redemptions_listed() 
     let alice = Subscriber::new(7001).insert(conn).await;
     let bob = Subscriber::new(7002).insert(conn).await;
     for user in [alice, bob] {
-        assert!(
-            vpn_shop::db::promo::redeem(conn, used_id, user, None, 0, 7)
+        let code = vpn_shop::db::promo::lock(conn, used_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            vpn_shop::db::promo::redeem_days(conn, &code, user, 7)
                 .await
-                .unwrap()
+                .unwrap(),
+            vpn_shop::db::promo::Redemption::Redeemed
         );
     }
 

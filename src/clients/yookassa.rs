@@ -139,6 +139,9 @@ pub struct Payment {
     pub cancellation_details: Option<Cancellation>,
     #[serde(default)]
     pub test: bool,
+    /// How much of the payment was refunded (absent before any refund).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_amount: Option<Amount>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +157,15 @@ pub struct Refund {
     pub payment_id: String,
     pub status: String,
     pub amount: Amount,
+}
+
+/// A page of a list (`GET /v3/refunds?...`).
+#[derive(Debug, Deserialize)]
+struct RefundList {
+    #[serde(default)]
+    items: Vec<Refund>,
+    #[serde(default)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -190,10 +202,16 @@ impl YooKassaClient {
         })
     }
 
+    /// `path` may carry a query (`/refunds?payment_id=…`), already encoded.
     fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
         let base = url.path().trim_end_matches('/').to_owned();
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         url.set_path(&format!("{base}{path}"));
+        url.set_query(query);
         url
     }
 
@@ -306,6 +324,42 @@ impl YooKassaClient {
             None,
         )
         .await
+    }
+
+    /// Every refund of a payment (all pages).
+    pub async fn list_refunds(&self, payment_id: &str) -> Result<Vec<Refund>, ProviderError> {
+        if payment_id.is_empty()
+            || !payment_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ProviderError::NotFound);
+        }
+        let mut refunds = Vec::new();
+        let mut cursor: Option<String> = None;
+        // A payment has a handful of refunds; the bound only stops a provider that loops.
+        for _ in 0..100 {
+            let mut path = format!("/refunds?payment_id={payment_id}&limit=100");
+            if let Some(cursor) = &cursor {
+                path.push_str("&cursor=");
+                for b in cursor.bytes() {
+                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                        path.push(char::from(b));
+                    } else {
+                        path.push_str(&format!("%{b:02X}"));
+                    }
+                }
+            }
+            let page: RefundList = self
+                .call(Method::GET, &path, "list_refunds", None, None)
+                .await?;
+            refunds.extend(page.items);
+            match page.next_cursor {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => break,
+            }
+        }
+        Ok(refunds)
     }
 
     pub async fn create_refund(

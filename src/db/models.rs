@@ -11,8 +11,8 @@ use crate::db::schema::*;
 use crate::domain::{
     AdminId, AdminRole, BroadcastId, BroadcastStatus, Currency, JobId, JobState, Language, Money,
     NotificationChannel, NotificationStatus, PanelUserStatus, PaymentEventVerdict, PaymentId,
-    PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind, SubscriptionId,
-    SubscriptionStatus, SyncRunStatus, UserId,
+    PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind, RefundState,
+    SubscriptionId, SubscriptionStatus, SyncRunStatus, UserId,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -59,6 +59,8 @@ pub struct PromoCode {
     pub note: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Uses held by unpaid orders (they count toward `max_uses`).
+    pub reserved_count: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -166,10 +168,12 @@ pub struct PaymentRefund {
     pub id: i64,
     pub payment_id: PaymentId,
     pub provider: PaymentProvider,
-    pub external_id: String,
+    /// The provider's id of the refund; unknown while a request's outcome is.
+    pub external_id: Option<String>,
     pub amount_minor: i64,
     pub days_taken_back: i32,
     pub created_at: DateTime<Utc>,
+    pub state: RefundState,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -182,6 +186,18 @@ pub struct PromoRedemption {
     pub discount_minor: i64,
     pub bonus_days: i32,
     pub redeemed_at: DateTime<Utc>,
+    pub once_per_user: bool,
+}
+
+/// A use of a promo code held by an unpaid order (see `db::promo`).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = promo_reservations, check_for_backend(diesel::pg::Pg))]
+pub struct PromoReservation {
+    pub payment_id: PaymentId,
+    pub promo_code_id: PromoCodeId,
+    pub user_id: UserId,
+    pub once_per_user: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -195,6 +211,7 @@ pub struct Referral {
     pub rewarded_payment_id: Option<PaymentId>,
     pub inviter_rewarded_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub inviter_bonus_revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]

@@ -14,7 +14,7 @@ use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
 use crate::db::schema::{payment_events, payment_refunds, payments};
 use crate::domain::{
     Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId,
-    PromoCodeId, UserId,
+    PromoCodeId, RefundState, UserId,
 };
 
 /// An order to write.
@@ -148,6 +148,7 @@ pub async fn mark_succeeded(
 }
 
 /// A pending order ends unpaid: `canceled` (declined, abandoned) or `expired` (its link closed).
+/// The promo code use it held is given back, in the same transaction.
 pub async fn mark_unpaid(
     conn: &mut PgConn,
     id: PaymentId,
@@ -155,29 +156,40 @@ pub async fn mark_unpaid(
     reason: &str,
     raw: Option<&Value>,
 ) -> QueryResult<bool> {
-    let n = diesel::update(
-        payments::table
-            .find(id)
-            .filter(payments::status.eq(PaymentStatus::Pending)),
-    )
-    .set((
-        payments::status.eq(status),
-        payments::failure_reason.eq(reason),
-        payments::raw_payload.eq(raw),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let n = diesel::update(
+            payments::table
+                .find(id)
+                .filter(payments::status.eq(PaymentStatus::Pending)),
+        )
+        .set((
+            payments::status.eq(status),
+            payments::failure_reason.eq(reason),
+            payments::raw_payload.eq(raw),
+        ))
+        .execute(conn)
+        .await?;
+        if n == 1 {
+            crate::db::promo::release(conn, id).await?;
+        }
+        Ok(n == 1)
+    })
+    .await
 }
 
-/// Flags an order for an admin (e.g. paid the wrong amount): the reason is kept, the status is not
-/// changed.
+/// Flags an order for an admin (e.g. paid the wrong amount): the reason is added to those it
+/// has, the status is not changed.
 pub async fn flag(conn: &mut PgConn, id: PaymentId, reason: &str) -> QueryResult<()> {
-    diesel::update(payments::table.find(id))
-        .set(payments::failure_reason.eq(reason))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    diesel::sql_query(
+        "UPDATE payments SET failure_reason = CASE WHEN failure_reason IS NULL OR failure_reason = '' \
+             THEN $2 ELSE failure_reason || '; ' || $2 END WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id.0)
+    .bind::<diesel::sql_types::Text, _>(reason)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Records a refund of `amount` more; the order is `refunded` (fully or partly: see
@@ -229,6 +241,18 @@ pub async fn is_first_payment(
     )))
     .get_result(conn)
     .await
+}
+
+/// The user's automatic renewal charge still pending, if any.
+pub async fn pending_auto_renewal(conn: &mut PgConn, user: UserId) -> QueryResult<Option<Payment>> {
+    payments::table
+        .filter(payments::user_id.eq(user))
+        .filter(payments::kind.eq(PaymentKind::AutoRenewal))
+        .filter(payments::status.eq(PaymentStatus::Pending))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Orders of `provider` still pending after `older_than` (their webhook may be lost).
@@ -288,7 +312,7 @@ pub async fn events_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<Paym
         .await
 }
 
-/// The refund the provider knows as `external_id`, if it was counted already.
+/// The refund the provider knows as `external_id`, in any state.
 pub async fn find_refund(
     conn: &mut PgConn,
     provider: PaymentProvider,
@@ -303,26 +327,112 @@ pub async fn find_refund(
         .optional()
 }
 
-/// Counts a refund once: `false` when this provider refund was already recorded.
-pub async fn record_refund(
+/// A refund request whose outcome is unknown stops blocking new requests after this long: the
+/// providers settle (or re-send their notices of) a refund well within it (WATA: 32 h).
+pub const REFUND_REQUEST_STALE_AFTER: chrono::Duration = chrono::Duration::hours(48);
+
+/// A refund row to write.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRefund<'a> {
+    pub external_id: Option<&'a str>,
+    pub amount_minor: i64,
+    pub days_taken_back: i32,
+    pub state: RefundState,
+}
+
+pub async fn insert_refund(
     conn: &mut PgConn,
     order: &Payment,
-    external_id: &str,
-    amount_minor: i64,
-    days_taken_back: i32,
-) -> QueryResult<bool> {
-    let n = diesel::insert_into(payment_refunds::table)
+    refund: NewRefund<'_>,
+) -> QueryResult<PaymentRefund> {
+    diesel::insert_into(payment_refunds::table)
         .values((
             payment_refunds::payment_id.eq(order.id),
             payment_refunds::provider.eq(order.provider),
-            payment_refunds::external_id.eq(external_id),
-            payment_refunds::amount_minor.eq(amount_minor),
-            payment_refunds::days_taken_back.eq(days_taken_back),
+            payment_refunds::external_id.eq(refund.external_id),
+            payment_refunds::amount_minor.eq(refund.amount_minor),
+            payment_refunds::days_taken_back.eq(refund.days_taken_back),
+            payment_refunds::state.eq(refund.state),
         ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(n == 1)
+        .returning(PaymentRefund::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Settles a refund row: its state, the provider's id (when learned) and the days it took back.
+pub async fn settle_refund(
+    conn: &mut PgConn,
+    id: i64,
+    state: RefundState,
+    external_id: Option<&str>,
+    days_taken_back: i32,
+) -> QueryResult<()> {
+    let target = payment_refunds::table.find(id);
+    match external_id {
+        Some(external) => {
+            diesel::update(target)
+                .set((
+                    payment_refunds::state.eq(state),
+                    payment_refunds::external_id.eq(external),
+                    payment_refunds::days_taken_back.eq(days_taken_back),
+                ))
+                .execute(conn)
+                .await
+        }
+        None => {
+            diesel::update(target)
+                .set((
+                    payment_refunds::state.eq(state),
+                    payment_refunds::days_taken_back.eq(days_taken_back),
+                ))
+                .execute(conn)
+                .await
+        }
+    }
+    .map(|_| ())
+}
+
+/// The order's refund rows in `state`, oldest first; `requested` ones only while not stale.
+pub async fn refunds_in_state(
+    conn: &mut PgConn,
+    order: PaymentId,
+    state: RefundState,
+) -> QueryResult<Vec<PaymentRefund>> {
+    let mut q = payment_refunds::table
+        .filter(payment_refunds::payment_id.eq(order))
+        .filter(payment_refunds::state.eq(state))
+        .into_boxed();
+    if state == RefundState::Requested {
+        q = q.filter(payment_refunds::created_at.gt(Utc::now() - REFUND_REQUEST_STALE_AFTER));
+    }
+    q.select(PaymentRefund::as_select())
+        .order(payment_refunds::id)
+        .load(conn)
+        .await
+}
+
+/// Orders with a refund request whose outcome is still unknown, requested before `before` (the
+/// poll asks their providers).
+pub async fn orders_with_open_refund_requests(
+    conn: &mut PgConn,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(
+            payments::id.eq_any(
+                payment_refunds::table
+                    .filter(payment_refunds::state.eq(RefundState::Requested))
+                    .filter(payment_refunds::created_at.lt(before))
+                    .filter(payment_refunds::created_at.gt(Utc::now() - REFUND_REQUEST_STALE_AFTER))
+                    .select(payment_refunds::payment_id),
+            ),
+        )
+        .select(Payment::as_select())
+        .order(payments::id)
+        .limit(limit)
+        .load(conn)
+        .await
 }
 
 pub async fn refunds_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<PaymentRefund>> {

@@ -1,4 +1,9 @@
-//! Promo codes and their redemptions.
+//! Promo codes, the uses unpaid orders hold (reservations) and the redemptions.
+//!
+//! A checkout with a code takes one of its uses under the code's row lock ([`reserve`]); the use
+//! is the order's until it is paid ([`redeem_for_order`]) or ends unpaid ([`release`]). Held uses
+//! count toward `max_uses` (`reserved_count`, checked by the database too), and a once-per-user
+//! code is held and redeemed at most once per user (unique indexes).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -6,8 +11,8 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
 use crate::db::models::{PromoCode, PromoRedemption};
-use crate::db::schema::{promo_codes, promo_redemptions, users};
-use crate::domain::pricing::PromoRules;
+use crate::db::schema::{promo_codes, promo_redemptions, promo_reservations, users};
+use crate::domain::pricing::{PromoRefusal, PromoRules};
 use crate::domain::{PaymentId, PromoCodeId, PromoKind, UserId};
 
 /// Codes are stored upper-case; users may type them in any case.
@@ -33,6 +38,7 @@ pub async fn find(conn: &mut PgConn, id: PromoCodeId) -> QueryResult<Option<Prom
         .optional()
 }
 
+/// Whether `user` redeemed the code already (a paid order, or bonus days).
 pub async fn used_by(conn: &mut PgConn, promo: PromoCodeId, user: UserId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         promo_redemptions::table
@@ -51,7 +57,8 @@ impl From<&PromoCode> for PromoRules {
             value: p.value,
             active: p.active,
             max_uses: p.max_uses,
-            uses_count: p.uses_count,
+            // Uses held by unpaid orders are taken too.
+            uses_count: p.uses_count + p.reserved_count,
             once_per_user: p.once_per_user,
             new_users_only: p.new_users_only,
             min_plan_days: p.min_plan_days,
@@ -61,40 +68,154 @@ impl From<&PromoCode> for PromoRules {
     }
 }
 
-/// Records a redemption and counts the use, unless the code is used up meanwhile. `false` when
-/// it was (the caller's transaction then decides).
-pub async fn redeem(
+/// Takes one use of the `code` (locked by the caller with [`lock`], and checked with
+/// `pricing::check_promo`) for `order` of `user`. A once-per-user code holds one use per user:
+/// an older unpaid order of the same user gives its use to this one (the payer went back and
+/// chose again); should that older order be paid after all, its use is taken again if one is
+/// free, or it is an over-use ([`redeem_for_order`]).
+pub async fn reserve(
     conn: &mut PgConn,
-    promo: PromoCodeId,
+    code: &PromoCode,
+    user: UserId,
+    order: PaymentId,
+) -> QueryResult<()> {
+    if code.once_per_user {
+        let older: Vec<PaymentId> = diesel::delete(
+            promo_reservations::table
+                .filter(promo_reservations::promo_code_id.eq(code.id))
+                .filter(promo_reservations::user_id.eq(user))
+                .filter(promo_reservations::once_per_user),
+        )
+        .returning(promo_reservations::payment_id)
+        .get_results(conn)
+        .await?;
+        count_reserved(conn, code.id, -(older.len() as i32)).await?;
+    }
+    diesel::insert_into(promo_reservations::table)
+        .values((
+            promo_reservations::payment_id.eq(order),
+            promo_reservations::promo_code_id.eq(code.id),
+            promo_reservations::user_id.eq(user),
+            promo_reservations::once_per_user.eq(code.once_per_user),
+        ))
+        .execute(conn)
+        .await?;
+    count_reserved(conn, code.id, 1).await
+}
+
+async fn count_reserved(conn: &mut PgConn, code: PromoCodeId, delta: i32) -> QueryResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    diesel::update(promo_codes::table.find(code))
+        .set(promo_codes::reserved_count.eq(promo_codes::reserved_count + delta))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Gives back the use an unpaid order held (it was canceled or expired). `true` when it held one.
+pub async fn release(conn: &mut PgConn, order: PaymentId) -> QueryResult<bool> {
+    let code: Option<PromoCodeId> = diesel::delete(promo_reservations::table.find(order))
+        .returning(promo_reservations::promo_code_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    match code {
+        Some(code) => count_reserved(conn, code, -1).await.map(|_| true),
+        None => Ok(false),
+    }
+}
+
+/// What became of a paid order's promo code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// Redeemed with the use the order held (or a use that was still free).
+    Redeemed,
+    /// No use was left for it: the order was priced with the code but the code's limits are
+    /// spent (its use was given back, or taken by another order of a once-per-user payer).
+    OverUse(PromoRefusal),
+}
+
+/// Redeems the code of a paid `order` (`discount_minor`, `bonus_days` as priced): turns the use
+/// it holds into a redemption, or takes a free use when it holds none; otherwise an over-use,
+/// and nothing is counted (the caller records it).
+pub async fn redeem_for_order(
+    conn: &mut PgConn,
+    code: PromoCodeId,
+    user: UserId,
+    order: PaymentId,
+    discount_minor: i64,
+    bonus_days: i32,
+) -> QueryResult<Redemption> {
+    let Some(locked) = lock(conn, code).await? else {
+        // The code was deleted meanwhile: nothing to count.
+        return Ok(Redemption::Redeemed);
+    };
+    let held = release(conn, order).await?;
+    redeem_locked(
+        conn,
+        &locked,
+        held,
+        user,
+        Some(order),
+        discount_minor,
+        bonus_days,
+    )
+    .await
+}
+
+/// Redeems `code` (locked by the caller) for bonus days with no order (the bot's /promo).
+pub async fn redeem_days(
+    conn: &mut PgConn,
+    code: &PromoCode,
+    user: UserId,
+    bonus_days: i32,
+) -> QueryResult<Redemption> {
+    redeem_locked(conn, code, false, user, None, 0, bonus_days).await
+}
+
+/// `held`: the order held a use that was just given back (so it is free for it again).
+async fn redeem_locked(
+    conn: &mut PgConn,
+    code: &PromoCode,
+    held: bool,
     user: UserId,
     payment: Option<PaymentId>,
     discount_minor: i64,
     bonus_days: i32,
-) -> QueryResult<bool> {
-    let counted = diesel::update(
-        promo_codes::table.find(promo).filter(
-            promo_codes::max_uses
-                .is_null()
-                .or(promo_codes::uses_count.lt(promo_codes::max_uses.assume_not_null())),
-        ),
-    )
-    .set(promo_codes::uses_count.eq(promo_codes::uses_count + 1))
-    .execute(conn)
-    .await?;
-    if counted == 0 {
-        return Ok(false);
+) -> QueryResult<Redemption> {
+    if code.once_per_user && used_by(conn, code.id, user).await? {
+        return Ok(Redemption::OverUse(PromoRefusal::AlreadyUsed));
     }
+    // `release` gave the held use back: the count below sees the code as this order left it.
+    let reserved = if held {
+        code.reserved_count - 1
+    } else {
+        code.reserved_count
+    };
+    if code
+        .max_uses
+        .is_some_and(|max| code.uses_count + reserved >= max)
+    {
+        return Ok(Redemption::OverUse(PromoRefusal::UsedUp));
+    }
+    diesel::update(promo_codes::table.find(code.id))
+        .set(promo_codes::uses_count.eq(promo_codes::uses_count + 1))
+        .execute(conn)
+        .await?;
     diesel::insert_into(promo_redemptions::table)
         .values((
-            promo_redemptions::promo_code_id.eq(promo),
+            promo_redemptions::promo_code_id.eq(code.id),
             promo_redemptions::user_id.eq(user),
             promo_redemptions::payment_id.eq(payment),
             promo_redemptions::discount_minor.eq(discount_minor),
             promo_redemptions::bonus_days.eq(bonus_days),
+            promo_redemptions::once_per_user.eq(code.once_per_user),
         ))
         .execute(conn)
         .await?;
-    Ok(true)
+    Ok(Redemption::Redeemed)
 }
 
 /// What an admin sets on a promo code (`uses_count` is counted by redemptions only).

@@ -73,6 +73,25 @@ pub async fn reward_inviter(
     Ok(n == 1)
 }
 
+/// Marks the inviter's bonus granted for `payment` as taken back (the payment was refunded in
+/// full) and returns the referral; `None` when no bonus was given for it or it was taken back
+/// already.
+pub async fn revoke_bonus_of_payment(
+    conn: &mut PgConn,
+    payment: PaymentId,
+) -> QueryResult<Option<Referral>> {
+    diesel::update(
+        referrals::table
+            .filter(referrals::rewarded_payment_id.eq(payment))
+            .filter(referrals::inviter_bonus_revoked_at.is_null()),
+    )
+    .set(referrals::inviter_bonus_revoked_at.eq(diesel::dsl::now))
+    .returning(Referral::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
 /// An inviter and what their invitations brought.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct InviterStats {

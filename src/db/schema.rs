@@ -157,10 +157,11 @@ diesel::table! {
         id -> Int8,
         payment_id -> Int8,
         provider -> Text,
-        external_id -> Text,
+        external_id -> Nullable<Text>,
         amount_minor -> Int8,
         days_taken_back -> Int4,
         created_at -> Timestamptz,
+        state -> Text,
     }
 }
 
@@ -226,6 +227,7 @@ diesel::table! {
         note -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        reserved_count -> Int4,
     }
 }
 
@@ -238,6 +240,17 @@ diesel::table! {
         discount_minor -> Int8,
         bonus_days -> Int4,
         redeemed_at -> Timestamptz,
+        once_per_user -> Bool,
+    }
+}
+
+diesel::table! {
+    promo_reservations (payment_id) {
+        payment_id -> Int8,
+        promo_code_id -> Int8,
+        user_id -> Int8,
+        once_per_user -> Bool,
+        created_at -> Timestamptz,
     }
 }
 
@@ -258,6 +271,7 @@ diesel::table! {
         rewarded_payment_id -> Nullable<Int8>,
         inviter_rewarded_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        inviter_bonus_revoked_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -370,6 +384,9 @@ diesel::joinable!(payments -> users (user_id));
 diesel::joinable!(promo_redemptions -> payments (payment_id));
 diesel::joinable!(promo_redemptions -> promo_codes (promo_code_id));
 diesel::joinable!(promo_redemptions -> users (user_id));
+diesel::joinable!(promo_reservations -> payments (payment_id));
+diesel::joinable!(promo_reservations -> promo_codes (promo_code_id));
+diesel::joinable!(promo_reservations -> users (user_id));
 diesel::joinable!(referrals -> payments (rewarded_payment_id));
 diesel::joinable!(revoked_tokens -> admins (admin_id));
 diesel::joinable!(scheduled_tasks -> jobs (last_job_id));
@@ -393,6 +410,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plans,
     promo_codes,
     promo_redemptions,
+    promo_reservations,
     rate_slots,
     referrals,
     revoked_tokens,

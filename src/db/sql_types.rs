@@ -52,6 +52,7 @@ text_enum_sql!(
     PaymentStatus,
     PaymentKind,
     PaymentEventVerdict,
+    RefundState,
     PromoKind,
     JobState,
     NotificationChannel,

@@ -93,6 +93,20 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where a refund stands (`payment_refunds.state`).
+    RefundState {
+        /// The shop asked the provider; the outcome is not known yet.
+        Requested => "requested",
+        /// The provider reported it before the shop recorded the payment as paid.
+        Early => "early",
+        /// Counted: in `payments.refunded_minor`, its days taken back.
+        Applied => "applied",
+        /// The provider refused it.
+        Failed => "failed",
+    }
+);
+
+text_enum!(
     /// Kinds of promo codes.
     PromoKind {
         Percent => "percent",

@@ -212,6 +212,27 @@ pub fn take_back(current_end: DateTime<Utc>, days: i32) -> DateTime<Utc> {
     current_end - Duration::days(i64::from(days))
 }
 
+/// The days a refund of `refund` minor units takes back from an order of `days` days that cost
+/// `amount` minor units, of which `refunded_before` were refunded already. Days follow the
+/// cumulative refunded share, rounded to the nearest day (halves up): the refunds of one order
+/// together take back exactly its share, however the money was split (two halves of a 31-day
+/// order take 16 + 15 days, thirty small refunds of a thirtieth take a day each). A free order
+/// (`amount` 0) gives all its days back.
+pub fn refund_days(days: i32, amount: i64, refunded_before: i64, refund: i64) -> i32 {
+    let days = i64::from(days.max(0));
+    if amount <= 0 {
+        return days as i32;
+    }
+    let share = |refunded: i64| {
+        let refunded = i128::from(refunded.clamp(0, amount));
+        let (days, amount) = (i128::from(days), i128::from(amount));
+        ((2 * days * refunded + amount) / (2 * amount)) as i64
+    };
+    let before = refunded_before.clamp(0, amount);
+    let after = before.saturating_add(refund.max(0)).min(amount);
+    (share(after) - share(before)) as i32
+}
+
 /// Days of access left, counting a started day as a whole one (0 once the subscription ended).
 pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let left = (end - now).num_seconds();
@@ -462,7 +483,45 @@ mod tests {
         assert_eq!(days_left(extend(None, now, 30), now), 30);
     }
 
+    #[test]
+    fn refunds_take_back_days_by_the_cumulative_share() {
+        assert_eq!(refund_days(30, 30_000, 0, 30_000), 30);
+        assert_eq!(refund_days(30, 30_000, 0, 15_000), 15);
+        assert_eq!(refund_days(30, 30_000, 0, 100), 0);
+        assert_eq!(refund_days(37, 29_900, 0, 29_900), 37, "bonus days go too");
+        assert_eq!(refund_days(30, 0, 0, 0), 30, "a free order");
+        // Two halves of a 31-day order: 16 + 15, not 16 + 16.
+        assert_eq!(refund_days(31, 31_000, 0, 15_500), 16);
+        assert_eq!(refund_days(31, 31_000, 15_500, 15_500), 15);
+        // Ten refunds of 1 % each: a day is taken when the share reaches it.
+        let taken: i32 = (0..10).map(|i| refund_days(30, 10_000, i * 100, 100)).sum();
+        assert_eq!(taken, 3);
+        // More than remains counts only what remains.
+        assert_eq!(refund_days(30, 30_000, 20_000, 20_000), 10);
+    }
+
     proptest! {
+        #[test]
+        fn refunds_in_any_split_take_back_the_refunded_share(
+            days in 1i32..3660, amount in 1i64..10_000_000,
+            cuts in proptest::collection::vec(1i64..1_000_000, 1..20),
+        ) {
+            let mut refunded = 0i64;
+            let mut taken = 0i32;
+            for cut in cuts {
+                let refund = cut.min(amount - refunded);
+                if refund <= 0 { break; }
+                let d = refund_days(days, amount, refunded, refund);
+                prop_assert!(d >= 0);
+                taken += d;
+                refunded += refund;
+                let share = (2 * i128::from(days) * i128::from(refunded) + i128::from(amount))
+                    / (2 * i128::from(amount));
+                prop_assert_eq!(i128::from(taken), share);
+            }
+            prop_assert!(taken <= days);
+        }
+
         #[test]
         fn a_price_is_never_negative_nor_between_zero_and_the_minimum(
             rub in 0i64..10_000_000, stars in proptest::option::of(1i64..100_000),

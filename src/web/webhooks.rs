@@ -417,7 +417,9 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 
 /// `POST /webhooks/telegram` (TELEGRAM_MODE=webhook): Telegram's updates, authenticated by
 /// the secret it sends in `X-Telegram-Bot-Api-Secret-Token`, handed to the bot actor. 200 once
-/// queued; 503 when the queue is full (Telegram delivers again later).
+/// queued; 503 when the queue is full (Telegram delivers again later). A Stars payment is
+/// committed before the answer: 200 only once it is recorded, 503 otherwise (Telegram delivers
+/// it again), so a crash after the answer cannot lose it.
 pub async fn telegram(
     state: web::Data<WebState>,
     req: HttpRequest,
@@ -443,6 +445,28 @@ pub async fn telegram(
     }
     let update: teloxide::types::Update = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("not a Telegram update: {e}")))?;
+    if let Some(payment) = crate::actors::bot::payments::payment_of(&update) {
+        let Some(processor) = &state.payments else {
+            return Err(AppError::Unavailable(
+                "payments are not running; deliver again later".into(),
+            ));
+        };
+        match processor.addr().send(ProviderUpdate(payment)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(update = update.id.0, error = %e.message, "Stars payment not recorded; Telegram delivers it again");
+                return Err(AppError::Unavailable(
+                    "the payment could not be recorded; deliver again later".into(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(update = update.id.0, error = %e, "payment processor unavailable");
+                return Err(AppError::Unavailable(
+                    "the payment could not be recorded; deliver again later".into(),
+                ));
+            }
+        }
+    }
     match inbox.deliver(update) {
         Ok(()) => Ok(HttpResponse::Ok().finish()),
         Err(InboxError::Full) => Err(AppError::Unavailable(

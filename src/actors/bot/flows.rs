@@ -683,8 +683,10 @@ pub async fn apply_promo(ctx: &Ctx, typed: &str) -> anyhow::Result<()> {
             match code.kind {
                 PromoKind::BonusDays => {
                     let days = i32::try_from(code.value).unwrap_or(0);
-                    if !promo::redeem(conn, code.id, user, None, 0, days).await? {
-                        return Ok(Err(PromoRefusal::UsedUp));
+                    if let promo::Redemption::OverUse(refusal) =
+                        promo::redeem_days(conn, &code, user, days).await?
+                    {
+                        return Ok(Err(refusal));
                     }
                     let end = subscriptions::extend(conn, user, &name, days, None, false).await?;
                     jobs::enqueue(conn, provision_job(user), attempts).await?;

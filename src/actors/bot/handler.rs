@@ -278,13 +278,14 @@ async fn handle(bot: &Bot, update: &Update, deps: &Arc<Deps>) -> anyhow::Result<
             payments::pre_checkout(bot, q, &deps.payments).await?;
             Ok("handled")
         }
+        // Recorded before the update was confirmed to Telegram (`payments::payment_of`): by the
+        // long poll's listener, or by the webhook before it answered.
         UpdateKind::Message(m)
             if matches!(
                 m.kind,
                 MessageKind::SuccessfulPayment(_) | MessageKind::RefundedPayment(_)
             ) =>
         {
-            payments::payment_message(m, &deps.payments).await;
             Ok("handled")
         }
         UpdateKind::MyChatMember(change) => {

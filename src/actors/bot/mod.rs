@@ -22,6 +22,7 @@ use actix::fut::wrap_future;
 use actix::{
     Actor, AsyncContext, Context, Handler, Message as ActixMessage, ResponseFuture, Supervised,
 };
+use futures_util::StreamExt;
 use teloxide::Bot;
 use teloxide::dispatching::{Dispatcher, ShutdownToken};
 use teloxide::dptree;
@@ -30,7 +31,7 @@ use teloxide::payloads::{SetMyCommandsSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
 use teloxide::stop::{StopToken, mk_stop_token};
 use teloxide::types::{AllowedUpdate, BotCommand, Update};
-use teloxide::update_listeners::{Polling, StatefulListener};
+use teloxide::update_listeners::{AsUpdateStream, Polling, StatefulListener, UpdateListener};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use crate::actors::messages::Ping;
@@ -173,7 +174,7 @@ impl BotActor {
                             connected.store(true, Ordering::Relaxed);
                             delay = Duration::from_secs(1);
                             tracing::info!(bot = %me.username(), ?mode, "Telegram bot connected");
-                            dispatch(&bot, &deps, mode, &inbox, &shutdown).await;
+                            dispatch(&bot, &deps, mode, &inbox, &shutdown, &stopping).await;
                             connected.store(false, Ordering::Relaxed);
                         }
                     }
@@ -238,6 +239,7 @@ async fn dispatch(
     mode: TelegramMode,
     inbox: &Arc<BotInbox>,
     shutdown: &std::sync::Mutex<Option<ShutdownToken>>,
+    stopping: &Arc<AtomicBool>,
 ) {
     let handler = dptree::endpoint(handler::on_update);
     let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
@@ -250,12 +252,19 @@ async fn dispatch(
     let errors = LoggingErrorHandler::with_custom_text("Telegram update listener");
     let result = match mode {
         TelegramMode::Polling => {
-            let listener = Polling::builder(bot.clone())
+            let polling = Polling::builder(bot.clone())
                 .timeout(Duration::from_secs(10))
                 .allowed_updates(allowed_updates())
                 .delete_webhook()
                 .await
                 .build();
+            // A payment is recorded before the stream goes on: the next getUpdates, which
+            // confirms the update to Telegram, is sent only after it is committed.
+            let listener = StatefulListener::new(
+                (polling, deps.payments.clone(), Arc::clone(stopping)),
+                recorded_updates,
+                |(polling, ..): &mut PollingState| polling.stop_token(),
+            );
             dispatcher
                 .try_dispatch_with_listener(listener, errors)
                 .await
@@ -281,6 +290,25 @@ async fn dispatch(
     if let Err(e) = result {
         tracing::warn!(error = %e, "the Telegram dispatcher stopped");
     }
+}
+
+type PollingState = (Polling<Bot>, ActorHandle<PaymentProcessor>, Arc<AtomicBool>);
+
+/// The long poll's updates, each payment recorded before the next one is taken (see
+/// [`payments::record_before_confirming`]).
+fn recorded_updates(
+    (polling, processor, stopping): &mut PollingState,
+) -> impl futures_util::Stream<Item = Result<Update, teloxide::RequestError>> + Send + '_ {
+    let (processor, stopping) = (processor.clone(), Arc::clone(stopping));
+    polling.as_stream().then(move |item| {
+        let (processor, stopping) = (processor.clone(), Arc::clone(&stopping));
+        async move {
+            if let Ok(update) = &item {
+                payments::record_before_confirming(update, &processor, &stopping).await;
+            }
+            item
+        }
+    })
 }
 
 impl Actor for BotActor {

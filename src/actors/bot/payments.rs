@@ -1,11 +1,14 @@
-//! Telegram Stars in the bot: pre-checkout queries, successful and refunded payments, handed to
-//! the PaymentProcessor.
+//! Telegram Stars in the bot: pre-checkout queries, and successful and refunded payments handed
+//! to the PaymentProcessor before Telegram is told the update arrived (the long poll's next
+//! offset, or the webhook's answer).
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use teloxide::Bot;
 use teloxide::prelude::Requester;
-use teloxide::types::{Message, MessageKind, PreCheckoutQuery};
+
+use teloxide::types::{Message, MessageKind, PreCheckoutQuery, Update, UpdateKind};
 
 use crate::actors::payments::{
     CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate, parse_stars_payload,
@@ -50,9 +53,10 @@ pub async fn pre_checkout(
     Ok(())
 }
 
-/// Successful and refunded Stars payments; other messages belong to the subscriber flows.
-pub async fn payment_message(msg: &Message, payments: &ActorHandle<PaymentProcessor>) {
-    let update = match &msg.kind {
+/// The payment a message carries — a Stars `successful_payment` or `refunded_payment` — as the
+/// PaymentProcessor takes it; `None` for any other message.
+pub fn payment_update(msg: &Message) -> Option<PaymentUpdate> {
+    Some(match &msg.kind {
         MessageKind::SuccessfulPayment(paid) => {
             let p = &paid.successful_payment;
             let renewal = p.is_recurring && !p.is_first_recurring;
@@ -101,24 +105,48 @@ pub async fn payment_message(msg: &Message, payments: &ActorHandle<PaymentProces
                 remote_addr: None,
             }
         }
-        _ => return,
+        _ => return None,
+    })
+}
+
+/// The payment an update carries, if any.
+pub fn payment_of(update: &Update) -> Option<PaymentUpdate> {
+    match &update.kind {
+        UpdateKind::Message(m) => payment_update(m),
+        _ => None,
+    }
+}
+
+/// Long polling: records the payment `update` carries before the update is let through to the
+/// dispatcher. Telegram learns that an update was received only from the next `getUpdates`
+/// (its offset), which the listener sends once this returns: a payment is committed before
+/// Telegram forgets it, so a crash, a restart or a database outage cannot lose it. Retries with
+/// backoff (1 s doubling to 30 s) until it is committed; when the bot stops first it never
+/// returns, so the update is not confirmed and Telegram delivers it again after the restart.
+pub async fn record_before_confirming(
+    update: &Update,
+    payments: &ActorHandle<PaymentProcessor>,
+    stopping: &AtomicBool,
+) {
+    let Some(payment) = payment_of(update) else {
+        return;
     };
-    // Long polling confirms the update whatever happens here, so a payment that cannot be
-    // recorded now (database down) is retried here with backoff; after that, `payments_poll`
-    // finds it in the bot's Star transactions.
     let mut delay = Duration::from_secs(1);
-    for attempt in 1..=8 {
-        match payments.addr().send(ProviderUpdate(update.clone())).await {
+    for attempt in 1u32.. {
+        match payments.addr().send(ProviderUpdate(payment.clone())).await {
             Ok(Ok(_)) => return,
             Ok(Err(e)) => {
-                tracing::warn!(attempt, error = %e.message, "Stars payment not recorded yet; retrying")
+                tracing::warn!(attempt, update = update.id.0, error = %e.message, "Stars payment not recorded yet; it is not confirmed to Telegram until it is")
             }
             Err(e) => {
-                tracing::warn!(attempt, error = %e, "payment processor unavailable; retrying")
+                tracing::warn!(attempt, update = update.id.0, error = %e, "payment processor unavailable; the Stars payment is not confirmed to Telegram until it is recorded")
             }
+        }
+        if stopping.load(Ordering::Relaxed) {
+            tracing::error!(update = update.id.0, charge = %payment.external_id, "stopping with a Stars payment not recorded: it is not confirmed, Telegram delivers it again after the restart");
+            std::future::pending::<()>().await;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
     }
-    tracing::error!(charge = %update.external_id, "Stars payment not recorded; the payment poll will reconcile it");
 }

@@ -100,64 +100,80 @@ impl Shared {
             .filter(|p| p.active)
             .ok_or(CheckoutError::UnknownPlan)?;
         // The code typed now, or the one the user applied earlier in the bot.
-        let code = match &msg.promo_code {
+        let code_id: Option<PromoCodeId> = match &msg.promo_code {
             Some(code) => Some(
                 promo::find_by_code(&mut conn, code)
                     .await?
-                    .ok_or(CheckoutError::Promo(PromoRefusal::Unknown))?,
+                    .ok_or(CheckoutError::Promo(PromoRefusal::Unknown))?
+                    .id,
             ),
-            None => match user.pending_promo_id {
-                Some(id) => promo::find(&mut conn, id).await?,
-                None => None,
-            },
-        };
-        let rules = match &code {
-            Some(code) => {
-                let customer = Customer {
-                    has_paid: payments::has_paid(&mut conn, user.id).await?,
-                    used_this_code: promo::used_by(&mut conn, code.id, user.id).await?,
-                };
-                let rules = pricing::PromoRules::from(code);
-                pricing::check_promo(&rules, customer, Some(plan.days), Utc::now())
-                    .map_err(CheckoutError::Promo)?;
-                Some(rules)
-            }
-            None => None,
+            None => user.pending_promo_id,
         };
         let price = PlanPrice {
             days: plan.days,
             rub: plan.price(),
             stars: plan.price_in_stars(),
         };
-        let quote = pricing::quote(&price, msg.provider, rules.as_ref()).map_err(|e| match e {
-            QuoteError::NotForStars => CheckoutError::NotForStars,
-            QuoteError::Promo(refusal) => CheckoutError::Promo(refusal),
-        })?;
-        let promo_id: Option<PromoCodeId> = code.as_ref().map(|c| c.id);
         let link_ttl =
             chrono::Duration::from_std(self.settings.payments.link_ttl).unwrap_or_default();
-        let order = NewOrder {
-            user_id: user.id,
-            plan_id: Some(plan.id),
-            provider: if quote.free {
-                PaymentProvider::Free
-            } else {
-                msg.provider
-            },
-            kind: PaymentKind::Checkout,
-            amount: quote.amount,
-            days: plan.days,
-            promo_code_id: promo_id,
-            discount_minor: quote.discount,
-            bonus_days: quote.bonus_days,
-            save_payment_method: msg.auto_renew && !quote.free,
-            link_expires_at: (!quote.free && msg.provider != PaymentProvider::Stars)
-                .then(|| Utc::now() + link_ttl),
-            idempotency_key: None,
-            external_id: None,
-            payment_method_id: None,
-        };
-        let order = payments::insert(&mut conn, &order).await?;
+        // Priced and written with the code's row locked: the order takes one of the code's uses
+        // (held until it is paid or ends unpaid), so a limited code discounts no more orders
+        // than it has uses, however many checkouts are opened at once.
+        let (order, quote) = conn
+            .transaction::<_, CheckoutError, _>(async |conn| {
+                let code = match code_id {
+                    Some(id) => promo::lock(conn, id).await?,
+                    None => None,
+                };
+                if msg.promo_code.is_some() && code.is_none() {
+                    return Err(CheckoutError::Promo(PromoRefusal::Unknown));
+                }
+                let rules = match &code {
+                    Some(code) => {
+                        let customer = Customer {
+                            has_paid: payments::has_paid(conn, user.id).await?,
+                            used_this_code: promo::used_by(conn, code.id, user.id).await?,
+                        };
+                        let rules = pricing::PromoRules::from(code);
+                        pricing::check_promo(&rules, customer, Some(plan.days), Utc::now())
+                            .map_err(CheckoutError::Promo)?;
+                        Some(rules)
+                    }
+                    None => None,
+                };
+                let quote =
+                    pricing::quote(&price, msg.provider, rules.as_ref()).map_err(|e| match e {
+                        QuoteError::NotForStars => CheckoutError::NotForStars,
+                        QuoteError::Promo(refusal) => CheckoutError::Promo(refusal),
+                    })?;
+                let new = NewOrder {
+                    user_id: user.id,
+                    plan_id: Some(plan.id),
+                    provider: if quote.free {
+                        PaymentProvider::Free
+                    } else {
+                        msg.provider
+                    },
+                    kind: PaymentKind::Checkout,
+                    amount: quote.amount,
+                    days: plan.days,
+                    promo_code_id: code.as_ref().map(|c| c.id),
+                    discount_minor: quote.discount,
+                    bonus_days: quote.bonus_days,
+                    save_payment_method: msg.auto_renew && !quote.free,
+                    link_expires_at: (!quote.free && msg.provider != PaymentProvider::Stars)
+                        .then(|| Utc::now() + link_ttl),
+                    idempotency_key: None,
+                    external_id: None,
+                    payment_method_id: None,
+                };
+                let order = payments::insert(conn, &new).await?;
+                if let Some(code) = &code {
+                    promo::reserve(conn, code, user.id, order.id).await?;
+                }
+                Ok((order, quote))
+            })
+            .await?;
         drop(conn);
         self.metrics
             .checkouts

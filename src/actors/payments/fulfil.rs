@@ -9,7 +9,7 @@ use std::time::Instant;
 use diesel_async::AsyncConnection;
 use serde_json::Value;
 
-use super::Shared;
+use super::{Anomaly, Shared};
 use crate::actors::job_runner::JobError;
 use crate::actors::marzban::provision_job;
 use crate::db::jobs;
@@ -162,17 +162,20 @@ impl Shared {
                     .await
             }
             Outcome::Refunded { amount, refund_id } => {
-                if !matches!(
+                let paid = matches!(
                     order.status,
                     PaymentStatus::Succeeded | PaymentStatus::Refunded
-                ) {
-                    return Ok((
-                        PaymentEventVerdict::Ignored,
-                        Some(format!("the order is {}", order.status)),
-                    ));
-                }
+                );
                 let (taken, new) = self.take_back(conn, order, *amount, refund_id).await?;
-                Ok(if new {
+                Ok(if new && !paid {
+                    (
+                        PaymentEventVerdict::Accepted,
+                        Some(format!(
+                            "the order is {}: the refund is applied when its payment lands",
+                            order.status
+                        )),
+                    )
+                } else if new {
                     (
                         PaymentEventVerdict::Accepted,
                         Some(format!("{} days taken back", taken.days_taken_back)),
@@ -204,8 +207,8 @@ impl Shared {
                         "payment {} of {amount} arrived for an order already {}: refund it",
                         update.external_id, order.status
                     );
-                    tracing::error!(order = %order.id, %detail, "payment for a closed order");
-                    payments::flag(conn, order.id, &detail).await?;
+                    self.raise(conn, order.id, Anomaly::PaidClosedOrder, &detail)
+                        .await?;
                     return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
                 }
                 if order.provider == PaymentProvider::Yookassa
@@ -221,14 +224,46 @@ impl Shared {
                 }
                 if *amount != order.amount() {
                     let detail = format!("paid {amount}, the order is for {}", order.amount());
-                    tracing::error!(order = %order.id, %detail, "amount mismatch: the order is not fulfilled");
-                    payments::flag(conn, order.id, &format!("amount mismatch: {detail}")).await?;
+                    self.raise(
+                        conn,
+                        order.id,
+                        Anomaly::AmountMismatch,
+                        &format!("amount mismatch: {detail}"),
+                    )
+                    .await?;
                     return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
                 }
+                // A free order is only what its code gives: no use left, nothing given.
+                if order.provider == PaymentProvider::Free
+                    && let Some(refusal) = self.redeem_promo(conn, order).await?
+                {
+                    let detail = format!("promo code: {refusal}; nothing was given");
+                    payments::mark_unpaid(
+                        conn,
+                        order.id,
+                        PaymentStatus::Canceled,
+                        &detail,
+                        Some(&update.raw),
+                    )
+                    .await?;
+                    return Ok((PaymentEventVerdict::Mismatched, Some(detail)));
+                }
+                let was_expired = order.status == PaymentStatus::Expired;
                 if !payments::mark_succeeded(conn, order.id, &update.external_id, &update.raw)
                     .await?
                 {
                     return Ok((PaymentEventVerdict::Duplicate, None));
+                }
+                if was_expired {
+                    let detail = format!(
+                        "paid after the order had expired ({}): access was given",
+                        order
+                            .failure_reason
+                            .as_deref()
+                            .unwrap_or("no reason recorded")
+                    );
+                    self.raise(conn, order.id, Anomaly::PaidAfterExpiry, &detail)
+                        .await?;
                 }
                 self.grant(conn, order, update.saved_method.as_deref())
                     .await?;
@@ -278,18 +313,17 @@ impl Shared {
             false,
         )
         .await?;
-        if let Some(promo_id) = order.promo_code_id {
-            if !promo::redeem(
-                conn,
-                promo_id,
-                user.id,
-                Some(order.id),
-                order.discount_minor,
-                order.bonus_days,
-            )
-            .await?
+        if order.promo_code_id.is_some() {
+            // A free order's code was redeemed before it was marked paid.
+            if order.provider != PaymentProvider::Free
+                && let Some(refusal) = self.redeem_promo(conn, order).await?
             {
-                tracing::warn!(order = %order.id, "the promo code was used up meanwhile; the paid order keeps its price");
+                let detail = format!(
+                    "promo code over-use ({refusal}): the order was priced with a code whose \
+                     limits were spent meanwhile; the payer got what was paid for"
+                );
+                self.raise(conn, order.id, Anomaly::PromoOveruse, &detail)
+                    .await?;
             }
             users::clear_pending_promo(conn, user.id).await?;
         }
@@ -323,7 +357,34 @@ impl Shared {
         };
         self.notify(conn, user.id, format!("payment:{}", order.id), notification)
             .await?;
-        Ok(())
+        self.apply_early_refunds(conn, order).await
+    }
+
+    /// Redeems the order's promo code (the use it holds, or a free one); the refusal when no use
+    /// was left for it.
+    async fn redeem_promo(
+        &self,
+        conn: &mut PgConn,
+        order: &Payment,
+    ) -> diesel::QueryResult<Option<crate::domain::pricing::PromoRefusal>> {
+        let Some(code) = order.promo_code_id else {
+            return Ok(None);
+        };
+        Ok(
+            match promo::redeem_for_order(
+                conn,
+                code,
+                order.user_id,
+                order.id,
+                order.discount_minor,
+                order.bonus_days,
+            )
+            .await?
+            {
+                promo::Redemption::Redeemed => None,
+                promo::Redemption::OverUse(refusal) => Some(refusal),
+            },
+        )
     }
 
     /// The inviter's bonus, once, when the invited user pays for the first time.

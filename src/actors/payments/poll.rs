@@ -1,7 +1,11 @@
 //! The periodic payment work: asking providers about orders whose webhook never came (and
-//! expiring the ones whose link closed), and charging saved cards before subscriptions end.
+//! expiring the ones whose link closed), settling refund requests whose answer was lost, and
+//! charging saved cards before subscriptions end. An order is expired only after its provider
+//! was asked and answered that it was not paid.
 
-use chrono::Utc;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 
 use super::fulfil::{Outcome, PaymentUpdate, yookassa_reason};
 use super::{CheckoutError, Shared, raw_of};
@@ -14,9 +18,12 @@ use crate::db::payments::{self, NewOrder};
 use crate::db::{plans, subscriptions};
 use crate::domain::notifications::FailureReason;
 use crate::domain::{PaymentKind, PaymentProvider, PaymentStatus, UserId};
+use diesel_async::AsyncConnection;
+use teloxide::payloads::GetStarTransactionsSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    TelegramTransactionId, TransactionPartner, TransactionPartnerUserKind, UserId as TelegramUserId,
+    StarTransaction, TelegramTransactionId, TransactionPartner, TransactionPartnerUserKind,
+    UserId as TelegramUserId,
 };
 
 /// Orders asked about per provider and run.
@@ -26,6 +33,17 @@ const STARS_ORDER_TTL: chrono::Duration = chrono::Duration::days(1);
 /// How long YooKassa answers a repeated `Idempotence-Key` with the first result (24 h), less a
 /// margin: after it, a repeat would be a new charge.
 const IDEMPOTENCE_WINDOW: chrono::Duration = chrono::Duration::hours(23);
+/// A refund request whose answer was lost is asked about after this long…
+const REFUND_ASK_AFTER: chrono::Duration = chrono::Duration::minutes(1);
+/// … and, when the provider lists no such refund after this long, it was never made.
+const REFUND_GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(1);
+/// Star transactions per `getStarTransactions` page (Telegram's maximum).
+const STAR_PAGE: u8 = 100;
+/// At most this many `getStarTransactions` calls per poll run.
+const STAR_CALLS: usize = 200;
+
+/// The bot's Stars invoice payments, by invoice payload: charge id and Stars.
+type StarPayments = HashMap<String, (String, i64)>;
 
 impl Shared {
     pub(super) async fn poll_pending(&self) -> Result<(), JobError> {
@@ -41,9 +59,18 @@ impl Shared {
                 let mut conn = self.pool.get().await?;
                 payments::pending_of(&mut conn, provider, cutoff, POLL_BATCH).await?
             };
+            // Telegram has no lookup by order: the bot's Star transactions are read once per
+            // run, back to the oldest order asked about. `None` when they could not be read:
+            // then no Stars order is expired this run.
+            let stars = match orders.iter().map(|o| o.created_at).min() {
+                Some(oldest) if provider == PaymentProvider::Stars => {
+                    self.star_payments_since(oldest).await
+                }
+                _ => None,
+            };
             for order in orders {
                 asked += 1;
-                if let Err(e) = self.poll_one(&order).await {
+                if let Err(e) = self.poll_one(&order, stars.as_ref()).await {
                     tracing::warn!(order = %order.id, error = %e.message, "could not ask about a pending order");
                 }
             }
@@ -51,10 +78,14 @@ impl Shared {
         if asked > 0 {
             tracing::info!(orders = asked, "asked providers about pending orders");
         }
-        Ok(())
+        self.settle_refund_requests().await
     }
 
-    async fn poll_one(&self, order: &Payment) -> Result<(), JobError> {
+    async fn poll_one(
+        &self,
+        order: &Payment,
+        stars: Option<&StarPayments>,
+    ) -> Result<(), JobError> {
         let link_closed = order.link_expires_at.is_some_and(|at| at < Utc::now());
         let update = |outcome, external_id: String, raw| PaymentUpdate {
             provider: order.provider,
@@ -112,9 +143,19 @@ impl Shared {
                             .as_ref()
                             .filter(|m| m.saved)
                             .map(|m| m.id.clone());
+                        let refunded = p
+                            .refunded_amount
+                            .as_ref()
+                            .and_then(|a| a.to_money())
+                            .is_some_and(|m| m.minor > 0);
                         let mut u = update(outcome, p.id.clone(), raw_of(&p));
                         u.saved_method = saved;
-                        self.apply(u).await.map(|_| ())
+                        self.apply(u).await?;
+                        if refunded {
+                            // Refunded before the shop heard of the payment: its refunds too.
+                            self.yookassa_refunds_of(client, order, &p.id).await?;
+                        }
+                        Ok(())
                     }
                     Err(ProviderError::NotFound) => {
                         self.expire_if(order, true, "unknown to YooKassa").await
@@ -139,32 +180,29 @@ impl Shared {
                         paid.transaction_id.clone(),
                         raw_of(paid),
                     );
-                    return self.apply(u).await.map(|_| ());
+                    self.apply(u).await?;
+                    // Refunded before the shop heard of the payment: its refunds too.
+                    return self.wata_refunds(order, &transactions).await;
                 }
                 self.expire_if(order, link_closed, "the payment link closed unpaid")
                     .await
             }
             PaymentProvider::Stars => {
-                // A successful_payment the bot could not record: find it among the bot's Star
+                // A successful_payment the bot could not record: found among the bot's Star
                 // transactions (its id is the charge id).
-                if let Some(bot) = &self.clients.stars
-                    && let Ok(page) = teloxide::prelude::Requester::get_star_transactions(bot).await
-                {
-                    let payload = super::stars_payload(order.id);
-                    let found = page.transactions.into_iter().find(|t| {
-                        matches!(&t.source, Some(TransactionPartner::User(u))
-                            if matches!(&u.kind, TransactionPartnerUserKind::InvoicePayment(p)
-                                if p.invoice_payload.as_deref() == Some(payload.as_str())))
-                    });
-                    if let Some(t) = found {
-                        let amount = crate::domain::Money::stars(i64::from(t.amount));
-                        let u = update(
-                            Outcome::Paid { amount },
-                            t.id.0.clone(),
-                            serde_json::json!({"star_transaction": t.id.0}),
-                        );
-                        return self.apply(u).await.map(|_| ());
-                    }
+                let Some(stars) = stars else {
+                    // Telegram could not be asked: an order is never expired unasked.
+                    return Ok(());
+                };
+                if let Some((charge, amount)) = stars.get(&super::stars_payload(order.id)) {
+                    let u = update(
+                        Outcome::Paid {
+                            amount: crate::domain::Money::stars(*amount),
+                        },
+                        charge.clone(),
+                        serde_json::json!({"star_transaction": charge}),
+                    );
+                    return self.apply(u).await.map(|_| ());
                 }
                 let stale = order.created_at < Utc::now() - STARS_ORDER_TTL;
                 self.expire_if(order, stale, "the Stars invoice was not paid")
@@ -172,6 +210,226 @@ impl Shared {
             }
             PaymentProvider::Free => Ok(()),
         }
+    }
+
+    /// The bot's Stars invoice payments made since `since`, by payload; `None` when Telegram
+    /// could not be read. `getStarTransactions` pages by offset, in chronological order as its
+    /// documentation says (oldest first): the end is found by probing (a doubling, then a
+    /// bisection, ~2·log₂ n calls), then pages are read from the newest back to `since`. Should
+    /// Telegram answer newest first, the pages are read from the start back to `since`.
+    async fn star_payments_since(&self, since: DateTime<Utc>) -> Option<StarPayments> {
+        let bot = self.clients.stars.as_ref()?;
+        // A payment is made after its order: a minute of margin for the clocks.
+        let since = since - chrono::Duration::minutes(1);
+        let mut calls = 0usize;
+        let mut page = async |offset: u32, limit: u8| -> Option<Vec<StarTransaction>> {
+            calls += 1;
+            if calls > STAR_CALLS {
+                tracing::warn!(
+                    calls,
+                    "too many getStarTransactions calls in one run; the rest waits for the next"
+                );
+                return None;
+            }
+            match bot
+                .get_star_transactions()
+                .offset(offset)
+                .limit(limit)
+                .await
+            {
+                Ok(page) => Some(page.transactions),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the bot's Star transactions");
+                    None
+                }
+            }
+        };
+        let mut found = StarPayments::new();
+        let mut collect = |transactions: &[StarTransaction]| {
+            for t in transactions {
+                if let Some(TransactionPartner::User(u)) = &t.source
+                    && let TransactionPartnerUserKind::InvoicePayment(p) = &u.kind
+                    && let Some(payload) = &p.invoice_payload
+                {
+                    found.insert(payload.clone(), (t.id.0.clone(), i64::from(t.amount)));
+                }
+            }
+        };
+        let first = page(0, STAR_PAGE).await?;
+        collect(&first);
+        let full = |p: &[StarTransaction]| p.len() >= usize::from(STAR_PAGE);
+        let newest_first =
+            first.len() >= 2 && first.first().map(|t| t.date) > first.last().map(|t| t.date);
+        if newest_first {
+            let mut offset = first.len();
+            let mut last = first;
+            while full(&last) && last.last().is_some_and(|t| t.date >= since) {
+                last = page(u32::try_from(offset).ok()?, STAR_PAGE).await?;
+                collect(&last);
+                offset += last.len();
+            }
+            return Some(found);
+        }
+        if !full(&first) {
+            return Some(found);
+        }
+        // Chronological: find how many there are (offset `lo` exists, `hi` does not) …
+        let mut lo: u32 = u32::from(STAR_PAGE) - 1;
+        let mut hi: u32 = u32::from(STAR_PAGE) * 2;
+        while !page(hi, 1).await?.is_empty() {
+            lo = hi;
+            hi = hi.checked_mul(2)?;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if page(mid, 1).await?.is_empty() {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        // … then read from the newest back to `since`.
+        let mut end = hi;
+        while end > u32::from(STAR_PAGE) {
+            let start = end.saturating_sub(u32::from(STAR_PAGE));
+            let transactions = page(start, STAR_PAGE).await?;
+            collect(&transactions);
+            if transactions.first().is_none_or(|t| t.date < since) {
+                break;
+            }
+            end = start;
+        }
+        Some(found)
+    }
+
+    /// The refunds YooKassa made of the order's payment, each counted once.
+    async fn yookassa_refunds_of(
+        &self,
+        client: &YooKassaClient,
+        order: &Payment,
+        payment_id: &str,
+    ) -> Result<(), JobError> {
+        let refunds = client
+            .list_refunds(payment_id)
+            .await
+            .map_err(JobError::retryable)?;
+        for refund in refunds.iter().filter(|r| r.status == "succeeded") {
+            let Some(amount) = refund.amount.to_money() else {
+                continue;
+            };
+            self.apply(PaymentUpdate {
+                provider: PaymentProvider::Yookassa,
+                order_id: Some(order.id),
+                external_id: payment_id.to_owned(),
+                event_key: format!("poll:{}:{}", refund.id, refund.status),
+                event_type: "poll".into(),
+                outcome: Outcome::Refunded {
+                    amount,
+                    refund_id: refund.id.clone(),
+                },
+                saved_method: None,
+                raw: raw_of(refund),
+                remote_addr: None,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The refunds among an order's WATA transactions, each counted once.
+    async fn wata_refunds(
+        &self,
+        order: &Payment,
+        transactions: &[wata::Transaction],
+    ) -> Result<(), JobError> {
+        for refund in transactions
+            .iter()
+            .filter(|t| t.kind.as_deref() == Some("Refund") && t.transaction_status == "Paid")
+        {
+            let (Some(amount), Some(original)) = (
+                wata::to_money(refund.amount, &refund.currency),
+                refund.original_transaction_id.clone(),
+            ) else {
+                continue;
+            };
+            self.apply(PaymentUpdate {
+                provider: PaymentProvider::Wata,
+                order_id: Some(order.id),
+                external_id: original,
+                event_key: format!("poll:{}:Paid", refund.transaction_id),
+                event_type: "poll".into(),
+                outcome: Outcome::Refunded {
+                    amount,
+                    refund_id: refund.transaction_id.clone(),
+                },
+                saved_method: None,
+                raw: raw_of(refund),
+                remote_addr: None,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Refund requests whose answer was lost: the provider is asked which refunds it made (each
+    /// is counted once, settling the request); a request it shows no refund for after
+    /// [`REFUND_GIVE_UP_AFTER`] was never made. Stars requests are settled by Telegram's
+    /// `refunded_payment` (and stop blocking after `REFUND_REQUEST_STALE_AFTER`).
+    async fn settle_refund_requests(&self) -> Result<(), JobError> {
+        let orders = {
+            let mut conn = self.pool.get().await?;
+            payments::orders_with_open_refund_requests(
+                &mut conn,
+                Utc::now() - REFUND_ASK_AFTER,
+                POLL_BATCH,
+            )
+            .await?
+        };
+        for order in orders {
+            let external = order.external_id.clone().unwrap_or_default();
+            let asked = match order.provider {
+                PaymentProvider::Yookassa => match &self.clients.yookassa {
+                    Some(client) => self.yookassa_refunds_of(client, &order, &external).await,
+                    None => continue,
+                },
+                PaymentProvider::Wata => match &self.clients.wata {
+                    Some(client) => match client.transactions_of_order(&order.id.to_string()).await
+                    {
+                        Ok(transactions) => self.wata_refunds(&order, &transactions).await,
+                        Err(e) => Err(JobError::retryable(e)),
+                    },
+                    None => continue,
+                },
+                PaymentProvider::Stars | PaymentProvider::Free => continue,
+            };
+            if let Err(e) = asked {
+                tracing::warn!(order = %order.id, error = %e.message, "could not ask about a refund request");
+                continue;
+            }
+            // What is still open after the provider's answer was not made.
+            let mut conn = self.pool.get().await?;
+            let open = payments::refunds_in_state(
+                &mut conn,
+                order.id,
+                crate::domain::RefundState::Requested,
+            )
+            .await?;
+            for request in open
+                .iter()
+                .filter(|r| r.created_at < Utc::now() - REFUND_GIVE_UP_AFTER)
+            {
+                payments::settle_refund(
+                    &mut conn,
+                    request.id,
+                    crate::domain::RefundState::Failed,
+                    None,
+                    0,
+                )
+                .await?;
+                tracing::warn!(order = %order.id, request = request.id, "a refund request the provider never made is closed");
+            }
+        }
+        Ok(())
     }
 
     async fn expire_if(
@@ -209,46 +467,51 @@ impl Shared {
             let key = format!("auto_renew:{}:{}", sub.user_id, sub.expires_at.timestamp());
             let order = {
                 let mut conn = self.pool.get().await?;
-                if payments::find_by_idempotency_key(&mut conn, &key)
-                    .await?
-                    .is_some()
-                {
-                    continue;
-                }
-                let Some(plan) = plans::find(&mut conn, plan_id).await?.filter(|p| p.active) else {
-                    tracing::warn!(user = %sub.user_id, "auto-renewal skipped: the plan is no longer on sale");
-                    continue;
-                };
-                let inserted = payments::insert(
-                    &mut conn,
-                    &NewOrder {
-                        user_id: sub.user_id,
-                        plan_id: Some(plan.id),
-                        provider: PaymentProvider::Yookassa,
-                        kind: PaymentKind::AutoRenewal,
-                        amount: plan.price(),
-                        days: plan.days,
-                        promo_code_id: None,
-                        discount_minor: 0,
-                        bonus_days: 0,
-                        save_payment_method: false,
-                        link_expires_at: None,
-                        idempotency_key: Some(&key),
-                        external_id: None,
-                        payment_method_id: Some(method),
-                    },
-                )
-                .await;
-                match inserted {
-                    Ok(order) => order,
-                    // Another run created it meanwhile.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    // Locked: one run (on any replica) decides for this subscription at a time.
+                    subscriptions::lock_by_user(conn, sub.user_id).await?;
+                    if payments::find_by_idempotency_key(conn, &key)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(None);
+                    }
+                    // A charge still under way (its end may have moved since it was made, e.g.
+                    // an admin gave days): no second one; the poll settles the first.
+                    if let Some(pending) = payments::pending_auto_renewal(conn, sub.user_id).await?
+                    {
+                        tracing::info!(user = %sub.user_id, order = %pending.id, "auto-renewal skipped: a charge is still pending");
+                        return Ok(None);
+                    }
+                    let Some(plan) = plans::find(conn, plan_id).await?.filter(|p| p.active) else {
+                        tracing::warn!(user = %sub.user_id, "auto-renewal skipped: the plan is no longer on sale");
+                        return Ok(None);
+                    };
+                    payments::insert(
+                        conn,
+                        &NewOrder {
+                            user_id: sub.user_id,
+                            plan_id: Some(plan.id),
+                            provider: PaymentProvider::Yookassa,
+                            kind: PaymentKind::AutoRenewal,
+                            amount: plan.price(),
+                            days: plan.days,
+                            promo_code_id: None,
+                            discount_minor: 0,
+                            bonus_days: 0,
+                            save_payment_method: false,
+                            link_expires_at: None,
+                            idempotency_key: Some(&key),
+                            external_id: None,
+                            payment_method_id: Some(method),
+                        },
+                    )
+                    .await
+                    .map(Some)
+                })
+                .await?
             };
+            let Some(order) = order else { continue };
             if let Err(e) = self.charge_saved_method(client, &order).await {
                 tracing::warn!(order = %order.id, error = %e.message, "auto-renewal not settled; the poll asks again");
             }

@@ -138,10 +138,14 @@ impl From<PaymentEvent> for EventView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RefundView {
     pub id: i64,
-    /// The provider's id of the refund.
-    pub external_id: String,
+    /// The provider's id of the refund (`null` while a request's outcome is unknown).
+    pub external_id: Option<String>,
     pub amount_minor: i64,
     pub days_taken_back: i32,
+    /// `applied` (counted), `requested` (asked of the provider, outcome not known yet),
+    /// `early` (reported before the payment was recorded; applied when it is) or `failed`.
+    #[schema(value_type = String, example = "applied")]
+    pub state: crate::domain::RefundState,
     pub created_at: DateTime<Utc>,
 }
 
@@ -152,6 +156,7 @@ impl From<PaymentRefund> for RefundView {
             external_id: r.external_id,
             amount_minor: r.amount_minor,
             days_taken_back: r.days_taken_back,
+            state: r.state,
             created_at: r.created_at,
         }
     }

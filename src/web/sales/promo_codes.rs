@@ -34,7 +34,11 @@ pub struct PromoView {
     pub value: i64,
     /// Total uses allowed; `null`: unlimited.
     pub max_uses: Option<i32>,
+    /// Uses by paid orders (and bonus days given).
     pub uses_count: i32,
+    /// Uses held by unpaid orders; they count toward `max_uses` until the order is paid (then
+    /// they are in `uses_count`) or ends unpaid (then they are free again).
+    pub reserved_count: i32,
     pub once_per_user: bool,
     /// Only for users who never paid.
     pub new_users_only: bool,
@@ -57,6 +61,7 @@ impl From<PromoCode> for PromoView {
             value: p.value,
             max_uses: p.max_uses,
             uses_count: p.uses_count,
+            reserved_count: p.reserved_count,
             once_per_user: p.once_per_user,
             new_users_only: p.new_users_only,
             min_plan_days: p.min_plan_days,
@@ -183,7 +188,7 @@ pub async fn create_promo_code(
     let mut conn = state.pool.get().await?;
     let promo = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let values = draft.check(conn, 0).await?;
+            let values = draft.check(conn, 0, 0).await?;
             let promo = promo::insert(conn, &values)
                 .await
                 .map_err(|e| duplicate_code(e, &values.code))?;
@@ -240,7 +245,10 @@ pub async fn update_promo_code(
             let before = promo::lock(conn, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(format!("promo code {id}")))?;
-            let values = patch.draft(&before)?.check(conn, before.uses_count).await?;
+            let values = patch
+                .draft(&before)?
+                .check(conn, before.uses_count, before.reserved_count)
+                .await?;
             let promo = promo::update(conn, id, &values)
                 .await
                 .map_err(|e| duplicate_code(e, &values.code))?

@@ -156,8 +156,14 @@ enum MinPlan {
 }
 
 impl PromoDraft {
-    /// The checked columns; `uses_count` is how often the code was used already.
-    pub(super) async fn check(self, conn: &mut PgConn, uses_count: i32) -> AppResult<PromoValues> {
+    /// The checked columns; `uses_count` is how often the code was used already, `reserved_count`
+    /// how many unpaid orders hold a use of it.
+    pub(super) async fn check(
+        self,
+        conn: &mut PgConn,
+        uses_count: i32,
+        reserved_count: i32,
+    ) -> AppResult<PromoValues> {
         let code = check_code(&self.code)?;
         let kind: PromoKind = parse_variant("kind", &self.kind)?;
         let value = check_value(kind, self.value)?;
@@ -167,10 +173,17 @@ impl PromoDraft {
                 let max = i32::try_from(max).ok().filter(|m| *m >= 1).ok_or_else(|| {
                     AppError::validation("max_uses", "must be 1 or more, or null for no limit")
                 })?;
-                if max < uses_count {
+                if max < uses_count + reserved_count {
                     return Err(AppError::validation(
                         "max_uses",
-                        format!("the code was used {uses_count} times already"),
+                        if reserved_count == 0 {
+                            format!("the code was used {uses_count} times already")
+                        } else {
+                            format!(
+                                "the code was used {uses_count} times already and \
+                                 {reserved_count} unpaid orders hold a use of it"
+                            )
+                        },
                     ));
                 }
                 Some(max)
