@@ -104,9 +104,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()));
 }
 
-/// The address a request came from, as the audit log records it (the connection's peer).
+/// The address a request came from, as the audit log records it (the connection's peer, an
+/// IPv4-mapped IPv6 address written as the IPv4 address it is).
 pub(crate) fn remote_addr(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    req.peer_addr().map(|a| a.ip().to_canonical().to_string())
 }
 
 /// An RFC 3339 instant of a query parameter (`2026-11-27T10:00:00Z`, `…+03:00`). A `+` that

@@ -38,9 +38,11 @@ static YOOKASSA_NETWORKS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
 
 /// The client's address: the socket peer, or — when the peer is a trusted proxy — the rightmost
 /// `X-Forwarded-For` entry that is not a trusted proxy (a client-supplied value further left is
-/// never believed).
+/// never believed). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack socket
+/// reports for an IPv4 peer) are read as the IPv4 address they are, so they match IPv4 ranges
+/// (YooKassa's, `TRUSTED_PROXIES`) and count as one client with the plain form.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    let peer = req.peer_addr()?.ip().to_canonical();
     if !trusted.iter().any(|n| n.contains(&peer)) {
         return Some(peer);
     }
@@ -50,6 +52,7 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect::<Vec<_>>();
     Some(
         forwarded
@@ -471,6 +474,32 @@ mod tests {
             r = r.insert_header(("x-forwarded-for", v));
         }
         r.to_http_request()
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_read_as_ipv4() {
+        // A dual-stack socket (`[::]:8080`) reports IPv4 peers as `::ffff:a.b.c.d`.
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(&req("[::ffff:185.71.76.1]", None), &trusted),
+            Some("185.71.76.1".parse().unwrap()),
+            "a mapped peer must pass YooKassa's IPv4 ranges"
+        );
+        // A mapped proxy is still the trusted proxy, and mapped entries of the header are
+        // IPv4 too (both when skipping trusted hops and in the answer).
+        assert_eq!(
+            client_ip(
+                &req("[::ffff:10.0.0.2]", Some("::ffff:185.71.76.1, ::ffff:10.0.0.3")),
+                &trusted
+            ),
+            Some("185.71.76.1".parse().unwrap()),
+            "a mapped trusted proxy must be recognised"
+        );
+        // Real IPv6 stays IPv6.
+        assert_eq!(
+            client_ip(&req("[2a02:5180::1]", None), &trusted),
+            Some("2a02:5180::1".parse().unwrap())
+        );
     }
 
     #[test]
