@@ -134,7 +134,8 @@ pub struct TokenResponse {
 /// Log in with an admin account and get an access token.
 ///
 /// Five failed attempts for one username within 15 minutes lock it for 15 minutes (429 with
-/// `Retry-After`).
+/// `Retry-After`). Attempts are counted before the password is checked, so concurrent guesses
+/// get no more than five checks.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -168,9 +169,12 @@ pub async fn login(
     }
     let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
-    if let Some(until) = admins::locked_until(&mut conn, &username).await? {
-        return Err(locked(until));
-    }
+    // Counted before the (slow) check, so concurrent guesses cannot all pass a lock that is
+    // only written after it.
+    let locks_until = match admins::reserve_attempt(&mut conn, &username).await? {
+        admins::Attempt::Locked(until) => return Err(locked(until)),
+        admins::Attempt::Allowed { locks_until } => locks_until,
+    };
     let admin = admins::find_by_username(&mut conn, &username).await?;
     // Verify against a decoy when the account does not exist: same work, same answer time.
     let hash = admin
@@ -183,9 +187,8 @@ pub async fn login(
     let admin = match admin {
         Some(admin) if matches && admin.active => admin,
         _ => {
-            let locked_now = admins::record_failure(&mut conn, &username).await?;
-            tracing::warn!(username = %username, remote = ?remote, locked = locked_now.is_some(), "failed admin login");
-            return Err(match locked_now {
+            tracing::warn!(username = %username, remote = ?remote, locked = locks_until.is_some(), "failed admin login");
+            return Err(match locks_until {
                 Some(until) => locked(until),
                 None => AppError::Unauthorized("wrong username or password".into()),
             });
