@@ -183,6 +183,37 @@ async fn metrics_expose_every_family() {
 }
 
 #[actix_rt::test]
+async fn metrics_need_the_bearer_token_when_metrics_token_is_set() {
+    let token = "metrics-token-0123456789-abcdefghijklmnop";
+    let app = spawn_app(&[("METRICS_TOKEN", token)]).await;
+    let scrape = |auth: Option<String>| {
+        let mut req = app.http.get(app.url("/metrics"));
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // Revenue and user counts are not for anyone who finds the address.
+    for (what, auth) in [
+        ("no token", None),
+        ("a wrong token", Some(format!("Bearer {token}x"))),
+        ("a prefix of it", Some(format!("Bearer {}", &token[..10]))),
+        ("another scheme", Some(format!("Basic {token}"))),
+    ] {
+        let resp = scrape(auth).await;
+        assert_eq!(resp.status(), 401, "/metrics with {what}");
+        let (_, code, _) = error_of(resp).await;
+        assert_eq!(code, "unauthorized", "{what}");
+    }
+    let resp = scrape(Some(format!("Bearer {token}"))).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("vpn_shop_users"));
+    // The other operational endpoints stay open (probes carry no token).
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn docs_serve_swagger_ui_and_the_openapi_document() {
     let app = spawn_app(&[]).await;
     let no_redirect = reqwest::Client::builder()

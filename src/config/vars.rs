@@ -106,6 +106,11 @@ pub const VARS: &[Var] = &[
         "https://admin.example.com",
         "Web origins allowed to call the admin API from a browser, comma-separated. Unset: CORS is off (browsers block other origins).",
     ),
+    secret(
+        "METRICS_TOKEN",
+        "a-random-string-of-at-least-32-characters",
+        "When set, GET /metrics needs `Authorization: Bearer <this>` (≥ 32 characters, no spaces) and answers 401 otherwise. Unset: /metrics is open to anyone who reaches the port.",
+    ),
     var(
         "LOG_FORMAT",
         Some("pretty"),
@@ -334,8 +339,8 @@ pub const VARS: &[Var] = &[
     ),
     secret(
         "TELEGRAM_WEBHOOK_SECRET",
-        "b3Jk1xQ9_random-secret-token",
-        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook update (1-256 of A-Z a-z 0-9 _ -). Required with TELEGRAM_MODE=webhook.",
+        "b3Jk1xQ9_random-secret-token-of-32-chars",
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook update: 32-256 characters of A-Z a-z 0-9 _ - (e.g. `openssl rand -hex 32`). Required with TELEGRAM_MODE=webhook.",
     ),
     var(
         "ADMIN_TELEGRAM_IDS",

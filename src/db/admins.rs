@@ -184,9 +184,7 @@ pub enum Attempt {
     /// Check the password. `locks_until` is set when this is the window's last allowed
     /// attempt: the username is already locked until then, and only a right password (which
     /// clears the throttle) lifts the lock.
-    Allowed {
-        locks_until: Option<DateTime<Utc>>,
-    },
+    Allowed { locks_until: Option<DateTime<Utc>> },
     /// Locked until then: refuse without checking the password.
     Locked(DateTime<Utc>),
 }

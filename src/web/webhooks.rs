@@ -409,7 +409,7 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
         && given
             .iter()
@@ -489,7 +489,10 @@ mod tests {
         // IPv4 too (both when skipping trusted hops and in the answer).
         assert_eq!(
             client_ip(
-                &req("[::ffff:10.0.0.2]", Some("::ffff:185.71.76.1, ::ffff:10.0.0.3")),
+                &req(
+                    "[::ffff:10.0.0.2]",
+                    Some("::ffff:185.71.76.1, ::ffff:10.0.0.3")
+                ),
                 &trusted
             ),
             Some("185.71.76.1".parse().unwrap()),
