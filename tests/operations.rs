@@ -295,6 +295,61 @@ async fn the_periodic_tasks_run_at_start_and_show_in_the_task_list() {
 }
 
 #[actix_rt::test]
+async fn maintenance_prunes_old_payment_events_but_keeps_the_money_record() {
+    let app = spawn_app(&[
+        ("PAYMENT_EVENTS_RETENTION", "30d"),
+        ("JOB_POLL_INTERVAL", "100ms"),
+    ])
+    .await;
+    let conn = &mut app.db.connect().await;
+    // Old noise (refusals, duplicates, "still pending"), old money record, recent refusals.
+    diesel::sql_query(
+        "INSERT INTO payment_events (provider, event_key, event_type, verdict, received_at) \
+         SELECT 'wata', v || ':' || age, 'webhook', v, now() - make_interval(days => age) \
+         FROM unnest(ARRAY['forged', 'invalid', 'duplicate', 'ignored', 'accepted', 'mismatched']) AS v, \
+              unnest(ARRAY[40, 1]) AS age",
+    )
+    .execute(conn)
+    .await
+    .unwrap();
+    let id = jobs::enqueue(conn, NewJob::new("maintenance", serde_json::json!({})), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("the maintenance run", || async {
+        let state: JobState = jobs_table::table
+            .find(id)
+            .select(jobs_table::state)
+            .first(&mut app.db.connect().await)
+            .await
+            .unwrap();
+        state == JobState::Done
+    })
+    .await;
+    let mut kept: Vec<String> = vpn_shop::db::schema::payment_events::table
+        .select(vpn_shop::db::schema::payment_events::event_key)
+        .load(conn)
+        .await
+        .unwrap();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "accepted:1",
+            "accepted:40",
+            "duplicate:1",
+            "forged:1",
+            "ignored:1",
+            "invalid:1",
+            "mismatched:1",
+            "mismatched:40",
+        ],
+        "events older than PAYMENT_EVENTS_RETENTION go, except accepted and mismatched ones"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn admins_see_dead_jobs_and_an_operator_retries_one() {
     let app = spawn_app(&[]).await;
     let viewer = app.token_for(AdminRole::Viewer).await;

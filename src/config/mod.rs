@@ -252,6 +252,9 @@ pub struct ApiSettings {
     pub burst: u32,
     /// Origins a browser may call the API from (`scheme://host[:port]`); empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// Refused webhook requests per client address: (how many at once, then per second);
+    /// `None`: no limit.
+    pub webhook_refusals: Option<(u32, f64)>,
 }
 
 /// `20/s`, `300/m`, `off`.
@@ -275,6 +278,20 @@ fn parse_rate(v: &str) -> Result<Option<f64>, String> {
         other => return Err(format!("unknown period `{other}`: use s, m or h")),
     };
     Ok(Some(n / seconds))
+}
+
+/// `20/m` (a budget of 20, refilled at 20 a minute), `off`: the budget and its rate per second.
+fn parse_budget(v: &str) -> Result<Option<(u32, f64)>, String> {
+    let Some(rate) = parse_rate(v)? else {
+        return Ok(None);
+    };
+    let n = v.split_once('/').map_or("", |(n, _)| n.trim());
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| format!("`{n}` is not a whole number from 1 to 1000000"))?;
+    Ok(Some((n, rate)))
 }
 
 /// Comma-separated `http(s)://host[:port]` origins, without a path.
@@ -508,6 +525,7 @@ impl Settings {
                 cors_origins: r
                     .optional("CORS_ORIGINS", parse_origins)?
                     .unwrap_or_default(),
+                webhook_refusals: r.required("WEBHOOK_REFUSAL_LIMIT", parse_budget)?,
             },
             log_format: r.required("LOG_FORMAT", |v| match v {
                 "pretty" => Ok(LogFormat::Pretty),

@@ -42,6 +42,8 @@ pub struct PaymentSettings {
     /// Orders still pending after this long are asked about (lost webhooks).
     pub poll_after: Duration,
     pub poll_interval: Duration,
+    /// Payment events older than this are pruned, except the accepted and mismatched ones.
+    pub events_retention: Duration,
     pub auto_renew_days_before: u32,
     pub auto_renew_interval: Duration,
     /// Days the inviter gets when an invited user pays for the first time.
@@ -100,6 +102,13 @@ pub(super) fn read(r: &Reader<'_>, bot: bool) -> Result<PaymentSettings, ConfigE
         })?,
         poll_after: r.required("PAYMENT_POLL_AFTER", parse_duration)?,
         poll_interval: r.required("PAYMENT_POLL_INTERVAL", parse_duration)?,
+        events_retention: r.required("PAYMENT_EVENTS_RETENTION", |v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(86_400) {
+                return Err("must be at least 1d".into());
+            }
+            Ok(d)
+        })?,
         auto_renew_days_before: r.required("AUTO_RENEW_DAYS_BEFORE", |v| parse_int(v, 1, 30))?,
         auto_renew_interval: r.required("AUTO_RENEW_INTERVAL", parse_duration)?,
         referral_inviter_days: r.required("REFERRAL_INVITER_DAYS", |v| parse_int(v, 0, 3650))?,

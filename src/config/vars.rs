@@ -106,6 +106,12 @@ pub const VARS: &[Var] = &[
         "https://admin.example.com",
         "Web origins allowed to call the admin API from a browser, comma-separated. Unset: CORS is off (browsers block other origins).",
     ),
+    var(
+        "WEBHOOK_REFUSAL_LIMIT",
+        Some("20/m"),
+        "20/m",
+        "Refused webhook requests (unsigned, forged, malformed) one client address may make, N at once and then N per period (IPv6: per /64); beyond that its webhooks get 429 with Retry-After, unread. Providers are never refused, so never limited. `off` disables it.",
+    ),
     secret(
         "METRICS_TOKEN",
         "a-random-string-of-at-least-32-characters",
@@ -175,7 +181,7 @@ pub const VARS: &[Var] = &[
         "MAINTENANCE_INTERVAL",
         Some("1h"),
         "1h",
-        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
+        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates, old payment events).",
     ),
     var(
         "BACKUP_INTERVAL",
@@ -506,6 +512,12 @@ pub const VARS: &[Var] = &[
         Some("10m"),
         "10m",
         "Interval of `payments_poll`, which asks about those orders.",
+    ),
+    var(
+        "PAYMENT_EVENTS_RETENTION",
+        Some("365d"),
+        "365d",
+        "Payment events (every webhook and update received, refused ones included) older than this are deleted by the `maintenance` task, except `accepted` and `mismatched` ones, the record of money, which are kept. At least 1d.",
     ),
     var(
         "AUTO_RENEW_DAYS_BEFORE",

@@ -50,6 +50,8 @@ pub struct WebState {
         Option<crate::actors::supervisor::ActorHandle<crate::actors::marzban::MarzbanSyncer>>,
     /// Where `POST /webhooks/telegram` puts updates; `None` unless TELEGRAM_MODE=webhook.
     pub bot_inbox: Option<Arc<crate::actors::bot::BotInbox>>,
+    /// Refused webhook requests per client address (`WEBHOOK_REFUSAL_LIMIT`); `None`: off.
+    pub webhook_refusals: Option<ratelimit::RateLimiter>,
 }
 
 /// Largest JSON body the API accepts.
