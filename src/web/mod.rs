@@ -80,6 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/metrics").get(health::metrics))
     .service(
         web::scope("/api/v1")
+            // Outermost last: the rate limit answers before the token costs a database query.
+            .wrap(actix_web::middleware::from_fn(auth::authenticate))
             .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .service(web::resource("/auth/login").post(auth::login))
             .service(web::resource("/me").get(auth::me))

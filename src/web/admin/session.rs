@@ -43,8 +43,9 @@ async fn verify_password(plain: String, hash: String) -> AppResult<bool> {
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username))]
 pub async fn logout(
-    state: web::Data<WebState>,
+    // First: refused (401) before the body is read.
     admin: AuthenticatedAdmin,
+    state: web::Data<WebState>,
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
     let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
@@ -117,8 +118,9 @@ async fn check_current_password(
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username))]
 pub async fn change_own_password(
-    state: web::Data<WebState>,
+    // First: refused (401) before the body is read.
     admin: AuthenticatedAdmin,
+    state: web::Data<WebState>,
     req: HttpRequest,
     body: web::Json<PasswordChange>,
 ) -> AppResult<HttpResponse> {
