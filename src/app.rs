@@ -118,6 +118,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         Maintenance {
             pool: pool.clone(),
             job_retention: settings.jobs.retention,
+            payment_event_retention: settings.payments.events_retention,
         },
         Some(1),
     );
@@ -260,6 +261,10 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         actors: Arc::clone(&actors),
         jwt,
         job_kinds,
+        webhook_refusals: settings
+            .api
+            .webhook_refusals
+            .map(|(budget, rate)| web::ratelimit::RateLimiter::new(rate, budget)),
     });
     let server = web::start(state, settings.http_bind, settings.shutdown_timeout)?;
     tracing::info!(

@@ -121,6 +121,34 @@ async fn five_failed_logins_lock_the_username_for_fifteen_minutes() {
 }
 
 #[actix_rt::test]
+async fn forty_concurrent_guesses_get_at_most_five_password_checks() {
+    let app = spawn_app(&[]).await;
+    app.create_admin("alice", PASSWORD, AdminRole::Admin).await;
+
+    // All at once: the password check is slow (Argon2), so a lock that is read before the
+    // check and written after it lets every one of them through.
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move { login(app, "alice", &format!("guess {i}")).await.status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let unauthorized = statuses.iter().filter(|s| s.as_u16() == 401).count();
+    let locked = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!(unauthorized + locked, 40, "{statuses:?}");
+    assert!(
+        unauthorized <= 5,
+        "{unauthorized} guesses were checked and answered 401; at most 5 may be: {statuses:?}"
+    );
+    assert!(unauthorized >= 1, "{statuses:?}");
+
+    // Locked, so the right password is refused without being checked.
+    let (status, code, message) = error_of(login(&app, "alice", PASSWORD).await).await;
+    assert_eq!((status, code.as_str()), (429, "too_many_requests"));
+    assert!(message.contains("failed logins"), "{message}");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_successful_login_forgets_earlier_failures() {
     let app = spawn_app(&[]).await;
     app.create_admin("alice", PASSWORD, AdminRole::Admin).await;

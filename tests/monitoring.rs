@@ -214,6 +214,40 @@ fn dashboards_use_only_exported_metrics_and_are_provisioned() {
 }
 
 #[test]
+fn prometheus_scrapes_with_the_metrics_token_of_the_compose_stack() {
+    // /metrics shows revenue and user counts: the stack sets METRICS_TOKEN and Prometheus sends
+    // it as a bearer token, read from the file its container writes from the same variable.
+    let prometheus = &YamlLoader::load_from_str(PROMETHEUS).unwrap()[0];
+    let job = &prometheus["scrape_configs"][0];
+    assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
+    let auth = &job["authorization"];
+    assert_eq!(auth["type"].as_str(), Some("Bearer"), "{job:?}");
+    let file = auth["credentials_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the scrape has no credentials_file: {job:?}"));
+    let compose = &YamlLoader::load_from_str(COMPOSE).unwrap()[0]["services"]["prometheus"];
+    assert_eq!(
+        compose["environment"]["METRICS_TOKEN"].as_str(),
+        Some("${METRICS_TOKEN:?set METRICS_TOKEN in docker/.env}"),
+        "Prometheus gets the token, and the stack does not start without one"
+    );
+    let command = compose["command"][0].as_str().expect("a shell command");
+    // `$$` is Compose's escape of `$`: the container's shell expands it, not Compose.
+    assert!(
+        command.contains(&format!("\"$$METRICS_TOKEN\" > {file}")),
+        "{command}"
+    );
+    assert!(command.contains("exec /bin/prometheus"), "{command}");
+    let dir = file.rsplit_once('/').unwrap().0;
+    assert!(
+        compose["tmpfs"]
+            .as_vec()
+            .is_some_and(|t| t.iter().any(|m| m.as_str() == Some(dir))),
+        "the token stays in memory ({dir} is a tmpfs)"
+    );
+}
+
+#[test]
 fn the_reference_finder_sees_names_labels_and_suffixes() {
     let refs = references(
         "sum by (kind) (rate(vpn_shop_jobs{state=\"dead\", kind=~\"p.*\"}[5m])) / process_open_fds",

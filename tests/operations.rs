@@ -183,6 +183,37 @@ async fn metrics_expose_every_family() {
 }
 
 #[actix_rt::test]
+async fn metrics_need_the_bearer_token_when_metrics_token_is_set() {
+    let token = "metrics-token-0123456789-abcdefghijklmnop";
+    let app = spawn_app(&[("METRICS_TOKEN", token)]).await;
+    let scrape = |auth: Option<String>| {
+        let mut req = app.http.get(app.url("/metrics"));
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // Revenue and user counts are not for anyone who finds the address.
+    for (what, auth) in [
+        ("no token", None),
+        ("a wrong token", Some(format!("Bearer {token}x"))),
+        ("a prefix of it", Some(format!("Bearer {}", &token[..10]))),
+        ("another scheme", Some(format!("Basic {token}"))),
+    ] {
+        let resp = scrape(auth).await;
+        assert_eq!(resp.status(), 401, "/metrics with {what}");
+        let (_, code, _) = error_of(resp).await;
+        assert_eq!(code, "unauthorized", "{what}");
+    }
+    let resp = scrape(Some(format!("Bearer {token}"))).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("vpn_shop_users"));
+    // The other operational endpoints stay open (probes carry no token).
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn docs_serve_swagger_ui_and_the_openapi_document() {
     let app = spawn_app(&[]).await;
     let no_redirect = reqwest::Client::builder()
@@ -260,6 +291,61 @@ async fn the_periodic_tasks_run_at_start_and_show_in_the_task_list() {
     // Without a panel: the maintenance and the notification scan.
     assert_eq!(names, vec!["maintenance", "notifications_scan"]);
     assert_eq!(tasks[0]["interval_secs"], 3600);
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn maintenance_prunes_old_payment_events_but_keeps_the_money_record() {
+    let app = spawn_app(&[
+        ("PAYMENT_EVENTS_RETENTION", "30d"),
+        ("JOB_POLL_INTERVAL", "100ms"),
+    ])
+    .await;
+    let conn = &mut app.db.connect().await;
+    // Old noise (refusals, duplicates, "still pending"), old money record, recent refusals.
+    diesel::sql_query(
+        "INSERT INTO payment_events (provider, event_key, event_type, verdict, received_at) \
+         SELECT 'wata', v || ':' || age, 'webhook', v, now() - make_interval(days => age) \
+         FROM unnest(ARRAY['forged', 'invalid', 'duplicate', 'ignored', 'accepted', 'mismatched']) AS v, \
+              unnest(ARRAY[40, 1]) AS age",
+    )
+    .execute(conn)
+    .await
+    .unwrap();
+    let id = jobs::enqueue(conn, NewJob::new("maintenance", serde_json::json!({})), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("the maintenance run", || async {
+        let state: JobState = jobs_table::table
+            .find(id)
+            .select(jobs_table::state)
+            .first(&mut app.db.connect().await)
+            .await
+            .unwrap();
+        state == JobState::Done
+    })
+    .await;
+    let mut kept: Vec<String> = vpn_shop::db::schema::payment_events::table
+        .select(vpn_shop::db::schema::payment_events::event_key)
+        .load(conn)
+        .await
+        .unwrap();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "accepted:1",
+            "accepted:40",
+            "duplicate:1",
+            "forged:1",
+            "ignored:1",
+            "invalid:1",
+            "mismatched:1",
+            "mismatched:40",
+        ],
+        "events older than PAYMENT_EVENTS_RETENTION go, except accepted and mismatched ones"
+    );
     app.shutdown().await;
 }
 

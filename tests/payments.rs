@@ -871,6 +871,75 @@ async fn a_paid_wata_order_extends_once_even_when_the_webhook_comes_twenty_times
 }
 
 #[actix_rt::test]
+async fn refused_webhooks_keep_no_body_and_a_flood_is_cut_off_without_delaying_the_provider() {
+    // The proxy in front (127.0.0.1, trusted) tells the flooding address from WATA's.
+    let shop = shop(&[
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("WEBHOOK_REFUSAL_LIMIT", "10/m"),
+    ])
+    .await;
+    let user = shop.user(2010).await;
+    let order = shop.checkout(user, PaymentProvider::Wata).await;
+    let transaction = shop.pay_wata_link(&order);
+    let attacker = [("x-forwarded-for", "203.0.113.9")];
+
+    // A big unsigned body: refused, and recorded without the body.
+    let big = serde_json::to_vec(&json!({"orderId": "1", "junk": "x".repeat(200 * 1024)})).unwrap();
+    let (status, _) = shop.post_raw("wata", big.clone(), &attacker).await;
+    assert_eq!(status, 401);
+    let refused = events(&mut shop.conn().await, PaymentProvider::Wata).await;
+    assert_eq!(verdicts(&refused), vec![PaymentEventVerdict::Forged]);
+    assert!(
+        refused[0].payload.is_none(),
+        "a refused body of {} bytes was stored",
+        big.len()
+    );
+    assert_eq!(refused[0].remote_addr.as_deref(), Some("203.0.113.9"));
+    assert_eq!(refused[0].detail.as_deref(), Some("no X-Signature"));
+    // What is kept recognises the body: its size and SHA-256.
+    use sha2::Digest as _;
+    let sha256: String = sha2::Sha256::digest(&big)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(refused[0].body_bytes, Some(big.len() as i32));
+    assert_eq!(refused[0].body_sha256.as_deref(), Some(sha256.as_str()));
+
+    // A flood from that address: past its refusal budget it is turned away at the door (429,
+    // nothing verified, nothing written).
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(shop.post_raw("wata", b"{}".to_vec(), &attacker).await.0);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        9,
+        "the budget of 10 refusals, one used above: {statuses:?}"
+    );
+    assert!(statuses[9..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (status, reply) = shop.post_raw("wata", b"{}".to_vec(), &attacker).await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (429, Some("too_many_requests"))
+    );
+    assert_eq!(
+        events(&mut shop.conn().await, PaymentProvider::Wata)
+            .await
+            .len(),
+        10
+    );
+
+    // WATA itself (another address) is never refused, so never limited: paid at once.
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    assert_paid_once(&shop, user, order.id).await;
+    // And its retries of the same event are answered as usual, however many.
+    for _ in 0..15 {
+        assert_eq!(shop.send_wata(&transaction).await, 200);
+    }
+    shop.finish().await;
+}
+
+#[actix_rt::test]
 async fn a_wata_webhook_without_a_valid_signature_is_401_and_gives_nothing() {
     let shop = shop(&[]).await;
     let user = shop.user(2003).await;

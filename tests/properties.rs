@@ -619,7 +619,7 @@ async fn payment_webhooks_take_anything_and_give_nothing() {
 
 #[actix_rt::test]
 async fn telegram_webhook_takes_anything() {
-    let secret = "s3cret_token-1";
+    let secret = "s3cret_token-1-0123456789abcdefghij";
     let shop = bot_shop(&[
         ("TELEGRAM_MODE", "webhook"),
         ("TELEGRAM_WEBHOOK_SECRET", secret),

@@ -1,4 +1,4 @@
-//! The `maintenance` job: keeps the bookkeeping tables small. Scheduled by the `maintenance`
+//! The `maintenance` job: keeps the bookkeeping tables small (payment events included). Scheduled by the `maintenance`
 //! task every `MAINTENANCE_INTERVAL`. And the `backup` job (`BACKUP_INTERVAL`): a backup in
 //! `DATA_DIR/backups`, the oldest beyond `BACKUP_KEEP` deleted, and with `BACKUP_TELEGRAM` sent
 //! to the bot's admins.
@@ -16,7 +16,7 @@ use teloxide::{Bot, RequestError};
 use crate::actors::job_runner::{JobError, JobHandler};
 use crate::config::TelegramSettings;
 use crate::db::models::Job;
-use crate::db::{PgPool, admins, jobs, rate, telegram};
+use crate::db::{PgPool, admins, jobs, payments, rate, telegram};
 
 /// Job kind (and scheduled task name).
 pub const MAINTENANCE: &str = "maintenance";
@@ -28,12 +28,15 @@ pub struct Maintenance {
     pub pool: PgPool,
     /// Finished jobs older than this are deleted.
     pub job_retention: Duration,
+    /// Payment events older than this are deleted (see `payments::prune_events` for which).
+    pub payment_event_retention: Duration,
 }
 
 impl JobHandler for Maintenance {
     fn run(&self, _job: Job) -> LocalBoxFuture<'static, Result<(), JobError>> {
         let pool = self.pool.clone();
         let retention = self.job_retention;
+        let event_retention = self.payment_event_retention;
         Box::pin(async move {
             let mut conn = pool.get().await?;
             let jobs_pruned = jobs::prune_done(&mut conn, retention).await?;
@@ -41,7 +44,9 @@ impl JobHandler for Maintenance {
             let updates_pruned =
                 telegram::prune_updates(&mut conn, TELEGRAM_UPDATE_RETENTION).await?;
             let budgets_pruned = rate::prune(&mut conn).await?;
+            let payment_events_pruned = payments::prune_events(&mut conn, event_retention).await?;
             tracing::info!(
+                payment_events_pruned,
                 jobs_pruned,
                 auth_pruned,
                 updates_pruned,

@@ -252,6 +252,9 @@ pub struct ApiSettings {
     pub burst: u32,
     /// Origins a browser may call the API from (`scheme://host[:port]`); empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// Refused webhook requests per client address: (how many at once, then per second);
+    /// `None`: no limit.
+    pub webhook_refusals: Option<(u32, f64)>,
 }
 
 /// `20/s`, `300/m`, `off`.
@@ -275,6 +278,20 @@ fn parse_rate(v: &str) -> Result<Option<f64>, String> {
         other => return Err(format!("unknown period `{other}`: use s, m or h")),
     };
     Ok(Some(n / seconds))
+}
+
+/// `20/m` (a budget of 20, refilled at 20 a minute), `off`: the budget and its rate per second.
+fn parse_budget(v: &str) -> Result<Option<(u32, f64)>, String> {
+    let Some(rate) = parse_rate(v)? else {
+        return Ok(None);
+    };
+    let n = v.split_once('/').map_or("", |(n, _)| n.trim());
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| format!("`{n}` is not a whole number from 1 to 1000000"))?;
+    Ok(Some((n, rate)))
 }
 
 /// Comma-separated `http(s)://host[:port]` origins, without a path.
@@ -310,6 +327,8 @@ pub struct Settings {
     /// `None`: generated and stored in the data dir at start-up (see `web::auth`).
     pub jwt_secret: Option<Secret>,
     pub jwt_ttl: Duration,
+    /// When set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<Secret>,
     pub api: ApiSettings,
     pub log_format: LogFormat,
     pub rust_log: String,
@@ -487,12 +506,26 @@ impl Settings {
                 }
             })?,
             jwt_ttl: r.required("JWT_TTL", parse_duration)?,
+            metrics_token: r.optional("METRICS_TOKEN", |v| {
+                if v.chars().count() < 32 {
+                    Err(format!(
+                        "too short ({} characters); use at least 32 random characters",
+                        v.chars().count()
+                    ))
+                } else if !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    // It travels in an Authorization header.
+                    Err("may hold only visible ASCII characters (no spaces)".into())
+                } else {
+                    Ok(Secret::new(v))
+                }
+            })?,
             api: ApiSettings {
                 rate_limit: r.required("API_RATE_LIMIT", parse_rate)?,
                 burst: r.required("API_RATE_BURST", |v| parse_int(v, 1, 100_000))?,
                 cors_origins: r
                     .optional("CORS_ORIGINS", parse_origins)?
                     .unwrap_or_default(),
+                webhook_refusals: r.required("WEBHOOK_REFUSAL_LIMIT", parse_budget)?,
             },
             log_format: r.required("LOG_FORMAT", |v| match v {
                 "pretty" => Ok(LogFormat::Pretty),
@@ -567,7 +600,10 @@ mod tests {
     fn webhook_mode_needs_a_secret_and_an_https_address() {
         let token = ("TELEGRAM_BOT_TOKEN", "123456:ABCDEFGHIJKLMN");
         let webhook = ("TELEGRAM_MODE", "webhook");
-        let secret = ("TELEGRAM_WEBHOOK_SECRET", "s3cret");
+        let secret = (
+            "TELEGRAM_WEBHOOK_SECRET",
+            "s3cret-token-of-at-least-32-chars",
+        );
         let err = settings(&[token, webhook]).unwrap_err().to_string();
         assert!(err.contains("TELEGRAM_WEBHOOK_SECRET"), "{err}");
         let err = settings(&[token, webhook, secret]).unwrap_err().to_string();
@@ -583,6 +619,49 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.bot.mode, TelegramMode::Webhook);
+    }
+
+    #[test]
+    fn a_telegram_webhook_secret_has_32_to_256_safe_characters() {
+        let token = ("TELEGRAM_BOT_TOKEN", "123456:ABCDEFGHIJKLMN");
+        let webhook = ("TELEGRAM_MODE", "webhook");
+        let url = ("PUBLIC_BASE_URL", "https://shop.example.com");
+        let long_enough = "a".repeat(31) + "_";
+        let too_long = "a".repeat(257);
+        for bad in [
+            "x",
+            "s3cret",
+            &long_enough[1..],
+            &too_long,
+            &(long_enough.clone() + "!"),
+        ] {
+            match settings(&[token, webhook, url, ("TELEGRAM_WEBHOOK_SECRET", bad)]) {
+                Ok(_) => panic!("a webhook secret of {} characters was accepted", bad.len()),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains("TELEGRAM_WEBHOOK_SECRET"), "{e}");
+                    if bad.len() > 8 {
+                        assert!(!e.contains(bad), "the secret is echoed: {e}");
+                    }
+                }
+            }
+        }
+        for good in [long_enough.as_str(), &"A-z_9".repeat(51)] {
+            let s = settings(&[token, webhook, url, ("TELEGRAM_WEBHOOK_SECRET", good)]).unwrap();
+            assert_eq!(s.bot.webhook_secret.unwrap().expose(), good);
+        }
+    }
+
+    #[test]
+    fn a_metrics_token_is_long_and_fits_a_header() {
+        assert!(settings(&[]).unwrap().metrics_token.is_none());
+        let good = "m".repeat(32);
+        let s = settings(&[("METRICS_TOKEN", &good)]).unwrap();
+        assert_eq!(s.metrics_token.unwrap().expose(), good);
+        for bad in ["short", &("m".repeat(31) + " "), &("m".repeat(32) + " x")] {
+            let e = settings(&[("METRICS_TOKEN", bad)]).unwrap_err().to_string();
+            assert!(e.contains("METRICS_TOKEN"), "{e}");
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct PaymentSettings {
     pub poll_interval: Duration,
     /// Timeout of every call to YooKassa and WATA.
     pub provider_timeout: Duration,
+    /// Payment events older than this are pruned, except the accepted and mismatched ones.
+    pub events_retention: Duration,
     pub auto_renew_days_before: u32,
     pub auto_renew_interval: Duration,
     /// Days the inviter gets when an invited user pays for the first time.
@@ -106,6 +108,13 @@ pub(super) fn read(r: &Reader<'_>, bot: bool) -> Result<PaymentSettings, ConfigE
             let d = parse_duration(v)?;
             if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
                 return Err("must be between 1s and 5m".into());
+            }
+            Ok(d)
+        })?,
+        events_retention: r.required("PAYMENT_EVENTS_RETENTION", |v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(86_400) {
+                return Err("must be at least 1d".into());
             }
             Ok(d)
         })?,

@@ -95,16 +95,7 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
         "webhook" => Ok(TelegramMode::Webhook),
         _ => Err("must be `polling` or `webhook`".to_owned()),
     })?;
-    let webhook_secret = r.optional("TELEGRAM_WEBHOOK_SECRET", |v| {
-        let ok = (1..=256).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Secret::new(v))
-        } else {
-            Err("must be 1-256 characters of A-Z, a-z, 0-9, _ and -".to_owned())
-        }
-    })?;
+    let webhook_secret = r.optional("TELEGRAM_WEBHOOK_SECRET", parse_webhook_secret)?;
     if mode == TelegramMode::Webhook && webhook_secret.is_none() {
         let var = Reader::var("TELEGRAM_WEBHOOK_SECRET");
         return Err(ConfigError::Invalid {
@@ -129,6 +120,31 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
         rate_limit: r.required("BOT_RATE_LIMIT", parse_bot_rate)?,
         client_apps: r.required("CLIENT_APPS", parse_client_apps)?,
     })
+}
+
+/// Shortest webhook secret accepted: it is all that stands between anyone who finds the URL and
+/// the bot's update handling (a short one is guessed).
+const MIN_WEBHOOK_SECRET: usize = 32;
+
+/// Telegram's `secret_token`: 1-256 characters of `A-Za-z0-9_-`; we require at least
+/// [`MIN_WEBHOOK_SECRET`]. Required rather than generated: webhook mode is for several
+/// replicas, which must all know the one secret Telegram was given.
+fn parse_webhook_secret(v: &str) -> Result<Secret, String> {
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("may hold only A-Z, a-z, 0-9, _ and - (Telegram's alphabet)".into());
+    }
+    match v.len() {
+        n if n < MIN_WEBHOOK_SECRET => Err(format!(
+            "too short ({n} characters); use {MIN_WEBHOOK_SECRET} to 256 random characters, e.g. `openssl rand -hex 32`"
+        )),
+        n if n > 256 => Err(format!(
+            "too long ({n} characters); Telegram takes at most 256"
+        )),
+        _ => Ok(Secret::new(v)),
+    }
 }
 
 fn non_empty(v: &str, max: usize) -> Result<String, String> {

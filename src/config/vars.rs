@@ -107,6 +107,17 @@ pub const VARS: &[Var] = &[
         "Web origins allowed to call the admin API from a browser, comma-separated. Unset: CORS is off (browsers block other origins).",
     ),
     var(
+        "WEBHOOK_REFUSAL_LIMIT",
+        Some("20/m"),
+        "20/m",
+        "Refused webhook requests (unsigned, forged, malformed) one client address may make, N at once and then N per period (IPv6: per /64); beyond that its webhooks get 429 with Retry-After, unread. Providers are never refused, so never limited. `off` disables it.",
+    ),
+    secret(
+        "METRICS_TOKEN",
+        "a-random-string-of-at-least-32-characters",
+        "When set, GET /metrics needs `Authorization: Bearer <this>` (≥ 32 characters, no spaces) and answers 401 otherwise. Unset: /metrics is open to anyone who reaches the port.",
+    ),
+    var(
         "LOG_FORMAT",
         Some("pretty"),
         "json",
@@ -170,7 +181,7 @@ pub const VARS: &[Var] = &[
         "MAINTENANCE_INTERVAL",
         Some("1h"),
         "1h",
-        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates).",
+        "Interval of the `maintenance` task (prunes finished jobs, login throttles, revoked tokens, seen updates, old payment events).",
     ),
     var(
         "BACKUP_INTERVAL",
@@ -334,8 +345,8 @@ pub const VARS: &[Var] = &[
     ),
     secret(
         "TELEGRAM_WEBHOOK_SECRET",
-        "b3Jk1xQ9_random-secret-token",
-        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook update (1-256 of A-Z a-z 0-9 _ -). Required with TELEGRAM_MODE=webhook.",
+        "b3Jk1xQ9_random-secret-token-of-32-chars",
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook update: 32-256 characters of A-Z a-z 0-9 _ - (e.g. `openssl rand -hex 32`). Required with TELEGRAM_MODE=webhook.",
     ),
     var(
         "ADMIN_TELEGRAM_IDS",
@@ -507,6 +518,12 @@ pub const VARS: &[Var] = &[
         Some("30s"),
         "30s",
         "How long a call to YooKassa or WATA may take; a refund whose answer did not come in time is not asked again.",
+    ),
+    var(
+        "PAYMENT_EVENTS_RETENTION",
+        Some("365d"),
+        "365d",
+        "Payment events (every webhook and update received, refused ones included) older than this are deleted by the `maintenance` task, except `accepted` and `mismatched` ones, the record of money, which are kept. At least 1d.",
     ),
     var(
         "AUTO_RENEW_DAYS_BEFORE",

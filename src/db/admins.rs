@@ -178,59 +178,66 @@ pub const MAX_FAILED_LOGINS: i32 = 5;
 /// The window in which failures count, and how long a lock lasts.
 pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// When the username is locked, until when.
-pub async fn locked_until(conn: &mut PgConn, username: &str) -> QueryResult<Option<DateTime<Utc>>> {
-    let until: Option<Option<DateTime<Utc>>> = login_throttle::table
-        .filter(login_throttle::username.eq(username))
-        .filter(login_throttle::locked_until.gt(diesel::dsl::now))
-        .select(login_throttle::locked_until)
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(until.flatten())
+/// The throttle's answer to one password attempt for a username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Check the password. `locks_until` is set when this is the window's last allowed
+    /// attempt: the username is already locked until then, and only a right password (which
+    /// clears the throttle) lifts the lock.
+    Allowed { locks_until: Option<DateTime<Utc>> },
+    /// Locked until then: refuse without checking the password.
+    Locked(DateTime<Utc>),
 }
 
 #[derive(QueryableByName)]
 struct ThrottleRow {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     locked_until: Option<DateTime<Utc>>,
 }
 
-/// Counts a failed login for `username` in the current window (a new window starts when the
-/// old one is over) and locks the username for [`LOCKOUT_WINDOW`] at the
-/// [`MAX_FAILED_LOGINS`]th failure. Returns the lock's end if this failure locked it.
-pub async fn record_failure(
-    conn: &mut PgConn,
-    username: &str,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    // One atomic upsert, so concurrent attempts (any replica) are all counted.
+/// Counts a password attempt for `username` *before* the password is checked and says whether
+/// it may be checked. One atomic upsert (the row lock orders concurrent attempts, on any
+/// replica), so however many guesses arrive at once at most [`MAX_FAILED_LOGINS`] per window
+/// are checked: reading the lock and writing the failure after the slow Argon2 check let every
+/// concurrent guess through. The [`MAX_FAILED_LOGINS`]th attempt locks the username for
+/// [`LOCKOUT_WINDOW`] at once; [`clear_failures`] (a right password) lifts it. Attempts on a
+/// locked username are counted too (`failures` above the maximum means "refused"); a lock that
+/// is over, or a window that is over, starts a fresh window.
+pub async fn reserve_attempt(conn: &mut PgConn, username: &str) -> QueryResult<Attempt> {
     let row: ThrottleRow = diesel::sql_query(
-        "INSERT INTO login_throttle AS t (username, failures, window_started_at) \
-         VALUES ($1, 1, now()) \
+        "INSERT INTO login_throttle AS t (username, failures, window_started_at, locked_until) \
+         VALUES ($1, 1, now(), CASE WHEN 1 >= $3 THEN now() + make_interval(secs => $2) END) \
          ON CONFLICT (username) DO UPDATE SET \
-             failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $2) \
-                 THEN 1 ELSE t.failures + 1 END, \
-             window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $2) \
-                 THEN now() ELSE t.window_started_at END \
-         RETURNING CASE WHEN failures >= $3 THEN now() + make_interval(secs => $2) END AS locked_until",
+             failures = CASE \
+                 WHEN t.locked_until > now() THEN t.failures + 1 \
+                 WHEN t.locked_until IS NOT NULL \
+                   OR t.window_started_at < now() - make_interval(secs => $2) THEN 1 \
+                 ELSE t.failures + 1 END, \
+             window_started_at = CASE \
+                 WHEN t.locked_until > now() THEN t.window_started_at \
+                 WHEN t.locked_until IS NOT NULL \
+                   OR t.window_started_at < now() - make_interval(secs => $2) THEN now() \
+                 ELSE t.window_started_at END, \
+             locked_until = CASE \
+                 WHEN t.locked_until > now() THEN t.locked_until \
+                 WHEN t.locked_until IS NOT NULL \
+                   OR t.window_started_at < now() - make_interval(secs => $2) \
+                     THEN CASE WHEN 1 >= $3 THEN now() + make_interval(secs => $2) END \
+                 WHEN t.failures + 1 >= $3 THEN now() + make_interval(secs => $2) \
+                 END \
+         RETURNING failures, locked_until",
     )
     .bind::<Text, _>(username)
     .bind::<Double, _>(LOCKOUT_WINDOW.as_secs_f64())
     .bind::<Integer, _>(MAX_FAILED_LOGINS)
     .get_result(conn)
     .await?;
-    if let Some(until) = row.locked_until {
-        // A lock starts a fresh window: the next failures after it count from zero.
-        diesel::update(login_throttle::table.find(username))
-            .set((
-                login_throttle::locked_until.eq(until),
-                login_throttle::failures.eq(0),
-                login_throttle::window_started_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    Ok(row.locked_until)
+    Ok(match row.locked_until {
+        Some(until) if row.failures > MAX_FAILED_LOGINS => Attempt::Locked(until),
+        locks_until => Attempt::Allowed { locks_until },
+    })
 }
 
 /// A successful login forgets earlier failures.

@@ -159,6 +159,9 @@ pub struct PaymentEvent {
     pub remote_addr: Option<String>,
     pub payload: Option<Value>,
     pub received_at: DateTime<Utc>,
+    /// Size and SHA-256 (hex) of the body of a webhook refused at the edge, which is not kept.
+    pub body_bytes: Option<i32>,
+    pub body_sha256: Option<String>,
 }
 
 /// A refund at the provider, counted once (see `payments::record_refund`).

@@ -284,6 +284,28 @@ pub struct NewEvent<'a> {
     pub detail: Option<&'a str>,
     pub remote_addr: Option<&'a str>,
     pub payload: Option<&'a Value>,
+    /// Of a request refused at the edge: its body's size and SHA-256, instead of the body.
+    pub body: Option<BodyDigest>,
+}
+
+/// What is kept of a body that is not stored: enough to recognise the same body again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyDigest {
+    pub bytes: i32,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+impl BodyDigest {
+    pub fn of(body: &[u8]) -> BodyDigest {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(body);
+        BodyDigest {
+            // Bodies are limited far below 2 GiB by the server; saturate rather than wrap.
+            bytes: i32::try_from(body.len()).unwrap_or(i32::MAX),
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
 }
 
 pub async fn record_event(conn: &mut PgConn, event: &NewEvent<'_>) -> QueryResult<()> {
@@ -297,10 +319,37 @@ pub async fn record_event(conn: &mut PgConn, event: &NewEvent<'_>) -> QueryResul
             payment_events::detail.eq(event.detail),
             payment_events::remote_addr.eq(event.remote_addr),
             payment_events::payload.eq(event.payload),
+            payment_events::body_bytes.eq(event.body.as_ref().map(|b| b.bytes)),
+            payment_events::body_sha256.eq(event.body.as_ref().map(|b| b.sha256.as_str())),
         ))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Deletes events received more than `retention` ago, except `accepted` and `mismatched` ones:
+/// those are the shop's record of money (what confirmed or refunded an order, what did not add
+/// up) and there is one per real change of an order, so nobody can flood them. Everything else
+/// — refusals at the edge, duplicates, "still pending" — is only noise once old, and refusals
+/// are what strangers can send in bulk.
+pub async fn prune_events(conn: &mut PgConn, retention: std::time::Duration) -> QueryResult<usize> {
+    let Some(cutoff) = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| Utc::now().checked_sub_signed(r))
+    else {
+        // A retention longer than the calendar: nothing is old enough.
+        return Ok(0);
+    };
+    diesel::delete(
+        payment_events::table
+            .filter(payment_events::received_at.lt(cutoff))
+            .filter(payment_events::verdict.ne_all([
+                PaymentEventVerdict::Accepted,
+                PaymentEventVerdict::Mismatched,
+            ])),
+    )
+    .execute(conn)
+    .await
 }
 
 pub async fn events_of(conn: &mut PgConn, id: PaymentId) -> QueryResult<Vec<PaymentEvent>> {

@@ -149,6 +149,8 @@ diesel::table! {
         remote_addr -> Nullable<Text>,
         payload -> Nullable<Jsonb>,
         received_at -> Timestamptz,
+        body_bytes -> Nullable<Int4>,
+        body_sha256 -> Nullable<Text>,
     }
 }
 

@@ -1,13 +1,17 @@
 //! Admin authentication: login with failed-login lockout, HS256 access tokens, the
-//! [`AuthenticatedAdmin`] extractor and role checks.
+//! [`authenticate`] middleware and the extractors that read its verdict: [`AuthenticatedAdmin`]
+//! and the role-typed [`Require`].
 
-use std::future::Future;
+use std::future::{Ready, ready};
 use std::io::Write as _;
+use std::marker::PhantomData;
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, web};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
@@ -134,7 +138,8 @@ pub struct TokenResponse {
 /// Log in with an admin account and get an access token.
 ///
 /// Five failed attempts for one username within 15 minutes lock it for 15 minutes (429 with
-/// `Retry-After`).
+/// `Retry-After`). Attempts are counted before the password is checked, so concurrent guesses
+/// get no more than five checks.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -168,9 +173,12 @@ pub async fn login(
     }
     let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
-    if let Some(until) = admins::locked_until(&mut conn, &username).await? {
-        return Err(locked(until));
-    }
+    // Counted before the (slow) check, so concurrent guesses cannot all pass a lock that is
+    // only written after it.
+    let locks_until = match admins::reserve_attempt(&mut conn, &username).await? {
+        admins::Attempt::Locked(until) => return Err(locked(until)),
+        admins::Attempt::Allowed { locks_until } => locks_until,
+    };
     let admin = admins::find_by_username(&mut conn, &username).await?;
     // Verify against a decoy when the account does not exist: same work, same answer time.
     let hash = admin
@@ -183,9 +191,8 @@ pub async fn login(
     let admin = match admin {
         Some(admin) if matches && admin.active => admin,
         _ => {
-            let locked_now = admins::record_failure(&mut conn, &username).await?;
-            tracing::warn!(username = %username, remote = ?remote, locked = locked_now.is_some(), "failed admin login");
-            return Err(match locked_now {
+            tracing::warn!(username = %username, remote = ?remote, locked = locks_until.is_some(), "failed admin login");
+            return Err(match locks_until {
                 Some(until) => locked(until),
                 None => AppError::Unauthorized("wrong username or password".into()),
             });
@@ -228,9 +235,10 @@ pub(crate) fn locked(until: DateTime<Utc>) -> AppError {
     }
 }
 
-/// The admin behind a valid access token. Extracting it checks the signature and expiry, that
+/// The admin behind a valid access token. [`authenticate`] checks the signature and expiry, that
 /// the account still exists and is active, that the token was not revoked and was issued after
-/// the last password or role change.
+/// the last password or role change; a handler takes it (or a [`Require`]) as its FIRST
+/// argument.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedAdmin {
     pub id: AdminId,
@@ -259,67 +267,174 @@ impl AuthenticatedAdmin {
     }
 }
 
+/// What [`authenticate`] found out about the request's bearer token, kept in its extensions.
+#[derive(Debug, Clone)]
+enum Authentication {
+    Missing,
+    /// Why the token is refused (answered 401 by the extractors).
+    Refused(String),
+    Admin(AuthenticatedAdmin),
+}
+
+/// Middleware of the `/api/v1` scope: authenticates the bearer token (the database work) before
+/// the handler runs and keeps the verdict in the request's extensions. A request without a
+/// valid token still goes on (the login needs none); the extractors refuse it.
+///
+/// Why not an async extractor: actix polls all of a handler's extractors together and answers
+/// the first error any of them returns, so an extractor that waits for the database loses to a
+/// `Json` or `Query` that fails at once: a viewer posting a malformed plan got 422 instead of
+/// 403. Read from the extensions, the role check is ready at the first poll.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let authentication = match check_token(req.request()).await {
+        Ok(admin) => admin.map_or(Authentication::Missing, Authentication::Admin),
+        Err(AppError::Unauthorized(why)) => Authentication::Refused(why),
+        // The database could not be asked (503/500): nothing can be answered for sure.
+        Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+    };
+    req.extensions_mut().insert(authentication);
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// The admin behind the request's bearer token; `Ok(None)` without one.
+async fn check_token(req: &HttpRequest) -> AppResult<Option<AuthenticatedAdmin>> {
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let state = req
+        .app_data::<web::Data<WebState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("web state missing")))?;
+    let claims =
+        jsonwebtoken::decode::<Claims>(&token, &state.jwt.decoding, &JwtKeys::validation())
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    AppError::Unauthorized("token expired; log in again".into())
+                }
+                _ => AppError::Unauthorized("invalid token".into()),
+            })?
+            .claims;
+    let id: AdminId = claims
+        .sub
+        .parse()
+        .map_err(|_| AppError::Unauthorized("invalid token".into()))?;
+    let mut conn = state.pool.get().await?;
+    let admin = admins::find(&mut conn, id)
+        .await?
+        .filter(|a| a.active)
+        .ok_or_else(|| AppError::Unauthorized("account disabled or deleted".into()))?;
+    let issued_us = claims
+        .iat_us
+        .unwrap_or_else(|| claims.iat.saturating_mul(1_000_000));
+    if issued_us < admin.tokens_valid_after.timestamp_micros() {
+        return Err(AppError::Unauthorized(
+            "token no longer valid (password or role changed); log in again".into(),
+        ));
+    }
+    if admins::is_token_revoked(&mut conn, claims.jti).await? {
+        return Err(AppError::Unauthorized("token revoked; log in again".into()));
+    }
+    Ok(Some(AuthenticatedAdmin {
+        id: admin.id,
+        username: admin.username,
+        role: admin.role,
+        token_id: claims.jti,
+        expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+    }))
+}
+
+/// The verdict [`authenticate`] left in the request: 401 without a valid token.
+fn authenticated(req: &HttpRequest) -> AppResult<AuthenticatedAdmin> {
+    match req.extensions().get::<Authentication>() {
+        Some(Authentication::Admin(admin)) => Ok(admin.clone()),
+        Some(Authentication::Refused(why)) => Err(AppError::Unauthorized(why.clone())),
+        Some(Authentication::Missing) => Err(AppError::Unauthorized(
+            "missing bearer token (Authorization: Bearer <token>)".into(),
+        )),
+        None => Err(AppError::Internal(anyhow::anyhow!(
+            "an admin route outside the authenticate middleware"
+        ))),
+    }
+}
+
+/// Any authenticated admin. Ready at once (see [`authenticate`]).
 impl FromRequest for AuthenticatedAdmin {
     type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = AppResult<Self>>>>;
+    type Future = Ready<AppResult<Self>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<WebState>>().cloned();
-        let token = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim().to_owned())
-            });
-        Box::pin(async move {
-            let state =
-                state.ok_or_else(|| AppError::Internal(anyhow::anyhow!("web state missing")))?;
-            let token = token.ok_or_else(|| {
-                AppError::Unauthorized(
-                    "missing bearer token (Authorization: Bearer <token>)".into(),
-                )
-            })?;
-            let claims =
-                jsonwebtoken::decode::<Claims>(&token, &state.jwt.decoding, &JwtKeys::validation())
-                    .map_err(|e| match e.kind() {
-                        ErrorKind::ExpiredSignature => {
-                            AppError::Unauthorized("token expired; log in again".into())
-                        }
-                        _ => AppError::Unauthorized("invalid token".into()),
-                    })?
-                    .claims;
-            let id: AdminId = claims
-                .sub
-                .parse()
-                .map_err(|_| AppError::Unauthorized("invalid token".into()))?;
-            let mut conn = state.pool.get().await?;
-            let admin = admins::find(&mut conn, id)
-                .await?
-                .filter(|a| a.active)
-                .ok_or_else(|| AppError::Unauthorized("account disabled or deleted".into()))?;
-            let issued_us = claims
-                .iat_us
-                .unwrap_or_else(|| claims.iat.saturating_mul(1_000_000));
-            if issued_us < admin.tokens_valid_after.timestamp_micros() {
-                return Err(AppError::Unauthorized(
-                    "token no longer valid (password or role changed); log in again".into(),
-                ));
-            }
-            if admins::is_token_revoked(&mut conn, claims.jti).await? {
-                return Err(AppError::Unauthorized("token revoked; log in again".into()));
-            }
-            Ok(AuthenticatedAdmin {
-                id: admin.id,
-                username: admin.username,
-                role: admin.role,
-                token_id: claims.jti,
-                expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        ready(authenticated(req))
+    }
+}
+
+/// The roles as types, for [`Require`].
+pub mod role {
+    use crate::domain::AdminRole;
+
+    /// A role a handler may require.
+    pub trait Role {
+        const ROLE: AdminRole;
+    }
+
+    /// Reads everything.
+    pub struct Viewer;
+    /// Also manages users, subscriptions, promo codes, broadcasts, syncs and jobs.
+    pub struct Operator;
+    /// May do everything.
+    pub struct Admin;
+
+    impl Role for Viewer {
+        const ROLE: AdminRole = AdminRole::Viewer;
+    }
+    impl Role for Operator {
+        const ROLE: AdminRole = AdminRole::Operator;
+    }
+    impl Role for Admin {
+        const ROLE: AdminRole = AdminRole::Admin;
+    }
+}
+
+/// An authenticated admin whose role includes `R` — 401 without a valid token, 403 with a role
+/// below `R`. Ready at once (see [`authenticate`]), so as a handler's FIRST argument it answers
+/// before the path, the query or the body is looked at.
+pub struct Require<R: role::Role> {
+    pub admin: AuthenticatedAdmin,
+    role: PhantomData<R>,
+}
+
+impl<R: role::Role> std::ops::Deref for Require<R> {
+    type Target = AuthenticatedAdmin;
+    fn deref(&self) -> &AuthenticatedAdmin {
+        &self.admin
+    }
+}
+
+impl<R: role::Role> FromRequest for Require<R> {
+    type Error = AppError;
+    type Future = Ready<AppResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticated(req).and_then(|admin| {
+            admin.require(R::ROLE)?;
+            Ok(Require {
+                admin,
+                role: PhantomData,
             })
-        })
+        }))
     }
 }
 

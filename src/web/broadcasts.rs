@@ -9,11 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::db::audit::{self, AuditRecord};
 use crate::db::broadcasts::{self, Author};
 use crate::db::models::Broadcast;
+use crate::domain::BroadcastId;
 use crate::domain::broadcast::{Audience, validate};
-use crate::domain::{AdminRole, BroadcastId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewBroadcast {
@@ -91,12 +91,11 @@ fn view(b: Broadcast, rate: u32) -> BroadcastView {
     )
 )]
 pub async fn create_broadcast(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     body: web::Json<NewBroadcast>,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Operator)?;
     let body = body.into_inner();
     let message = validate(
         &body.text,
@@ -161,11 +160,10 @@ pub struct ListQuery {
     responses((status = 200, body = Vec<BroadcastView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 pub async fn list_broadcasts(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<ListQuery>,
 ) -> AppResult<web::Json<Vec<BroadcastView>>> {
-    admin.require(AdminRole::Viewer)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(AppError::validation("limit", "must be between 1 and 200"));
@@ -191,11 +189,10 @@ pub async fn list_broadcasts(
     responses((status = 200, body = BroadcastView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_broadcast(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<BroadcastView>> {
-    admin.require(AdminRole::Viewer)?;
     let id = BroadcastId(id.into_inner());
     let mut conn = state.pool.get().await?;
     let broadcast = broadcasts::find(&mut conn, id)
@@ -223,12 +220,11 @@ pub async fn get_broadcast(
     )
 )]
 pub async fn cancel_broadcast(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<BroadcastView>> {
-    admin.require(AdminRole::Operator)?;
     let id = BroadcastId(id.into_inner());
     let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();

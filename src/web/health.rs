@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -79,14 +79,35 @@ pub async fn ready(state: web::Data<WebState>) -> HttpResponse {
     }
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format). With `METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <METRICS_TOKEN>`: they include revenue and user counts.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "METRICS_TOKEN is set and the request does not carry it", body = crate::error::ErrorBody),
+    )
 )]
-pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+    if let Some(expected) = &state.settings.metrics_token {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        if !crate::web::webhooks::same_secret(given.as_bytes(), expected.expose().as_bytes()) {
+            tracing::info!(remote = ?crate::web::remote_addr(&req), "/metrics without the METRICS_TOKEN refused");
+            return actix_web::ResponseError::error_response(
+                &crate::error::AppError::Unauthorized(
+                    "missing or wrong bearer token (Authorization: Bearer <METRICS_TOKEN>)".into(),
+                ),
+            );
+        }
+    }
     refresh_gauges(&state).await;
     match state.metrics.render() {
         Ok(text) => HttpResponse::Ok()

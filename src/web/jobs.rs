@@ -10,10 +10,10 @@ use crate::db::audit::{self, AuditRecord};
 use crate::db::jobs::{self, RetryError};
 use crate::db::models::{Job, ScheduledTask};
 use crate::db::scheduler;
-use crate::domain::{AdminRole, JobId, JobState};
+use crate::domain::{JobId, JobState};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 
 /// Largest page a list endpoint returns.
 pub const MAX_PER_PAGE: i64 = 200;
@@ -69,11 +69,10 @@ pub fn pagination(page: Option<i64>, per_page: Option<i64>) -> AppResult<(i64, i
     )
 )]
 pub async fn list_jobs(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<JobListQuery>,
 ) -> AppResult<web::Json<JobPage>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let job_state = query
         .state
@@ -106,11 +105,10 @@ fn job_json(job: &Job) -> serde_json::Value {
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_job(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<Job>> {
-    admin.require(AdminRole::Viewer)?;
     let id = JobId(id.into_inner());
     let mut conn = state.pool.get().await?;
     jobs::find(&mut conn, id)
@@ -135,12 +133,11 @@ pub async fn get_job(
     )
 )]
 pub async fn retry_job(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<Job>> {
-    admin.require(AdminRole::Operator)?;
     let id = JobId(id.into_inner());
     let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
@@ -185,10 +182,9 @@ pub async fn retry_job(
     responses((status = 200, body = Vec<ScheduledTask>), (status = 401, body = ErrorBody))
 )]
 pub async fn list_tasks(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
 ) -> AppResult<web::Json<Vec<ScheduledTask>>> {
-    admin.require(AdminRole::Viewer)?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(scheduler::list(&mut conn).await?))
 }

@@ -50,6 +50,8 @@ pub struct WebState {
         Option<crate::actors::supervisor::ActorHandle<crate::actors::marzban::MarzbanSyncer>>,
     /// Where `POST /webhooks/telegram` puts updates; `None` unless TELEGRAM_MODE=webhook.
     pub bot_inbox: Option<Arc<crate::actors::bot::BotInbox>>,
+    /// Refused webhook requests per client address (`WEBHOOK_REFUSAL_LIMIT`); `None`: off.
+    pub webhook_refusals: Option<ratelimit::RateLimiter>,
 }
 
 /// Largest JSON body the API accepts.
@@ -78,6 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/metrics").get(health::metrics))
     .service(
         web::scope("/api/v1")
+            // Outermost last: the rate limit answers before the token costs a database query.
+            .wrap(actix_web::middleware::from_fn(auth::authenticate))
             .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .service(web::resource("/auth/login").post(auth::login))
             .service(web::resource("/me").get(auth::me))
@@ -104,9 +108,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()));
 }
 
-/// The address a request came from, as the audit log records it (the connection's peer).
+/// The address a request came from, as the audit log records it (the connection's peer, an
+/// IPv4-mapped IPv6 address written as the IPv4 address it is).
 pub(crate) fn remote_addr(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    req.peer_addr().map(|a| a.ip().to_canonical().to_string())
 }
 
 /// An RFC 3339 instant of a query parameter (`2026-11-27T10:00:00Z`, `…+03:00`). A `+` that

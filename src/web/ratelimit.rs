@@ -1,6 +1,7 @@
 //! The admin API's rate limit: a GCRA bucket per token and per client address, kept in this
 //! replica's memory (so N replicas allow N times the rate in all). A request over either limit
-//! is answered 429 with `Retry-After` before it reaches a handler or the database.
+//! is answered 429 with `Retry-After` before it reaches a handler or the database. The same
+//! buckets count the webhooks' refusals per address (see [`RateLimiter::peek`]).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -55,6 +56,32 @@ impl RateLimiter {
 
     pub fn token_key(&self, token: &str) -> Key {
         Key::Token(self.hasher.hash_one(token))
+    }
+
+    /// The bucket of a client address. An IPv6 client usually holds a whole /64, so one /64 is
+    /// one client (or it would get a fresh bucket per address).
+    pub fn address_key(ip: IpAddr) -> Key {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Key::Address(IpAddr::V6(prefix.into()))
+            }
+            v4 => Key::Address(v4),
+        }
+    }
+
+    /// Whether `key`'s next request would be refused, without taking it: `Err` with the time
+    /// until one is allowed again. With [`RateLimiter::check`] called only for what is to be
+    /// counted (e.g. only refused webhooks), a key is turned away only once it has spent its
+    /// budget on such events, and whoever never causes one is never limited.
+    pub fn peek(&self, key: Key, now: Instant) -> Result<(), Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let next = buckets.get(&key).map_or(now, |next| (*next).max(now)) + self.cost;
+        let limit = now + self.tolerance;
+        if next > limit {
+            return Err(next - limit);
+        }
+        Ok(())
     }
 
     /// Takes one request from `key`'s bucket; `Err` with the time until one is allowed again.
@@ -143,6 +170,29 @@ mod tests {
         assert!(limiter.check(key, later).is_err());
         // Other keys have their own buckets.
         assert!(limiter.check(limiter.token_key("abc"), start).is_ok());
+    }
+
+    #[test]
+    fn peeking_takes_nothing_and_an_ipv6_client_is_its_slash_64() {
+        let limiter = RateLimiter::new(1.0, 2);
+        let key = Key::Address("203.0.113.9".parse().unwrap());
+        let start = Instant::now();
+        for _ in 0..10 {
+            assert!(limiter.peek(key, start).is_ok());
+        }
+        limiter.check(key, start).unwrap();
+        limiter.check(key, start).unwrap();
+        assert_eq!(limiter.peek(key, start), Err(Duration::from_secs(1)));
+        assert!(limiter.peek(key, start + Duration::from_secs(1)).is_ok());
+        let a = RateLimiter::address_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = RateLimiter::address_key("2001:db8:1:2:bbbb::2".parse().unwrap());
+        let c = RateLimiter::address_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            RateLimiter::address_key("::ffff:203.0.113.9".parse().unwrap()),
+            key
+        );
     }
 
     #[test]

@@ -21,9 +21,9 @@ use crate::db::subscriptions as subs;
 use crate::db::users::{self, ProfileChanges, Search, StatusFilter, UserFilter, UserSort};
 use crate::domain::email::normalize_email;
 use crate::domain::panel::panel_username;
-use crate::domain::{AdminRole, Language, SubscriptionStatus, UserId};
+use crate::domain::{Language, SubscriptionStatus, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 use crate::web::{WebState, time_range};
 
@@ -207,11 +207,10 @@ impl UserListQuery {
     )
 )]
 pub async fn list_users(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<UserListQuery>,
 ) -> AppResult<web::Json<UserPage>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let (filter, sort) = query.filter()?;
     let mut conn = state.pool.get().await?;
@@ -241,11 +240,10 @@ fn user_not_found(id: UserId) -> AppError {
     responses((status = 200, body = UserDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_user(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<UserDetail>> {
-    admin.require(AdminRole::Viewer)?;
     let id = UserId(id.into_inner());
     let mut conn = state.pool.get().await?;
     let user = users::find(&mut conn, id)
@@ -429,13 +427,12 @@ fn changed_fields(before: &User, changes: &ProfileChanges) -> (Value, Value) {
     )
 )]
 pub async fn update_user(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Bytes,
 ) -> AppResult<web::Json<UserProfile>> {
-    admin.require(AdminRole::Operator)?;
     let id = UserId(id.into_inner());
     let patch = UserPatch::parse(&body)?;
     let remote = crate::web::remote_addr(&req);
@@ -512,13 +509,12 @@ pub struct ExtendRequest {
     )
 )]
 pub async fn extend_subscription(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<ExtendRequest>,
 ) -> AppResult<web::Json<SubscriptionView>> {
-    admin.require(AdminRole::Operator)?;
     let id = UserId(id.into_inner());
     let ExtendRequest { days, reason } = body.into_inner();
     if !(1..=MAX_EXTEND_DAYS).contains(&days) {

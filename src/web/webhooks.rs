@@ -2,10 +2,14 @@
 //! anything else: YooKassa's by asking YooKassa's API about the payment (and, optionally, by its
 //! sender's address), WATA's by the RSA signature over the raw body. The PaymentProcessor then
 //! applies the event in one transaction; the provider gets 200 once it is committed, 5xx when it
-//! could not be (so it sends it again), and every verdict is recorded.
+//! could not be (so it sends it again), and every verdict is recorded. A refused request keeps
+//! only its body's size and hash, and an address that has spent its budget of refusals
+//! (`WEBHOOK_REFUSAL_LIMIT`) is turned away before anything is read, checked or written; a
+//! provider is never refused, so never turned away.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use ipnet::IpNet;
@@ -16,9 +20,10 @@ use crate::actors::payments::{Outcome, PaymentUpdate, ProviderUpdate, raw_of, st
 use crate::clients::ProviderError;
 use crate::clients::wata::{self, Transaction};
 use crate::clients::yookassa::Status;
-use crate::db::payments::{self, NewEvent};
+use crate::db::payments::{self, BodyDigest, NewEvent};
 use crate::domain::{PaymentEventVerdict, PaymentId, PaymentProvider};
 use crate::web::WebState;
+use crate::web::ratelimit::RateLimiter;
 
 /// YooKassa's published webhook senders (reference §5).
 static YOOKASSA_NETWORKS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
@@ -38,9 +43,11 @@ static YOOKASSA_NETWORKS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
 
 /// The client's address: the socket peer, or — when the peer is a trusted proxy — the rightmost
 /// `X-Forwarded-For` entry that is not a trusted proxy (a client-supplied value further left is
-/// never believed).
+/// never believed). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack socket
+/// reports for an IPv4 peer) are read as the IPv4 address they are, so they match IPv4 ranges
+/// (YooKassa's, `TRUSTED_PROXIES`) and count as one client with the plain form.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    let peer = req.peer_addr()?.ip().to_canonical();
     if !trusted.iter().any(|n| n.contains(&peer)) {
         return Some(peer);
     }
@@ -50,6 +57,7 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect::<Vec<_>>();
     Some(
         forwarded
@@ -60,14 +68,40 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     )
 }
 
-/// Records an event refused at the edge (no order involved) and answers `status`.
+/// 429 for an address that has spent its budget of refused webhooks, before its request is
+/// read, verified or recorded (see `count_refusal`).
+fn turned_away(state: &WebState, remote: Option<IpAddr>) -> Option<crate::error::AppError> {
+    let (limiter, ip) = (state.webhook_refusals.as_ref()?, remote?);
+    let retry_after = limiter
+        .peek(RateLimiter::address_key(ip), Instant::now())
+        .err()?;
+    tracing::debug!(remote = %ip, "webhook from an address over its refusal budget turned away");
+    Some(crate::error::AppError::TooManyRequests {
+        message: "too many refused webhook requests from this address; slow down".into(),
+        retry_after,
+    })
+}
+
+/// Counts a refusal against the sender's address. Only refusals count, so a genuine provider
+/// (whose requests are never refused) is never turned away, however often it retries.
+fn count_refusal(state: &WebState, remote: Option<IpAddr>) {
+    if let (Some(limiter), Some(ip)) = (&state.webhook_refusals, remote) {
+        // Over the budget already (a request that was let through concurrently): the bucket
+        // is full, which is all that matters.
+        let _ = limiter.check(RateLimiter::address_key(ip), Instant::now());
+    }
+}
+
+/// Records an event refused at the edge (no order involved) and answers `status`. Only the
+/// body's size and SHA-256 are kept: the body is anyone's to send, and stored whole a flood of
+/// them fills the disk.
 async fn refuse(
     state: &WebState,
     provider: PaymentProvider,
     verdict: PaymentEventVerdict,
     detail: &str,
     remote: Option<IpAddr>,
-    payload: Option<&Value>,
+    body: &[u8],
     status: actix_web::http::StatusCode,
 ) -> HttpResponse {
     state
@@ -75,7 +109,9 @@ async fn refuse(
         .payment_events
         .with_label_values(&[provider.as_str(), verdict.as_str()])
         .inc();
-    tracing::warn!(provider = %provider, verdict = %verdict, remote = ?remote, detail, "payment webhook refused");
+    count_refusal(state, remote);
+    let digest = BodyDigest::of(body);
+    tracing::warn!(provider = %provider, verdict = %verdict, remote = ?remote, detail, body_bytes = digest.bytes, "payment webhook refused");
     let remote = remote.map(|ip| ip.to_string());
     if let Ok(mut conn) = state.pool.get().await {
         let recorded = payments::record_event(
@@ -88,7 +124,8 @@ async fn refuse(
                 verdict,
                 detail: Some(detail),
                 remote_addr: remote.as_deref(),
-                payload,
+                payload: None,
+                body: Some(digest),
             },
         )
         .await;
@@ -155,6 +192,9 @@ pub async fn yookassa(
         return HttpResponse::NotFound().finish();
     };
     let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
+    if let Some(error) = turned_away(&state, remote) {
+        return actix_web::ResponseError::error_response(&error);
+    }
     if settings.check_ip
         && !remote.is_some_and(|ip| YOOKASSA_NETWORKS.iter().any(|n| n.contains(&ip)))
     {
@@ -164,12 +204,11 @@ pub async fn yookassa(
             PaymentEventVerdict::Forged,
             "the sender is not one of YooKassa's addresses",
             remote,
-            None,
+            &body,
             StatusCode::FORBIDDEN,
         )
         .await;
     }
-    let raw: Value = storable(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let Ok(notification) = serde_json::from_slice::<YooKassaNotification>(&body) else {
         return refuse(
             &state,
@@ -177,13 +216,13 @@ pub async fn yookassa(
             PaymentEventVerdict::Invalid,
             "not a YooKassa notification",
             remote,
-            Some(&raw),
+            &body,
             StatusCode::BAD_REQUEST,
         )
         .await;
     };
     if notification.event.starts_with("refund.") {
-        return yookassa_refund(&state, client, notification, raw, remote).await;
+        return yookassa_refund(&state, client, notification, &body, remote).await;
     }
     // Trust only YooKassa's own answer about the payment, never the body.
     let payment = match client.get_payment(&notification.object.id).await {
@@ -195,7 +234,7 @@ pub async fn yookassa(
                 PaymentEventVerdict::Forged,
                 "YooKassa does not know this payment",
                 remote,
-                Some(&raw),
+                &body,
                 StatusCode::OK,
             )
             .await;
@@ -257,7 +296,7 @@ async fn yookassa_refund(
     state: &WebState,
     client: &crate::clients::yookassa::YooKassaClient,
     notification: YooKassaNotification,
-    raw: Value,
+    body: &[u8],
     remote: Option<IpAddr>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
@@ -271,7 +310,7 @@ async fn yookassa_refund(
                 PaymentEventVerdict::Forged,
                 "YooKassa does not know this refund",
                 remote,
-                Some(&raw),
+                body,
                 StatusCode::OK,
             )
             .await;
@@ -311,7 +350,9 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
         return HttpResponse::NotFound().finish();
     };
     let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
-    let raw: Value = storable(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    if let Some(error) = turned_away(&state, remote) {
+        return actix_web::ResponseError::error_response(&error);
+    }
     let Some(signature) = req
         .headers()
         .get("x-signature")
@@ -323,7 +364,7 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
             PaymentEventVerdict::Forged,
             "no X-Signature",
             remote,
-            Some(&raw),
+            &body,
             StatusCode::UNAUTHORIZED,
         )
         .await;
@@ -337,7 +378,7 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
                 PaymentEventVerdict::Forged,
                 "the signature does not verify",
                 remote,
-                Some(&raw),
+                &body,
                 StatusCode::UNAUTHORIZED,
             )
             .await;
@@ -355,11 +396,13 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
             PaymentEventVerdict::Invalid,
             "not a WATA transaction",
             remote,
-            Some(&raw),
+            &body,
             StatusCode::BAD_REQUEST,
         )
         .await;
     };
+    // Signed by WATA: kept with the event.
+    let raw: Value = storable(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let order_id = transaction
         .order_id
         .as_deref()
@@ -406,7 +449,7 @@ pub async fn wata(state: web::Data<WebState>, req: HttpRequest, body: web::Bytes
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
         && given
             .iter()
@@ -432,13 +475,18 @@ pub async fn telegram(
             "the Telegram webhook is off (TELEGRAM_MODE=polling)".into(),
         ));
     };
+    let remote = client_ip(&req, &state.settings.payments.trusted_proxies);
+    if let Some(error) = turned_away(&state, remote) {
+        return Err(error);
+    }
     let given = req
         .headers()
         .get("X-Telegram-Bot-Api-Secret-Token")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
     if !same_secret(given, secret.expose().as_bytes()) {
-        tracing::warn!(remote = ?crate::web::remote_addr(&req), "Telegram webhook with a wrong secret token refused");
+        count_refusal(&state, remote);
+        tracing::warn!(remote = ?remote, "Telegram webhook with a wrong secret token refused");
         return Err(AppError::Unauthorized(
             "wrong or missing X-Telegram-Bot-Api-Secret-Token".into(),
         ));
@@ -495,6 +543,35 @@ mod tests {
             r = r.insert_header(("x-forwarded-for", v));
         }
         r.to_http_request()
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_read_as_ipv4() {
+        // A dual-stack socket (`[::]:8080`) reports IPv4 peers as `::ffff:a.b.c.d`.
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(&req("[::ffff:185.71.76.1]", None), &trusted),
+            Some("185.71.76.1".parse().unwrap()),
+            "a mapped peer must pass YooKassa's IPv4 ranges"
+        );
+        // A mapped proxy is still the trusted proxy, and mapped entries of the header are
+        // IPv4 too (both when skipping trusted hops and in the answer).
+        assert_eq!(
+            client_ip(
+                &req(
+                    "[::ffff:10.0.0.2]",
+                    Some("::ffff:185.71.76.1, ::ffff:10.0.0.3")
+                ),
+                &trusted
+            ),
+            Some("185.71.76.1".parse().unwrap()),
+            "a mapped trusted proxy must be recognised"
+        );
+        // Real IPv6 stays IPv6.
+        assert_eq!(
+            client_ip(&req("[2a02:5180::1]", None), &trusted),
+            Some("2a02:5180::1".parse().unwrap())
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub fn test_settings(
         ("SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
         // Tests fire requests faster than a person; the limit has tests of its own.
         ("API_RATE_LIMIT".to_owned(), "off".to_owned()),
+        // Tests send many refused webhooks from 127.0.0.1 on purpose; so does one of its own.
+        ("WEBHOOK_REFUSAL_LIMIT".to_owned(), "off".to_owned()),
     ];
     env.extend(
         overrides

@@ -136,6 +136,7 @@ impl Shared {
                 detail: detail.as_deref(),
                 remote_addr: update.remote_addr.as_deref(),
                 payload: Some(&update.raw),
+                body: None,
             },
         )
         .await?;

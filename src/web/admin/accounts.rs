@@ -18,7 +18,7 @@ use crate::db::models::Admin;
 use crate::domain::{AdminId, AdminRole, password, roles};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 
 /// An admin account as the API shows it (never the password hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -108,10 +108,9 @@ pub(super) async fn hash_password(plain: String) -> AppResult<String> {
     )
 )]
 pub async fn list_admins(
+    _admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
 ) -> AppResult<web::Json<Vec<AdminView>>> {
-    admin.require(AdminRole::Admin)?;
     let mut conn = state.pool.get().await?;
     let accounts = admins::list(&mut conn).await?;
     Ok(web::Json(accounts.iter().map(AdminView::from).collect()))
@@ -138,12 +137,11 @@ fn username_taken(username: &str) -> AppError {
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username))]
 pub async fn create_admin(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     body: web::Json<NewAdmin>,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Admin)?;
     let NewAdmin {
         username,
         password: plain,
@@ -273,13 +271,12 @@ async fn lock_for_change(
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username, target = %id))]
 pub async fn update_admin(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<AdminUpdate>,
 ) -> AppResult<web::Json<AdminView>> {
-    admin.require(AdminRole::Admin)?;
     let target_id = AdminId(id.into_inner());
     let AdminUpdate {
         role,
@@ -358,12 +355,11 @@ pub async fn update_admin(
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username, target = %id))]
 pub async fn delete_admin(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Admin)?;
     let target_id = AdminId(id.into_inner());
     let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
     let mut conn = state.pool.get().await?;

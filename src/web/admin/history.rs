@@ -9,10 +9,10 @@ use crate::db::audit::{self, ActionFilter, AuditFilter};
 use crate::db::models::{AuditEntry, Notification};
 use crate::db::notifications::{self, NotificationFilter};
 use crate::domain::notifications::KINDS;
-use crate::domain::{AdminId, AdminRole, NotificationChannel, NotificationStatus, UserId};
+use crate::domain::{AdminId, NotificationChannel, NotificationStatus, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 use crate::web::time_range;
 
@@ -83,11 +83,10 @@ fn action_filter(text: &str) -> AppResult<Option<ActionFilter>> {
     )
 )]
 pub async fn list_audit(
+    _admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<AuditQuery>,
 ) -> AppResult<web::Json<AuditPage>> {
-    admin.require(AdminRole::Admin)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let (from, to) = time_range(("from", query.from.as_deref()), ("to", query.to.as_deref()))?;
     let filter = AuditFilter {
@@ -156,11 +155,10 @@ pub struct NotificationPage {
     )
 )]
 pub async fn list_notifications(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<NotificationQuery>,
 ) -> AppResult<web::Json<NotificationPage>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let (from, to) = time_range(("from", query.from.as_deref()), ("to", query.to.as_deref()))?;
     if let Some(kind) = &query.kind

@@ -11,10 +11,9 @@ use crate::actors::messages::{RunSync, SyncKind};
 use crate::db::audit::{self, AuditRecord};
 use crate::db::models::{PanelStats, SyncRun};
 use crate::db::sync;
-use crate::domain::AdminRole;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 
 fn sync_kind(field: &str, text: &str) -> AppResult<SyncKind> {
@@ -67,11 +66,10 @@ pub struct SyncRunPage {
     )
 )]
 pub async fn list_sync_runs(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<SyncRunsQuery>,
 ) -> AppResult<web::Json<SyncRunPage>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let kind = query
         .kind
@@ -120,12 +118,11 @@ pub struct SyncResult {
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username, kind = %kind))]
 pub async fn run_sync(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     kind: web::Path<String>,
 ) -> AppResult<web::Json<SyncResult>> {
-    admin.require(AdminRole::Operator)?;
     let kind = sync_kind("kind", &kind)?;
     let syncer = match (&state.settings.marzban, &state.marzban) {
         (Some(_), Some(syncer)) => syncer,
@@ -219,11 +216,10 @@ pub struct PanelStatsView {
     )
 )]
 pub async fn panel_stats(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<PanelStatsQuery>,
 ) -> AppResult<web::Json<PanelStatsView>> {
-    admin.require(AdminRole::Viewer)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::validation("limit", "must be between 1 and 1000"));

@@ -43,8 +43,9 @@ async fn verify_password(plain: String, hash: String) -> AppResult<bool> {
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username))]
 pub async fn logout(
-    state: web::Data<WebState>,
+    // First: refused (401) before the body is read.
     admin: AuthenticatedAdmin,
+    state: web::Data<WebState>,
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
     let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
@@ -80,9 +81,11 @@ async fn check_current_password(
     plain: String,
 ) -> AppResult<String> {
     let mut conn = pool.get().await?;
-    if let Some(until) = admins::locked_until(&mut conn, &admin.username).await? {
-        return Err(locked(until));
-    }
+    // Counted before the slow check, as for `POST /auth/login` (see `admins::reserve_attempt`).
+    let locks_until = match admins::reserve_attempt(&mut conn, &admin.username).await? {
+        admins::Attempt::Locked(until) => return Err(locked(until)),
+        admins::Attempt::Allowed { locks_until } => locks_until,
+    };
     let account = admins::find(&mut conn, admin.id)
         .await?
         .ok_or_else(|| AppError::Unauthorized("account disabled or deleted".into()))?;
@@ -90,9 +93,8 @@ async fn check_current_password(
         admins::clear_failures(&mut conn, &admin.username).await?;
         return Ok(account.password_hash);
     }
-    let locked_now = admins::record_failure(&mut conn, &admin.username).await?;
-    tracing::warn!(admin = %admin.username, locked = locked_now.is_some(), "wrong current password");
-    Err(match locked_now {
+    tracing::warn!(admin = %admin.username, locked = locks_until.is_some(), "wrong current password");
+    Err(match locks_until {
         Some(until) => locked(until),
         None => AppError::validation("current_password", "the current password is wrong"),
     })
@@ -116,8 +118,9 @@ async fn check_current_password(
 )]
 #[tracing::instrument(skip_all, fields(admin = %admin.username))]
 pub async fn change_own_password(
-    state: web::Data<WebState>,
+    // First: refused (401) before the body is read.
     admin: AuthenticatedAdmin,
+    state: web::Data<WebState>,
     req: HttpRequest,
     body: web::Json<PasswordChange>,
 ) -> AppResult<HttpResponse> {

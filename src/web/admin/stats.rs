@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::stats::{self, RevenueRow, Windows};
-use crate::domain::{AdminRole, Currency, PaymentProvider};
+use crate::domain::{Currency, PaymentProvider};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 
 /// The business overview. Periods are UTC calendar days: "today" since 00:00 UTC, "7 d" and
 /// "30 d" are today and the 6 or 29 days before it (see `periods`). Money is in minor units of
@@ -241,10 +241,9 @@ macro_rules! on_own_connection {
     )
 )]
 pub async fn overview(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
 ) -> AppResult<web::Json<StatsOverview>> {
-    admin.require(AdminRole::Viewer)?;
     let w = Windows::at(Utc::now());
     let pool = &state.pool;
     // Three connections, three server processes: the statements take milliseconds each and

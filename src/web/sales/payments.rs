@@ -13,12 +13,12 @@ use crate::actors::payments::{Refund, RefundError};
 use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
 use crate::db::payments::{self, OrderFilter};
 use crate::domain::{
-    AdminRole, Currency, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider,
-    PaymentStatus, PlanId, PromoCodeId, UserId,
+    Currency, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus,
+    PlanId, PromoCodeId, UserId,
 };
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 use crate::web::time_range;
 
@@ -239,11 +239,10 @@ impl PaymentListQuery {
     )
 )]
 pub async fn list_payments(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<PaymentListQuery>,
 ) -> AppResult<web::Json<Page<PaymentView>>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let filter = query.filter()?;
     let mut conn = state.pool.get().await?;
@@ -266,11 +265,10 @@ pub async fn list_payments(
     responses((status = 200, body = PaymentDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_payment(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<PaymentDetail>> {
-    admin.require(AdminRole::Viewer)?;
     let id = PaymentId(id.into_inner());
     let mut conn = state.pool.get().await?;
     let mut order = payments::find(&mut conn, id)
@@ -345,13 +343,12 @@ fn refund_error(e: RefundError) -> AppError {
     )
 )]
 pub async fn refund_payment(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<RefundRequest>,
 ) -> AppResult<web::Json<RefundDone>> {
-    admin.require(AdminRole::Admin)?;
     let id = PaymentId(id.into_inner());
     let body = body.into_inner();
     let reason = trimmed("reason", &body.reason, 1, MAX_REASON_CHARS)?;

@@ -11,10 +11,10 @@ use super::{Auditor, Removal, json_of, nullable, parse_flag, trimmed, yes};
 use crate::db::models::Plan;
 use crate::db::plans::{self, PlanValues};
 use crate::domain::pricing::{provider_currency, provider_minimum};
-use crate::domain::{AdminRole, Currency, PaymentProvider, PlanId};
+use crate::domain::{Currency, PaymentProvider, PlanId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 
 /// Longest plan, in days.
 const MAX_DAYS: i32 = 3650;
@@ -221,11 +221,10 @@ pub struct PlanListQuery {
     )
 )]
 pub async fn list_plans(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<PlanListQuery>,
 ) -> AppResult<web::Json<Vec<PlanView>>> {
-    admin.require(AdminRole::Viewer)?;
     let include_inactive = parse_flag("include_inactive", query.include_inactive.as_deref())?;
     let mut conn = state.pool.get().await?;
     let found = if include_inactive.unwrap_or(false) {
@@ -246,11 +245,10 @@ pub async fn list_plans(
     responses((status = 200, body = PlanView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_plan(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<PlanView>> {
-    admin.require(AdminRole::Viewer)?;
     let id = PlanId(id.into_inner());
     let mut conn = state.pool.get().await?;
     plans::find(&mut conn, id)
@@ -274,12 +272,11 @@ pub async fn get_plan(
     )
 )]
 pub async fn create_plan(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     body: web::Json<NewPlan>,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Admin)?;
     let values = body.into_inner().check(min_price(&state))?;
     let auditor = Auditor::new(&admin, &req);
     let mut conn = state.pool.get().await?;
@@ -320,13 +317,12 @@ pub async fn create_plan(
     )
 )]
 pub async fn update_plan(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<PlanPatch>,
 ) -> AppResult<web::Json<PlanView>> {
-    admin.require(AdminRole::Admin)?;
     let id = PlanId(id.into_inner());
     let patch = body.into_inner();
     if patch.is_empty() {
@@ -376,12 +372,11 @@ pub async fn update_plan(
     )
 )]
 pub async fn delete_plan(
+    admin: Require<role::Admin>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<Removal>> {
-    admin.require(AdminRole::Admin)?;
     let id = PlanId(id.into_inner());
     let auditor = Auditor::new(&admin, &req);
     let mut conn = state.pool.get().await?;

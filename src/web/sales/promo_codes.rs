@@ -13,10 +13,10 @@ use super::{Auditor, Page, PageQuery, Removal, json_of, parse_flag};
 use crate::db::PgConn;
 use crate::db::models::{PromoCode, PromoRedemption};
 use crate::db::promo::{self, PromoValues};
-use crate::domain::{AdminRole, PaymentId, PromoCodeId, PromoKind, UserId};
+use crate::domain::{PaymentId, PromoCodeId, PromoKind, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 
 /// A promo code.
@@ -116,11 +116,10 @@ pub struct PromoListQuery {
     )
 )]
 pub async fn list_promo_codes(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<PromoListQuery>,
 ) -> AppResult<web::Json<Page<PromoView>>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let active = parse_flag("active", query.active.as_deref())?;
     let prefix = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
@@ -150,11 +149,10 @@ async fn find(conn: &mut PgConn, id: PromoCodeId) -> AppResult<PromoCode> {
     responses((status = 200, body = PromoView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_promo_code(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<PromoView>> {
-    admin.require(AdminRole::Viewer)?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
         find(&mut conn, PromoCodeId(id.into_inner())).await?.into(),
@@ -177,12 +175,11 @@ pub async fn get_promo_code(
     )
 )]
 pub async fn create_promo_code(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     body: web::Json<NewPromo>,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Operator)?;
     let draft = body.into_inner().draft()?;
     let auditor = Auditor::new(&admin, &req);
     let mut conn = state.pool.get().await?;
@@ -226,13 +223,12 @@ pub async fn create_promo_code(
     )
 )]
 pub async fn update_promo_code(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<PromoPatch>,
 ) -> AppResult<web::Json<PromoView>> {
-    admin.require(AdminRole::Operator)?;
     let id = PromoCodeId(id.into_inner());
     let patch = body.into_inner();
     if patch.is_empty() {
@@ -285,12 +281,11 @@ pub async fn update_promo_code(
     )
 )]
 pub async fn delete_promo_code(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<Removal>> {
-    admin.require(AdminRole::Operator)?;
     let id = PromoCodeId(id.into_inner());
     let auditor = Auditor::new(&admin, &req);
     let mut conn = state.pool.get().await?;
@@ -376,12 +371,11 @@ impl RedemptionView {
     )
 )]
 pub async fn list_redemptions(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     id: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> AppResult<web::Json<Page<RedemptionView>>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let id = PromoCodeId(id.into_inner());
     let mut conn = state.pool.get().await?;

@@ -6,10 +6,10 @@ use utoipa::ToSchema;
 
 use super::PageQuery;
 use crate::db::referrals::{self, InviterStats, ReferralTotals};
-use crate::domain::{AdminRole, UserId};
+use crate::domain::UserId;
 use crate::error::{AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 
 /// An inviter.
@@ -96,11 +96,10 @@ pub struct ReferralReport {
     )
 )]
 pub async fn referral_report(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<PageQuery>,
 ) -> AppResult<web::Json<ReferralReport>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let mut conn = state.pool.get().await?;
     let (items, total) = referrals::top_inviters(&mut conn, page, per_page).await?;

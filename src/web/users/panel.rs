@@ -12,10 +12,10 @@ use crate::actors::marzban::{PANEL_DELETE, PANEL_RESET_TRAFFIC, PANEL_REVOKE_SUB
 use crate::db::audit::{self, AuditRecord};
 use crate::db::jobs::{self, NewJob};
 use crate::db::{subscriptions, users};
-use crate::domain::{AdminRole, JobId, UserId};
+use crate::domain::{JobId, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 
 /// A panel operation waiting in the job queue (see `GET /api/v1/jobs/{id}`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,7 +36,6 @@ async fn enqueue_panel_job(
     kind: &'static str,
     action: &'static str,
 ) -> AppResult<HttpResponse> {
-    admin.require(AdminRole::Operator)?;
     let id = UserId(id);
     let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
@@ -111,14 +110,14 @@ async fn enqueue_panel_job(
     )
 )]
 pub async fn reset_traffic(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     enqueue_panel_job(
         state,
-        admin,
+        admin.admin,
         req,
         id.into_inner(),
         PANEL_RESET_TRAFFIC,
@@ -144,14 +143,14 @@ pub async fn reset_traffic(
     )
 )]
 pub async fn revoke_link(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     enqueue_panel_job(
         state,
-        admin,
+        admin.admin,
         req,
         id.into_inner(),
         PANEL_REVOKE_SUB,
@@ -178,14 +177,14 @@ pub async fn revoke_link(
     )
 )]
 pub async fn remove_from_panel(
+    admin: Require<role::Operator>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     enqueue_panel_job(
         state,
-        admin,
+        admin.admin,
         req,
         id.into_inner(),
         PANEL_DELETE,

@@ -8,10 +8,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::{UserRefView, parse_bool};
 use crate::db::subscriptions::{self, ListState};
 use crate::domain::pricing::days_left;
-use crate::domain::{AdminRole, PanelUserStatus, PlanId, SubscriptionId, SubscriptionStatus};
+use crate::domain::{PanelUserStatus, PlanId, SubscriptionId, SubscriptionStatus};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::AuthenticatedAdmin;
+use crate::web::auth::{Require, role};
 use crate::web::jobs::pagination;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -109,11 +109,10 @@ pub struct SubscriptionPage {
     )
 )]
 pub async fn list_subscriptions(
+    _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
-    admin: AuthenticatedAdmin,
     query: web::Query<SubscriptionListQuery>,
 ) -> AppResult<web::Json<SubscriptionPage>> {
-    admin.require(AdminRole::Viewer)?;
     let (page, per_page) = pagination(query.page, query.per_page)?;
     let list_state = query.state()?;
     let trial = parse_bool("trial", query.trial.as_deref())?;
