@@ -350,6 +350,12 @@ pub const VARS: &[Var] = &[
         "Length of the free trial, once per Telegram account. 0 turns the trial off.",
     ),
     var(
+        "TRIAL_TRAFFIC_LIMIT",
+        Some("unlimited"),
+        "5GB",
+        "Traffic of the free trial on the panel, in the panel's binary units (500MB, 5GB); `unlimited` or 0: no limit.",
+    ),
+    var(
         "SUPPORT_CONTACT",
         None,
         "@my_vpn_support",

@@ -105,6 +105,11 @@ pub struct Subscription {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Paid periods of traffic plans so far (each one owes a fresh allowance).
+    pub traffic_period: i32,
+    /// The period the panel's traffic counter was last reset for; behind `traffic_period`
+    /// means the provision job still owes that reset.
+    pub traffic_reset_period: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

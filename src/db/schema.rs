@@ -310,6 +310,8 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        traffic_period -> Int4,
+        traffic_reset_period -> Int4,
     }
 }
 

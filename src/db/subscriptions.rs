@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
 use crate::db::models::Subscription;
-use crate::db::schema::{subscriptions, users};
+use crate::db::schema::{plans, subscriptions, users};
 use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
 
 /// A user's subscription and Telegram id.
@@ -230,18 +230,34 @@ pub async fn expire_ended(conn: &mut PgConn) -> QueryResult<Vec<Ending>> {
     .await
 }
 
+/// What a grant of days is, which decides the traffic limit the subscription gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A paid period of a plan: the subscription takes the plan's traffic limit (a plan without
+    /// one makes it unlimited). A plan with a limit sells an allowance per period, so the period
+    /// also owes a reset of the panel's traffic counter (`traffic_period` counts up; the
+    /// provision job resets and records it in `traffic_reset_period`).
+    Plan(crate::domain::PlanId),
+    /// The free trial, limited to `traffic_limit_bytes` (TRIAL_TRAFFIC_LIMIT; `None`:
+    /// unlimited). Only a subscription the trial creates is a trial: days added to an existing
+    /// one are [`Grant::Days`].
+    Trial { traffic_limit_bytes: Option<i64> },
+    /// Days without a plan (a promo code's bonus, a referral, an admin's grant): the limit stays
+    /// as it is (a new subscription has none).
+    Days,
+}
+
 /// Gives a user `days` more: paid time is added to what remains (an ended subscription starts
 /// again from now); creates the subscription on the first purchase. The subscription becomes
 /// active — unless the user is banned: then it stays disabled (a payment that was under way when
-/// an admin banned the user buys time, not a way around the ban). The row is locked for the
-/// caller's transaction. Returns the new end.
+/// an admin banned the user buys time, not a way around the ban). `grant` decides the traffic
+/// limit (see [`Grant`]). The row is locked for the caller's transaction. Returns the new end.
 pub async fn extend(
     conn: &mut PgConn,
     user_id: UserId,
     panel_username: &str,
     days: i32,
-    plan_id: Option<crate::domain::PlanId>,
-    is_trial: bool,
+    grant: Grant,
 ) -> QueryResult<DateTime<Utc>> {
     let now = Utc::now();
     let current: Option<DateTime<Utc>> = subscriptions::table
@@ -264,21 +280,35 @@ pub async fn extend(
     } else {
         SubscriptionStatus::Active
     };
+    // The plan's limit as it is now (a plan that orders name is never deleted, only deactivated).
+    let plan_limit = match grant {
+        Grant::Plan(plan) => plans::table
+            .find(plan)
+            .select(plans::traffic_limit_bytes)
+            .first::<Option<i64>>(conn)
+            .await
+            .optional()?
+            .flatten(),
+        Grant::Trial { .. } | Grant::Days => None,
+    };
     if current.is_some() {
         let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
-        match plan_id {
-            Some(plan) => {
+        match grant {
+            Grant::Plan(plan) => {
+                let owed = i32::from(plan_limit.is_some());
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
                         subscriptions::status.eq(status),
-                        subscriptions::is_trial.eq(is_trial),
+                        subscriptions::is_trial.eq(false),
                         subscriptions::plan_id.eq(plan),
+                        subscriptions::traffic_limit_bytes.eq(plan_limit),
+                        subscriptions::traffic_period.eq(subscriptions::traffic_period + owed),
                     ))
                     .execute(conn)
                     .await?
             }
-            None => {
+            Grant::Trial { .. } | Grant::Days => {
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
@@ -289,6 +319,14 @@ pub async fn extend(
             }
         };
     } else {
+        // A new panel user starts at 0 bytes used: no reset is owed for the first period.
+        let (plan_id, is_trial, limit) = match grant {
+            Grant::Plan(plan) => (Some(plan), false, plan_limit),
+            Grant::Trial {
+                traffic_limit_bytes,
+            } => (None, true, traffic_limit_bytes),
+            Grant::Days => (None, false, None),
+        };
         diesel::insert_into(subscriptions::table)
             .values((
                 subscriptions::user_id.eq(user_id),
@@ -297,11 +335,30 @@ pub async fn extend(
                 subscriptions::status.eq(status),
                 subscriptions::is_trial.eq(is_trial),
                 subscriptions::plan_id.eq(plan_id),
+                subscriptions::traffic_limit_bytes.eq(limit),
             ))
             .execute(conn)
             .await?;
     }
     Ok(end)
+}
+
+/// Records that the panel's traffic counter was reset for `period` (never moves back, so a
+/// slower run of an older period cannot undo a newer record).
+pub async fn record_traffic_reset(
+    conn: &mut PgConn,
+    user_id: UserId,
+    period: i32,
+) -> QueryResult<()> {
+    diesel::update(
+        subscriptions::table
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::traffic_reset_period.lt(period)),
+    )
+    .set(subscriptions::traffic_reset_period.eq(period))
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Takes `days` back (a refund); the subscription may end at once. Returns the new end.

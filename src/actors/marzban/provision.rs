@@ -86,8 +86,9 @@ impl Shared {
     }
 
     /// Makes the panel user match the subscription: creates it when missing (a 409 means an
-    /// earlier attempt created it: read and reconcile), otherwise PUTs the absolute expiry, data
-    /// limit and status that differ. Done only when the panel's answer shows the wanted state.
+    /// earlier attempt created it: read and reconcile), otherwise resets the traffic counter
+    /// when a new period of a traffic plan owes it and PUTs the absolute expiry, data limit and
+    /// status that differ. Done only when the panel's answer shows the wanted state.
     pub(super) async fn provision(
         &self,
         sub: &Subscription,
@@ -96,7 +97,10 @@ impl Shared {
         let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
         let name = sub.panel_username.as_str();
         let (user, created) = match self.client.get_user(name).await {
-            Ok(user) => (self.reconcile(&desired, user).await?, false),
+            Ok(user) => {
+                let user = self.reset_owed_traffic(sub, &desired, user).await?;
+                (self.reconcile(&desired, user).await?, false)
+            }
             Err(PanelError::NotFound) if !desired.needs_panel_user(Utc::now()) => {
                 // A disabled or expired subscription needs no panel user.
                 return Ok(());
@@ -121,6 +125,7 @@ impl Shared {
                             .get_user(name)
                             .await
                             .map_err(|e| job_error("reading the existing panel user", e))?;
+                        let user = self.reset_owed_traffic(sub, &desired, user).await?;
                         (self.reconcile(&desired, user).await?, false)
                     }
                     Err(e) => return Err(job_error("creating the panel user", e)),
@@ -128,6 +133,11 @@ impl Shared {
             }
             Err(e) => return Err(job_error("reading the panel user", e)),
         };
+        if created && sub.traffic_reset_period < sub.traffic_period {
+            // A user created now starts at 0 bytes: the owed reset is done.
+            let mut conn = self.pool.get().await?;
+            subscriptions::record_traffic_reset(&mut conn, sub.user_id, sub.traffic_period).await?;
+        }
         let left = drift(&desired, &user.state());
         if !left.is_empty() {
             return Err(JobError::retryable(format!(
@@ -143,6 +153,33 @@ impl Shared {
             self.record(sub.user_id, &user, None).await?;
         }
         Ok(())
+    }
+
+    /// A new paid period of a traffic plan starts with a fresh allowance: resets the panel's
+    /// counter once per period (`traffic_period` ahead of `traffic_reset_period`), recorded right
+    /// after the panel answered, so a retry of a later step does not reset again. A user the
+    /// database wants disabled keeps the reset owed until it is enabled (in 0.8.4 a reset makes a
+    /// disabled user active). Returns the panel's state after it.
+    async fn reset_owed_traffic(
+        &self,
+        sub: &Subscription,
+        desired: &DesiredUser,
+        user: UserResponse,
+    ) -> Result<UserResponse, JobError> {
+        if sub.traffic_reset_period >= sub.traffic_period
+            || desired.status == crate::domain::panel::WantedStatus::Disabled
+        {
+            return Ok(user);
+        }
+        let reset = self
+            .client
+            .reset_usage(&user.username)
+            .await
+            .map_err(|e| job_error("resetting traffic for the new period", e))?;
+        let mut conn = self.pool.get().await?;
+        subscriptions::record_traffic_reset(&mut conn, sub.user_id, sub.traffic_period).await?;
+        tracing::info!(username = %user.username, period = sub.traffic_period, "traffic counter reset for the new paid period");
+        Ok(reset)
     }
 
     /// PUTs what differs between `user` and `desired`; returns the panel's new state.
