@@ -800,3 +800,70 @@ async fn trial_traffic_limit_limits_the_trial_on_the_panel() {
     assert_eq!(panel_user(&shop, u).data_limit, Some(5 * GIB));
     assert_eq!(sub.traffic_limit_bytes, Some(5 * GIB));
 }
+
+// -- Refunds and bans ----------------------------------------------------------------------------
+
+/// Waits until every `provision` job of `telegram_id` is done.
+async fn provisioned(shop: &Shop, telegram_id: i64) {
+    let user = shop.user(telegram_id).await;
+    wait_until("the provision jobs", || async {
+        let states: Vec<(Value, vpn_shop::domain::JobState)> = jobs::table
+            .filter(jobs::kind.eq("provision"))
+            .select((jobs::payload, jobs::state))
+            .load(&mut shop.conn().await)
+            .await
+            .unwrap();
+        states
+            .iter()
+            .filter(|(p, _)| p["user_id"] == json!(user.id))
+            .all(|(_, s)| *s == vpn_shop::domain::JobState::Done)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_refund_of_a_banned_user_keeps_the_panel_account_disabled() {
+    let shop = shop(&[]).await;
+    let u = 2501;
+    let order = shop.buy_yookassa(u).await;
+    shop.panel_matches(u).await;
+    assert_eq!(panel_user(&shop, u).status, "active");
+    let app = &shop.bot.app;
+    let token = app.token_for(AdminRole::Admin).await;
+    let id = shop.user(u).await.id;
+    let (status, body) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(&token),
+            Some(json!({"banned": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    provisioned(&shop, u).await;
+    assert_eq!(panel_user(&shop, u).status, "disabled");
+
+    // Half the payment back: 15 days are taken back, the ban stays.
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/api/v1/payments/{}/refund", order.id),
+            Some(&token),
+            Some(json!({"amount_minor": PLAN_PRICE / 2, "reason": "asked for it"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["days_taken_back"], 15);
+    let sub = shop.panel_matches(u).await;
+    provisioned(&shop, u).await;
+    assert_eq!(
+        panel_user(&shop, u).status,
+        "disabled",
+        "the panel account stays disabled"
+    );
+    assert_eq!(
+        sub.status,
+        SubscriptionStatus::Disabled,
+        "the refund keeps the ban"
+    );
+}

@@ -361,24 +361,35 @@ pub async fn record_traffic_reset(
     .map(|_| ())
 }
 
-/// Takes `days` back (a refund); the subscription may end at once. Returns the new end.
+/// Takes `days` back (a refund); the subscription may end at once. A disabled subscription (a
+/// ban, an admin's disable, the cleanup) stays disabled, and so does a banned user's: a refund
+/// moves the end, never the access decision. Returns the new end.
 pub async fn shorten(
     conn: &mut PgConn,
     user_id: UserId,
     days: i32,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let current: Option<DateTime<Utc>> = subscriptions::table
+    let current: Option<(DateTime<Utc>, SubscriptionStatus)> = subscriptions::table
         .filter(subscriptions::user_id.eq(user_id))
-        .select(subscriptions::expires_at)
+        .select((subscriptions::expires_at, subscriptions::status))
         .for_update()
         .first(conn)
         .await
         .optional()?;
-    let Some(current) = current else {
+    let Some((current, status)) = current else {
         return Ok(None);
     };
+    let banned: bool = users::table
+        .find(user_id)
+        .select(users::banned)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(false);
     let end = crate::domain::pricing::take_back(current, days);
-    let status = if end > Utc::now() {
+    let status = if banned || status == SubscriptionStatus::Disabled {
+        SubscriptionStatus::Disabled
+    } else if end > Utc::now() {
         SubscriptionStatus::Active
     } else {
         SubscriptionStatus::Expired
