@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel_async::AsyncConnection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use support::wait_until;
-use vpn_shop::actors::marzban::UserJob;
+use vpn_shop::actors::marzban::{UserJob, provision_job};
 use vpn_shop::actors::messages::{RunSync, SyncKind};
 use vpn_shop::db::jobs::{self, NewJob};
 use vpn_shop::db::models::{Job, Subscription, SyncRun};
 use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs};
+use vpn_shop::db::subscriptions::{self as subs, Grant};
 use vpn_shop::db::sync::SyncCounts;
 use vpn_shop::domain::panel::panel_username;
 use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, UserId};
@@ -111,6 +113,30 @@ async fn wait_done(app: &TestApp, ids: &[JobId]) -> Vec<Job> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What a payment does in the database: `days` more (one transaction, with its `provision` job).
+/// Returns the job.
+async fn pay(conn: &mut AsyncPgConnection, user_id: UserId, telegram_id: i64, days: i32) -> JobId {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        subs::extend(conn, user_id, &name(telegram_id), days, Grant::Days).await?;
+        Ok(jobs::enqueue(conn, provision_job(user_id), 20)
+            .await?
+            .expect("no provision job was pending"))
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts a sync without waiting for it.
+fn start_sync(app: &TestApp, kind: SyncKind) -> actix_rt::task::JoinHandle<Option<SyncCounts>> {
+    let addr = app.app.marzban.as_ref().expect("a panel").addr();
+    actix_rt::spawn(async move {
+        addr.send(RunSync { kind })
+            .await
+            .expect("the syncer answers")
+            .expect("the sync succeeds")
+    })
 }
 
 async fn subscription(conn: &mut AsyncPgConnection, user_id: UserId) -> Subscription {
@@ -720,5 +746,48 @@ async fn without_a_panel_provision_jobs_wait_in_the_queue() {
     assert_eq!((waiting.state, waiting.attempts), (JobState::Pending, 0));
     let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();
     assert!(ready["checks"].get("marzban").is_none());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn cleanup_leaves_alone_a_subscription_paid_while_it_runs() {
+    let panel = FakePanel::start();
+    // One write at a time: the cleanup deals with the users one after the other.
+    let app = spawn_with_panel(&panel, &[("MARZBAN_WRITE_CONCURRENCY", "1")]).await;
+    let conn = &mut app.db.connect().await;
+    let first = subscriber(conn, 8301, SubscriptionStatus::Expired, days(-40), None).await;
+    let payer = subscriber(conn, 8302, SubscriptionStatus::Expired, days(-40), None).await;
+    for tg in [8301, 8302] {
+        let mut u = FakeUser::new(&name(tg));
+        u.expire = Some(days(-40).timestamp());
+        panel.insert_user(u);
+    }
+    // The cleanup has read both long-expired subscriptions and works on the first one's panel
+    // user when the second one pays.
+    let hold = panel.hold_next("GET", "/api/user/{username}");
+    let cleanup = start_sync(&app, SyncKind::Cleanup);
+    hold.wait_arrived().await;
+    let paid = pay(conn, payer, 8302, 30).await;
+    hold.release();
+    cleanup.await.unwrap();
+    wait_done(&app, &[paid]).await;
+
+    let sub = subscription(conn, payer).await;
+    let panel_user = panel.user(&name(8302)).unwrap();
+    assert_eq!(
+        (panel_user.status.as_str(), panel_user.expire),
+        ("active", Some(sub.expires_at.timestamp())),
+        "the payer keeps the access just paid for"
+    );
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    // The other one was cleaned up.
+    assert_eq!(panel.user(&name(8301)).unwrap().status, "disabled");
+    assert_eq!(
+        subscription(conn, first).await.status,
+        SubscriptionStatus::Disabled
+    );
+    // And no later sync undoes the payment.
+    run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!(panel.user(&name(8302)).unwrap().status, "active");
     app.shutdown().await;
 }

@@ -192,6 +192,40 @@ pub async fn expired_before(
         .await
 }
 
+/// The cleanup's decision, taken again in the write itself: disables the subscription only if
+/// it is still expired before `cutoff` and not disabled yet. `false`: a payment (or an admin)
+/// changed it since the cleanup read it, and the cleanup leaves it alone.
+pub async fn disable_if_expired_before(
+    conn: &mut PgConn,
+    user_id: UserId,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        subscriptions::table
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::expires_at.lt(cutoff))
+            .filter(subscriptions::status.ne(SubscriptionStatus::Disabled)),
+    )
+    .set(subscriptions::status.eq(SubscriptionStatus::Disabled))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// The panel user was deleted: no link, no panel status (the subscription's status is left as
+/// it is — the cleanup set it before the delete, and a payment since then wins).
+pub async fn forget_panel_user(conn: &mut PgConn, user_id: UserId) -> QueryResult<()> {
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user_id)))
+        .set((
+            subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::subscription_url.eq(None::<String>),
+            subscriptions::last_synced_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// A subscription about to end or just ended: whose, when, and whether it is a trial.
 #[derive(Debug, Clone, Copy, QueryableByName)]
 pub struct Ending {

@@ -20,7 +20,10 @@ pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
 }
 
 impl Shared {
-    async fn subscription(&self, user_id: UserId) -> Result<(Subscription, i64), JobError> {
+    pub(super) async fn subscription(
+        &self,
+        user_id: UserId,
+    ) -> Result<(Subscription, i64), JobError> {
         let mut conn = self.pool.get().await?;
         subscriptions::find_by_user(&mut conn, user_id)
             .await?

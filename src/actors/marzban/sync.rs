@@ -19,9 +19,9 @@ use crate::db::models::{NewPanelStats, Subscription};
 use crate::db::notifications;
 use crate::db::subscriptions::{self, UsageBatch};
 use crate::db::sync::{self as runs, SyncCounts};
-use crate::domain::PanelUserStatus;
 use crate::domain::notifications::{Notification, NotifyJob};
 use crate::domain::panel::{DesiredUser, drift, traffic_level};
+use crate::domain::{PanelUserStatus, SubscriptionStatus};
 
 impl Shared {
     /// Runs one sync and records it (`sync_runs`, metrics).
@@ -372,7 +372,9 @@ impl Shared {
 
     /// Disables or deletes panel users expired for longer than `MARZBAN_CLEANUP_AFTER_DAYS`.
     /// The subscription is disabled in the database too, so no sync brings the user back; a
-    /// renewal enables it again.
+    /// renewal enables it again. The list read at the start is only a list of candidates: each
+    /// user's change is decided again by a conditional update, so one who paid meanwhile is
+    /// left alone.
     async fn cleanup(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
         let cutoff = Utc::now() - ChronoDuration::days(i64::from(self.settings.cleanup_after_days));
@@ -382,19 +384,18 @@ impl Shared {
                 .map_err(|e| (counts, e.into()))?,
             Err(e) => return Err((counts, e.into())),
         };
-        let op = match self.settings.cleanup_action {
-            CleanupAction::Disable => crate::actors::messages::PanelOp::Disable,
-            CleanupAction::Delete => crate::actors::messages::PanelOp::Delete,
-        };
         let results: Vec<_> = futures_util::stream::iter(expired)
-            .map(|sub| async move { (self.apply(sub.user_id, op).await, sub) })
+            .map(|sub| async move { (self.clean_up_user(sub.user_id, cutoff).await, sub) })
             .buffer_unordered(self.settings.write_concurrency)
             .collect()
             .await;
         for (result, sub) in results {
             counts.checked += 1;
             match result {
-                Ok(()) => counts.updated += 1,
+                Ok(true) => counts.updated += 1,
+                Ok(false) => {
+                    tracing::info!(username = %sub.panel_username, "no longer expired: left alone by the cleanup");
+                }
                 Err(e) => {
                     counts.failed += 1;
                     tracing::warn!(username = %sub.panel_username, error = %e.message, "cleanup failed for a user");
@@ -402,6 +403,38 @@ impl Shared {
             }
         }
         Ok(counts)
+    }
+
+    /// Disables one long-expired subscription, if it still is one, then disables or deletes its
+    /// panel user. `false`: it was paid for (or changed) since the cleanup listed it.
+    async fn clean_up_user(
+        &self,
+        user_id: crate::domain::UserId,
+        cutoff: chrono::DateTime<Utc>,
+    ) -> Result<bool, JobError> {
+        let mut conn = self.pool.get().await?;
+        if !subscriptions::disable_if_expired_before(&mut conn, user_id, cutoff).await? {
+            return Ok(false);
+        }
+        drop(conn);
+        // Read again right before the panel write: what the database says now is written.
+        let (sub, telegram_id) = self.subscription(user_id).await?;
+        match self.settings.cleanup_action {
+            CleanupAction::Disable => self.provision(&sub, telegram_id).await?,
+            CleanupAction::Delete => {
+                if sub.status != SubscriptionStatus::Disabled {
+                    return Ok(false);
+                }
+                self.client
+                    .delete_user(&sub.panel_username)
+                    .await
+                    .map_err(|e| super::job_error("deleting the panel user", e))?;
+                let mut conn = self.pool.get().await?;
+                subscriptions::forget_panel_user(&mut conn, user_id).await?;
+                tracing::info!(username = %sub.panel_username, "long-expired panel user deleted");
+            }
+        }
+        Ok(true)
     }
 }
 
