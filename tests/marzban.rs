@@ -791,3 +791,111 @@ async fn cleanup_leaves_alone_a_subscription_paid_while_it_runs() {
     assert_eq!(panel.user(&name(8302)).unwrap().status, "active");
     app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_subscription_sync_does_not_move_back_an_expiry_paid_during_the_run() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    // Expired two days ago: the panel shows the user expired.
+    let user = subscriber(conn, 8401, SubscriptionStatus::Expired, days(-2), None).await;
+    let mut expired = FakeUser::new(&name(8401));
+    expired.expire = Some(days(-2).timestamp());
+    panel.insert_user(expired);
+    // The sync has read the database and waits for the panel's list when the user pays.
+    let hold = panel.hold_next("GET", "/api/users");
+    let sync = start_sync(&app, SyncKind::Subscriptions);
+    hold.wait_arrived().await;
+    let paid = pay(conn, user, 8401, 30).await;
+    wait_done(&app, &[paid]).await;
+    let renewed = subscription(conn, user).await.expires_at.timestamp();
+    assert_eq!(panel.user(&name(8401)).unwrap().expire, Some(renewed));
+    hold.release();
+    sync.await.unwrap();
+
+    let panel_user = panel.user(&name(8401)).unwrap();
+    assert_eq!(
+        (panel_user.expire, panel_user.status.as_str()),
+        (Some(renewed), "active"),
+        "the sync must not write back what it read before the payment"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_provision_runs_of_one_user_end_with_the_latest_values() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 8501, SubscriptionStatus::Active, days(5), None).await;
+    wait_done(&app, &[enqueue(conn, "provision", user).await]).await;
+    assert_eq!(
+        panel.user(&name(8501)).unwrap().expire,
+        Some(days(5).timestamp())
+    );
+    // A first change: its provision run reads the database and is held at the panel.
+    let hold = panel.hold_next("GET", "/api/user/{username}");
+    let first = pay(conn, user, 8501, 15).await;
+    hold.wait_arrived().await;
+    // A second change while the first run is under way: a second run (the first is no longer
+    // pending, so the dedup key lets it in), which may run at once.
+    let second = pay(conn, user, 8501, 10).await;
+    wait_until("the second run to start", || async {
+        let j = job(&mut app.db.connect().await, second).await;
+        j.state != JobState::Pending
+    })
+    .await;
+    // Room for the second run to write while the first one is held, if nothing stops it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while panel.count("PUT", "/api/user/{username}") == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    hold.release();
+    wait_done(&app, &[first, second]).await;
+
+    let latest = subscription(conn, user).await.expires_at.timestamp();
+    assert_eq!(latest, days(5).timestamp() + 25 * 86_400);
+    assert_eq!(
+        panel.user(&name(8501)).unwrap().expire,
+        Some(latest),
+        "the panel ends with the database's latest expiry"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_panel_write_lock_dropped_unreleased_frees_the_user_and_the_pool() {
+    use vpn_shop::db::panel_lock::{LockError, PanelWriteLock};
+    let db = support::db::TestDb::new().await;
+    let pool = db.pool();
+    let wait = Duration::from_millis(300);
+    let held = PanelWriteLock::acquire(&pool, UserId(42), wait)
+        .await
+        .unwrap();
+    // Another writer of the same user waits, then gives up; another user is not held up.
+    let busy = PanelWriteLock::acquire(&pool, UserId(42), wait).await;
+    assert!(matches!(busy, Err(LockError::Busy(..))), "{:?}", busy.err());
+    PanelWriteLock::acquire(&pool, UserId(43), wait)
+        .await
+        .unwrap()
+        .release()
+        .await;
+    // Dropped without release (a cancelled or panicking writer): its session is closed, so
+    // other sessions (another replica's pool) can take the lock.
+    drop(held);
+    let other_replica = db.pool();
+    let again = PanelWriteLock::acquire(&other_replica, UserId(42), Duration::from_secs(5))
+        .await
+        .expect("the lock is free once its holder is gone");
+    again.release().await;
+    // Released locks leave pooled connections unlocked: every connection can take it again.
+    for _ in 0..8 {
+        PanelWriteLock::acquire(&pool, UserId(42), wait)
+            .await
+            .unwrap()
+            .release()
+            .await;
+    }
+}

@@ -3,7 +3,9 @@
 //! The database says what each user has paid for; this actor makes the panel match it. It drains
 //! `provision` and `panel_*` jobs (through [`PanelJobs`], registered with the job runner) and runs
 //! the scheduled syncs; every panel write uses absolute values, so a retried job can never add
-//! time twice. Per-user work lives in `provision`, the syncs in `sync`.
+//! time twice, and runs under the user's panel-write lock (`db::panel_lock`) with the
+//! subscription read after taking it, so writes of one user never overtake each other with
+//! stale values. Per-user work lives in `provision`, the syncs in `sync`.
 
 mod provision;
 mod sync;

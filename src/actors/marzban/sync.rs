@@ -10,18 +10,18 @@ use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 
 use super::Shared;
-use super::provision::utc;
+use super::provision::{Provisioned, utc};
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::SyncKind;
-use crate::clients::marzban::{UserModify, UserQuery, UserResponse};
+use crate::clients::marzban::{UserQuery, UserResponse};
 use crate::config::CleanupAction;
 use crate::db::models::{NewPanelStats, Subscription};
 use crate::db::notifications;
 use crate::db::subscriptions::{self, UsageBatch};
 use crate::db::sync::{self as runs, SyncCounts};
+use crate::domain::PanelUserStatus;
 use crate::domain::notifications::{Notification, NotifyJob};
 use crate::domain::panel::{DesiredUser, drift, traffic_level};
-use crate::domain::{PanelUserStatus, SubscriptionStatus};
 
 impl Shared {
     /// Runs one sync and records it (`sync_runs`, metrics).
@@ -104,7 +104,11 @@ impl Shared {
     }
 
     /// Compares every shop user on the panel with the database and writes only the drifted
-    /// ones; creates the users missing on the panel that should have access.
+    /// ones; creates the users missing on the panel that should have access. The comparison
+    /// uses what was read at the start (the database) and page by page (the panel), minutes
+    /// apart for many users: it only picks the users to look at. Each write is a provision run
+    /// under the user's lock, from the subscription read right before it and the panel user
+    /// read again, so a payment made meanwhile is never written back over.
     async fn sync_subscriptions(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
         let mut wanted: HashMap<String, (Subscription, i64)> = match self.pool.get().await {
@@ -133,67 +137,51 @@ impl Shared {
                 };
                 counts.checked += 1;
                 let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
-                let changes = drift(&desired, &user.state());
-                if !changes.is_empty() {
-                    drifted.push((sub, UserModify::from_drift(&changes, &user), user.username));
+                if !drift(&desired, &user.state()).is_empty() {
+                    drifted.push(sub);
                 }
             }
             let results: Vec<_> = futures_util::stream::iter(drifted)
-                .map(|(sub, body, username)| async move {
-                    let result = self.client.modify_user(&username, &body).await;
-                    (sub, username, body, result)
-                })
+                .map(|sub| async move { (self.provision_now(sub.user_id).await, sub) })
                 .buffer_unordered(self.settings.write_concurrency)
                 .collect()
                 .await;
-            for (sub, username, body, result) in results {
+            for (result, sub) in results {
                 match result {
-                    Ok(user) => {
+                    Ok(Provisioned::Updated | Provisioned::Created) => {
                         counts.updated += 1;
-                        tracing::info!(%username, ?body, "drift corrected on the panel");
-                        let report = subscriptions::PanelReport {
-                            status: user.status,
-                            used_bytes: user.used_traffic,
-                            lifetime_used_bytes: user.lifetime_used_traffic,
-                            online_at: utc(user.online_at),
-                            subscription_url: None,
-                        };
-                        let recorded = async {
-                            let mut conn = self.pool.get().await?;
-                            subscriptions::record_panel_report(&mut conn, sub.user_id, &report)
-                                .await?;
-                            anyhow::Ok(())
-                        };
-                        recorded.await.map_err(|e| (counts, e))?;
+                        tracing::info!(username = %sub.panel_username, "drift corrected on the panel");
                     }
+                    // Already in line by the time the lock was taken (another write did it).
+                    Ok(Provisioned::Unchanged | Provisioned::NotNeeded) => {}
                     Err(e) => {
                         counts.failed += 1;
-                        tracing::warn!(%username, error = %e, "could not correct drift");
+                        tracing::warn!(username = %sub.panel_username, error = %e.message, "could not correct drift");
                     }
                 }
             }
         }
         // What is left is missing on the panel: re-create what should have access.
         let now = Utc::now();
-        let missing: Vec<(Subscription, i64)> = wanted
+        let missing: Vec<Subscription> = wanted
             .into_values()
-            .filter(|(sub, _)| {
+            .map(|(sub, _)| sub)
+            .filter(|sub| {
                 DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes)
                     .needs_panel_user(now)
             })
             .collect();
         let results: Vec<_> = futures_util::stream::iter(missing)
-            .map(|(sub, telegram_id)| async move {
-                let result = self.provision(&sub, telegram_id).await;
-                (sub, result)
-            })
+            .map(|sub| async move { (self.provision_now(sub.user_id).await, sub) })
             .buffer_unordered(self.settings.write_concurrency)
             .collect()
             .await;
-        for (sub, result) in results {
+        for (result, sub) in results {
             counts.checked += 1;
             match result {
-                Ok(()) => counts.created += 1,
+                Ok(Provisioned::Created) => counts.created += 1,
+                Ok(Provisioned::Updated) => counts.updated += 1,
+                Ok(Provisioned::Unchanged | Provisioned::NotNeeded) => {}
                 Err(e) => {
                     counts.failed += 1;
                     tracing::warn!(username = %sub.panel_username, error = %e.message, "could not re-create the panel user");
@@ -373,8 +361,8 @@ impl Shared {
     /// Disables or deletes panel users expired for longer than `MARZBAN_CLEANUP_AFTER_DAYS`.
     /// The subscription is disabled in the database too, so no sync brings the user back; a
     /// renewal enables it again. The list read at the start is only a list of candidates: each
-    /// user's change is decided again by a conditional update, so one who paid meanwhile is
-    /// left alone.
+    /// user's change is decided again by a conditional update under the user's lock, so one who
+    /// paid meanwhile is left alone.
     async fn cleanup(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
         let cutoff = Utc::now() - ChronoDuration::days(i64::from(self.settings.cleanup_after_days));
@@ -384,8 +372,9 @@ impl Shared {
                 .map_err(|e| (counts, e.into()))?,
             Err(e) => return Err((counts, e.into())),
         };
+        let delete = self.settings.cleanup_action == CleanupAction::Delete;
         let results: Vec<_> = futures_util::stream::iter(expired)
-            .map(|sub| async move { (self.clean_up_user(sub.user_id, cutoff).await, sub) })
+            .map(|sub| async move { (self.clean_up(sub.user_id, cutoff, delete).await, sub) })
             .buffer_unordered(self.settings.write_concurrency)
             .collect()
             .await;
@@ -403,38 +392,6 @@ impl Shared {
             }
         }
         Ok(counts)
-    }
-
-    /// Disables one long-expired subscription, if it still is one, then disables or deletes its
-    /// panel user. `false`: it was paid for (or changed) since the cleanup listed it.
-    async fn clean_up_user(
-        &self,
-        user_id: crate::domain::UserId,
-        cutoff: chrono::DateTime<Utc>,
-    ) -> Result<bool, JobError> {
-        let mut conn = self.pool.get().await?;
-        if !subscriptions::disable_if_expired_before(&mut conn, user_id, cutoff).await? {
-            return Ok(false);
-        }
-        drop(conn);
-        // Read again right before the panel write: what the database says now is written.
-        let (sub, telegram_id) = self.subscription(user_id).await?;
-        match self.settings.cleanup_action {
-            CleanupAction::Disable => self.provision(&sub, telegram_id).await?,
-            CleanupAction::Delete => {
-                if sub.status != SubscriptionStatus::Disabled {
-                    return Ok(false);
-                }
-                self.client
-                    .delete_user(&sub.panel_username)
-                    .await
-                    .map_err(|e| super::job_error("deleting the panel user", e))?;
-                let mut conn = self.pool.get().await?;
-                subscriptions::forget_panel_user(&mut conn, user_id).await?;
-                tracing::info!(username = %sub.panel_username, "long-expired panel user deleted");
-            }
-        }
-        Ok(true)
     }
 }
 
