@@ -14,7 +14,7 @@ use support::db::Subscriber;
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use support::wait_until;
 use vpn_shop::actors::marzban::{UserJob, provision_job};
-use vpn_shop::actors::messages::{RunSync, SyncKind};
+use vpn_shop::actors::messages::{CheckPaidAccess, RunSync, SyncKind};
 use vpn_shop::db::jobs::{self, NewJob};
 use vpn_shop::db::models::{Job, Subscription, SyncRun};
 use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs};
@@ -898,4 +898,149 @@ async fn a_panel_write_lock_dropped_unreleased_frees_the_user_and_the_pool() {
             .release()
             .await;
     }
+}
+
+/// A paid order of `user` (what the check looks for: money that promised access).
+async fn paid_order(conn: &mut AsyncPgConnection, user: UserId) {
+    use vpn_shop::db::schema::payments;
+    use vpn_shop::domain::{Currency, PaymentProvider, PaymentStatus};
+    diesel::insert_into(payments::table)
+        .values((
+            payments::user_id.eq(user),
+            payments::provider.eq(PaymentProvider::Yookassa),
+            payments::status.eq(PaymentStatus::Succeeded),
+            payments::amount_minor.eq(29_900_i64),
+            payments::currency.eq(Currency::Rub),
+            payments::days.eq(30),
+            payments::paid_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+async fn check_paid_access(app: &TestApp) -> i64 {
+    app.app
+        .marzban
+        .as_ref()
+        .expect("a panel")
+        .addr()
+        .send(CheckPaidAccess)
+        .await
+        .expect("the syncer answers")
+        .expect("the check runs")
+}
+
+async fn gauge(app: &TestApp) -> String {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("vpn_shop_paid_unprovisioned "))
+        .expect("the gauge is exported")
+        .to_owned()
+}
+
+#[actix_rt::test]
+async fn paid_access_taken_away_behind_the_shops_back_is_counted_and_repaired() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("PAID_UNPROVISIONED_AFTER", "1s")]).await;
+    let conn = &mut app.db.connect().await;
+    let mut users = Vec::new();
+    // 8601 disabled, 8602 removed, 8603 cut short on the panel; 8604 fine but the shop's knowledge
+    // of it is stale; 8605 removed but never paid (a trial): not this check's business.
+    for tg in 8601..=8605 {
+        let user = subscriber(conn, tg, SubscriptionStatus::Active, days(30), None).await;
+        if tg != 8605 {
+            paid_order(conn, user).await;
+        }
+        users.push(user);
+    }
+    let ids: Vec<JobId> = {
+        let mut ids = Vec::new();
+        for user in &users {
+            ids.push(enqueue(conn, "provision", *user).await);
+        }
+        ids
+    };
+    wait_done(&app, &ids).await;
+    // Past the grace period, everything is in order, and nothing was read on the panel.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    panel.clear_requests();
+    assert_eq!(check_paid_access(&app).await, 0);
+    assert!(panel.requests().is_empty(), "{:?}", panel.requests());
+
+    panel.update_user(&name(8601), |u| u.status = "disabled".into());
+    assert!(panel.remove_user(&name(8602)));
+    panel.update_user(&name(8603), |u| u.expire = Some(days(2).timestamp()));
+    assert!(panel.remove_user(&name(8605)));
+    // The status sync notices (the next subscription sync would also repair them; it does not
+    // run here).
+    run_sync(&app, SyncKind::Status).await;
+    assert_eq!(subscription(conn, users[1]).await.panel_status, None);
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(users[3])))
+        .set(subscriptions::panel_status.eq(None::<PanelUserStatus>))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    panel.clear_requests();
+    let found = check_paid_access(&app).await;
+    assert_eq!(
+        found, 3,
+        "disabled, removed, cut short; the stale one is fine on the panel"
+    );
+    assert_eq!(gauge(&app).await, "vpn_shop_paid_unprovisioned 3");
+    assert!(
+        subscription(conn, users[0])
+            .await
+            .unprovisioned_since
+            .is_some()
+    );
+    assert_eq!(
+        subscription(conn, users[3]).await.panel_status,
+        Some(PanelUserStatus::Active),
+        "the stale knowledge is refreshed"
+    );
+
+    // The repair: the provision jobs it enqueued bring the panel back in line.
+    wait_until("the repair", || async {
+        let a = panel.user(&name(8601)).map(|u| u.status);
+        let b = panel.user(&name(8602)).map(|u| u.expire);
+        let c = panel.user(&name(8603)).and_then(|u| u.expire);
+        a.as_deref() == Some("active")
+            && b == Some(Some(days(30).timestamp()))
+            && c == Some(days(30).timestamp())
+    })
+    .await;
+    assert_eq!(check_paid_access(&app).await, 0);
+    assert_eq!(gauge(&app).await, "vpn_shop_paid_unprovisioned 0");
+    assert!(
+        subscription(conn, users[0])
+            .await
+            .unprovisioned_since
+            .is_none()
+    );
+    assert!(
+        panel.user(&name(8605)).is_none(),
+        "the trial is left to the syncs"
+    );
+
+    // A panel that cannot be read does not hide what the database knows.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(users[0])))
+        .set(subscriptions::panel_status.eq(None::<PanelUserStatus>))
+        .execute(conn)
+        .await
+        .unwrap();
+    panel.set_outage(true);
+    assert_eq!(check_paid_access(&app).await, 1);
+    panel.set_outage(false);
+    wait_until("the provision job after the outage", || async {
+        subscription(&mut app.db.connect().await, users[0])
+            .await
+            .panel_status
+            .is_some()
+    })
+    .await;
+    assert_eq!(check_paid_access(&app).await, 0);
+    app.shutdown().await;
 }

@@ -312,6 +312,9 @@ diesel::table! {
         updated_at -> Timestamptz,
         traffic_period -> Int4,
         traffic_reset_period -> Int4,
+        panel_expire -> Nullable<Int8>,
+        access_changed_at -> Timestamptz,
+        unprovisioned_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -39,6 +39,8 @@ pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, i64)>> {
 #[derive(Debug, Clone)]
 pub struct PanelReport<'a> {
     pub status: PanelUserStatus,
+    /// The panel's `expire` (unix seconds; `None`: never).
+    pub expire: Option<i64>,
     pub used_bytes: i64,
     pub lifetime_used_bytes: i64,
     pub online_at: Option<DateTime<Utc>>,
@@ -55,6 +57,7 @@ pub async fn record_panel_report(
     let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
     let changes = (
         subscriptions::panel_status.eq(Some(report.status)),
+        subscriptions::panel_expire.eq(Some(report.expire.unwrap_or(0))),
         subscriptions::traffic_used_bytes.eq(report.used_bytes.max(0)),
         subscriptions::lifetime_used_bytes.eq(report.lifetime_used_bytes.max(0)),
         subscriptions::online_at.eq(report.online_at),
@@ -96,6 +99,7 @@ pub async fn mark_removed_from_panel(conn: &mut PgConn, user_id: UserId) -> Quer
         .set((
             subscriptions::status.eq(SubscriptionStatus::Disabled),
             subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::panel_expire.eq(None::<i64>),
             subscriptions::subscription_url.eq(None::<String>),
             subscriptions::last_synced_at.eq(diesel::dsl::now),
         ))
@@ -130,6 +134,8 @@ pub async fn set_enabled(conn: &mut PgConn, user_id: UserId, enabled: bool) -> Q
 pub struct UsageBatch {
     pub usernames: Vec<String>,
     pub statuses: Vec<String>,
+    /// The panel's `expire`, 0 for never.
+    pub expires: Vec<i64>,
     pub online_at: Vec<Option<DateTime<Utc>>>,
     pub used: Vec<i64>,
     pub lifetime: Vec<i64>,
@@ -140,12 +146,14 @@ impl UsageBatch {
         &mut self,
         username: &str,
         status: PanelUserStatus,
+        expire: Option<i64>,
         online_at: Option<DateTime<Utc>>,
         used: i64,
         lifetime: i64,
     ) {
         self.usernames.push(username.to_owned());
         self.statuses.push(status.as_str().to_owned());
+        self.expires.push(expire.unwrap_or(0));
         self.online_at.push(online_at);
         self.used.push(used.max(0));
         self.lifetime.push(lifetime.max(0));
@@ -162,10 +170,12 @@ pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<
         return Ok(0);
     }
     diesel::sql_query(
-        "UPDATE subscriptions s SET panel_status = v.status, online_at = v.online_at, \
-             traffic_used_bytes = v.used, lifetime_used_bytes = v.lifetime, last_synced_at = now() \
-         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[]) \
-             AS v(username, status, online_at, used, lifetime) \
+        "UPDATE subscriptions s SET panel_status = v.status, panel_expire = v.expire, \
+             online_at = v.online_at, traffic_used_bytes = v.used, lifetime_used_bytes = v.lifetime, \
+             last_synced_at = now() \
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[]) \
+             AS v(username, status, online_at, used, lifetime, expire) \
          WHERE s.panel_username = v.username",
     )
     .bind::<Array<Text>, _>(&batch.usernames)
@@ -173,6 +183,7 @@ pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<
     .bind::<Array<Nullable<Timestamptz>>, _>(&batch.online_at)
     .bind::<Array<BigInt>, _>(&batch.used)
     .bind::<Array<BigInt>, _>(&batch.lifetime)
+    .bind::<Array<BigInt>, _>(&batch.expires)
     .execute(conn)
     .await
 }
@@ -218,12 +229,49 @@ pub async fn forget_panel_user(conn: &mut PgConn, user_id: UserId) -> QueryResul
     diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user_id)))
         .set((
             subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::panel_expire.eq(None::<i64>),
             subscriptions::subscription_url.eq(None::<String>),
             subscriptions::last_synced_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// After a complete listing of the panel that began at `listed_from` (database time): the
+/// subscriptions it did not report (nor anything else since) have no panel user — no panel
+/// status, no panel expiry. Returns how many. (A user the listing missed because another was
+/// deleted under its pages is read again by `paid_unprovisioned` before anything is done.)
+pub async fn mark_missing_on_panel(
+    conn: &mut PgConn,
+    listed_from: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        subscriptions::table
+            .filter(
+                subscriptions::last_synced_at
+                    .is_null()
+                    .or(subscriptions::last_synced_at.lt(listed_from)),
+            )
+            .filter(
+                subscriptions::panel_status
+                    .is_not_null()
+                    .or(subscriptions::panel_expire.is_not_null()),
+            ),
+    )
+    .set((
+        subscriptions::panel_status.eq(None::<PanelUserStatus>),
+        subscriptions::panel_expire.eq(None::<i64>),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// The database's clock (listings compare with timestamps the database wrote).
+pub async fn database_now(conn: &mut PgConn) -> QueryResult<DateTime<Utc>> {
+    diesel::select(diesel::dsl::now.into_sql::<Timestamptz>())
+        .get_result::<DateTime<Utc>>(conn)
+        .await
 }
 
 /// A subscription about to end or just ended: whose, when, and whether it is a trial.

@@ -352,6 +352,7 @@ impl Shared {
             user_id,
             &PanelReport {
                 status: user.status,
+                expire: user.expire,
                 used_bytes: user.used_traffic,
                 lifetime_used_bytes: user.lifetime_used_traffic,
                 online_at: utc(user.online_at),

@@ -197,22 +197,28 @@ impl Shared {
         Ok(counts)
     }
 
-    /// Reads status, last online time and traffic into the database; announces traffic
-    /// thresholds crossed in the current period.
+    /// Reads status, expiry, last online time and traffic into the database; announces traffic
+    /// thresholds crossed in the current period. A complete listing of every status also
+    /// records which subscriptions have no panel user (what `paid_unprovisioned` looks at).
     async fn sync_usage(
         &self,
         statuses: &[Option<PanelUserStatus>],
     ) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
-        let subs: HashMap<String, Subscription> = match self.pool.get().await {
-            Ok(mut conn) => match subscriptions::all(&mut conn).await {
-                Ok(all) => all
-                    .into_iter()
+        let read = async {
+            let mut conn = self.pool.get().await?;
+            let listed_from = subscriptions::database_now(&mut conn).await?;
+            let all = subscriptions::all(&mut conn).await?;
+            anyhow::Ok((listed_from, all))
+        };
+        let (listed_from, subs): (_, HashMap<String, Subscription>) = match read.await {
+            Ok((listed_from, all)) => (
+                listed_from,
+                all.into_iter()
                     .map(|(sub, _)| (sub.panel_username.to_ascii_lowercase(), sub))
                     .collect(),
-                Err(e) => return Err((counts, e.into())),
-            },
-            Err(e) => return Err((counts, e.into())),
+            ),
+            Err(e) => return Err((counts, e)),
         };
         for status in statuses {
             let mut pages = self.pages(*status);
@@ -232,6 +238,7 @@ impl Shared {
                     batch.push(
                         &sub.panel_username,
                         user.status,
+                        user.expire,
                         utc(user.online_at),
                         user.used_traffic,
                         user.lifetime_used_traffic,
@@ -253,6 +260,20 @@ impl Shared {
                     Ok(updated) => counts.updated += updated as i32,
                     Err(e) => return Err((counts, e)),
                 }
+            }
+        }
+        if statuses == [None] {
+            let marked = async {
+                let mut conn = self.pool.get().await?;
+                anyhow::Ok(subscriptions::mark_missing_on_panel(&mut conn, listed_from).await?)
+            };
+            match marked.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    subscriptions = n,
+                    "subscriptions without a panel user noted"
+                ),
+                Err(e) => return Err((counts, e)),
             }
         }
         Ok(counts)
