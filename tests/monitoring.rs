@@ -152,8 +152,15 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
     }
     assert!(names.len() >= 10, "{names:?}");
     assert!(referenced.len() >= 10, "{referenced:?}");
-    // The invariants that watch themselves have their alerts.
-    for (alert, metric) in [("VpnShopPaidUnprovisioned", "vpn_shop_paid_unprovisioned")] {
+    // What was paid reaches the panel: the queue of panel jobs and the check of paid access
+    // have their alerts.
+    for (alert, metric) in [
+        (
+            "VpnShopProvisioningStuck",
+            "vpn_shop_job_oldest_due_seconds",
+        ),
+        ("VpnShopPaidUnprovisioned", "vpn_shop_paid_unprovisioned"),
+    ] {
         assert!(names.contains(alert), "{alert} is missing");
         let rule = groups
             .iter()
