@@ -71,6 +71,10 @@ pub struct Metrics {
     pub panel_cpu_usage: prometheus::Gauge,
     /// `kind`: `total`, `used` — panel host memory in bytes.
     pub panel_memory: IntGaugeVec,
+    /// Paying users whose running subscription the panel does not give (missing, disabled or
+    /// ending earlier) for longer than PAID_UNPROVISIONED_AFTER, as the last check found; read
+    /// from the database at scrape time, so every replica exports the same number.
+    pub paid_unprovisioned: IntGauge,
     /// `kind`, `channel`, `outcome`: `sent`, `failed`, `skipped`.
     pub notifications: IntCounterVec,
     /// `channel`: time to send one message, waiting for the rate budget included.
@@ -281,6 +285,13 @@ impl Metrics {
                 .namespace(NAMESPACE),
             &["kind"],
         )?;
+        let paid_unprovisioned = IntGauge::with_opts(
+            Opts::new(
+                "paid_unprovisioned",
+                "Paying users whose running subscription the panel does not give (missing, disabled or ending earlier than paid) for longer than PAID_UNPROVISIONED_AFTER.",
+            )
+            .namespace(NAMESPACE),
+        )?;
         let notifications = IntCounterVec::new(
             Opts::new(
                 "notifications_total",
@@ -454,6 +465,7 @@ impl Metrics {
             Box::new(panel_bandwidth_speed.clone()),
             Box::new(panel_cpu_usage.clone()),
             Box::new(panel_memory.clone()),
+            Box::new(paid_unprovisioned.clone()),
             Box::new(notifications.clone()),
             Box::new(notification_send_duration.clone()),
             Box::new(telegram_flood_waits.clone()),
@@ -513,6 +525,7 @@ impl Metrics {
             panel_bandwidth_speed,
             panel_cpu_usage,
             panel_memory,
+            paid_unprovisioned,
             notifications,
             notification_send_duration,
             telegram_flood_waits,

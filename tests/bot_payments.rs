@@ -13,16 +13,19 @@ use serde_json::{Value, json};
 
 use support::bot::{BotShop, bot_shop, button, buttons};
 use support::db::Subscriber;
+use support::marzban::FakeUser;
 use support::telegram::{SentMessage, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
 use support::yookassa::{self as yk, FakeYooKassa};
+use vpn_shop::actors::messages::{RunSync, SyncKind};
 use vpn_shop::db::models::{Payment, Subscription, User};
 use vpn_shop::db::schema::{
     jobs, payment_events, payments, plans, referrals, subscriptions, users,
 };
 use vpn_shop::domain::{
-    PaymentEventVerdict, PaymentProvider, PaymentStatus, PlanId, SubscriptionStatus, UserId,
+    AdminRole, PaymentEventVerdict, PaymentProvider, PaymentStatus, PlanId, SubscriptionStatus,
+    UserId,
 };
 
 const DAY: i64 = 86_400;
@@ -86,8 +89,13 @@ impl Shop {
 
     /// `/buy` → the plan → the payment method labelled `method`; returns the bot's answer.
     async fn choose(&self, u: i64, method: &str) -> SentMessage {
+        self.choose_plan(u, self.plan, method).await
+    }
+
+    /// `/buy` → `plan` → the payment method labelled `method`; returns the bot's answer.
+    async fn choose_plan(&self, u: i64, plan: PlanId, method: &str) -> SentMessage {
         let plans = self.bot.say(u, "/buy").await;
-        let plan_data = format!("plan:{}", self.plan.0);
+        let plan_data = format!("plan:{}", plan.0);
         assert!(
             buttons(&plans).iter().any(|(_, data)| *data == plan_data),
             "the plan is offered: {:#?}",
@@ -111,7 +119,12 @@ impl Shop {
 
     /// Buys the plan with YooKassa through the bot and pays; returns the order.
     async fn buy_yookassa(&self, u: i64) -> Payment {
-        let checkout = self.choose(u, "💳 Card, SBP (YooKassa)").await;
+        self.buy_yookassa_plan(u, self.plan).await
+    }
+
+    /// Buys `plan` with YooKassa through the bot and pays; returns the order.
+    async fn buy_yookassa_plan(&self, u: i64, plan: PlanId) -> Payment {
+        let checkout = self.choose_plan(u, plan, "💳 Card, SBP (YooKassa)").await;
         assert!(
             checkout.text.contains("Order #"),
             "a checkout: {}",
@@ -615,5 +628,242 @@ async fn names_with_html_characters_are_shown_as_typed() {
         help.text.contains("Support: @shop_support"),
         "{}",
         help.text
+    );
+}
+
+// -- Traffic limits ------------------------------------------------------------------------------
+
+const GIB: i64 = 1 << 30;
+
+/// A plan made by an admin through the API; its id.
+async fn plan_through_the_api(shop: &Shop, name: &str, traffic_limit_bytes: Option<i64>) -> PlanId {
+    let app = &shop.bot.app;
+    let token = app.token_for(AdminRole::Admin).await;
+    let (status, plan) = app
+        .call(
+            "POST",
+            "/api/v1/plans",
+            Some(&token),
+            Some(json!({
+                "name": name, "days": PLAN_DAYS, "price_minor": 19_900,
+                "traffic_limit_bytes": traffic_limit_bytes,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{plan}");
+    assert_eq!(plan["traffic_limit_bytes"], json!(traffic_limit_bytes));
+    PlanId(plan["id"].as_i64().expect("a plan id"))
+}
+
+fn panel_user(shop: &Shop, telegram_id: i64) -> FakeUser {
+    shop.bot
+        .panel
+        .user(&format!("vpnshop_{telegram_id}"))
+        .expect("a panel user")
+}
+
+async fn run_sync(shop: &Shop, kind: SyncKind) {
+    shop.bot
+        .app
+        .app
+        .marzban
+        .as_ref()
+        .expect("a panel")
+        .addr()
+        .send(RunSync { kind })
+        .await
+        .expect("the syncer answers")
+        .expect("the sync succeeds");
+}
+
+#[actix_rt::test]
+async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allowance() {
+    let shop = shop(&[]).await;
+    let plan = plan_through_the_api(&shop, "10 GB", Some(10 * GIB)).await;
+    let u = 2401;
+    let offer = shop.bot.say(u, "/buy").await;
+    assert!(
+        offer.text.contains("<b>10 GB</b>: 30 days") && offer.text.contains("10 GB of traffic"),
+        "{}",
+        offer.text
+    );
+    shop.buy_yookassa_plan(u, plan).await;
+    let sub = shop.panel_matches(u).await;
+    assert_eq!(
+        panel_user(&shop, u).data_limit,
+        Some(10 * GIB),
+        "the plan's limit reaches the panel"
+    );
+    assert_eq!(sub.traffic_limit_bytes, Some(10 * GIB));
+    assert_eq!(
+        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
+        0,
+        "a new user starts at 0 anyway"
+    );
+
+    // 90 % used: the traffic sync warns (80 %), once.
+    shop.bot
+        .panel
+        .update_user(&format!("vpnshop_{u}"), |p| p.used_traffic = 9 * GIB);
+    run_sync(&shop, SyncKind::Traffic).await;
+    run_sync(&shop, SyncKind::Traffic).await;
+    assert_eq!(
+        shop.notifications(u).await,
+        vec!["payment_succeeded", "traffic_threshold"]
+    );
+
+    // The renewal buys a new period and a fresh allowance: the counter is reset, once.
+    let before = shop.expires(u).await;
+    shop.buy_yookassa_plan(u, plan).await;
+    let renewed = shop.panel_matches(u).await;
+    assert!(close(renewed.expires_at, before + days(PLAN_DAYS)));
+    let panel = panel_user(&shop, u);
+    assert_eq!(
+        (panel.used_traffic, panel.data_limit, panel.status.as_str()),
+        (0, Some(10 * GIB), "active"),
+        "a renewal starts a fresh allowance"
+    );
+    assert_eq!(
+        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
+        1
+    );
+    wait_until("the fresh counter in the database", || async {
+        shop.subscription(u).await.unwrap().traffic_used_bytes == 0
+    })
+    .await;
+    // A later provisioning (e.g. the subscription sync) does not reset again.
+    run_sync(&shop, SyncKind::Subscriptions).await;
+    assert_eq!(
+        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
+        1
+    );
+}
+
+#[actix_rt::test]
+async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it() {
+    let shop = shop(&[]).await;
+    let plan = plan_through_the_api(&shop, "10 GB", Some(10 * GIB)).await;
+    let u = 2402;
+    shop.buy_yookassa_plan(u, plan).await;
+    shop.panel_matches(u).await;
+    assert_eq!(panel_user(&shop, u).data_limit, Some(10 * GIB));
+    shop.bot
+        .panel
+        .update_user(&format!("vpnshop_{u}"), |p| p.used_traffic = 3 * GIB);
+
+    // An admin grants a week: the limit and the counter stay.
+    let token = shop.bot.app.token_for(AdminRole::Operator).await;
+    let id = shop.user(u).await.id;
+    let (status, body) = shop
+        .bot
+        .app
+        .call(
+            "POST",
+            &format!("/api/v1/users/{id}/extend"),
+            Some(&token),
+            Some(json!({"days": 7, "reason": "outage compensation"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let granted = shop.panel_matches(u).await;
+    assert_eq!(granted.traffic_limit_bytes, Some(10 * GIB));
+    let panel = panel_user(&shop, u);
+    assert_eq!(
+        (panel.data_limit, panel.used_traffic),
+        (Some(10 * GIB), 3 * GIB)
+    );
+
+    // The unlimited plan: the limit goes.
+    shop.buy_yookassa_plan(u, shop.plan).await;
+    let moved = shop.panel_matches(u).await;
+    assert_eq!(moved.traffic_limit_bytes, None);
+    assert_eq!(
+        panel_user(&shop, u).data_limit,
+        None,
+        "unlimited on the panel"
+    );
+    assert_eq!(
+        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
+        0
+    );
+}
+
+#[actix_rt::test]
+async fn trial_traffic_limit_limits_the_trial_on_the_panel() {
+    let shop = shop(&[("TRIAL_TRAFFIC_LIMIT", "5GB")]).await;
+    let u = 2403;
+    shop.bot.say(u, "/start").await;
+    shop.bot.say(u, "/trial").await;
+    shop.bot.wait_text(u, LINK).await;
+    let sub = shop.panel_matches(u).await;
+    assert!(sub.is_trial);
+    assert_eq!(panel_user(&shop, u).data_limit, Some(5 * GIB));
+    assert_eq!(sub.traffic_limit_bytes, Some(5 * GIB));
+}
+
+// -- Refunds and bans ----------------------------------------------------------------------------
+
+/// Waits until every `provision` job of `telegram_id` is done.
+async fn provisioned(shop: &Shop, telegram_id: i64) {
+    let user = shop.user(telegram_id).await;
+    wait_until("the provision jobs", || async {
+        let states: Vec<(Value, vpn_shop::domain::JobState)> = jobs::table
+            .filter(jobs::kind.eq("provision"))
+            .select((jobs::payload, jobs::state))
+            .load(&mut shop.conn().await)
+            .await
+            .unwrap();
+        states
+            .iter()
+            .filter(|(p, _)| p["user_id"] == json!(user.id))
+            .all(|(_, s)| *s == vpn_shop::domain::JobState::Done)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_refund_of_a_banned_user_keeps_the_panel_account_disabled() {
+    let shop = shop(&[]).await;
+    let u = 2501;
+    let order = shop.buy_yookassa(u).await;
+    shop.panel_matches(u).await;
+    assert_eq!(panel_user(&shop, u).status, "active");
+    let app = &shop.bot.app;
+    let token = app.token_for(AdminRole::Admin).await;
+    let id = shop.user(u).await.id;
+    let (status, body) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(&token),
+            Some(json!({"banned": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    provisioned(&shop, u).await;
+    assert_eq!(panel_user(&shop, u).status, "disabled");
+
+    // Half the payment back: 15 days are taken back, the ban stays.
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/api/v1/payments/{}/refund", order.id),
+            Some(&token),
+            Some(json!({"amount_minor": PLAN_PRICE / 2, "reason": "asked for it"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["days_taken_back"], 15);
+    let sub = shop.panel_matches(u).await;
+    provisioned(&shop, u).await;
+    assert_eq!(
+        panel_user(&shop, u).status,
+        "disabled",
+        "the panel account stays disabled"
+    );
+    assert_eq!(
+        sub.status,
+        SubscriptionStatus::Disabled,
+        "the refund keeps the ban"
     );
 }

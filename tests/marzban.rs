@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel_async::AsyncConnection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use support::wait_until;
-use vpn_shop::actors::marzban::UserJob;
-use vpn_shop::actors::messages::{RunSync, SyncKind};
+use vpn_shop::actors::marzban::{UserJob, provision_job};
+use vpn_shop::actors::messages::{CheckPaidAccess, RunSync, SyncKind};
 use vpn_shop::db::jobs::{self, NewJob};
 use vpn_shop::db::models::{Job, Subscription, SyncRun};
 use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs};
+use vpn_shop::db::subscriptions::{self as subs, Grant};
 use vpn_shop::db::sync::SyncCounts;
 use vpn_shop::domain::panel::panel_username;
 use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, UserId};
@@ -111,6 +113,30 @@ async fn wait_done(app: &TestApp, ids: &[JobId]) -> Vec<Job> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What a payment does in the database: `days` more (one transaction, with its `provision` job).
+/// Returns the job.
+async fn pay(conn: &mut AsyncPgConnection, user_id: UserId, telegram_id: i64, days: i32) -> JobId {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        subs::extend(conn, user_id, &name(telegram_id), days, Grant::Days).await?;
+        Ok(jobs::enqueue(conn, provision_job(user_id), 20)
+            .await?
+            .expect("no provision job was pending"))
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts a sync without waiting for it.
+fn start_sync(app: &TestApp, kind: SyncKind) -> actix_rt::task::JoinHandle<Option<SyncCounts>> {
+    let addr = app.app.marzban.as_ref().expect("a panel").addr();
+    actix_rt::spawn(async move {
+        addr.send(RunSync { kind })
+            .await
+            .expect("the syncer answers")
+            .expect("the sync succeeds")
+    })
 }
 
 async fn subscription(conn: &mut AsyncPgConnection, user_id: UserId) -> Subscription {
@@ -720,5 +746,301 @@ async fn without_a_panel_provision_jobs_wait_in_the_queue() {
     assert_eq!((waiting.state, waiting.attempts), (JobState::Pending, 0));
     let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();
     assert!(ready["checks"].get("marzban").is_none());
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn cleanup_leaves_alone_a_subscription_paid_while_it_runs() {
+    let panel = FakePanel::start();
+    // One write at a time: the cleanup deals with the users one after the other.
+    let app = spawn_with_panel(&panel, &[("MARZBAN_WRITE_CONCURRENCY", "1")]).await;
+    let conn = &mut app.db.connect().await;
+    let first = subscriber(conn, 8301, SubscriptionStatus::Expired, days(-40), None).await;
+    let payer = subscriber(conn, 8302, SubscriptionStatus::Expired, days(-40), None).await;
+    for tg in [8301, 8302] {
+        let mut u = FakeUser::new(&name(tg));
+        u.expire = Some(days(-40).timestamp());
+        panel.insert_user(u);
+    }
+    // The cleanup has read both long-expired subscriptions and works on the first one's panel
+    // user when the second one pays.
+    let hold = panel.hold_next("GET", "/api/user/{username}");
+    let cleanup = start_sync(&app, SyncKind::Cleanup);
+    hold.wait_arrived().await;
+    let paid = pay(conn, payer, 8302, 30).await;
+    hold.release();
+    cleanup.await.unwrap();
+    wait_done(&app, &[paid]).await;
+
+    let sub = subscription(conn, payer).await;
+    let panel_user = panel.user(&name(8302)).unwrap();
+    assert_eq!(
+        (panel_user.status.as_str(), panel_user.expire),
+        ("active", Some(sub.expires_at.timestamp())),
+        "the payer keeps the access just paid for"
+    );
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    // The other one was cleaned up.
+    assert_eq!(panel.user(&name(8301)).unwrap().status, "disabled");
+    assert_eq!(
+        subscription(conn, first).await.status,
+        SubscriptionStatus::Disabled
+    );
+    // And no later sync undoes the payment.
+    run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!(panel.user(&name(8302)).unwrap().status, "active");
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_subscription_sync_does_not_move_back_an_expiry_paid_during_the_run() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    // Expired two days ago: the panel shows the user expired.
+    let user = subscriber(conn, 8401, SubscriptionStatus::Expired, days(-2), None).await;
+    let mut expired = FakeUser::new(&name(8401));
+    expired.expire = Some(days(-2).timestamp());
+    panel.insert_user(expired);
+    // The sync has read the database and waits for the panel's list when the user pays.
+    let hold = panel.hold_next("GET", "/api/users");
+    let sync = start_sync(&app, SyncKind::Subscriptions);
+    hold.wait_arrived().await;
+    let paid = pay(conn, user, 8401, 30).await;
+    wait_done(&app, &[paid]).await;
+    let renewed = subscription(conn, user).await.expires_at.timestamp();
+    assert_eq!(panel.user(&name(8401)).unwrap().expire, Some(renewed));
+    hold.release();
+    sync.await.unwrap();
+
+    let panel_user = panel.user(&name(8401)).unwrap();
+    assert_eq!(
+        (panel_user.expire, panel_user.status.as_str()),
+        (Some(renewed), "active"),
+        "the sync must not write back what it read before the payment"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_provision_runs_of_one_user_end_with_the_latest_values() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 8501, SubscriptionStatus::Active, days(5), None).await;
+    wait_done(&app, &[enqueue(conn, "provision", user).await]).await;
+    assert_eq!(
+        panel.user(&name(8501)).unwrap().expire,
+        Some(days(5).timestamp())
+    );
+    // A first change: its provision run reads the database and is held at the panel.
+    let hold = panel.hold_next("GET", "/api/user/{username}");
+    let first = pay(conn, user, 8501, 15).await;
+    hold.wait_arrived().await;
+    // A second change while the first run is under way: a second run (the first is no longer
+    // pending, so the dedup key lets it in), which may run at once.
+    let second = pay(conn, user, 8501, 10).await;
+    wait_until("the second run to start", || async {
+        let j = job(&mut app.db.connect().await, second).await;
+        j.state != JobState::Pending
+    })
+    .await;
+    // Room for the second run to write while the first one is held, if nothing stops it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while panel.count("PUT", "/api/user/{username}") == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    hold.release();
+    wait_done(&app, &[first, second]).await;
+
+    let latest = subscription(conn, user).await.expires_at.timestamp();
+    assert_eq!(latest, days(5).timestamp() + 25 * 86_400);
+    assert_eq!(
+        panel.user(&name(8501)).unwrap().expire,
+        Some(latest),
+        "the panel ends with the database's latest expiry"
+    );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_panel_write_lock_dropped_unreleased_frees_the_user_and_the_pool() {
+    use vpn_shop::db::panel_lock::{LockError, PanelWriteLock};
+    let db = support::db::TestDb::new().await;
+    let pool = db.pool();
+    let wait = Duration::from_millis(300);
+    let held = PanelWriteLock::acquire(&pool, UserId(42), wait)
+        .await
+        .unwrap();
+    // Another writer of the same user waits, then gives up; another user is not held up.
+    let busy = PanelWriteLock::acquire(&pool, UserId(42), wait).await;
+    assert!(matches!(busy, Err(LockError::Busy(..))), "{:?}", busy.err());
+    PanelWriteLock::acquire(&pool, UserId(43), wait)
+        .await
+        .unwrap()
+        .release()
+        .await;
+    // Dropped without release (a cancelled or panicking writer): its session is closed, so
+    // other sessions (another replica's pool) can take the lock.
+    drop(held);
+    let other_replica = db.pool();
+    let again = PanelWriteLock::acquire(&other_replica, UserId(42), Duration::from_secs(5))
+        .await
+        .expect("the lock is free once its holder is gone");
+    again.release().await;
+    // Released locks leave pooled connections unlocked: every connection can take it again.
+    for _ in 0..8 {
+        PanelWriteLock::acquire(&pool, UserId(42), wait)
+            .await
+            .unwrap()
+            .release()
+            .await;
+    }
+}
+
+/// A paid order of `user` (what the check looks for: money that promised access).
+async fn paid_order(conn: &mut AsyncPgConnection, user: UserId) {
+    use vpn_shop::db::schema::payments;
+    use vpn_shop::domain::{Currency, PaymentProvider, PaymentStatus};
+    diesel::insert_into(payments::table)
+        .values((
+            payments::user_id.eq(user),
+            payments::provider.eq(PaymentProvider::Yookassa),
+            payments::status.eq(PaymentStatus::Succeeded),
+            payments::amount_minor.eq(29_900_i64),
+            payments::currency.eq(Currency::Rub),
+            payments::days.eq(30),
+            payments::paid_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+async fn check_paid_access(app: &TestApp) -> i64 {
+    app.app
+        .marzban
+        .as_ref()
+        .expect("a panel")
+        .addr()
+        .send(CheckPaidAccess)
+        .await
+        .expect("the syncer answers")
+        .expect("the check runs")
+}
+
+async fn gauge(app: &TestApp) -> String {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("vpn_shop_paid_unprovisioned "))
+        .expect("the gauge is exported")
+        .to_owned()
+}
+
+#[actix_rt::test]
+async fn paid_access_taken_away_behind_the_shops_back_is_counted_and_repaired() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("PAID_UNPROVISIONED_AFTER", "1s")]).await;
+    let conn = &mut app.db.connect().await;
+    let mut users = Vec::new();
+    // 8601 disabled, 8602 removed, 8603 cut short on the panel; 8604 fine but the shop's knowledge
+    // of it is stale; 8605 removed but never paid (a trial): not this check's business.
+    for tg in 8601..=8605 {
+        let user = subscriber(conn, tg, SubscriptionStatus::Active, days(30), None).await;
+        if tg != 8605 {
+            paid_order(conn, user).await;
+        }
+        users.push(user);
+    }
+    let ids: Vec<JobId> = {
+        let mut ids = Vec::new();
+        for user in &users {
+            ids.push(enqueue(conn, "provision", *user).await);
+        }
+        ids
+    };
+    wait_done(&app, &ids).await;
+    // Past the grace period, everything is in order, and nothing was read on the panel.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    panel.clear_requests();
+    assert_eq!(check_paid_access(&app).await, 0);
+    assert!(panel.requests().is_empty(), "{:?}", panel.requests());
+
+    panel.update_user(&name(8601), |u| u.status = "disabled".into());
+    assert!(panel.remove_user(&name(8602)));
+    panel.update_user(&name(8603), |u| u.expire = Some(days(2).timestamp()));
+    assert!(panel.remove_user(&name(8605)));
+    // The status sync notices (the next subscription sync would also repair them; it does not
+    // run here).
+    run_sync(&app, SyncKind::Status).await;
+    assert_eq!(subscription(conn, users[1]).await.panel_status, None);
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(users[3])))
+        .set(subscriptions::panel_status.eq(None::<PanelUserStatus>))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    panel.clear_requests();
+    let found = check_paid_access(&app).await;
+    assert_eq!(
+        found, 3,
+        "disabled, removed, cut short; the stale one is fine on the panel"
+    );
+    assert_eq!(gauge(&app).await, "vpn_shop_paid_unprovisioned 3");
+    assert!(
+        subscription(conn, users[0])
+            .await
+            .unprovisioned_since
+            .is_some()
+    );
+    assert_eq!(
+        subscription(conn, users[3]).await.panel_status,
+        Some(PanelUserStatus::Active),
+        "the stale knowledge is refreshed"
+    );
+
+    // The repair: the provision jobs it enqueued bring the panel back in line.
+    wait_until("the repair", || async {
+        let a = panel.user(&name(8601)).map(|u| u.status);
+        let b = panel.user(&name(8602)).map(|u| u.expire);
+        let c = panel.user(&name(8603)).and_then(|u| u.expire);
+        a.as_deref() == Some("active")
+            && b == Some(Some(days(30).timestamp()))
+            && c == Some(days(30).timestamp())
+    })
+    .await;
+    assert_eq!(check_paid_access(&app).await, 0);
+    assert_eq!(gauge(&app).await, "vpn_shop_paid_unprovisioned 0");
+    assert!(
+        subscription(conn, users[0])
+            .await
+            .unprovisioned_since
+            .is_none()
+    );
+    assert!(
+        panel.user(&name(8605)).is_none(),
+        "the trial is left to the syncs"
+    );
+
+    // A panel that cannot be read does not hide what the database knows.
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(users[0])))
+        .set(subscriptions::panel_status.eq(None::<PanelUserStatus>))
+        .execute(conn)
+        .await
+        .unwrap();
+    panel.set_outage(true);
+    assert_eq!(check_paid_access(&app).await, 1);
+    panel.set_outage(false);
+    wait_until("the provision job after the outage", || async {
+        subscription(&mut app.db.connect().await, users[0])
+            .await
+            .panel_status
+            .is_some()
+    })
+    .await;
+    assert_eq!(check_paid_access(&app).await, 0);
     app.shutdown().await;
 }

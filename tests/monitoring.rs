@@ -152,6 +152,26 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
     }
     assert!(names.len() >= 10, "{names:?}");
     assert!(referenced.len() >= 10, "{referenced:?}");
+    // What was paid reaches the panel: the queue of panel jobs and the check of paid access
+    // have their alerts.
+    for (alert, metric) in [
+        (
+            "VpnShopProvisioningStuck",
+            "vpn_shop_job_oldest_due_seconds",
+        ),
+        ("VpnShopPaidUnprovisioned", "vpn_shop_paid_unprovisioned"),
+    ] {
+        assert!(names.contains(alert), "{alert} is missing");
+        let rule = groups
+            .iter()
+            .flat_map(|g| g["rules"].as_vec().expect("rules"))
+            .find(|r| r["alert"].as_str() == Some(alert))
+            .expect("the rule");
+        assert!(
+            rule["expr"].as_str().is_some_and(|e| e.contains(metric)),
+            "{alert} watches {metric}"
+        );
+    }
 
     // Prometheus loads them: the configuration names the file and compose mounts it.
     assert!(PROMETHEUS.contains("rule_files:") && PROMETHEUS.contains("alerts.yml"));

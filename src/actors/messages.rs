@@ -68,6 +68,12 @@ pub enum SyncKind {
     Cleanup,
 }
 
+/// Runs the `paid_unprovisioned` check now; answers how many paying users lack the access they
+/// paid for on the panel.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<i64, crate::actors::job_runner::JobError>")]
+pub struct CheckPaidAccess;
+
 /// Runs a sync now. `None` when a run of that kind is already in progress (runs never overlap).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(

@@ -40,6 +40,9 @@ pub struct MarzbanSettings {
     pub cleanup_interval: Duration,
     pub cleanup_after_days: u32,
     pub cleanup_action: CleanupAction,
+    /// How long paid access may be missing on the panel before `paid_unprovisioned` counts it.
+    pub paid_unprovisioned_after: Duration,
+    pub paid_unprovisioned_interval: Duration,
 }
 
 /// `None` without `MARZBAN_URL`; then the other MARZBAN_* variables are not read.
@@ -77,6 +80,8 @@ pub(super) fn read(r: &Reader<'_>) -> Result<Option<MarzbanSettings>, ConfigErro
             "delete" => Ok(CleanupAction::Delete),
             _ => Err("must be `disable` or `delete`".to_owned()),
         })?,
+        paid_unprovisioned_after: r.required("PAID_UNPROVISIONED_AFTER", parse_duration)?,
+        paid_unprovisioned_interval: r.required("PAID_UNPROVISIONED_INTERVAL", parse_duration)?,
     }))
 }
 

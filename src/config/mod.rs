@@ -21,7 +21,7 @@ use reqwest::Url;
 pub use marzban::{CleanupAction, MarzbanSettings};
 pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
-pub use parse::{format_duration, parse_duration};
+pub use parse::{format_duration, parse_duration, parse_traffic_limit};
 pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
 pub use telegram::{BotSettings, ClientApp, TelegramMode, TelegramSettings};
 pub use vars::{VARS, Var};
@@ -830,6 +830,45 @@ mod tests {
         }
         for d in ["250ms", "30s", "15m", "12h", "7d", "90s"] {
             assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+    }
+
+    #[test]
+    fn traffic_limits() {
+        const GIB: i64 = 1 << 30;
+        assert_eq!(parse_traffic_limit("5GB"), Ok(Some(5 * GIB)));
+        assert_eq!(parse_traffic_limit("5 GiB"), Ok(Some(5 * GIB)));
+        assert_eq!(parse_traffic_limit("500mb"), Ok(Some(500 << 20)));
+        assert_eq!(parse_traffic_limit("1TB"), Ok(Some(1 << 40)));
+        assert_eq!(parse_traffic_limit("1024"), Ok(Some(1024)));
+        for none in ["0", "0GB", "unlimited", "Unlimited"] {
+            assert_eq!(parse_traffic_limit(none), Ok(None), "{none}");
+        }
+        for bad in [
+            "",
+            "GB",
+            "-5GB",
+            "1.5GB",
+            "5XB",
+            "9999999999TB",
+            "unlimited5",
+        ] {
+            assert!(parse_traffic_limit(bad).is_err(), "{bad}");
+        }
+        // The default reads as no limit.
+        let default = VARS
+            .iter()
+            .find(|v| v.name == "TRIAL_TRAFFIC_LIMIT")
+            .unwrap();
+        assert_eq!(parse_traffic_limit(default.default.unwrap()), Ok(None));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn traffic_limits_never_panic_and_are_positive(value in "\\PC{0,12}") {
+            if let Ok(Some(bytes)) = parse_traffic_limit(&value) {
+                proptest::prop_assert!(bytes > 0);
+            }
         }
     }
 

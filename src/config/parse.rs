@@ -46,6 +46,34 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// A traffic amount in the binary units the panel shows (1 GB = 1024³ bytes): `500MB`, `5GB`,
+/// `1TB` (KB, MB, GB, TB, with or without the `i`, any case, a space allowed), or a number of
+/// bytes; `0` or `unlimited` is no limit (`None`).
+pub fn parse_traffic_limit(value: &str) -> Result<Option<i64>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let problem = || "not an amount like 500MB, 5GB or 1TB, nor 0 / unlimited".to_owned();
+    let n: i64 = digits.parse().map_err(|_| problem())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kb" | "kib" => 10,
+        "mb" | "mib" => 20,
+        "gb" | "gib" => 30,
+        "tb" | "tib" => 40,
+        _ => return Err(problem()),
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| "too large".to_owned())?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
 /// The shortest exact spelling of a duration in the units [`parse_duration`] reads.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::parse::{parse_base_url, parse_int};
+use super::parse::{parse_base_url, parse_int, parse_traffic_limit};
 use super::{ConfigError, Reader, Secret, parse_duration};
 
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub struct BotSettings {
     pub admin_ids: Vec<i64>,
     /// 0: no trial.
     pub trial_days: u32,
+    /// Bytes of traffic a trial gets on the panel; `None`: unlimited.
+    pub trial_traffic_limit: Option<i64>,
     pub support_contact: Option<String>,
     pub terms_text: Option<String>,
     /// `@username` or a numeric chat id.
@@ -112,6 +114,7 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
             .optional("ADMIN_TELEGRAM_IDS", parse_ids)?
             .unwrap_or_default(),
         trial_days: r.required("TRIAL_DAYS", |v| parse_int(v, 0, 365))?,
+        trial_traffic_limit: r.required("TRIAL_TRAFFIC_LIMIT", parse_traffic_limit)?,
         support_contact: r.optional("SUPPORT_CONTACT", |v| non_empty(v, 200))?,
         terms_text: r
             .optional("TERMS_TEXT", |v| non_empty(v, 3500))?

@@ -314,6 +314,18 @@ pub const VARS: &[Var] = &[
         "delete",
         "`disable` or `delete` the panel users `panel_cleanup` finds (the shop keeps their records).",
     ),
+    var(
+        "PAID_UNPROVISIONED_AFTER",
+        Some("5m"),
+        "5m",
+        "How long a paying user's running subscription may be missing, disabled or short on the panel before `paid_unprovisioned` counts it (gauge `vpn_shop_paid_unprovisioned`) and provisions again.",
+    ),
+    var(
+        "PAID_UNPROVISIONED_INTERVAL",
+        Some("1m"),
+        "1m",
+        "Interval of `paid_unprovisioned`, the check of paid access on the panel (when MARZBAN_URL is set).",
+    ),
     secret(
         "TELEGRAM_BOT_TOKEN",
         "123456789:AAEhBP0av18e3ZmDDs4kWXMhvmCtwcg9Qh8",
@@ -359,6 +371,12 @@ pub const VARS: &[Var] = &[
         Some("7"),
         "3",
         "Length of the free trial, once per Telegram account. 0 turns the trial off.",
+    ),
+    var(
+        "TRIAL_TRAFFIC_LIMIT",
+        Some("unlimited"),
+        "5GB",
+        "Traffic of the free trial on the panel, in the panel's binary units (500MB, 5GB); `unlimited` or 0: no limit.",
     ),
     var(
         "SUPPORT_CONTACT",

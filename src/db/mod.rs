@@ -12,6 +12,8 @@ pub mod embedded;
 pub mod jobs;
 pub mod models;
 pub mod notifications;
+pub mod paid_access;
+pub mod panel_lock;
 pub mod payments;
 pub mod plans;
 pub mod promo;

@@ -107,6 +107,17 @@ pub struct Subscription {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Paid periods of traffic plans so far (each one owes a fresh allowance).
+    pub traffic_period: i32,
+    /// The period the panel's traffic counter was last reset for; behind `traffic_period`
+    /// means the provision job still owes that reset.
+    pub traffic_reset_period: i32,
+    /// The panel's expiry as last reported: unix seconds, 0 = never; `None`: not known.
+    pub panel_expire: Option<i64>,
+    /// When the end, status or traffic limit last changed (a trigger keeps it).
+    pub access_changed_at: DateTime<Utc>,
+    /// Since when the `paid_unprovisioned` check finds this paid access missing on the panel.
+    pub unprovisioned_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -326,6 +326,11 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        traffic_period -> Int4,
+        traffic_reset_period -> Int4,
+        panel_expire -> Nullable<Int8>,
+        access_changed_at -> Timestamptz,
+        unprovisioned_since -> Nullable<Timestamptz>,
     }
 }
 

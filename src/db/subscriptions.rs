@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
 use crate::db::models::Subscription;
-use crate::db::schema::{subscriptions, users};
+use crate::db::schema::{plans, subscriptions, users};
 use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
 
 /// A user's subscription and Telegram id.
@@ -39,6 +39,8 @@ pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, i64)>> {
 #[derive(Debug, Clone)]
 pub struct PanelReport<'a> {
     pub status: PanelUserStatus,
+    /// The panel's `expire` (unix seconds; `None`: never).
+    pub expire: Option<i64>,
     pub used_bytes: i64,
     pub lifetime_used_bytes: i64,
     pub online_at: Option<DateTime<Utc>>,
@@ -55,6 +57,7 @@ pub async fn record_panel_report(
     let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
     let changes = (
         subscriptions::panel_status.eq(Some(report.status)),
+        subscriptions::panel_expire.eq(Some(report.expire.unwrap_or(0))),
         subscriptions::traffic_used_bytes.eq(report.used_bytes.max(0)),
         subscriptions::lifetime_used_bytes.eq(report.lifetime_used_bytes.max(0)),
         subscriptions::online_at.eq(report.online_at),
@@ -96,6 +99,7 @@ pub async fn mark_removed_from_panel(conn: &mut PgConn, user_id: UserId) -> Quer
         .set((
             subscriptions::status.eq(SubscriptionStatus::Disabled),
             subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::panel_expire.eq(None::<i64>),
             subscriptions::subscription_url.eq(None::<String>),
             subscriptions::last_synced_at.eq(diesel::dsl::now),
         ))
@@ -130,6 +134,8 @@ pub async fn set_enabled(conn: &mut PgConn, user_id: UserId, enabled: bool) -> Q
 pub struct UsageBatch {
     pub usernames: Vec<String>,
     pub statuses: Vec<String>,
+    /// The panel's `expire`, 0 for never.
+    pub expires: Vec<i64>,
     pub online_at: Vec<Option<DateTime<Utc>>>,
     pub used: Vec<i64>,
     pub lifetime: Vec<i64>,
@@ -140,12 +146,14 @@ impl UsageBatch {
         &mut self,
         username: &str,
         status: PanelUserStatus,
+        expire: Option<i64>,
         online_at: Option<DateTime<Utc>>,
         used: i64,
         lifetime: i64,
     ) {
         self.usernames.push(username.to_owned());
         self.statuses.push(status.as_str().to_owned());
+        self.expires.push(expire.unwrap_or(0));
         self.online_at.push(online_at);
         self.used.push(used.max(0));
         self.lifetime.push(lifetime.max(0));
@@ -162,10 +170,12 @@ pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<
         return Ok(0);
     }
     diesel::sql_query(
-        "UPDATE subscriptions s SET panel_status = v.status, online_at = v.online_at, \
-             traffic_used_bytes = v.used, lifetime_used_bytes = v.lifetime, last_synced_at = now() \
-         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[]) \
-             AS v(username, status, online_at, used, lifetime) \
+        "UPDATE subscriptions s SET panel_status = v.status, panel_expire = v.expire, \
+             online_at = v.online_at, traffic_used_bytes = v.used, lifetime_used_bytes = v.lifetime, \
+             last_synced_at = now() \
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[]) \
+             AS v(username, status, online_at, used, lifetime, expire) \
          WHERE s.panel_username = v.username",
     )
     .bind::<Array<Text>, _>(&batch.usernames)
@@ -173,6 +183,7 @@ pub async fn record_usage(conn: &mut PgConn, batch: &UsageBatch) -> QueryResult<
     .bind::<Array<Nullable<Timestamptz>>, _>(&batch.online_at)
     .bind::<Array<BigInt>, _>(&batch.used)
     .bind::<Array<BigInt>, _>(&batch.lifetime)
+    .bind::<Array<BigInt>, _>(&batch.expires)
     .execute(conn)
     .await
 }
@@ -189,6 +200,77 @@ pub async fn expired_before(
         .select(Subscription::as_select())
         .order(subscriptions::id)
         .load(conn)
+        .await
+}
+
+/// The cleanup's decision, taken again in the write itself: disables the subscription only if
+/// it is still expired before `cutoff` and not disabled yet. `false`: a payment (or an admin)
+/// changed it since the cleanup read it, and the cleanup leaves it alone.
+pub async fn disable_if_expired_before(
+    conn: &mut PgConn,
+    user_id: UserId,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        subscriptions::table
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::expires_at.lt(cutoff))
+            .filter(subscriptions::status.ne(SubscriptionStatus::Disabled)),
+    )
+    .set(subscriptions::status.eq(SubscriptionStatus::Disabled))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// The panel user was deleted: no link, no panel status (the subscription's status is left as
+/// it is — the cleanup set it before the delete, and a payment since then wins).
+pub async fn forget_panel_user(conn: &mut PgConn, user_id: UserId) -> QueryResult<()> {
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user_id)))
+        .set((
+            subscriptions::panel_status.eq(None::<PanelUserStatus>),
+            subscriptions::panel_expire.eq(None::<i64>),
+            subscriptions::subscription_url.eq(None::<String>),
+            subscriptions::last_synced_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// After a complete listing of the panel that began at `listed_from` (database time): the
+/// subscriptions it did not report (nor anything else since) have no panel user — no panel
+/// status, no panel expiry. Returns how many. (A user the listing missed because another was
+/// deleted under its pages is read again by `paid_unprovisioned` before anything is done.)
+pub async fn mark_missing_on_panel(
+    conn: &mut PgConn,
+    listed_from: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        subscriptions::table
+            .filter(
+                subscriptions::last_synced_at
+                    .is_null()
+                    .or(subscriptions::last_synced_at.lt(listed_from)),
+            )
+            .filter(
+                subscriptions::panel_status
+                    .is_not_null()
+                    .or(subscriptions::panel_expire.is_not_null()),
+            ),
+    )
+    .set((
+        subscriptions::panel_status.eq(None::<PanelUserStatus>),
+        subscriptions::panel_expire.eq(None::<i64>),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// The database's clock (listings compare with timestamps the database wrote).
+pub async fn database_now(conn: &mut PgConn) -> QueryResult<DateTime<Utc>> {
+    diesel::select(diesel::dsl::now.into_sql::<Timestamptz>())
+        .get_result::<DateTime<Utc>>(conn)
         .await
 }
 
@@ -230,18 +312,34 @@ pub async fn expire_ended(conn: &mut PgConn) -> QueryResult<Vec<Ending>> {
     .await
 }
 
+/// What a grant of days is, which decides the traffic limit the subscription gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A paid period of a plan: the subscription takes the plan's traffic limit (a plan without
+    /// one makes it unlimited). A plan with a limit sells an allowance per period, so the period
+    /// also owes a reset of the panel's traffic counter (`traffic_period` counts up; the
+    /// provision job resets and records it in `traffic_reset_period`).
+    Plan(crate::domain::PlanId),
+    /// The free trial, limited to `traffic_limit_bytes` (TRIAL_TRAFFIC_LIMIT; `None`:
+    /// unlimited). Only a subscription the trial creates is a trial: days added to an existing
+    /// one are [`Grant::Days`].
+    Trial { traffic_limit_bytes: Option<i64> },
+    /// Days without a plan (a promo code's bonus, a referral, an admin's grant): the limit stays
+    /// as it is (a new subscription has none).
+    Days,
+}
+
 /// Gives a user `days` more: paid time is added to what remains (an ended subscription starts
 /// again from now); creates the subscription on the first purchase. The subscription becomes
 /// active — unless the user is banned: then it stays disabled (a payment that was under way when
-/// an admin banned the user buys time, not a way around the ban). The row is locked for the
-/// caller's transaction. Returns the new end.
+/// an admin banned the user buys time, not a way around the ban). `grant` decides the traffic
+/// limit (see [`Grant`]). The row is locked for the caller's transaction. Returns the new end.
 pub async fn extend(
     conn: &mut PgConn,
     user_id: UserId,
     panel_username: &str,
     days: i32,
-    plan_id: Option<crate::domain::PlanId>,
-    is_trial: bool,
+    grant: Grant,
 ) -> QueryResult<DateTime<Utc>> {
     let now = Utc::now();
     let current: Option<DateTime<Utc>> = subscriptions::table
@@ -264,21 +362,35 @@ pub async fn extend(
     } else {
         SubscriptionStatus::Active
     };
+    // The plan's limit as it is now (a plan that orders name is never deleted, only deactivated).
+    let plan_limit = match grant {
+        Grant::Plan(plan) => plans::table
+            .find(plan)
+            .select(plans::traffic_limit_bytes)
+            .first::<Option<i64>>(conn)
+            .await
+            .optional()?
+            .flatten(),
+        Grant::Trial { .. } | Grant::Days => None,
+    };
     if current.is_some() {
         let target = subscriptions::table.filter(subscriptions::user_id.eq(user_id));
-        match plan_id {
-            Some(plan) => {
+        match grant {
+            Grant::Plan(plan) => {
+                let owed = i32::from(plan_limit.is_some());
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
                         subscriptions::status.eq(status),
-                        subscriptions::is_trial.eq(is_trial),
+                        subscriptions::is_trial.eq(false),
                         subscriptions::plan_id.eq(plan),
+                        subscriptions::traffic_limit_bytes.eq(plan_limit),
+                        subscriptions::traffic_period.eq(subscriptions::traffic_period + owed),
                     ))
                     .execute(conn)
                     .await?
             }
-            None => {
+            Grant::Trial { .. } | Grant::Days => {
                 diesel::update(target)
                     .set((
                         subscriptions::expires_at.eq(end),
@@ -289,6 +401,14 @@ pub async fn extend(
             }
         };
     } else {
+        // A new panel user starts at 0 bytes used: no reset is owed for the first period.
+        let (plan_id, is_trial, limit) = match grant {
+            Grant::Plan(plan) => (Some(plan), false, plan_limit),
+            Grant::Trial {
+                traffic_limit_bytes,
+            } => (None, true, traffic_limit_bytes),
+            Grant::Days => (None, false, None),
+        };
         diesel::insert_into(subscriptions::table)
             .values((
                 subscriptions::user_id.eq(user_id),
@@ -297,6 +417,7 @@ pub async fn extend(
                 subscriptions::status.eq(status),
                 subscriptions::is_trial.eq(is_trial),
                 subscriptions::plan_id.eq(plan_id),
+                subscriptions::traffic_limit_bytes.eq(limit),
             ))
             .execute(conn)
             .await?;
@@ -304,24 +425,53 @@ pub async fn extend(
     Ok(end)
 }
 
-/// Takes `days` back (a refund); the subscription may end at once. Returns the new end.
+/// Records that the panel's traffic counter was reset for `period` (never moves back, so a
+/// slower run of an older period cannot undo a newer record).
+pub async fn record_traffic_reset(
+    conn: &mut PgConn,
+    user_id: UserId,
+    period: i32,
+) -> QueryResult<()> {
+    diesel::update(
+        subscriptions::table
+            .filter(subscriptions::user_id.eq(user_id))
+            .filter(subscriptions::traffic_reset_period.lt(period)),
+    )
+    .set(subscriptions::traffic_reset_period.eq(period))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Takes `days` back (a refund); the subscription may end at once. A disabled subscription (a
+/// ban, an admin's disable, the cleanup) stays disabled, and so does a banned user's: a refund
+/// moves the end, never the access decision. Returns the new end.
 pub async fn shorten(
     conn: &mut PgConn,
     user_id: UserId,
     days: i32,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let current: Option<DateTime<Utc>> = subscriptions::table
+    let current: Option<(DateTime<Utc>, SubscriptionStatus)> = subscriptions::table
         .filter(subscriptions::user_id.eq(user_id))
-        .select(subscriptions::expires_at)
+        .select((subscriptions::expires_at, subscriptions::status))
         .for_update()
         .first(conn)
         .await
         .optional()?;
-    let Some(current) = current else {
+    let Some((current, status)) = current else {
         return Ok(None);
     };
+    let banned: bool = users::table
+        .find(user_id)
+        .select(users::banned)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(false);
     let end = crate::domain::pricing::take_back(current, days);
-    let status = if end > Utc::now() {
+    let status = if banned || status == SubscriptionStatus::Disabled {
+        SubscriptionStatus::Disabled
+    } else if end > Utc::now() {
         SubscriptionStatus::Active
     } else {
         SubscriptionStatus::Expired

@@ -155,11 +155,15 @@ async fn refresh_business(state: &WebState) {
         let revenue = stats::revenue_totals(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((counts, subscriptions, revenue))
+        let unprovisioned = crate::db::paid_access::flagged(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((counts, subscriptions, revenue, unprovisioned))
     };
     let problem = match tokio::time::timeout(Duration::from_secs(2), read).await {
-        Ok(Ok((counts, subscriptions, revenue))) => {
+        Ok(Ok((counts, subscriptions, revenue, unprovisioned))) => {
             let m = &state.metrics;
+            m.paid_unprovisioned.set(unprovisioned);
             m.users.set(counts.users);
             m.users_new_24h.set(counts.users_new_24h);
             m.users_trial.set(counts.users_trial);

@@ -546,7 +546,7 @@ pub async fn extend_subscription(
             let before = subs::lock_by_user(conn, id).await?.map(|s| s.expires_at);
             let name = panel_username(prefix, user.telegram_id);
             // A banned user's subscription gets the days and stays disabled.
-            subs::extend(conn, id, &name, days, None, false).await?;
+            subs::extend(conn, id, &name, days, subs::Grant::Days).await?;
             jobs::enqueue(conn, provision_job(id), max_attempts).await?;
             // What is stored (microseconds), not the end computed in memory.
             let view = SubscriptionView::load(conn, id).await?.ok_or_else(|| {

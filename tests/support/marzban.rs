@@ -358,6 +358,18 @@ impl FakePanel {
         st.time_out_only = Some((method.to_owned(), route.to_owned()));
     }
 
+    /// Holds the next request with this method and route pattern (e.g.
+    /// `("GET", "/api/users")`) at the door, before the panel applies it, until the test calls
+    /// [`Hold::release`]: a way to make a race happen in a chosen order.
+    pub fn hold_next(&self, method: &str, route: &str) -> Arc<Hold> {
+        let hold = Arc::new(Hold {
+            arrived: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        });
+        self.state().hold = Some((method.to_owned(), route.to_owned(), Arc::clone(&hold)));
+        hold
+    }
+
     /// While down every request, login included, answers 503 at once and nothing is applied.
     pub fn set_outage(&self, down: bool) {
         self.state().outage = down;
@@ -409,6 +421,30 @@ impl Drop for FakePanel {
     }
 }
 
+/// A request held by [`FakePanel::hold_next`].
+pub struct Hold {
+    arrived: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl Hold {
+    /// Waits (at most 20 s) until the request has arrived and is held.
+    pub async fn wait_arrived(&self) {
+        let permit = tokio::time::timeout(Duration::from_secs(20), self.arrived.acquire())
+            .await
+            .expect("the held request did not come within 20 s")
+            .expect("never closed");
+        // Counted once: a second wait returns at once.
+        permit.forget();
+        self.arrived.add_permits(1);
+    }
+
+    /// Lets the held request through (the panel applies it now).
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP plumbing
 
@@ -422,6 +458,21 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The hold this request falls into, if any (it is taken: one request per hold).
+    fn take_hold(&self, incoming: &Incoming) -> Option<Arc<Hold>> {
+        let (_, pattern) = route_of(&incoming.method, &incoming.path);
+        let mut st = self.lock();
+        let matches = st
+            .hold
+            .as_ref()
+            .is_some_and(|(method, route, _)| *method == incoming.method && *route == pattern);
+        if matches {
+            st.hold.take().map(|(_, _, hold)| hold)
+        } else {
+            None
+        }
     }
 
     fn process(&self, incoming: &Incoming) -> (Reply, Duration) {
@@ -470,6 +521,12 @@ async fn serve(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
         body,
         received_at: Instant::now(),
     };
+    if let Some(hold) = shared.take_hold(&incoming) {
+        hold.arrived.add_permits(1);
+        if let Ok(permit) = hold.released.acquire().await {
+            permit.forget();
+        }
+    }
     // The state is locked only inside `process`, never across this await.
     let (reply, delay) = shared.process(&incoming);
     if !delay.is_zero() {
@@ -668,6 +725,8 @@ struct State {
     time_out_only: Option<(String, String)>,
     outage: bool,
     delete_bug: bool,
+    /// `(method, route pattern, hold)` of [`FakePanel::hold_next`].
+    hold: Option<(String, String, Arc<Hold>)>,
     requests: Vec<Recorded>,
     system: SystemInfo,
     last_now: NaiveDateTime,
@@ -730,6 +789,7 @@ impl State {
             time_out_only: None,
             outage: false,
             delete_bug: false,
+            hold: None,
             requests: Vec::new(),
             system: SystemInfo::default(),
             last_now: NaiveDateTime::MIN,

@@ -15,6 +15,7 @@ use crate::db::audit::{self, AuditRecord};
 use crate::db::broadcasts::{self, Author};
 use crate::db::jobs::{self, NewJob};
 use crate::db::models::User;
+use crate::db::subscriptions::Grant;
 use crate::db::{PgConn, stats, subscriptions, users};
 use crate::domain::broadcast::{Audience, Segment, validate};
 use crate::domain::panel::panel_username;
@@ -363,7 +364,7 @@ async fn grant(ctx: &Ctx, id: UserId, days: i64) -> anyhow::Result<()> {
                 .await?
                 .map(|s| s.expires_at);
             let name = panel_username(&prefix, target.telegram_id);
-            let end = subscriptions::extend(conn, id, &name, days, None, false).await?;
+            let end = subscriptions::extend(conn, id, &name, days, Grant::Days).await?;
             jobs::enqueue(conn, provision_job(id), attempts).await?;
             audit(
                 ctx,

@@ -12,6 +12,7 @@ use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;
 use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout};
 use crate::db::models::{Plan, User};
+use crate::db::subscriptions::Grant;
 use crate::db::{
     PgConn, jobs, notifications, payments, plans, promo, referrals, subscriptions, users,
 };
@@ -162,7 +163,7 @@ async fn join_by_referral(ctx: &Ctx, code: &str) -> anyhow::Result<Option<i32>> 
             }
             let name = panel_username(&prefix, user.telegram_id);
             let end =
-                subscriptions::extend(conn, user.id, &name, invitee_days, None, false).await?;
+                subscriptions::extend(conn, user.id, &name, invitee_days, Grant::Days).await?;
             jobs::enqueue(conn, provision_job(user.id), attempts).await?;
             notify(
                 conn,
@@ -201,14 +202,16 @@ pub async fn trial(ctx: &Ctx) -> anyhow::Result<()> {
         ctx.user.telegram_id,
     );
     let attempts = max_attempts(ctx);
+    let trial = Grant::Trial {
+        traffic_limit_bytes: ctx.deps.settings.bot.trial_traffic_limit,
+    };
     let mut conn = ctx.deps.pool.get().await?;
     let taken = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             if !users::take_trial(conn, id).await? {
                 return Ok(None);
             }
-            let new = subscriptions::lock_by_user(conn, id).await?.is_none();
-            let end = subscriptions::extend(conn, id, &name, days, None, new).await?;
+            let end = subscriptions::extend(conn, id, &name, days, trial).await?;
             jobs::enqueue(conn, provision_job(id), attempts).await?;
             notify(
                 conn,
@@ -688,7 +691,7 @@ pub async fn apply_promo(ctx: &Ctx, typed: &str) -> anyhow::Result<()> {
                     {
                         return Ok(Err(refusal));
                     }
-                    let end = subscriptions::extend(conn, user, &name, days, None, false).await?;
+                    let end = subscriptions::extend(conn, user, &name, days, Grant::Days).await?;
                     jobs::enqueue(conn, provision_job(user), attempts).await?;
                     let effect = PromoEffect::Days {
                         days: u32::try_from(days).unwrap_or(0),

@@ -3,10 +3,15 @@
 //! The database says what each user has paid for; this actor makes the panel match it. It drains
 //! `provision` and `panel_*` jobs (through [`PanelJobs`], registered with the job runner) and runs
 //! the scheduled syncs; every panel write uses absolute values, so a retried job can never add
-//! time twice. Per-user work lives in `provision`, the syncs in `sync`.
+//! time twice, and runs under the user's panel-write lock (`db::panel_lock`) with the
+//! subscription read after taking it, so writes of one user never overtake each other with
+//! stale values. Per-user work lives in `provision`, the syncs in `sync`.
 
+mod check;
 mod provision;
 mod sync;
+
+pub use check::PAID_UNPROVISIONED;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
-use crate::actors::messages::{PanelOp, Ping, RunPanelOp, RunSync, SyncKind};
+use crate::actors::messages::{CheckPaidAccess, PanelOp, Ping, RunPanelOp, RunSync, SyncKind};
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::clients::marzban::{MarzbanClient, PanelError};
@@ -148,11 +153,16 @@ impl MarzbanSyncer {
         })
     }
 
-    /// The periodic tasks of the syncs, with their configured intervals.
+    /// The periodic tasks of the syncs and of the `paid_unprovisioned` check, with their
+    /// configured intervals.
     pub fn tasks(settings: &MarzbanSettings) -> Vec<TaskSpec> {
         SyncKind::ALL
             .iter()
             .map(|kind| TaskSpec::new(kind.job_kind(), kind.interval(settings)))
+            .chain([TaskSpec::new(
+                PAID_UNPROVISIONED,
+                settings.paid_unprovisioned_interval,
+            )])
             .collect()
     }
 }
@@ -200,6 +210,15 @@ impl Handler<RunPanelOp> for MarzbanSyncer {
     }
 }
 
+impl Handler<CheckPaidAccess> for MarzbanSyncer {
+    type Result = ResponseFuture<Result<i64, JobError>>;
+
+    fn handle(&mut self, _: CheckPaidAccess, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.check_paid_access().await })
+    }
+}
+
 impl Handler<RunSync> for MarzbanSyncer {
     type Result = ResponseActFuture<Self, Result<Option<crate::db::sync::SyncCounts>, JobError>>;
 
@@ -237,7 +256,7 @@ pub struct PanelJobs {
 
 impl PanelJobs {
     /// Registers every panel job kind: per-user operations limited to `MARZBAN_WRITE_CONCURRENCY`
-    /// at a time, each sync to one at a time.
+    /// at a time, each sync and the `paid_unprovisioned` check to one at a time.
     pub fn register(handlers: &mut JobHandlers, syncer: ActorHandle<MarzbanSyncer>, writes: usize) {
         let jobs = PanelJobs { syncer };
         for (kind, _) in USER_OPS {
@@ -246,6 +265,7 @@ impl PanelJobs {
         for kind in SyncKind::ALL {
             handlers.register(kind.job_kind(), jobs.clone(), Some(1));
         }
+        handlers.register(PAID_UNPROVISIONED, jobs.clone(), Some(1));
     }
 }
 
@@ -263,6 +283,13 @@ impl JobHandler for PanelJobs {
                     })
                     .await
                     .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?;
+            }
+            if job.kind == PAID_UNPROVISIONED {
+                return addr
+                    .send(CheckPaidAccess)
+                    .await
+                    .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?
+                    .map(drop);
             }
             let kind = SyncKind::ALL
                 .into_iter()

@@ -9,7 +9,9 @@ use super::{Shared, job_error};
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::PanelOp;
 use crate::clients::marzban::{PanelError, UserCreate, UserModify, UserResponse};
+use crate::db::PgConn;
 use crate::db::models::Subscription;
+use crate::db::panel_lock::PanelWriteLock;
 use crate::db::subscriptions::{self, PanelReport};
 use crate::domain::UserId;
 use crate::domain::panel::{DesiredUser, drift};
@@ -19,87 +21,178 @@ pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.and_utc())
 }
 
+/// What a provision run did to the panel user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Provisioned {
+    /// Created on the panel.
+    Created,
+    /// Changed (a PUT, or the traffic reset a new period owed).
+    Updated,
+    /// Already as the database wants it.
+    Unchanged,
+    /// Missing on the panel, and a disabled or ended subscription needs no panel user.
+    NotNeeded,
+}
+
+/// The subscription and its user's Telegram id, read on the locked connection.
+async fn subscription(conn: &mut PgConn, user_id: UserId) -> Result<(Subscription, i64), JobError> {
+    subscriptions::find_by_user(conn, user_id)
+        .await?
+        .ok_or_else(|| JobError::permanent(format!("user {user_id} has no subscription")))
+}
+
 impl Shared {
-    async fn subscription(&self, user_id: UserId) -> Result<(Subscription, i64), JobError> {
-        let mut conn = self.pool.get().await?;
-        subscriptions::find_by_user(&mut conn, user_id)
-            .await?
-            .ok_or_else(|| JobError::permanent(format!("user {user_id} has no subscription")))
+    /// Takes the user's panel-write lock ([`PanelWriteLock`]): every write of one user's panel
+    /// account runs under it and reads the subscription after taking it, so writes of one user
+    /// follow each other and each writes what the database says right before it. A writer waits
+    /// at most as long as a holder's few panel calls may take (each retried up to three times
+    /// within its timeout).
+    pub(super) async fn lock_user(&self, user_id: UserId) -> Result<PanelWriteLock, JobError> {
+        let wait = self.settings.timeout.saturating_mul(4 * 3);
+        PanelWriteLock::acquire(&self.pool, user_id, wait)
+            .await
+            .map_err(|e| JobError::retryable(e.to_string()))
     }
 
-    /// Runs one operation for a user.
+    /// Runs one operation for a user, under the user's panel-write lock.
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub(super) async fn apply(&self, user_id: UserId, op: PanelOp) -> Result<(), JobError> {
+        let mut lock = self.lock_user(user_id).await?;
+        let result = self.apply_locked(lock.conn(), user_id, op).await;
+        lock.release().await;
+        result
+    }
+
+    /// Provisions a user from the subscription as it is now, under the user's lock (the syncs'
+    /// writes: what they listed earlier only says whom to look at).
+    pub(super) async fn provision_now(&self, user_id: UserId) -> Result<Provisioned, JobError> {
+        let mut lock = self.lock_user(user_id).await?;
+        let result = async {
+            let conn = lock.conn();
+            let (sub, telegram_id) = subscription(conn, user_id).await?;
+            self.provision(conn, &sub, telegram_id).await
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+
+    async fn apply_locked(
+        &self,
+        conn: &mut PgConn,
+        user_id: UserId,
+        op: PanelOp,
+    ) -> Result<(), JobError> {
         match op {
             PanelOp::Provision => {
-                let (sub, telegram_id) = self.subscription(user_id).await?;
-                self.provision(&sub, telegram_id).await
+                let (sub, telegram_id) = subscription(conn, user_id).await?;
+                self.provision(conn, &sub, telegram_id).await.map(drop)
             }
             PanelOp::Disable | PanelOp::Enable => {
-                let mut conn = self.pool.get().await?;
-                if !subscriptions::set_enabled(&mut conn, user_id, op == PanelOp::Enable).await? {
+                if !subscriptions::set_enabled(conn, user_id, op == PanelOp::Enable).await? {
                     return Err(JobError::permanent(format!(
                         "user {user_id} has no subscription"
                     )));
                 }
-                drop(conn);
-                let (sub, telegram_id) = self.subscription(user_id).await?;
-                self.provision(&sub, telegram_id).await
+                let (sub, telegram_id) = subscription(conn, user_id).await?;
+                self.provision(conn, &sub, telegram_id).await.map(drop)
             }
             PanelOp::ResetTraffic => {
-                let (sub, telegram_id) = self.subscription(user_id).await?;
+                let (sub, telegram_id) = subscription(conn, user_id).await?;
                 match self.client.reset_usage(&sub.panel_username).await {
                     // Nothing to reset on a user the panel does not have; provision creates it.
                     Ok(_) | Err(PanelError::NotFound) => {}
                     Err(e) => return Err(job_error("resetting traffic", e)),
                 }
                 // The reset also made a disabled user active (0.8.4): re-apply the status.
-                self.provision(&sub, telegram_id).await
+                self.provision(conn, &sub, telegram_id).await.map(drop)
             }
             PanelOp::RevokeSubscription => {
-                let (sub, telegram_id) = self.subscription(user_id).await?;
+                let (sub, telegram_id) = subscription(conn, user_id).await?;
                 let user = match self.client.revoke_subscription(&sub.panel_username).await {
                     Ok(user) => user,
                     // A user created now gets fresh credentials anyway.
-                    Err(PanelError::NotFound) => return self.provision(&sub, telegram_id).await,
+                    Err(PanelError::NotFound) => {
+                        return self.provision(conn, &sub, telegram_id).await.map(drop);
+                    }
                     Err(e) => return Err(job_error("revoking the subscription", e)),
                 };
                 let url = self
                     .client
                     .absolute_subscription_url(&user.subscription_url);
-                self.record(user_id, &user, Some(&url)).await?;
+                self.record(conn, user_id, &user, Some(&url)).await?;
                 tracing::info!("subscription link revoked; new link stored");
                 Ok(())
             }
             PanelOp::Delete => {
-                let (sub, _) = self.subscription(user_id).await?;
+                let (sub, _) = subscription(conn, user_id).await?;
                 self.client
                     .delete_user(&sub.panel_username)
                     .await
                     .map_err(|e| job_error("deleting the panel user", e))?;
-                let mut conn = self.pool.get().await?;
-                subscriptions::mark_removed_from_panel(&mut conn, user_id).await?;
+                subscriptions::mark_removed_from_panel(conn, user_id).await?;
                 tracing::info!(username = %sub.panel_username, "panel user deleted");
                 Ok(())
             }
         }
     }
 
+    /// The cleanup of one long-expired user, under its lock: disables the subscription if it
+    /// still is expired before `cutoff` (a conditional update: a payment since the cleanup listed
+    /// it wins), then disables or deletes the panel user. `false`: left alone.
+    pub(super) async fn clean_up(
+        &self,
+        user_id: UserId,
+        cutoff: DateTime<Utc>,
+        delete: bool,
+    ) -> Result<bool, JobError> {
+        let mut lock = self.lock_user(user_id).await?;
+        let result = async {
+            let conn = lock.conn();
+            if !subscriptions::disable_if_expired_before(conn, user_id, cutoff).await? {
+                return Ok(false);
+            }
+            let (sub, telegram_id) = subscription(conn, user_id).await?;
+            if !delete {
+                self.provision(conn, &sub, telegram_id).await?;
+                return Ok(true);
+            }
+            if sub.status != crate::domain::SubscriptionStatus::Disabled {
+                // Paid between the update and this read: the provision job it enqueued runs
+                // after this lock is released.
+                return Ok(false);
+            }
+            self.client
+                .delete_user(&sub.panel_username)
+                .await
+                .map_err(|e| job_error("deleting the panel user", e))?;
+            subscriptions::forget_panel_user(conn, user_id).await?;
+            tracing::info!(username = %sub.panel_username, "long-expired panel user deleted");
+            Ok(true)
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+
     /// Makes the panel user match the subscription: creates it when missing (a 409 means an
-    /// earlier attempt created it: read and reconcile), otherwise PUTs the absolute expiry, data
-    /// limit and status that differ. Done only when the panel's answer shows the wanted state.
+    /// earlier attempt created it: read and reconcile), otherwise resets the traffic counter
+    /// when a new period of a traffic plan owes it and PUTs the absolute expiry, data limit and
+    /// status that differ. Done only when the panel's answer shows the wanted state. The caller
+    /// holds the user's lock and read `sub` under it; `conn` is the locked connection.
     pub(super) async fn provision(
         &self,
+        conn: &mut PgConn,
         sub: &Subscription,
         telegram_id: i64,
-    ) -> Result<(), JobError> {
+    ) -> Result<Provisioned, JobError> {
         let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
         let name = sub.panel_username.as_str();
-        let (user, created) = match self.client.get_user(name).await {
-            Ok(user) => (self.reconcile(&desired, user).await?, false),
+        let (user, outcome) = match self.client.get_user(name).await {
+            Ok(user) => self.bring_in_line(conn, sub, &desired, user).await?,
             Err(PanelError::NotFound) if !desired.needs_panel_user(Utc::now()) => {
                 // A disabled or expired subscription needs no panel user.
-                return Ok(());
+                return Ok(Provisioned::NotNeeded);
             }
             Err(PanelError::NotFound) => {
                 match self
@@ -113,7 +206,16 @@ impl Shared {
                             expire = desired.expire,
                             "panel user created"
                         );
-                        (user, true)
+                        if sub.traffic_reset_period < sub.traffic_period {
+                            // A user created now starts at 0 bytes: the owed reset is done.
+                            subscriptions::record_traffic_reset(
+                                conn,
+                                sub.user_id,
+                                sub.traffic_period,
+                            )
+                            .await?;
+                        }
+                        (user, Provisioned::Created)
                     }
                     Err(PanelError::AlreadyExists) => {
                         let user = self
@@ -121,7 +223,7 @@ impl Shared {
                             .get_user(name)
                             .await
                             .map_err(|e| job_error("reading the existing panel user", e))?;
-                        (self.reconcile(&desired, user).await?, false)
+                        self.bring_in_line(conn, sub, &desired, user).await?
                     }
                     Err(e) => return Err(job_error("creating the panel user", e)),
                 }
@@ -137,23 +239,67 @@ impl Shared {
         let url = self
             .client
             .absolute_subscription_url(&user.subscription_url);
-        if created || sub.subscription_url.is_none() {
-            self.record(sub.user_id, &user, Some(&url)).await?;
-        } else {
-            self.record(sub.user_id, &user, None).await?;
-        }
-        Ok(())
+        let link = (outcome == Provisioned::Created || sub.subscription_url.is_none())
+            .then_some(url.as_str());
+        self.record(conn, sub.user_id, &user, link).await?;
+        Ok(outcome)
     }
 
-    /// PUTs what differs between `user` and `desired`; returns the panel's new state.
-    pub(super) async fn reconcile(
+    /// An existing panel user: the owed traffic reset, then the PUT of what differs.
+    async fn bring_in_line(
+        &self,
+        conn: &mut PgConn,
+        sub: &Subscription,
+        desired: &DesiredUser,
+        user: UserResponse,
+    ) -> Result<(UserResponse, Provisioned), JobError> {
+        let (user, reset) = self.reset_owed_traffic(conn, sub, desired, user).await?;
+        let (user, modified) = self.reconcile(desired, user).await?;
+        let outcome = if reset || modified {
+            Provisioned::Updated
+        } else {
+            Provisioned::Unchanged
+        };
+        Ok((user, outcome))
+    }
+
+    /// A new paid period of a traffic plan starts with a fresh allowance: resets the panel's
+    /// counter once per period (`traffic_period` ahead of `traffic_reset_period`), recorded right
+    /// after the panel answered, so a retry of a later step does not reset again. A user the
+    /// database wants disabled keeps the reset owed until it is enabled (in 0.8.4 a reset makes a
+    /// disabled user active). Returns the panel's state after it, and whether it reset.
+    async fn reset_owed_traffic(
+        &self,
+        conn: &mut PgConn,
+        sub: &Subscription,
+        desired: &DesiredUser,
+        user: UserResponse,
+    ) -> Result<(UserResponse, bool), JobError> {
+        if sub.traffic_reset_period >= sub.traffic_period
+            || desired.status == crate::domain::panel::WantedStatus::Disabled
+        {
+            return Ok((user, false));
+        }
+        let reset = self
+            .client
+            .reset_usage(&user.username)
+            .await
+            .map_err(|e| job_error("resetting traffic for the new period", e))?;
+        subscriptions::record_traffic_reset(conn, sub.user_id, sub.traffic_period).await?;
+        tracing::info!(username = %user.username, period = sub.traffic_period, "traffic counter reset for the new paid period");
+        Ok((reset, true))
+    }
+
+    /// PUTs what differs between `user` and `desired`; returns the panel's new state and whether
+    /// anything was sent.
+    async fn reconcile(
         &self,
         desired: &DesiredUser,
         user: UserResponse,
-    ) -> Result<UserResponse, JobError> {
+    ) -> Result<(UserResponse, bool), JobError> {
         let changes = drift(desired, &user.state());
         if changes.is_empty() {
-            return Ok(user);
+            return Ok((user, false));
         }
         let body = UserModify::from_drift(&changes, &user);
         let updated = self
@@ -162,7 +308,7 @@ impl Shared {
             .await
             .map_err(|e| job_error("modifying the panel user", e))?;
         tracing::info!(username = %user.username, ?changes, "panel user brought in line with the database");
-        Ok(updated)
+        Ok((updated, true))
     }
 
     fn new_user(&self, name: &str, telegram_id: i64, desired: &DesiredUser) -> UserCreate {
@@ -196,16 +342,17 @@ impl Shared {
 
     async fn record(
         &self,
+        conn: &mut PgConn,
         user_id: UserId,
         user: &UserResponse,
         subscription_url: Option<&str>,
     ) -> Result<(), JobError> {
-        let mut conn = self.pool.get().await?;
         subscriptions::record_panel_report(
-            &mut conn,
+            conn,
             user_id,
             &PanelReport {
                 status: user.status,
+                expire: user.expire,
                 used_bytes: user.used_traffic,
                 lifetime_used_bytes: user.lifetime_used_traffic,
                 online_at: utc(user.online_at),
@@ -216,8 +363,7 @@ impl Shared {
         if subscription_url.is_some() {
             // A notification waiting for the link (trial started, payment received) goes now,
             // not after its retry delay.
-            crate::db::jobs::hurry(&mut conn, crate::domain::notifications::NOTIFY_JOB, user_id)
-                .await?;
+            crate::db::jobs::hurry(conn, crate::domain::notifications::NOTIFY_JOB, user_id).await?;
         }
         Ok(())
     }

@@ -10,10 +10,10 @@ use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 
 use super::Shared;
-use super::provision::utc;
+use super::provision::{Provisioned, utc};
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::SyncKind;
-use crate::clients::marzban::{UserModify, UserQuery, UserResponse};
+use crate::clients::marzban::{UserQuery, UserResponse};
 use crate::config::CleanupAction;
 use crate::db::models::{NewPanelStats, Subscription};
 use crate::db::notifications;
@@ -104,7 +104,11 @@ impl Shared {
     }
 
     /// Compares every shop user on the panel with the database and writes only the drifted
-    /// ones; creates the users missing on the panel that should have access.
+    /// ones; creates the users missing on the panel that should have access. The comparison
+    /// uses what was read at the start (the database) and page by page (the panel), minutes
+    /// apart for many users: it only picks the users to look at. Each write is a provision run
+    /// under the user's lock, from the subscription read right before it and the panel user
+    /// read again, so a payment made meanwhile is never written back over.
     async fn sync_subscriptions(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
         let mut wanted: HashMap<String, (Subscription, i64)> = match self.pool.get().await {
@@ -133,67 +137,51 @@ impl Shared {
                 };
                 counts.checked += 1;
                 let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
-                let changes = drift(&desired, &user.state());
-                if !changes.is_empty() {
-                    drifted.push((sub, UserModify::from_drift(&changes, &user), user.username));
+                if !drift(&desired, &user.state()).is_empty() {
+                    drifted.push(sub);
                 }
             }
             let results: Vec<_> = futures_util::stream::iter(drifted)
-                .map(|(sub, body, username)| async move {
-                    let result = self.client.modify_user(&username, &body).await;
-                    (sub, username, body, result)
-                })
+                .map(|sub| async move { (self.provision_now(sub.user_id).await, sub) })
                 .buffer_unordered(self.settings.write_concurrency)
                 .collect()
                 .await;
-            for (sub, username, body, result) in results {
+            for (result, sub) in results {
                 match result {
-                    Ok(user) => {
+                    Ok(Provisioned::Updated | Provisioned::Created) => {
                         counts.updated += 1;
-                        tracing::info!(%username, ?body, "drift corrected on the panel");
-                        let report = subscriptions::PanelReport {
-                            status: user.status,
-                            used_bytes: user.used_traffic,
-                            lifetime_used_bytes: user.lifetime_used_traffic,
-                            online_at: utc(user.online_at),
-                            subscription_url: None,
-                        };
-                        let recorded = async {
-                            let mut conn = self.pool.get().await?;
-                            subscriptions::record_panel_report(&mut conn, sub.user_id, &report)
-                                .await?;
-                            anyhow::Ok(())
-                        };
-                        recorded.await.map_err(|e| (counts, e))?;
+                        tracing::info!(username = %sub.panel_username, "drift corrected on the panel");
                     }
+                    // Already in line by the time the lock was taken (another write did it).
+                    Ok(Provisioned::Unchanged | Provisioned::NotNeeded) => {}
                     Err(e) => {
                         counts.failed += 1;
-                        tracing::warn!(%username, error = %e, "could not correct drift");
+                        tracing::warn!(username = %sub.panel_username, error = %e.message, "could not correct drift");
                     }
                 }
             }
         }
         // What is left is missing on the panel: re-create what should have access.
         let now = Utc::now();
-        let missing: Vec<(Subscription, i64)> = wanted
+        let missing: Vec<Subscription> = wanted
             .into_values()
-            .filter(|(sub, _)| {
+            .map(|(sub, _)| sub)
+            .filter(|sub| {
                 DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes)
                     .needs_panel_user(now)
             })
             .collect();
         let results: Vec<_> = futures_util::stream::iter(missing)
-            .map(|(sub, telegram_id)| async move {
-                let result = self.provision(&sub, telegram_id).await;
-                (sub, result)
-            })
+            .map(|sub| async move { (self.provision_now(sub.user_id).await, sub) })
             .buffer_unordered(self.settings.write_concurrency)
             .collect()
             .await;
-        for (sub, result) in results {
+        for (result, sub) in results {
             counts.checked += 1;
             match result {
-                Ok(()) => counts.created += 1,
+                Ok(Provisioned::Created) => counts.created += 1,
+                Ok(Provisioned::Updated) => counts.updated += 1,
+                Ok(Provisioned::Unchanged | Provisioned::NotNeeded) => {}
                 Err(e) => {
                     counts.failed += 1;
                     tracing::warn!(username = %sub.panel_username, error = %e.message, "could not re-create the panel user");
@@ -209,22 +197,28 @@ impl Shared {
         Ok(counts)
     }
 
-    /// Reads status, last online time and traffic into the database; announces traffic
-    /// thresholds crossed in the current period.
+    /// Reads status, expiry, last online time and traffic into the database; announces traffic
+    /// thresholds crossed in the current period. A complete listing of every status also
+    /// records which subscriptions have no panel user (what `paid_unprovisioned` looks at).
     async fn sync_usage(
         &self,
         statuses: &[Option<PanelUserStatus>],
     ) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
-        let subs: HashMap<String, Subscription> = match self.pool.get().await {
-            Ok(mut conn) => match subscriptions::all(&mut conn).await {
-                Ok(all) => all
-                    .into_iter()
+        let read = async {
+            let mut conn = self.pool.get().await?;
+            let listed_from = subscriptions::database_now(&mut conn).await?;
+            let all = subscriptions::all(&mut conn).await?;
+            anyhow::Ok((listed_from, all))
+        };
+        let (listed_from, subs): (_, HashMap<String, Subscription>) = match read.await {
+            Ok((listed_from, all)) => (
+                listed_from,
+                all.into_iter()
                     .map(|(sub, _)| (sub.panel_username.to_ascii_lowercase(), sub))
                     .collect(),
-                Err(e) => return Err((counts, e.into())),
-            },
-            Err(e) => return Err((counts, e.into())),
+            ),
+            Err(e) => return Err((counts, e)),
         };
         for status in statuses {
             let mut pages = self.pages(*status);
@@ -244,6 +238,7 @@ impl Shared {
                     batch.push(
                         &sub.panel_username,
                         user.status,
+                        user.expire,
                         utc(user.online_at),
                         user.used_traffic,
                         user.lifetime_used_traffic,
@@ -265,6 +260,20 @@ impl Shared {
                     Ok(updated) => counts.updated += updated as i32,
                     Err(e) => return Err((counts, e)),
                 }
+            }
+        }
+        if statuses == [None] {
+            let marked = async {
+                let mut conn = self.pool.get().await?;
+                anyhow::Ok(subscriptions::mark_missing_on_panel(&mut conn, listed_from).await?)
+            };
+            match marked.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    subscriptions = n,
+                    "subscriptions without a panel user noted"
+                ),
+                Err(e) => return Err((counts, e)),
             }
         }
         Ok(counts)
@@ -372,7 +381,9 @@ impl Shared {
 
     /// Disables or deletes panel users expired for longer than `MARZBAN_CLEANUP_AFTER_DAYS`.
     /// The subscription is disabled in the database too, so no sync brings the user back; a
-    /// renewal enables it again.
+    /// renewal enables it again. The list read at the start is only a list of candidates: each
+    /// user's change is decided again by a conditional update under the user's lock, so one who
+    /// paid meanwhile is left alone.
     async fn cleanup(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
         let cutoff = Utc::now() - ChronoDuration::days(i64::from(self.settings.cleanup_after_days));
@@ -382,19 +393,19 @@ impl Shared {
                 .map_err(|e| (counts, e.into()))?,
             Err(e) => return Err((counts, e.into())),
         };
-        let op = match self.settings.cleanup_action {
-            CleanupAction::Disable => crate::actors::messages::PanelOp::Disable,
-            CleanupAction::Delete => crate::actors::messages::PanelOp::Delete,
-        };
+        let delete = self.settings.cleanup_action == CleanupAction::Delete;
         let results: Vec<_> = futures_util::stream::iter(expired)
-            .map(|sub| async move { (self.apply(sub.user_id, op).await, sub) })
+            .map(|sub| async move { (self.clean_up(sub.user_id, cutoff, delete).await, sub) })
             .buffer_unordered(self.settings.write_concurrency)
             .collect()
             .await;
         for (result, sub) in results {
             counts.checked += 1;
             match result {
-                Ok(()) => counts.updated += 1,
+                Ok(true) => counts.updated += 1,
+                Ok(false) => {
+                    tracing::info!(username = %sub.panel_username, "no longer expired: left alone by the cleanup");
+                }
                 Err(e) => {
                     counts.failed += 1;
                     tracing::warn!(username = %sub.panel_username, error = %e.message, "cleanup failed for a user");

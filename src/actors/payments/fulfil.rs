@@ -15,6 +15,7 @@ use crate::actors::marzban::provision_job;
 use crate::db::jobs;
 use crate::db::models::Payment;
 use crate::db::payments::{self, NewEvent, NewOrder};
+use crate::db::subscriptions::Grant;
 use crate::db::{PgConn, notifications, plans, promo, referrals, subscriptions, users};
 use crate::domain::notifications::{FailureReason, Notification, NotifyJob};
 use crate::domain::panel::panel_username;
@@ -310,8 +311,7 @@ impl Shared {
             user.id,
             &name,
             order.days + order.bonus_days,
-            order.plan_id,
-            false,
+            order.plan_id.map_or(Grant::Days, Grant::Plan),
         )
         .await?;
         if order.promo_code_id.is_some() {
@@ -409,7 +409,7 @@ impl Shared {
             return Ok(());
         };
         let name = panel_username(self.panel_prefix(), inviter.telegram_id);
-        let end = subscriptions::extend(conn, inviter.id, &name, days, None, false).await?;
+        let end = subscriptions::extend(conn, inviter.id, &name, days, Grant::Days).await?;
         self.provision(conn, inviter.id).await?;
         self.notify(
             conn,

@@ -36,7 +36,8 @@ pub struct PlanView {
     pub currency: Currency,
     /// Price in Telegram Stars; `null`: not sold for Stars.
     pub price_stars: Option<i64>,
-    /// Traffic per period in bytes; `null`: unlimited.
+    /// Traffic per paid period in bytes; `null`: unlimited. A purchase sets it as the panel
+    /// user's `data_limit`; each renewal with this plan resets the panel's traffic counter.
     pub traffic_limit_bytes: Option<i64>,
     /// Offered in the bot.
     pub active: bool,
@@ -80,7 +81,8 @@ pub struct NewPlan {
     pub price_minor: i64,
     /// Price in Stars (1 or more); absent or `null`: not sold for Stars.
     pub price_stars: Option<i64>,
-    /// Traffic per period in bytes (more than 0); absent or `null`: unlimited.
+    /// Traffic per paid period in bytes (more than 0), the panel user's `data_limit` after a
+    /// purchase (renewals start a fresh allowance); absent or `null`: unlimited.
     pub traffic_limit_bytes: Option<i64>,
     /// Display order (default 0).
     #[serde(default)]
