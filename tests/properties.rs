@@ -836,3 +836,625 @@ fn the_case_strategies_make_what_they_say() {
         .count();
     assert!(changed > 40, "{changed} of 50 mutations changed something");
 }
+
+// -- the money model ---------------------------------------------------------------------------
+
+/// Cases of the model-based test, each a random interleaving of up to `MODEL_STEPS` steps.
+const MODEL_CASES: u32 = 32;
+const MODEL_STEPS: usize = 30;
+/// The plan the model sells: 30 days for 299.00 RUB.
+const MODEL_DAYS: i64 = 30;
+const MODEL_PRICE: i64 = 29_900;
+
+/// One thing that happens to the shop. Indexes pick a user (of three) or an order (of those
+/// opened so far), modulo their number.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The user opens a checkout (YooKassa or WATA).
+    Checkout {
+        user: usize,
+        wata: bool,
+    },
+    /// The payer pays the order at the provider (no notice yet).
+    Pay {
+        order: usize,
+    },
+    /// The provider sends its notice of the order's payment, `times` times at once.
+    Notify {
+        order: usize,
+        times: usize,
+    },
+    /// An admin refunds half of what remains, or all of it.
+    Refund {
+        order: usize,
+        half: bool,
+    },
+    /// `payments_poll` runs.
+    Poll,
+    Ban {
+        user: usize,
+    },
+    Unban {
+        user: usize,
+    },
+    /// An admin gives days.
+    Extend {
+        user: usize,
+        days: i64,
+    },
+    /// The subscription sync runs.
+    Sync,
+    /// The weekly cleanup runs.
+    Cleanup,
+    /// Two steps at the same moment (never two ban changes: their order would decide).
+    Together(Box<Step>, Box<Step>),
+}
+
+fn single_step(with_ban: bool) -> BoxedStrategy<Step> {
+    let user = 0usize..3;
+    let order = 0usize..8;
+    let mut steps = vec![
+        (
+            3,
+            (user.clone(), any::<bool>())
+                .prop_map(|(user, wata)| Step::Checkout { user, wata })
+                .boxed(),
+        ),
+        (
+            3,
+            order.clone().prop_map(|order| Step::Pay { order }).boxed(),
+        ),
+        (
+            3,
+            (order.clone(), 1usize..4)
+                .prop_map(|(order, times)| Step::Notify { order, times })
+                .boxed(),
+        ),
+        (
+            2,
+            (order, any::<bool>())
+                .prop_map(|(order, half)| Step::Refund { order, half })
+                .boxed(),
+        ),
+        (1, Just(Step::Poll).boxed()),
+        (
+            1,
+            (user.clone(), 1i64..5)
+                .prop_map(|(user, days)| Step::Extend { user, days })
+                .boxed(),
+        ),
+        (1, Just(Step::Sync).boxed()),
+        (1, Just(Step::Cleanup).boxed()),
+    ];
+    if with_ban {
+        steps.push((1, user.clone().prop_map(|user| Step::Ban { user }).boxed()));
+        steps.push((1, user.prop_map(|user| Step::Unban { user }).boxed()));
+    }
+    proptest::strategy::Union::new_weighted(steps).boxed()
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => single_step(true),
+        1 => (single_step(true), single_step(false))
+            .prop_map(|(a, b)| Step::Together(Box::new(a), Box::new(b))),
+    ]
+}
+
+/// What the model knows of an order.
+#[derive(Debug, Clone)]
+struct ModelOrder {
+    id: vpn_shop::domain::PaymentId,
+    user: usize,
+    wata: bool,
+    /// YooKassa payment or WATA link id.
+    external: String,
+    /// The WATA transaction, once paid.
+    transaction: Option<String>,
+    paid: bool,
+    refunded: i64,
+}
+
+/// What the model knows of a user.
+#[derive(Debug, Clone)]
+struct ModelUser {
+    id: UserId,
+    telegram_id: i64,
+    /// Ended long ago (the cleanup's business) rather than running.
+    lapsed: bool,
+    initial_end: chrono::DateTime<chrono::Utc>,
+    banned: bool,
+    extended_days: i64,
+}
+
+struct Model {
+    users: Vec<ModelUser>,
+    orders: Vec<ModelOrder>,
+}
+
+struct MoneyShop {
+    app: TestApp,
+    yookassa: FakeYooKassa,
+    wata: FakeWata,
+    panel: support::marzban::FakePanel,
+    plan: PlanId,
+    admin: String,
+}
+
+impl MoneyShop {
+    async fn run_job(&self, kind: &str) {
+        use vpn_shop::db::jobs::{self, NewJob};
+        let conn = &mut self.app.db.connect().await;
+        let Some(id) = jobs::enqueue(conn, NewJob::new(kind, json!({})), 3)
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        wait_until_within(kind, Duration::from_secs(30), || async {
+            let job = jobs::find(&mut self.app.db.connect().await, id)
+                .await
+                .unwrap()
+                .unwrap();
+            job.state == vpn_shop::domain::JobState::Done
+        })
+        .await;
+    }
+
+    /// Runs a sync; `false` when a run of that kind was in progress (e.g. the scheduled one).
+    async fn sync(&self, kind: vpn_shop::actors::messages::SyncKind) -> bool {
+        let addr = self.app.app.marzban.as_ref().expect("a panel").addr();
+        matches!(
+            addr.send(vpn_shop::actors::messages::RunSync { kind })
+                .await
+                .expect("the syncer answers"),
+            Ok(Some(_))
+        )
+    }
+
+    /// Runs one step; the model learns what it did.
+    async fn apply(&self, model: &std::cell::RefCell<Model>, step: &Step) {
+        use vpn_shop::actors::messages::SyncKind;
+        use vpn_shop::actors::payments::{Checkout, CreateCheckout, POLL_JOB, Refund};
+        match step {
+            Step::Together(a, b) => {
+                futures_util::join!(
+                    Box::pin(self.apply(model, a)),
+                    Box::pin(self.apply(model, b))
+                );
+            }
+            Step::Checkout { user, wata } => {
+                let u = model.borrow().users[*user].clone();
+                let result = self
+                    .app
+                    .app
+                    .payments
+                    .addr()
+                    .send(CreateCheckout {
+                        user_id: u.id,
+                        plan_id: self.plan,
+                        provider: if *wata {
+                            PaymentProvider::Wata
+                        } else {
+                            PaymentProvider::Yookassa
+                        },
+                        promo_code: None,
+                        auto_renew: false,
+                    })
+                    .await
+                    .unwrap();
+                let id = match result {
+                    Ok(Checkout::Redirect { order_id, .. }) => order_id,
+                    Err(vpn_shop::actors::payments::CheckoutError::Banned) => return,
+                    other => panic!("checkout: {other:?}"),
+                };
+                let order = order_row(&self.app, id).await;
+                model.borrow_mut().orders.push(ModelOrder {
+                    id,
+                    user: *user,
+                    wata: *wata,
+                    external: order.external_id.expect("the provider's id"),
+                    transaction: None,
+                    paid: false,
+                    refunded: 0,
+                });
+            }
+            Step::Pay { order } => {
+                let Some(o) = pick(&model.borrow().orders, *order) else {
+                    return;
+                };
+                if o.paid {
+                    return;
+                }
+                let transaction = if o.wata {
+                    Some(
+                        self.wata.pay(&o.external)["id"]
+                            .as_str()
+                            .expect("a transaction")
+                            .to_owned(),
+                    )
+                } else {
+                    self.yookassa.succeed(&o.external);
+                    None
+                };
+                let mut m = model.borrow_mut();
+                let o = m.orders.iter_mut().find(|x| x.id == o.id).unwrap();
+                o.paid = true;
+                o.transaction = transaction;
+            }
+            Step::Notify { order, times } => {
+                let Some(o) = pick(&model.borrow().orders, *order) else {
+                    return;
+                };
+                let sends = (0..*times).map(|_| async {
+                    if o.wata {
+                        match &o.transaction {
+                            Some(t) => {
+                                self.wata
+                                    .send_webhook(&self.app.url("/webhooks/wata"), t)
+                                    .await
+                            }
+                            None => 200,
+                        }
+                    } else {
+                        self.yookassa
+                            .send_notification(
+                                &self.app.url("/webhooks/yookassa"),
+                                &o.external,
+                                "payment.succeeded",
+                            )
+                            .await
+                    }
+                });
+                for status in futures_util::future::join_all(sends).await {
+                    assert_eq!(status, 200, "a genuine notice of order {}", o.id);
+                }
+            }
+            Step::Refund { order, half } => {
+                let Some(o) = pick(&model.borrow().orders, *order) else {
+                    return;
+                };
+                let row = order_row(&self.app, o.id).await;
+                let remaining = row.amount_minor - row.refunded_minor;
+                if !matches!(
+                    row.status,
+                    vpn_shop::domain::PaymentStatus::Succeeded
+                        | vpn_shop::domain::PaymentStatus::Refunded
+                ) || remaining <= 0
+                {
+                    return;
+                }
+                let amount = if *half {
+                    (remaining / 2).max(1)
+                } else {
+                    remaining
+                };
+                let result = self
+                    .app
+                    .app
+                    .payments
+                    .addr()
+                    .send(Refund {
+                        payment_id: o.id,
+                        amount: Some(vpn_shop::domain::Money::rub_kopecks(amount)),
+                        reason: "model".into(),
+                        actor: "admin:model".into(),
+                        admin_id: None,
+                        remote_addr: None,
+                    })
+                    .await
+                    .unwrap();
+                match result {
+                    Ok(done) => {
+                        let mut m = model.borrow_mut();
+                        let o = m.orders.iter_mut().find(|x| x.id == o.id).unwrap();
+                        o.refunded += done.refunded.minor;
+                    }
+                    // Another refund of it was under way, or took what remained meanwhile.
+                    Err(
+                        vpn_shop::actors::payments::RefundError::InProgress(_)
+                        | vpn_shop::actors::payments::RefundError::Invalid(_),
+                    ) => {}
+                    Err(e) => panic!("refund of order {}: {e:?}", o.id),
+                }
+            }
+            Step::Poll => self.run_job(POLL_JOB).await,
+            Step::Ban { user } | Step::Unban { user } => {
+                let banned = matches!(step, Step::Ban { .. });
+                let id = model.borrow().users[*user].id;
+                let (status, body) = self
+                    .app
+                    .call(
+                        "PATCH",
+                        &format!("/api/v1/users/{id}"),
+                        Some(&self.admin),
+                        Some(json!({"banned": banned})),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                model.borrow_mut().users[*user].banned = banned;
+            }
+            Step::Extend { user, days } => {
+                let id = model.borrow().users[*user].id;
+                let (status, body) = self
+                    .app
+                    .call(
+                        "POST",
+                        &format!("/api/v1/users/{id}/extend"),
+                        Some(&self.admin),
+                        Some(json!({"days": days, "reason": "model"})),
+                    )
+                    .await;
+                assert!(status < 300, "extend: {status} {body}");
+                model.borrow_mut().users[*user].extended_days += days;
+            }
+            Step::Sync => {
+                self.sync(SyncKind::Subscriptions).await;
+            }
+            Step::Cleanup => {
+                self.sync(SyncKind::Cleanup).await;
+            }
+        }
+    }
+
+    /// Until nothing is left to do: every paid order known (the poll), the panel synced (the
+    /// scheduled sync would, later), every panel job done.
+    async fn settle(&self) {
+        self.run_job(vpn_shop::actors::payments::POLL_JOB).await;
+        while !self
+            .sync(vpn_shop::actors::messages::SyncKind::Subscriptions)
+            .await
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_until_within("the panel jobs", Duration::from_secs(60), || async {
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use vpn_shop::db::schema::jobs;
+            use vpn_shop::domain::JobState;
+            let conn = &mut self.app.db.connect().await;
+            let dead: Vec<(String, Option<String>)> = jobs::table
+                .filter(jobs::state.eq(JobState::Dead))
+                .select((jobs::kind, jobs::last_error))
+                .load(conn)
+                .await
+                .unwrap();
+            assert!(dead.is_empty(), "dead jobs: {dead:?}");
+            let busy: i64 = jobs::table
+                .filter(jobs::kind.eq("provision").or(jobs::kind.like("panel\\_%")))
+                .filter(jobs::state.eq_any([JobState::Pending, JobState::Running]))
+                .count()
+                .get_result(conn)
+                .await
+                .unwrap();
+            busy == 0
+        })
+        .await;
+    }
+}
+
+fn pick(orders: &[ModelOrder], i: usize) -> Option<ModelOrder> {
+    (!orders.is_empty()).then(|| orders[i % orders.len()].clone())
+}
+
+async fn order_row(
+    app: &TestApp,
+    id: vpn_shop::domain::PaymentId,
+) -> vpn_shop::db::models::Payment {
+    vpn_shop::db::payments::find(&mut app.db.connect().await, id)
+        .await
+        .unwrap()
+        .expect("the order")
+}
+
+/// After any interleaving of payments (notices duplicated, reordered or lost and found by the
+/// poll), refunds, bans, admin grants, syncs and the cleanup, once everything has settled:
+/// every payment bought exactly its days (less what its refunds took back, by their share), the
+/// panel matches the database, and no ban was lifted.
+#[actix_rt::test]
+async fn any_interleaving_keeps_the_books_the_panel_and_the_bans_right() {
+    use vpn_shop::db::subscriptions;
+    use vpn_shop::domain::SubscriptionStatus;
+    use vpn_shop::domain::panel::panel_username;
+    use vpn_shop::domain::pricing::refund_days;
+
+    let yookassa = FakeYooKassa::start();
+    let wata = FakeWata::start();
+    let panel = support::marzban::FakePanel::start();
+    let (yookassa_url, wata_url, panel_url) = (yookassa.url(), wata.url(), panel.url());
+    let app = spawn_app(&[
+        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
+        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
+        ("YOOKASSA_API_URL", yookassa_url.as_str()),
+        ("YOOKASSA_CHECK_IP", "false"),
+        ("WATA_TOKEN", wt::TOKEN),
+        ("WATA_API_URL", wata_url.as_str()),
+        ("MARZBAN_URL", panel_url.as_str()),
+        ("MARZBAN_USERNAME", support::marzban::ADMIN_USERNAME),
+        ("MARZBAN_PASSWORD", support::marzban::ADMIN_PASSWORD),
+        ("MARZBAN_TIMEOUT", "2s"),
+        ("MARZBAN_CLEANUP_AFTER_DAYS", "7"),
+        ("PAYMENT_POLL_AFTER", "1ms"),
+        ("JOB_POLL_INTERVAL", "100ms"),
+        ("JOB_BACKOFF_BASE", "100ms"),
+        ("JOB_BACKOFF_MAX", "500ms"),
+    ])
+    .await;
+    let plan = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use vpn_shop::db::schema::plans;
+        diesel::insert_into(plans::table)
+            .values((
+                plans::name.eq("model"),
+                plans::days.eq(MODEL_DAYS as i32),
+                plans::price_minor.eq(MODEL_PRICE),
+            ))
+            .returning(plans::id)
+            .get_result(&mut app.db.connect().await)
+            .await
+            .unwrap()
+    };
+    let admin = app.token_for(AdminRole::Admin).await;
+    let shop = MoneyShop {
+        app,
+        yookassa,
+        wata,
+        panel,
+        plan,
+        admin,
+    };
+    let mut runner = runner(MODEL_CASES);
+    let steps = prop::collection::vec(step(), 1..=MODEL_STEPS);
+    // What the cases exercised, so a generator that stops making payments shows up.
+    let (mut paid, mut refunded, mut banned, mut lapsed_paid) = (0, 0, 0, 0);
+    for case in 0..MODEL_CASES {
+        let started = chrono::Utc::now();
+        let mut users = Vec::new();
+        for (i, lapsed) in [false, false, true].into_iter().enumerate() {
+            let telegram_id = 700_000 + i64::from(case) * 10 + i as i64;
+            let initial_end = if lapsed {
+                started - chrono::Duration::days(40)
+            } else {
+                started + chrono::Duration::days(40)
+            };
+            let initial_end = chrono::DateTime::from_timestamp(initial_end.timestamp(), 0).unwrap();
+            let id = Subscriber {
+                expires_at: Some(initial_end),
+                status: if lapsed {
+                    SubscriptionStatus::Expired
+                } else {
+                    SubscriptionStatus::Active
+                },
+                ..Subscriber::new(telegram_id)
+            }
+            .insert(&mut shop.app.db.connect().await)
+            .await;
+            users.push(ModelUser {
+                id,
+                telegram_id,
+                lapsed,
+                initial_end,
+                banned: false,
+                extended_days: 0,
+            });
+        }
+        let model = std::cell::RefCell::new(Model {
+            users,
+            orders: Vec::new(),
+        });
+        let plan_of_case = draw(&mut runner, &steps);
+        for step in &plan_of_case {
+            shop.apply(&model, step).await;
+        }
+        shop.settle().await;
+        let elapsed = chrono::Utc::now() - started;
+
+        let model = model.into_inner();
+        paid += model.orders.iter().filter(|o| o.paid).count();
+        refunded += model.orders.iter().filter(|o| o.refunded > 0).count();
+        banned += model.users.iter().filter(|u| u.banned).count();
+        lapsed_paid += model
+            .orders
+            .iter()
+            .filter(|o| o.paid && model.users[o.user].lapsed)
+            .count();
+        let conn = &mut shop.app.db.connect().await;
+        let context = format!(
+            "case {case}: {plan_of_case:#?}\norders: {:#?}",
+            model.orders
+        );
+        for (i, u) in model.users.iter().enumerate() {
+            // The books: each paid order its 30 days, less its refunds' share; admin grants.
+            let mut days = u.extended_days;
+            for o in model.orders.iter().filter(|o| o.user == i && o.paid) {
+                let row = order_row(&shop.app, o.id).await;
+                assert!(
+                    matches!(
+                        row.status,
+                        vpn_shop::domain::PaymentStatus::Succeeded
+                            | vpn_shop::domain::PaymentStatus::Refunded
+                    ),
+                    "paid order {} is {} — {context}",
+                    o.id,
+                    row.status
+                );
+                assert_eq!(row.refunded_minor, o.refunded, "order {} — {context}", o.id);
+                days += MODEL_DAYS
+                    - i64::from(refund_days(MODEL_DAYS as i32, MODEL_PRICE, 0, o.refunded));
+            }
+            for o in model.orders.iter().filter(|o| o.user == i && !o.paid) {
+                let row = order_row(&shop.app, o.id).await;
+                assert_eq!(
+                    row.status,
+                    vpn_shop::domain::PaymentStatus::Pending,
+                    "unpaid order {} — {context}",
+                    o.id
+                );
+            }
+            let (sub, _) = subscriptions::find_by_user(conn, u.id)
+                .await
+                .unwrap()
+                .expect("a subscription");
+            let granted = days > 0 || model.orders.iter().any(|o| o.user == i && o.paid);
+            let (expected, slack) = if u.lapsed && granted {
+                // Time given to an ended subscription starts when it is given.
+                (
+                    started + chrono::Duration::days(days),
+                    elapsed.num_seconds() + 5,
+                )
+            } else if u.lapsed {
+                (u.initial_end, 1)
+            } else {
+                (u.initial_end + chrono::Duration::days(days), 5)
+            };
+            let off = (sub.expires_at - expected).num_seconds();
+            assert!(
+                (0..=slack).contains(&off) || (!u.lapsed && off.abs() <= slack),
+                "user {i}: ends {} but {days} days were bought and given (expected {expected}, {off} s off) — {context}",
+                sub.expires_at
+            );
+            // No ban lifted.
+            if u.banned {
+                assert_eq!(
+                    sub.status,
+                    SubscriptionStatus::Disabled,
+                    "banned user {i} — {context}"
+                );
+            }
+            // The panel matches the database.
+            let name = panel_username("vpnshop_", u.telegram_id);
+            let on_panel = shop.panel.user(&name);
+            let needs_access =
+                sub.status != SubscriptionStatus::Disabled && sub.expires_at > chrono::Utc::now();
+            match on_panel {
+                Some(p) if sub.status == SubscriptionStatus::Disabled => assert_eq!(
+                    p.status, "disabled",
+                    "user {i} is disabled in the database — {context}"
+                ),
+                Some(p) => {
+                    assert_eq!(
+                        p.expire,
+                        Some(sub.expires_at.timestamp()),
+                        "user {i}: the panel's expiry — {context}"
+                    );
+                    if needs_access {
+                        assert_eq!(p.status, "active", "user {i} — {context}");
+                    }
+                }
+                None => assert!(
+                    !needs_access,
+                    "user {i} has paid access but no panel user — {context}"
+                ),
+            }
+        }
+    }
+    eprintln!(
+        "model: {MODEL_CASES} cases, {paid} paid orders ({lapsed_paid} of lapsed users), {refunded} refunded, {banned} users left banned"
+    );
+    assert!(
+        paid > 0 && refunded > 0 && banned > 0 && lapsed_paid > 0,
+        "the cases exercised too little: {paid} paid, {refunded} refunded, {banned} banned, {lapsed_paid} lapsed paid"
+    );
+    shop.app.shutdown().await;
+}
