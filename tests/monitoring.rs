@@ -160,6 +160,7 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
             "vpn_shop_job_oldest_due_seconds",
         ),
         ("VpnShopPaidUnprovisioned", "vpn_shop_paid_unprovisioned"),
+        ("VpnShopPaymentAnomaly", "vpn_shop_payment_anomalies_total"),
     ] {
         assert!(names.contains(alert), "{alert} is missing");
         let rule = groups

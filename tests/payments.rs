@@ -116,13 +116,26 @@ impl Shop {
         promo: Option<&str>,
         auto_renew: bool,
     ) -> Result<Checkout, CheckoutError> {
+        self.try_checkout_of(self.plan, user, provider, promo, auto_renew)
+            .await
+    }
+
+    /// A checkout of another plan than the shop's own.
+    async fn try_checkout_of(
+        &self,
+        plan: PlanId,
+        user: UserId,
+        provider: PaymentProvider,
+        promo: Option<&str>,
+        auto_renew: bool,
+    ) -> Result<Checkout, CheckoutError> {
         self.app
             .app
             .payments
             .addr()
             .send(CreateCheckout {
                 user_id: user,
-                plan_id: self.plan,
+                plan_id: plan,
                 provider,
                 promo_code: promo.map(str::to_owned),
                 auto_renew,
@@ -243,6 +256,26 @@ impl Shop {
             })
             .await
             .expect("the payment processor answers")
+    }
+
+    /// An inviter whose subscription ends at `inviter_ends` and a new user they invited.
+    async fn invited(
+        &self,
+        inviter_telegram_id: i64,
+        inviter_ends: DateTime<Utc>,
+        invitee_telegram_id: i64,
+    ) -> (UserId, UserId) {
+        let inviter = self.subscriber(inviter_telegram_id, inviter_ends).await;
+        let invitee = self.user(invitee_telegram_id).await;
+        diesel::insert_into(referrals::table)
+            .values((
+                referrals::inviter_id.eq(inviter),
+                referrals::invitee_id.eq(invitee),
+            ))
+            .execute(&mut self.conn().await)
+            .await
+            .unwrap();
+        (inviter, invitee)
     }
 
     async fn metrics(&self) -> String {
@@ -1603,17 +1636,8 @@ async fn promo_codes_discount_add_days_or_make_the_period_free() {
 async fn the_inviter_gets_the_bonus_once_on_the_first_payment_of_the_invited_user() {
     let shop = shop(&[("REFERRAL_INVITER_DAYS", "30")]).await;
     let inviter_ends = Utc::now() + days(2);
-    let inviter = shop.subscriber(8001, inviter_ends).await;
-    let invitee = shop.user(8002).await;
+    let (inviter, invitee) = shop.invited(8001, inviter_ends, 8002).await;
     let conn = &mut shop.conn().await;
-    diesel::insert_into(referrals::table)
-        .values((
-            referrals::inviter_id.eq(inviter),
-            referrals::invitee_id.eq(invitee),
-        ))
-        .execute(conn)
-        .await
-        .unwrap();
     for _ in 0..2 {
         let order = shop.checkout(invitee, PaymentProvider::Yookassa).await;
         assert_eq!(shop.pay_yookassa(&order).await, 200);
@@ -2572,19 +2596,8 @@ async fn partial_refunds_take_back_days_by_the_share_refunded_so_far() {
     let ends = Utc::now() + days(40);
     let user = shop.subscriber(26_001, ends).await;
     let checkout = shop
-        .app
-        .app
-        .payments
-        .addr()
-        .send(CreateCheckout {
-            user_id: user,
-            plan_id: plan,
-            provider: PaymentProvider::Yookassa,
-            promo_code: None,
-            auto_renew: false,
-        })
-        .await
-        .unwrap();
+        .try_checkout_of(plan, user, PaymentProvider::Yookassa, None, false)
+        .await;
     let order = shop.order_of(checkout).await;
     assert_eq!(shop.pay_yookassa(&order).await, 200);
     let first = shop.refund(&order, Some(15_500)).await.unwrap();
@@ -2632,17 +2645,8 @@ async fn a_full_refund_of_the_first_payment_takes_the_inviters_bonus_back() {
     // Before: the inviter kept the 30 bonus days of a payment that was refunded in full.
     let shop = shop(&[("REFERRAL_INVITER_DAYS", "30")]).await;
     let inviter_ends = Utc::now() + days(2);
-    let inviter = shop.subscriber(28_001, inviter_ends).await;
-    let invitee = shop.user(28_002).await;
+    let (inviter, invitee) = shop.invited(28_001, inviter_ends, 28_002).await;
     let conn = &mut shop.conn().await;
-    diesel::insert_into(referrals::table)
-        .values((
-            referrals::inviter_id.eq(inviter),
-            referrals::invitee_id.eq(invitee),
-        ))
-        .execute(conn)
-        .await
-        .unwrap();
     let order = shop.checkout(invitee, PaymentProvider::Yookassa).await;
     assert_eq!(shop.pay_yookassa(&order).await, 200);
     assert!(close(expires(conn, inviter).await, inviter_ends + days(30)));

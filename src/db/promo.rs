@@ -115,16 +115,27 @@ async fn count_reserved(conn: &mut PgConn, code: PromoCodeId, delta: i32) -> Que
 }
 
 /// Gives back the use an unpaid order held (it was canceled or expired). `true` when it held one.
+/// The code's row is locked first, as a checkout locks it before it touches reservations: the two
+/// never wait for each other in opposite orders.
 pub async fn release(conn: &mut PgConn, order: PaymentId) -> QueryResult<bool> {
-    let code: Option<PromoCodeId> = diesel::delete(promo_reservations::table.find(order))
-        .returning(promo_reservations::promo_code_id)
-        .get_result(conn)
+    let code: Option<PromoCodeId> = promo_reservations::table
+        .find(order)
+        .select(promo_reservations::promo_code_id)
+        .first(conn)
         .await
         .optional()?;
-    match code {
-        Some(code) => count_reserved(conn, code, -1).await.map(|_| true),
-        None => Ok(false),
+    let Some(code) = code else {
+        return Ok(false);
+    };
+    lock(conn, code).await?;
+    let released = diesel::delete(promo_reservations::table.find(order))
+        .execute(conn)
+        .await?;
+    if released == 0 {
+        // Taken over by a newer checkout of the same payer meanwhile.
+        return Ok(false);
     }
+    count_reserved(conn, code, -1).await.map(|_| true)
 }
 
 /// What became of a paid order's promo code.
