@@ -867,3 +867,61 @@ async fn a_refund_of_a_banned_user_keeps_the_panel_account_disabled() {
         "the refund keeps the ban"
     );
 }
+
+/// A payment that was under way when an admin banned the user buys time but no panel account (a
+/// disabled subscription needs none), so no link will ever come: the notification of it ends
+/// (skipped for the banned user) instead of waiting for a link until its attempts are spent and
+/// it lies dead in the queue for an admin.
+#[actix_rt::test]
+async fn a_payment_of_a_banned_user_leaves_no_notification_waiting_for_a_link() {
+    let shop = shop(&[]).await;
+    let u = 2502;
+    shop.choose(u, "💳 Card, SBP (YooKassa)").await;
+    let order = shop.last_order(u).await;
+    let app = &shop.bot.app;
+    let token = app.token_for(AdminRole::Admin).await;
+    let id = shop.user(u).await.id;
+    let (status, body) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(&token),
+            Some(json!({"banned": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let external = order.external_id.clone().expect("a YooKassa payment id");
+    shop.yookassa.succeed(&external);
+    let status = shop
+        .yookassa
+        .send_notification(
+            &shop.webhook_url("yookassa"),
+            &external,
+            "payment.succeeded",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let sub = shop.subscription(u).await.expect("the payment bought time");
+    assert_eq!(sub.status, SubscriptionStatus::Disabled, "the ban holds");
+    assert!(sub.subscription_url.is_none());
+    wait_until("the notifications to end", || async {
+        let states: Vec<(Value, vpn_shop::domain::JobState)> = jobs::table
+            .filter(jobs::kind.eq("notify"))
+            .select((jobs::payload, jobs::state))
+            .load(&mut shop.conn().await)
+            .await
+            .unwrap();
+        let mine: Vec<_> = states
+            .iter()
+            .filter(|(p, _)| p["user_id"] == json!(id))
+            .map(|(_, s)| *s)
+            .collect();
+        assert!(
+            !mine.contains(&vpn_shop::domain::JobState::Dead),
+            "a notification died: {mine:?}"
+        );
+        !mine.is_empty() && mine.iter().all(|s| *s == vpn_shop::domain::JobState::Done)
+    })
+    .await;
+    assert_eq!(shop.count(u, PAID), 0, "nothing is sent to a banned user");
+}

@@ -10,6 +10,7 @@ use crate::db::notifications::{self, Delivery, Reclaim};
 use crate::db::{subscriptions, users};
 use crate::domain::NotificationChannel;
 use crate::domain::notifications::{Notification, NotifyJob};
+use crate::domain::panel::DesiredUser;
 use crate::i18n::notifications::{Recipient, email_html, render};
 
 /// Attempts of a notification that wait for the subscription link before it is sent without it
@@ -35,24 +36,37 @@ impl Shared {
     #[tracing::instrument(skip(self, job), fields(user = %job.user_id, kind = job.notification.kind()))]
     pub(super) async fn deliver(&self, job: NotifyJob, attempt: i32) -> Result<(), JobError> {
         let kind = job.notification.kind();
-        let (user, link) = {
+        let (user, link, link_coming) = {
             let mut conn = self.pool.get().await?;
             let user = users::find(&mut conn, job.user_id).await?.ok_or_else(|| {
                 JobError::permanent(format!("user {} does not exist", job.user_id))
             })?;
-            let link = subscriptions::find_by_user(&mut conn, job.user_id)
+            let sub = subscriptions::find_by_user(&mut conn, job.user_id)
                 .await?
-                .and_then(|(sub, _)| sub.subscription_url);
-            (user, link)
+                .map(|(sub, _)| sub);
+            // Only a subscription that needs a panel user gets one, and with it a link: a banned
+            // or disabled user's, or one long expired, waits for nothing.
+            let link_coming = !user.banned
+                && sub.as_ref().is_some_and(|s| {
+                    DesiredUser::new(s.status, s.expires_at, s.traffic_limit_bytes)
+                        .needs_panel_user(chrono::Utc::now())
+                });
+            let link = sub.and_then(|s| s.subscription_url);
+            (user, link, link_coming)
         };
         let follow_up = matches!(job.notification, Notification::LinkReady {});
+        let waits_for_link = self.waits_for_links && link_coming;
         if job.notification.with_link() && link.is_none() {
             if follow_up && !self.waits_for_links {
                 return Err(JobError::permanent("no panel issues subscription links"));
             }
+            if follow_up && !link_coming {
+                tracing::info!("no subscription link will come: the follow-up is dropped");
+                return Ok(());
+            }
             // The follow-up has nothing to say without the link: it waits for as long as the
             // job's attempts last (hours with the default backoff).
-            if self.waits_for_links && (follow_up || attempt < LINK_WAIT_ATTEMPTS) {
+            if waits_for_link && (follow_up || attempt < LINK_WAIT_ATTEMPTS) {
                 return Err(JobError::retryable(
                     "waiting for the panel to issue the subscription link",
                 ));
@@ -113,7 +127,7 @@ impl Shared {
                 .await?;
             self.tally(kind, "email", &outcome, &mut transient);
         }
-        if job.notification.with_link() && link.is_none() && self.waits_for_links && !follow_up {
+        if job.notification.with_link() && link.is_none() && waits_for_link && !follow_up {
             // It went without the link ("being prepared"): the link follows once the panel has
             // issued it, once.
             let next = NotifyJob {
