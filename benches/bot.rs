@@ -17,7 +17,7 @@
 //! linearly inside the histogram's buckets.
 
 mod common;
-#[path = "../tests/support/telegram.rs"]
+#[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
 
 use std::collections::{BTreeMap, HashMap};

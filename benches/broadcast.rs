@@ -7,7 +7,7 @@
 //! `BENCH_LIMIT` (the fake's messages-per-second limit and TELEGRAM_MAX_RATE, 100) change it.
 
 mod common;
-#[path = "../tests/support/telegram.rs"]
+#[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
 
 use std::time::{Duration, Instant};

@@ -27,13 +27,13 @@
 //! `BENCH_SEED` change it.
 
 mod common;
-#[path = "../tests/support/marzban.rs"]
+#[path = "../tests/it/support/marzban.rs"]
 mod fake_marzban;
-#[path = "../tests/support/smtp.rs"]
+#[path = "../tests/it/support/smtp.rs"]
 mod fake_smtp;
-#[path = "../tests/support/telegram.rs"]
+#[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
-#[path = "../tests/support/yookassa.rs"]
+#[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
 
 use std::collections::HashMap;

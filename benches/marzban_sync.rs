@@ -7,7 +7,7 @@
 //! throwaway PostgreSQL cluster in /tmp). `BENCH_USERS` changes the number of users.
 
 mod common;
-#[path = "../tests/support/marzban.rs"]
+#[path = "../tests/it/support/marzban.rs"]
 mod fake_marzban;
 
 use std::sync::Arc;

@@ -19,11 +19,11 @@
 //! and `BENCH_PANEL_LATENCY_MS` (60) change it.
 
 mod common;
-#[path = "../tests/support/marzban.rs"]
+#[path = "../tests/it/support/marzban.rs"]
 mod fake_marzban;
-#[path = "../tests/support/telegram.rs"]
+#[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
-#[path = "../tests/support/yookassa.rs"]
+#[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
 
 use std::time::{Duration, Instant};

@@ -12,9 +12,9 @@
 //! and checkouts in flight, 32) change it.
 
 mod common;
-#[path = "../tests/support/wata.rs"]
+#[path = "../tests/it/support/wata.rs"]
 mod fake_wata;
-#[path = "../tests/support/yookassa.rs"]
+#[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
 
 use std::collections::{BTreeMap, HashMap};

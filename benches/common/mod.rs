@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each benchmark uses part of it
 
-#[path = "../../tests/support/pg.rs"]
+#[path = "../../tests/it/support/pg.rs"]
 pub mod pg;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

@@ -23,7 +23,7 @@ use crate::domain::pricing::refund_days;
 use crate::domain::{Money, PaymentProvider, PaymentStatus, RefundState};
 
 /// The longest refund `description` sent to YooKassa. Its reference names no limit; the fake in
-/// `tests/support` refuses more than 250 characters, and a refund must not fail over its note.
+/// `tests/it/support` refuses more than 250 characters, and a refund must not fail over its note.
 const MAX_REFUND_DESCRIPTION: usize = 250;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

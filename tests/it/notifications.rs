@@ -1,7 +1,7 @@
 //! Notifications and broadcasts through the real app, the fake Telegram Bot API and the fake
 //! SMTP server.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! (search, filters, sorts, pages), profiles, profile changes, extensions, panel operations (with
 //! the fake Marzban panel) and the subscription lists.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

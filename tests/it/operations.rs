@@ -1,7 +1,7 @@
 //! Operational endpoints and supervision: /health, /ready, /metrics, /docs, the watchdog, the
 //! scheduled maintenance task, the job admin endpoints and graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use vpn_shop::config::VARS;
 use yaml_rust2::{Yaml, YamlLoader};
 
-const COMPOSE: &str = include_str!("../docker/compose.yml");
-const ENV_EXAMPLE: &str = include_str!("../docker/.env.example");
+const COMPOSE: &str = include_str!("../../docker/compose.yml");
+const ENV_EXAMPLE: &str = include_str!("../../docker/.env.example");
 
 /// `NAME` of each `NAME=…` line, with whether it is commented out (`#NAME=…`).
 fn assignments() -> Vec<(String, bool)> {
@@ -155,9 +155,9 @@ fn every_test_security_md_names_exists() {
     for name in &names {
         let parts: Vec<&str> = name.split("::").collect();
         let (function, path) = parts.split_last().expect("a name with ::");
-        // `file::test` is tests/file.rs; `module::path::tests::test` is a unit test in src/.
+        // `file::test` is tests/it/file.rs; `module::path::tests::test` is a unit test in src/.
         let files = match path {
-            [file] => vec![format!("{root}/tests/{file}.rs")],
+            [file] => vec![format!("{root}/tests/it/{file}.rs")],
             [module @ .., "tests"] => {
                 let module = module.join("/");
                 vec![

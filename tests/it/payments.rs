@@ -2,7 +2,7 @@
 //! and Telegram Bot APIs on 127.0.0.1. The rule under test: every payment gives access exactly
 //! once, and nothing a stranger sends gives access.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

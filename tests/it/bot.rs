@@ -2,7 +2,7 @@
 //! the fake Marzban panel behind it. Each test sends what a subscriber would and checks what the
 //! chat shows, the database and the panel.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The admin API's own part: admin accounts, logout and password, audit log, notifications,
 //! panel syncs and statistics — through the real HTTP server and database.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

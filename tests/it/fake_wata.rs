@@ -2,7 +2,7 @@
 //! signatures verified the way the shop verifies them, so that tests of the shop's WATA client and
 //! webhook handler can trust it.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

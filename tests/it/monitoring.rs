@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use vpn_shop::metrics::Metrics;
 use yaml_rust2::YamlLoader;
 
-const ALERTS: &str = include_str!("../docker/alerts.yml");
-const PROMETHEUS: &str = include_str!("../docker/prometheus.yml");
-const COMPOSE: &str = include_str!("../docker/compose.yml");
+const ALERTS: &str = include_str!("../../docker/alerts.yml");
+const PROMETHEUS: &str = include_str!("../../docker/prometheus.yml");
+const COMPOSE: &str = include_str!("../../docker/compose.yml");
 
 /// Metric names of ours (`vpn_shop_…`, `process_…`) in a PromQL expression, with the label names
 /// used in its selectors and `by (…)`/`on (…)` clauses.
@@ -220,11 +220,11 @@ fn dashboards_use_only_exported_metrics_and_are_provisioned() {
     assert!(referenced.len() >= 35, "{referenced:?}");
 
     // Grafana finds the data source and the dashboards, and compose mounts them.
-    let datasource = include_str!("../docker/grafana/provisioning/datasources/prometheus.yml");
+    let datasource = include_str!("../../docker/grafana/provisioning/datasources/prometheus.yml");
     let source = &YamlLoader::load_from_str(datasource).unwrap()[0]["datasources"][0];
     assert_eq!(source["uid"].as_str(), Some("prometheus"));
     assert_eq!(source["url"].as_str(), Some("http://prometheus:9090"));
-    let provider = include_str!("../docker/grafana/provisioning/dashboards/vpn-shop.yml");
+    let provider = include_str!("../../docker/grafana/provisioning/dashboards/vpn-shop.yml");
     let provider = &YamlLoader::load_from_str(provider).unwrap()[0]["providers"][0];
     let path = provider["options"]["path"].as_str().unwrap();
     assert!(

@@ -1,6 +1,6 @@
 //! Migrations and the agreement between the migrations, `schema.rs` and the row types.
 
-mod support;
+use crate::support;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;

@@ -2,7 +2,7 @@
 //! (plain SMTP, AUTH, multipart/alternative) and by raw TCP for protocol details, so that tests of
 //! the shop's email delivery can trust it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

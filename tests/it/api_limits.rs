@@ -1,7 +1,7 @@
 //! What protects and describes the whole admin API: the rate limit per token and per address,
 //! CORS, and an OpenAPI document that lists every route the server has.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

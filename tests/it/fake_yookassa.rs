@@ -1,7 +1,7 @@
 //! The fake YooKassa against `shared/reference/yookassa-api.md`, over plain HTTP, so that tests of
 //! the shop's payment client can trust it.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

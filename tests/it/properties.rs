@@ -7,7 +7,7 @@
 //! function and draw their cases from a `TestRunner` in a loop, each request `.await`ed on the
 //! test's own runtime. Case counts are the constants below (README.md, "Property tests").
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

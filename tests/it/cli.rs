@@ -1,7 +1,7 @@
 //! The `vpn-shop` binary as a user runs it: version, check-config, configuration errors,
 //! migrate, admin create, and serve on the embedded default.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! plain HTTP, and teloxide 0.17 talking to it, so that tests of the bot, the notifier and the
 //! payments can trust it.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

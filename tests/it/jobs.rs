@@ -1,7 +1,7 @@
 //! The durable job queue (`db::jobs`) and the `JobRunner` actor that drains it, against a real
 //! PostgreSQL database.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! The Scheduler: periodic tasks enqueue one job per interval however many replicas tick, and a
 //! run is skipped while the previous one is unfinished.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The shared test PostgreSQL server (`support::pg`) is started once per test process and accepts
 //! connections from every test's runtime.
 
-mod support;
+use crate::support;
 
 use diesel::QueryableByName;
 use diesel::sql_types::Integer;

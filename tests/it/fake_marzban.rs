@@ -1,7 +1,7 @@
 //! The fake Marzban panel against `shared/reference/marzban-api.md`, over plain HTTP, so that tests
 //! of the shop's Marzban client can trust it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Admin login, tokens, lockout and roles, through the real HTTP server.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

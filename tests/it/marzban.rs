@@ -1,7 +1,7 @@
 //! Provisioning and the scheduled syncs against the fake Marzban panel, through the real app
 //! (job runner, MarzbanSyncer, database).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

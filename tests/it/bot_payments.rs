@@ -2,7 +2,7 @@
 //! payments on the fake YooKassa, WATA and Telegram Stars, the real app with its actors and the
 //! fake Marzban panel behind it. Each test checks the chat, the database and the panel.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The admin API of plans, promo codes, payments and refunds, and referrals, through the real
 //! HTTP server, with the fake YooKassa and WATA behind the payment processor.
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
