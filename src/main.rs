@@ -1,4 +1,5 @@
-//! The `vpn-shop` command line: serve · migrate · check-config · admin create · backup · restore.
+//! The `vpn-shop` command line: serve · migrate · check-config · config-reference · admin create ·
+//! backup · restore.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the effective settings (secrets masked).
     CheckConfig,
+    /// Print the reference of every setting (Markdown tables: default, meaning) and exit; needs
+    /// no valid configuration.
+    ConfigReference,
     /// Manage admin API accounts.
     Admin {
         #[command(subcommand)]
@@ -75,6 +79,10 @@ fn parse_role(s: &str) -> Result<AdminRole, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ConfigReference = cli.command {
+        print!("{}", config::reference_markdown());
+        return ExitCode::SUCCESS;
+    }
     let raw = match RawConfig::from_process(cli.config.as_deref()) {
         Ok(raw) => raw,
         Err(e) => return config_error(e),
@@ -98,7 +106,7 @@ fn main() -> ExitCode {
             } => create_admin(settings, &username, role).await,
             Command::Backup { output } => backup(settings, output).await,
             Command::Restore { file, yes } => restore(settings, &file, yes).await,
-            Command::CheckConfig => Ok(()),
+            Command::CheckConfig | Command::ConfigReference => Ok(()),
         }
     });
     match result {

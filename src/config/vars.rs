@@ -1,5 +1,6 @@
-//! The table of every configuration variable: name, default, example and meaning. README.md
-//! documents each in one table (a test checks it); `check-config` prints them in this order.
+//! The table of every configuration variable: name, default, example and meaning. `check-config`
+//! prints them in this order, and [`reference_markdown`] renders the per-variable reference of the
+//! manual (docs/src/configuration-reference.md; a test keeps that file equal to it).
 
 /// One configuration variable: its name, default, an example of a good value and what it does.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +41,8 @@ const fn secret(name: &'static str, example: &'static str, help: &'static str) -
 /// The client apps suggested by /status when CLIENT_APPS is unset.
 pub const DEFAULT_CLIENT_APPS: &str = "Android=v2rayNG https://github.com/2dust/v2rayNG/releases;iOS=Streisand https://apps.apple.com/app/id6450534064;Windows=Hiddify https://github.com/hiddify/hiddify-app/releases;macOS=Hiddify https://github.com/hiddify/hiddify-app/releases;Linux=Hiddify https://github.com/hiddify/hiddify-app/releases";
 
-/// Every setting the program reads. README.md documents each in one table (a test checks it).
+/// Every setting the program reads, grouped as [`SECTIONS`] says. The manual's configuration
+/// reference is rendered from this table ([`reference_markdown`]).
 pub const VARS: &[Var] = &[
     secret(
         "DATABASE_URL",
@@ -568,3 +570,104 @@ pub const VARS: &[Var] = &[
         "Days a user gets when joining through a referral link.",
     ),
 ];
+
+/// The sections of the reference: each starts at the variable named first (VARS keeps each
+/// group together, in this order) and runs to the next one.
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("DATABASE_URL", "General settings"),
+    ("MARZBAN_URL", "Marzban panel settings"),
+    ("TELEGRAM_BOT_TOKEN", "Telegram and notification settings"),
+    ("YOOKASSA_SHOP_ID", "Payment settings"),
+];
+
+/// The per-variable reference as Markdown: one table per section of [`SECTIONS`], a row per
+/// variable (its default, an example when it differs from the default, its meaning, and whether it
+/// is a secret). `vpn-shop config-reference` prints it; the manual holds a copy.
+pub fn reference_markdown() -> String {
+    let mut out = String::new();
+    for var in VARS {
+        if let Some((_, title)) = SECTIONS.iter().find(|(first, _)| *first == var.name) {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "## {title}\n\n| variable | default | meaning |\n|---|---|---|\n"
+            ));
+        }
+        let default = var.default.map_or("—".to_owned(), code);
+        let mut meaning = var.help.to_owned();
+        if var.default != Some(var.example) {
+            meaning.push_str(&format!(" Example: {}.", code(var.example)));
+        }
+        if var.secret {
+            meaning.push_str(" Secret.");
+        }
+        out.push_str(&format!(
+            "| {} | {default} | {} |\n",
+            code(var.name),
+            cell(&meaning)
+        ));
+    }
+    out
+}
+
+/// `text` as an inline code span of a table cell: fenced by more backticks than it holds, and
+/// with `|` escaped (GitHub and mdBook end the cell at a bare `|`, even inside code).
+fn code(text: &str) -> String {
+    let longest_run = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest_run + 1);
+    let pad = if longest_run > 0 { " " } else { "" };
+    format!("{fence}{pad}{}{pad}{fence}", text.replace('|', "\\|"))
+}
+
+/// Prose for a table cell: a `|` would end the cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_starts_at_a_variable_and_the_first_at_the_first() {
+        assert_eq!(SECTIONS[0].0, VARS[0].name);
+        let mut last = 0;
+        for (first, title) in SECTIONS {
+            let at = VARS.iter().position(|v| v.name == *first);
+            let at = at.unwrap_or_else(|| panic!("section {title} starts at {first}, not in VARS"));
+            assert!(at >= last, "section {title} is out of order");
+            last = at;
+        }
+    }
+
+    #[test]
+    fn the_reference_has_one_row_per_variable_and_a_table_per_section() {
+        let reference = reference_markdown();
+        let rows: Vec<&str> = reference.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), VARS.len());
+        assert_eq!(
+            reference
+                .matches("| variable | default | meaning |")
+                .count(),
+            SECTIONS.len()
+        );
+        assert!(
+            reference.contains(
+                "| `SCHEDULER_TICK` | `5s` | How often the scheduler looks for due periodic tasks. |\n"
+            ),
+            "{reference}"
+        );
+        assert!(reference.contains(
+            "| `JWT_SECRET` | — | Key that signs admin API tokens (≥ 32 characters). Unset: generated once \
+             and kept in DATA_DIR/jwt_secret. Example: `a-random-string-of-at-least-32-characters`. \
+             Secret. |"
+        ));
+    }
+
+    #[test]
+    fn code_spans_hold_backticks_and_pipes() {
+        assert_eq!(code("a|b"), "`a\\|b`");
+        assert_eq!(code("x`y"), "`` x`y ``");
+    }
+}

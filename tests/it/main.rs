@@ -15,6 +15,7 @@ mod bot_payments;
 mod cli;
 mod db_schema;
 mod deployment;
+mod docs;
 mod embedded_cluster;
 mod fake_marzban;
 mod fake_smtp;

@@ -5,7 +5,7 @@
 //!
 //! The pure properties run through `proptest!`; the HTTP ones start the real app once per test
 //! function and draw their cases from a `TestRunner` in a loop, each request `.await`ed on the
-//! test's own runtime. Case counts are the constants below (README.md, "Property tests").
+//! test's own runtime. Case counts are the constants below (docs/src/development.md, "Property tests").
 
 use crate::support;
 
