@@ -130,49 +130,112 @@ fn every_service_is_limited_restarted_and_fenced_in() {
     assert!(doc["volumes"]["pgdata"].is_null() && !doc["volumes"]["pgdata"].is_badvalue());
 }
 
-/// `a::b::name` names in the test column of SECURITY.md's threat table: where that test must be.
-fn security_tests() -> Vec<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SECURITY.md"))
-        .expect("SECURITY.md");
-    text.lines()
-        .filter(|l| l.starts_with("| **"))
-        .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
-        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned))
-        .filter(|name| {
-            name.contains("::")
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':')
+/// Backquoted `a::b::name` names in `cell`; `…::name` continues the path of the name before it.
+fn test_names(cell: &str, previous: &mut String) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|name| {
+            let name = match name.strip_prefix("…::") {
+                Some(rest) => {
+                    let (path, _) = previous.rsplit_once("::")?;
+                    format!("{path}::{rest}")
+                }
+                None => name.to_owned(),
+            };
+            let plain = name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':');
+            (name.contains("::") && plain).then(|| {
+                previous.clone_from(&name);
+                name
+            })
         })
         .collect()
 }
 
+/// Where test `name` must be defined: `area::test` in tests/it/area.rs, `module::path::tests::test`
+/// in src/module/path(.rs|/mod.rs); `None` for a name of neither shape (a function, a module).
+fn test_files(name: &str) -> Option<(String, Vec<String>)> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let parts: Vec<&str> = name.split("::").collect();
+    let (function, path) = parts.split_last()?;
+    let files = match path {
+        [area] => vec![format!("{root}/tests/it/{area}.rs")],
+        [module @ .., "tests"] => {
+            let module = module.join("/");
+            vec![
+                format!("{root}/src/{module}.rs"),
+                format!("{root}/src/{module}/mod.rs"),
+            ]
+        }
+        _ => return None,
+    };
+    Some((function.to_string(), files))
+}
+
+fn defines(files: &[String], function: &str) -> bool {
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|src| src.contains(&format!("fn {function}(")))
+    })
+}
+
 #[test]
 fn every_test_security_md_names_exists() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let names = security_tests();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SECURITY.md"))
+        .expect("SECURITY.md");
+    let mut previous = String::new();
+    // The test column of the threat table.
+    let names: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("| **"))
+        .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
+        .flat_map(|cell| test_names(cell, &mut previous))
+        .collect();
     assert!(names.len() >= 15, "too few test names found: {names:?}");
     for name in &names {
-        let parts: Vec<&str> = name.split("::").collect();
-        let (function, path) = parts.split_last().expect("a name with ::");
-        // `file::test` is tests/it/file.rs; `module::path::tests::test` is a unit test in src/.
-        let files = match path {
-            [file] => vec![format!("{root}/tests/it/{file}.rs")],
-            [module @ .., "tests"] => {
-                let module = module.join("/");
-                vec![
-                    format!("{root}/src/{module}.rs"),
-                    format!("{root}/src/{module}/mod.rs"),
-                ]
-            }
-            _ => panic!("SECURITY.md names {name}: neither `file::test` nor `module::tests::test`"),
+        let Some((function, files)) = test_files(name) else {
+            panic!("SECURITY.md names {name}: neither `area::test` nor `module::tests::test`");
         };
-        let found = files.iter().any(|f| {
-            std::fs::read_to_string(f).is_ok_and(|src| src.contains(&format!("fn {function}(")))
-        });
         assert!(
-            found,
+            defines(&files, &function),
             "SECURITY.md names {name}, but no `fn {function}(` in {files:?}"
         );
     }
+}
+
+/// The manual names tests as the proof of what it says (the money-safety table, the model test…):
+/// each `area::test` whose area is a module of tests/it, and each `module::tests::test`, exists.
+#[test]
+fn every_test_the_manual_names_exists() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("{root}/docs/src")).expect("docs/src") {
+        let path = entry.expect("a chapter").path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a chapter");
+        let mut previous = String::new();
+        for name in text.lines().flat_map(|l| test_names(l, &mut previous)) {
+            let Some((function, files)) = test_files(&name) else {
+                continue;
+            };
+            let area_is_tests = files.iter().any(|f| std::path::Path::new(f).exists())
+                || name.contains("::tests::");
+            if !area_is_tests || !function.chars().any(|c| c == '_') {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                defines(&files, &function),
+                "{} names {name}, but no `fn {function}(` in {files:?}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        checked >= 20,
+        "too few test names found in docs/src: {checked}"
+    );
 }
