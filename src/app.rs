@@ -20,7 +20,7 @@ use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::config::Settings;
 use crate::config::TelegramMode;
-use crate::db::embedded::EmbeddedPostgres;
+use crate::db::embedded::{ClusterLocation, EmbeddedPostgres};
 use crate::db::{self, PgPool};
 use crate::metrics::Metrics;
 use crate::web::{self, WebState, auth::JwtKeys};
@@ -28,27 +28,48 @@ use crate::web::{self, WebState, auth::JwtKeys};
 /// The database the program uses, and the embedded cluster when it owns one.
 pub struct Database {
     pub url: String,
+    /// Where the embedded cluster lives (`None` with `DATABASE_URL`).
+    pub cluster: Option<ClusterLocation>,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
-    /// `DATABASE_URL` if set, otherwise the embedded cluster in `DATA_DIR/postgres` (initialised
+    /// `DATABASE_URL` if set, otherwise the embedded cluster of the data directory (in
+    /// `DATA_DIR/postgres`, or as root possibly under `EMBEDDED_POSTGRES_FALLBACK_DIR`; initialised
     /// on first use, started now, stopped by [`Database::close`]). With `share_running`, an
     /// embedded cluster that a running `serve` already owns is used as it is (one-off commands).
     pub async fn open(settings: &Settings, share_running: bool) -> anyhow::Result<Database> {
         if let Some(url) = &settings.database_url {
             return Ok(Database {
                 url: url.expose().to_owned(),
+                cluster: None,
                 embedded: None,
             });
         }
-        let cluster_dir = settings.data_dir.join("postgres");
+        let location = EmbeddedPostgres::locate(
+            &settings.data_dir,
+            &settings.embedded_postgres_fallback_dir,
+        )
+        .await
+        .context(
+            "finding the embedded PostgreSQL cluster (set DATABASE_URL to use an existing server)",
+        )?;
+        let cluster_dir = &location.dir;
+        if let Some(moved) = &location.moved {
+            tracing::info!(
+                dir = %cluster_dir.display(),
+                data_dir = %moved.data_dir.display(),
+                reason = %moved.reason,
+                "the embedded PostgreSQL cluster lives outside DATA_DIR"
+            );
+        }
         if share_running
-            && let Some(url) = EmbeddedPostgres::url_if_running(&cluster_dir, "vpn_shop")
+            && let Some(url) = EmbeddedPostgres::url_if_running(cluster_dir, "vpn_shop")
         {
             tracing::info!(dir = %cluster_dir.display(), "using the embedded PostgreSQL of the running server");
             return Ok(Database {
                 url,
+                cluster: Some(location),
                 embedded: None,
             });
         }
@@ -56,13 +77,14 @@ impl Database {
             dir = %cluster_dir.display(),
             "DATABASE_URL is not set: using the embedded PostgreSQL"
         );
-        let embedded = EmbeddedPostgres::start(&cluster_dir, "vpn_shop")
+        let embedded = EmbeddedPostgres::start(cluster_dir, "vpn_shop")
             .await
             .context(
                 "starting the embedded PostgreSQL (set DATABASE_URL to use an existing server)",
             )?;
         Ok(Database {
             url: embedded.database_url(),
+            cluster: Some(location),
             embedded: Some(embedded),
         })
     }

@@ -124,8 +124,18 @@ fn config_error(e: config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// [`Database::open`], telling the person at the terminal when the embedded cluster is not in
+/// `DATA_DIR/postgres` (as root, when the `postgres` user cannot reach the data directory).
+async fn open_database(settings: &Settings, share_running: bool) -> anyhow::Result<Database> {
+    let database = Database::open(settings, share_running).await?;
+    if let Some(notice) = database.cluster.as_ref().and_then(|c| c.notice()) {
+        eprintln!("vpn-shop: {notice}");
+    }
+    Ok(database)
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let database = Database::open(&settings, false).await?;
+    let database = open_database(&settings, false).await?;
     let running = match app::start(&settings, &database.url).await {
         Ok(running) => running,
         Err(e) => {
@@ -141,7 +151,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let database = Database::open(&settings, true).await?;
+    let database = open_database(&settings, true).await?;
     let result = db::run_migrations(&database.url).await;
     database.close().await;
     let applied = result?;
@@ -159,7 +169,7 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 
 async fn backup(settings: Settings, output: Option<PathBuf>) -> anyhow::Result<()> {
     let output = output.unwrap_or_else(|| db::backup::default_path(&settings.data_dir));
-    let database = Database::open(&settings, true).await?;
+    let database = open_database(&settings, true).await?;
     let result = db::backup::backup(&database.url, &output).await;
     database.close().await;
     let bytes = result?;
@@ -185,7 +195,7 @@ async fn restore(settings: Settings, file: &std::path::Path, yes: bool) -> anyho
             bail!("not restored");
         }
     }
-    let database = Database::open(&settings, true).await?;
+    let database = open_database(&settings, true).await?;
     let result = async {
         db::backup::restore(&database.url, file).await?;
         // A backup of an older version gets this version's migrations.
@@ -215,7 +225,7 @@ async fn create_admin(settings: Settings, username: &str, role: AdminRole) -> an
         .context("hashing thread failed")?
         .map_err(anyhow::Error::msg)?;
 
-    let database = Database::open(&settings, true).await?;
+    let database = open_database(&settings, true).await?;
     let result = async {
         db::run_migrations(&database.url).await?;
         let mut conn = diesel_async::AsyncPgConnection::establish(&database.url)

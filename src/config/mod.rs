@@ -322,6 +322,8 @@ pub struct Settings {
     pub database_pool_size: usize,
     pub database_connect_timeout: Duration,
     pub data_dir: PathBuf,
+    /// As root, the embedded cluster's home when the `postgres` user cannot reach `data_dir`.
+    pub embedded_postgres_fallback_dir: PathBuf,
     pub http_bind: SocketAddr,
     pub public_base_url: Url,
     /// `None`: generated and stored in the data dir at start-up (see `web::auth`).
@@ -493,6 +495,14 @@ impl Settings {
             database_pool_size: r.required("DATABASE_POOL_SIZE", |v| parse_int(v, 1, 512))?,
             database_connect_timeout: r.required("DATABASE_CONNECT_TIMEOUT", parse_duration)?,
             data_dir: r.required("DATA_DIR", |v| Ok(PathBuf::from(v)))?,
+            embedded_postgres_fallback_dir: r.required("EMBEDDED_POSTGRES_FALLBACK_DIR", |v| {
+                let dir = PathBuf::from(v);
+                if dir.is_absolute() {
+                    Ok(dir)
+                } else {
+                    Err("not an absolute path".into())
+                }
+            })?,
             http_bind,
             public_base_url,
             jwt_secret: r.optional("JWT_SECRET", |v| {
@@ -669,10 +679,23 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.http_bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            s.embedded_postgres_fallback_dir,
+            PathBuf::from("/var/lib/vpn-shop")
+        );
         assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.jwt_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.database_url.is_none() && s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn the_embedded_postgres_fallback_dir_is_an_absolute_path() {
+        let e = settings(&[("EMBEDDED_POSTGRES_FALLBACK_DIR", "var/lib")]).unwrap_err();
+        assert!(
+            e.to_string().contains("EMBEDDED_POSTGRES_FALLBACK_DIR"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub const VARS: &[Var] = &[
         "Where the program keeps its files: the embedded PostgreSQL, the generated JWT secret.",
     ),
     var(
+        "EMBEDDED_POSTGRES_FALLBACK_DIR",
+        Some("/var/lib/vpn-shop"),
+        "/var/lib/vpn-shop",
+        "Run as root, where a new embedded PostgreSQL cluster goes when the `postgres` user cannot reach DATA_DIR (e.g. under /root): a directory named after DATA_DIR (its name and a hash of its path), owned by `postgres`. DATA_DIR keeps the other files.",
+    ),
+    var(
         "HTTP_BIND",
         Some("127.0.0.1:8080"),
         "0.0.0.0:8080",

@@ -1,10 +1,12 @@
 //! The private PostgreSQL cluster that `vpn-shop serve` owns when no `DATABASE_URL` is configured
 //! (tests start throwaway ones the same way): finds the installed server binaries, runs `initdb`
 //! once, runs `postgres` as a child listening only on a private Unix socket, and stops it again.
-//! `binaries` finds the installation, `cluster` prepares the directory, `process` runs the binaries.
+//! `binaries` finds the installation, `location` decides where a data directory's cluster lives,
+//! `cluster` prepares the directory, `process` runs the binaries.
 
 mod binaries;
 mod cluster;
+mod location;
 mod process;
 
 use std::fs;
@@ -23,6 +25,7 @@ use cluster::{
     choose_socket_dir, create_private_dir, log_tail, open_log, prepare_cluster_dir, server_account,
     wait_for_previous_server,
 };
+pub use location::{ClusterLocation, Moved};
 use process::{Keeper, initdb, server_command, server_version, spawn_keeper};
 
 /// The superuser `initdb` creates; the application connects as it.
@@ -51,6 +54,13 @@ pub struct EmbeddedPostgres {
 }
 
 impl EmbeddedPostgres {
+    /// The cluster directory of `data_dir`: `<data dir>/postgres`; as root, when the `postgres`
+    /// user cannot reach the data directory, `<fallback_base>/<data dir name>-<hash of its path>`.
+    /// An existing cluster is found where it is. See [`location::locate`].
+    pub async fn locate(data_dir: &Path, fallback_base: &Path) -> anyhow::Result<ClusterLocation> {
+        location::locate(data_dir, fallback_base).await
+    }
+
     /// Initialise the cluster in `cluster_dir` on first use (initdb), start `postgres` as a child
     /// process, wait until it accepts connections, and make sure database `database` exists.
     pub async fn start(cluster_dir: &Path, database: &str) -> anyhow::Result<Self> {
@@ -285,7 +295,6 @@ fn dsn_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    use std::process::{Command, Stdio};
 
     use nix::errno::Errno;
     use nix::sys::signal::kill;
@@ -432,59 +441,6 @@ mod tests {
             error.contains(&format!("{} is not accessible", locked.display())),
             "{error}"
         );
-    }
-
-    const PARENT_DEATH_DIR: &str = "VPN_SHOP_TEST_PARENT_DEATH_DIR";
-
-    /// Helper for `server_stops_when_its_owner_is_killed`, run in a child process; a no-op otherwise.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn parent_death_helper() {
-        let Some(dir) = std::env::var_os(PARENT_DEATH_DIR) else {
-            return;
-        };
-        let dir = PathBuf::from(dir);
-        let pg = EmbeddedPostgres::start(&dir.join("postgres"), "shop")
-            .await
-            .expect("start");
-        fs::write(dir.join("ready"), "").expect("ready marker");
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        drop(pg);
-    }
-
-    #[test]
-    fn server_stops_when_its_owner_is_killed() {
-        let parent = cluster_parent();
-        let mut helper = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "db::embedded::tests::parent_death_helper",
-                "--test-threads=1",
-            ])
-            .env(PARENT_DEATH_DIR, parent.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn helper");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !parent.path().join("ready").exists() {
-            assert!(Instant::now() < deadline, "helper never became ready");
-            assert!(
-                helper.try_wait().expect("try_wait").is_none(),
-                "helper exited early"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let pid = postmaster_pid(&parent.path().join("postgres"));
-        helper.kill().expect("SIGKILL helper");
-        helper.wait().expect("reap helper");
-
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while process_exists(pid) {
-            assert!(
-                Instant::now() < deadline,
-                "postmaster {pid} outlived its owner"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     #[test]

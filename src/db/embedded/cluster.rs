@@ -107,7 +107,7 @@ pub(super) fn unreachable_cluster_dir(
 
 /// The first ancestor of `dir` (from `/` down) whose mode bits deny `account` the search permission.
 /// Best effort (ignores supplementary groups and ACLs): it only names the culprit in an error.
-fn untraversable_ancestor(dir: &Path, account: &ServerAccount) -> Option<PathBuf> {
+pub(super) fn untraversable_ancestor(dir: &Path, account: &ServerAccount) -> Option<PathBuf> {
     let mut ancestors: Vec<&Path> = dir.ancestors().collect();
     ancestors.reverse();
     ancestors.into_iter().find_map(|path| {
@@ -219,7 +219,7 @@ pub(super) fn choose_socket_dir(cluster_dir: &Path) -> (PathBuf, bool) {
 }
 
 /// FNV-1a: stable across builds, unlike `DefaultHasher`, so a cluster keeps its socket path.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })

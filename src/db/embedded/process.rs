@@ -92,6 +92,34 @@ pub(super) async fn server_version(
         })
 }
 
+/// Whether the server account can enter `dir` and run the server there: runs `postgres --version`
+/// in `dir` as the account, so the kernel answers (search permission on every parent, ACLs,
+/// mounts) rather than a guess from mode bits.
+pub(super) async fn account_can_enter(
+    bin_dir: &Path,
+    dir: &Path,
+    account: &ServerAccount,
+) -> anyhow::Result<bool> {
+    let postgres = bin_dir.join("postgres");
+    let mut command = base_command(&postgres, dir, Some(account));
+    command
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match tokio::process::Command::from(command).status().await {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => Ok(false),
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "running {} --version in {} as user {}",
+                postgres.display(),
+                dir.display(),
+                account.name
+            )
+        }),
+    }
+}
+
 /// `initdb` for a new cluster: superuser `vpn_shop`, trust on the Unix socket, no TCP logins.
 /// Its chatter is kept and shown only when it fails.
 pub(super) async fn initdb(
