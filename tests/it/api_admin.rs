@@ -1077,18 +1077,21 @@ async fn an_operator_runs_a_sync_now_one_at_a_time() {
         .await;
     assert_eq!(listed["items"][0]["status"], "succeeded");
 
-    // A run of a kind already in progress is refused, not queued behind it.
-    panel.set_latency(Duration::from_millis(700));
+    // A run of a kind already in progress is refused, not queued behind it: the first run's
+    // read of the panel is held at the panel's door while the second run is asked for.
+    let held = panel.hold_next("GET", "/api/users");
     let slow = app.call("POST", "/api/v1/sync/subscriptions", Some(&operator), None);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        app.call("POST", "/api/v1/sync/subscriptions", Some(&operator), None)
-            .await
+        held.wait_arrived().await;
+        let answer = app
+            .call("POST", "/api/v1/sync/subscriptions", Some(&operator), None)
+            .await;
+        held.release();
+        answer
     };
     let ((first_status, first_body), (second_status, second_body)) = tokio::join!(slow, second);
     assert_eq!(first_status, 200, "{first_body}");
     assert_conflict(second_status, &second_body, "already running");
-    panel.set_latency(Duration::ZERO);
 
     // A run that fails answers 503 and is recorded as failed.
     panel.set_outage(true);
