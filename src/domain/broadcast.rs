@@ -280,7 +280,7 @@ mod tests {
         fn a_message_is_taken_as_written_or_refused_by_field(
             html in prop_oneof![".{0,200}", "[a-zа-я ]{1,60}", "<b>[a-z ]{1,20}</b> [a-z]{0,10}"],
             text in proptest::option::of(prop_oneof![".{0,80}", " ?[A-Za-z]{1,70} ?"]),
-            url in proptest::option::of(prop_oneof![".{0,80}", "(https?|tg|ftp)://[a-z./]{1,30}"]),
+            url in proptest::option::of(prop_oneof![".{0,80}", "(https?|tg|ftp)://[a-zA-Z./]{1,30}"]),
         ) {
             match validate(&html, text.as_deref(), url.as_deref()) {
                 Ok(message) => {

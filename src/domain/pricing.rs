@@ -524,7 +524,9 @@ mod tests {
 
         #[test]
         fn a_price_is_never_negative_nor_between_zero_and_the_minimum(
-            rub in 0i64..10_000_000, stars in proptest::option::of(1i64..100_000),
+            // Half of the prices near the minimums, where a wrong minimum shows.
+            rub in prop_oneof![0i64..2_000, 0i64..10_000_000],
+            stars in proptest::option::of(prop_oneof![1i64..5, 1i64..100_000]),
             kind in 0usize..3, value in -100i64..20_000_000, provider in 0usize..3,
         ) {
             // The providers' documented minimums and currencies, written out here rather than
