@@ -892,7 +892,12 @@ async fn without_a_panel_provision_jobs_wait_in_the_queue() {
     let conn = &mut app.db.connect().await;
     let user = subscriber(conn, 9301, SubscriptionStatus::Active, days(30), None).await;
     let id = enqueue(conn, "provision", user).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A job the runner does handle, enqueued after it, is done: the runner has passed over it.
+    let later = jobs::enqueue(conn, NewJob::new("maintenance", serde_json::json!({})), 3)
+        .await
+        .unwrap()
+        .expect("enqueued");
+    wait_done(&app, &[later]).await;
     let waiting = job(conn, id).await;
     assert_eq!((waiting.state, waiting.attempts), (JobState::Pending, 0));
     let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();

@@ -798,18 +798,28 @@ async fn a_canceled_broadcast_stops() {
     .await;
     assert!(broadcasts::cancel(conn, b.id).await.unwrap());
     let at_cancel = env.telegram.sent_count();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The broadcast's job ends: nothing is left that could send.
+    wait_until_within(
+        "the broadcast job to end",
+        Duration::from_secs(20),
+        || async {
+            let busy: i64 = jobs_table::table
+                .filter(jobs_table::kind.eq("broadcast"))
+                .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
+                .count()
+                .get_result(&mut env.app.db.connect().await)
+                .await
+                .unwrap();
+            busy == 0
+        },
+    )
+    .await;
     let after = env.telegram.sent_count();
     assert!(
         after <= at_cancel + 50,
         "stops within a batch: {at_cancel} then {after}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        env.telegram.sent_count(),
-        after,
-        "and nothing more after that"
-    );
+    assert!(after < 400, "not everyone got it: {after}");
     assert_eq!(
         broadcast_state(conn, b.id).await.status,
         BroadcastStatus::Canceled
@@ -1155,8 +1165,26 @@ async fn a_message_that_went_without_the_link_is_followed_by_the_link_once() {
         "{}",
         first[0].text
     );
-    // The follow-up waits for the link as long as it takes.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The follow-up waits for the link as long as it takes: it has looked twice and waits on.
+    wait_until_within("the follow-up to wait", Duration::from_secs(20), || async {
+        let waiting: Vec<(serde_json::Value, i32, Option<String>)> = jobs_table::table
+            .filter(jobs_table::kind.eq("notify"))
+            .filter(jobs_table::state.eq(JobState::Pending))
+            .select((
+                jobs_table::payload,
+                jobs_table::attempts,
+                jobs_table::last_error,
+            ))
+            .load(&mut env.app.db.connect().await)
+            .await
+            .unwrap();
+        waiting.iter().any(|(payload, attempts, error)| {
+            payload["notification"]["type"] == "link_ready"
+                && *attempts >= 2
+                && error.as_deref() == Some("waiting for the panel to issue the subscription link")
+        })
+    })
+    .await;
     assert_eq!(env.telegram.messages_to(5801).len(), 1);
 
     // The panel issues the link (provisioning stores it).
