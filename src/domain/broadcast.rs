@@ -277,8 +277,41 @@ mod tests {
 
     proptest! {
         #[test]
-        fn never_panics(html in ".{0,200}", text in proptest::option::of(".{0,80}"), url in proptest::option::of(".{0,80}")) {
-            let _ = validate(&html, text.as_deref(), url.as_deref());
+        fn a_message_is_taken_as_written_or_refused_by_field(
+            html in prop_oneof![".{0,200}", "[a-zа-я ]{1,60}", "<b>[a-z ]{1,20}</b> [a-z]{0,10}"],
+            text in proptest::option::of(prop_oneof![".{0,80}", " ?[A-Za-z]{1,70} ?"]),
+            url in proptest::option::of(prop_oneof![".{0,80}", "(https?|tg|ftp)://[a-zA-Z./]{1,30}"]),
+        ) {
+            match validate(&html, text.as_deref(), url.as_deref()) {
+                Ok(message) => {
+                    prop_assert_eq!(&message.html, &html);
+                    match (text.as_deref().map(str::trim), url.as_deref().map(str::trim)) {
+                        (None, None) => prop_assert_eq!(message.button, None),
+                        (Some(t), Some(u)) => {
+                            prop_assert!((1..=64).contains(&t.chars().count()), "{:?}", t);
+                            prop_assert!(
+                                ["https://", "http://", "tg://"].iter().any(|s| u.starts_with(s)),
+                                "{:?}", u
+                            );
+                            prop_assert_eq!(message.button, Some((t.to_owned(), u.to_owned())));
+                        }
+                        _ => prop_assert!(false, "a label without a URL or the reverse was taken"),
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(["text", "button_text", "button_url"].contains(&e.field), "{:?}", e);
+                    prop_assert!(!e.message.is_empty());
+                    // A label without a URL (or the reverse) is refused for the missing one.
+                    if check_html(&html).is_ok_and(|n| (1..=MAX_TEXT_CHARS).contains(&n)) {
+                        match (&text, &url) {
+                            (Some(_), None) => prop_assert_eq!(e.field, "button_url"),
+                            (None, Some(_)) => prop_assert_eq!(e.field, "button_text"),
+                            (None, None) => prop_assert!(false, "valid text refused: {:?}", e),
+                            _ => prop_assert!(e.field.starts_with("button_"), "{:?}", e),
+                        }
+                    }
+                }
+            }
         }
     }
 }

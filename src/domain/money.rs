@@ -155,8 +155,30 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(text in ".{0,30}") {
-            let _ = Money::parse_decimal(&text, Currency::Rub);
+        fn parse_takes_exactly_plain_decimals_of_at_most_two_places(
+            text in prop_oneof![".{0,30}", "[0-9]{1,22}(\\.[0-9]{0,3})?", "[0-9.,+ -]{0,12}"],
+        ) {
+            // The rule written out: digits, then optionally a point and one or two digits, and a
+            // value that fits an i64 of kopecks.
+            let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+            let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+            let plain = !whole.is_empty() && digits(whole) && digits(frac)
+                && (frac.len() == 1 || frac.len() == 2 || !text.contains('.'));
+            let value = plain
+                .then(|| {
+                    let whole: u128 = whole.parse().ok()?;
+                    let frac: u128 = format!("{frac:0<2}").parse().ok()?;
+                    whole.checked_mul(100)?.checked_add(frac)
+                })
+                .flatten()
+                .filter(|v| *v <= i64::MAX as u128);
+            match Money::parse_decimal(&text, Currency::Rub) {
+                Ok(money) => {
+                    prop_assert_eq!(Some(money.minor as u128), value, "{:?} accepted", text);
+                    prop_assert_eq!(money.currency, Currency::Rub);
+                }
+                Err(_) => prop_assert_eq!(value, None, "{:?} refused", text),
+            }
         }
     }
 }

@@ -1077,18 +1077,21 @@ async fn an_operator_runs_a_sync_now_one_at_a_time() {
         .await;
     assert_eq!(listed["items"][0]["status"], "succeeded");
 
-    // A run of a kind already in progress is refused, not queued behind it.
-    panel.set_latency(Duration::from_millis(700));
+    // A run of a kind already in progress is refused, not queued behind it: the first run's
+    // read of the panel is held at the panel's door while the second run is asked for.
+    let held = panel.hold_next("GET", "/api/users");
     let slow = app.call("POST", "/api/v1/sync/subscriptions", Some(&operator), None);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        app.call("POST", "/api/v1/sync/subscriptions", Some(&operator), None)
-            .await
+        held.wait_arrived().await;
+        let answer = app
+            .call("POST", "/api/v1/sync/subscriptions", Some(&operator), None)
+            .await;
+        held.release();
+        answer
     };
     let ((first_status, first_body), (second_status, second_body)) = tokio::join!(slow, second);
     assert_eq!(first_status, 200, "{first_body}");
     assert_conflict(second_status, &second_body, "already running");
-    panel.set_latency(Duration::ZERO);
 
     // A run that fails answers 503 and is recorded as failed.
     panel.set_outage(true);
@@ -1466,11 +1469,9 @@ async fn the_overview_counts_a_known_shop_exactly() {
     subscription(conn, i, Some(p30), "active", false, ago(10), ago(-58)).await;
     // The viewer's own account is no user of the shop; neither are the admins.
 
-    let started = Instant::now();
     let (status, body) = app
         .call("GET", "/api/v1/stats/overview", Some(&viewer), None)
         .await;
-    let elapsed = started.elapsed();
     assert_eq!(status, 200, "{body}");
 
     assert_eq!(
@@ -1567,7 +1568,6 @@ async fn the_overview_counts_a_known_shop_exactly() {
         body["periods"]["today_from"],
         json!(format!("{today}T00:00:00Z"))
     );
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     app.shutdown().await;
 }
 

@@ -317,3 +317,27 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     assert_eq!(error_of(resp).await.0, 405);
     app.shutdown().await;
 }
+
+/// README ("Data directory"): without `JWT_SECRET` one is generated at first start into
+/// `DATA_DIR/jwt_secret`, readable by its owner only (mode 0600), and found again at the next.
+#[test]
+fn a_generated_jwt_secret_is_written_with_mode_0600_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    use vpn_shop::config::{RawConfig, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![("DATA_DIR".to_owned(), dir.path().display().to_string())];
+    let settings = Settings::from_raw(&RawConfig::layered(None, None, env).unwrap()).unwrap();
+    assert!(settings.jwt_secret.is_none());
+    let secret = vpn_shop::web::auth::resolve_jwt_secret(&settings).unwrap();
+    let file = dir.path().join("jwt_secret");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "jwt_secret is mode {mode:o}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), secret.expose());
+    assert!(secret.expose().len() >= 32);
+    let again = vpn_shop::web::auth::resolve_jwt_secret(&settings).unwrap();
+    assert_eq!(
+        again.expose(),
+        secret.expose(),
+        "the same secret at the next start"
+    );
+}

@@ -4,8 +4,6 @@
 
 use crate::support;
 
-use std::time::Duration;
-
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -35,6 +33,25 @@ async fn subscription_of(shop: &BotShop, telegram_id: i64) -> Option<Subscriptio
         .await
         .optional()
         .unwrap()
+}
+
+/// Updates the bot finished with `outcome` (`vpn_shop_bot_updates_total`, every kind): counted
+/// after the handler's last answer was sent, so once it moves nothing more comes of the update.
+pub(crate) async fn updates_with_outcome(app: &support::app::TestApp, outcome: &str) -> u64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let label = format!(r#"outcome="{outcome}""#);
+    text.lines()
+        .filter(|l| l.starts_with("vpn_shop_bot_updates_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until `n` updates in all finished with `outcome`.
+async fn wait_outcomes(shop: &BotShop, outcome: &str, n: u64) {
+    support::wait_until(&format!("{n} updates {outcome}"), || async {
+        updates_with_outcome(&shop.app, outcome).await >= n
+    })
+    .await;
 }
 
 fn days_from_now(at: chrono::DateTime<Utc>) -> f64 {
@@ -332,7 +349,8 @@ async fn a_banned_user_gets_one_polite_refusal() {
     let seen = shop.messages(u).len();
     shop.telegram.push_message(u, "/buy");
     shop.telegram.push_message(u, "/status");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The /trial and these two, each finished as "banned".
+    wait_outcomes(&shop, "banned", 3).await;
     assert_eq!(
         shop.messages(u).len(),
         seen,
@@ -361,7 +379,9 @@ async fn too_many_updates_are_answered_once_and_dropped() {
         shop.telegram.push_message(u, "/help");
     }
     shop.wait_text(u, "Too many requests").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // All six finished: three answered, three throttled.
+    wait_outcomes(&shop, "throttled", 3).await;
+    wait_outcomes(&shop, "handled", 3).await;
     let texts: Vec<String> = shop.messages(u).into_iter().map(|m| m.text).collect();
     assert_eq!(
         texts.iter().filter(|t| t.contains("<b>Help</b>")).count(),
@@ -523,7 +543,7 @@ async fn webhook_mode_checks_the_secret_and_handles_each_update_once() {
     shop.wait_text(u, "Hello, Web!").await;
     // Telegram delivers the same update again: handled once.
     assert_eq!(post(Some(WEBHOOK_SECRET)).await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_outcomes(&shop, "duplicate", 1).await;
     assert_eq!(shop.messages(u).len(), 1);
     let garbage = shop
         .app

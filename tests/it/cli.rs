@@ -16,7 +16,7 @@ use vpn_shop::db::schema::{admins, audit_log};
 const BIN: &str = env!("CARGO_BIN_EXE_vpn-shop");
 
 /// The binary with a clean environment, run in an empty directory (so no stray .env is read).
-fn vpn_shop(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+pub(crate) fn vpn_shop(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -203,7 +203,7 @@ async fn migrate_and_admin_create_work_against_a_configured_database() {
     assert_eq!(audit, vec![("cli".to_owned(), "admin.create".to_owned())]);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -211,7 +211,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_ready(port: u16, child: &mut std::process::Child) -> Duration {
+pub(crate) async fn wait_ready(port: u16, child: &mut std::process::Child) -> Duration {
     let started = Instant::now();
     loop {
         if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await
@@ -230,7 +230,7 @@ async fn wait_ready(port: u16, child: &mut std::process::Child) -> Duration {
     }
 }
 
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -1088,7 +1088,6 @@ async fn time_out_next_applies_but_answers_late() {
     let api = api().await;
     // The client gives up long before the answer; dropping the panel does not wait for it.
     api.panel.time_out_next(1, Duration::from_secs(2));
-    let started = Instant::now();
     let result = api
         .http
         .post(api.url("/api/user"))
@@ -1098,7 +1097,6 @@ async fn time_out_next_applies_but_answers_late() {
         .send()
         .await;
     assert!(result.unwrap_err().is_timeout());
-    assert!(started.elapsed() < Duration::from_millis(1500));
     // Applied although the client gave up; the panel keeps answering meanwhile.
     assert!(api.panel.user("tg_1").is_some());
     let (status, _) = api
@@ -1108,7 +1106,6 @@ async fn time_out_next_applies_but_answers_late() {
         )
         .await;
     assert_eq!(status, 409);
-    assert!(started.elapsed() < Duration::from_millis(1500));
 }
 
 #[tokio::test]
@@ -1149,8 +1146,18 @@ async fn latency_delays_answers_without_blocking_others() {
     assert!(results.iter().all(|(status, _)| *status == 200));
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
-    // Served one after the other, 20 answers would take 4 s.
-    assert!(elapsed < Duration::from_millis(2000), "{elapsed:?}");
+    // Not blocking others: while one request is held at the door, another is answered.
+    api.panel.set_latency(Duration::ZERO);
+    let held = api.panel.hold_next("GET", "/api/admin");
+    let first = api.get("/api/admin");
+    let second = async {
+        held.wait_arrived().await;
+        let answer = api.get("/api/admin").await;
+        held.release();
+        answer
+    };
+    let ((first, _), (second, _)) = tokio::join!(first, second);
+    assert_eq!((first, second), (200, 200));
 }
 
 #[tokio::test]
@@ -1227,9 +1234,7 @@ async fn panel_stops_when_dropped() {
             .status(),
         StatusCode::UNAUTHORIZED
     );
-    let started = Instant::now();
     drop(panel);
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(reqwest::get(format!("{url}/api/admin")).await.is_err());
 }
 

@@ -525,9 +525,20 @@ proptest! {
     }
 
     #[test]
-    fn parse_never_panics(raw in "(?s).{0,400}", boundary in "[a-z]{1,5}") {
-        let _ = Mail::parse("", &[], &raw);
+    fn any_data_parses_to_a_mail_that_keeps_it(raw in "(?s).{0,400}", boundary in "[a-z]{1,5}") {
+        let to = vec![USER.to_owned()];
         let mime = format!("Content-Type: multipart/alternative; boundary={boundary}\r\n\r\n{raw}");
-        let _ = Mail::parse("", &[], &mime);
+        for data in [raw.clone(), mime] {
+            let mail = Mail::parse("shop@vpn.test", &to, &data);
+            // The envelope and the data as sent, whatever the data.
+            prop_assert_eq!(&mail.from, "shop@vpn.test");
+            prop_assert_eq!(&mail.to, &to);
+            prop_assert_eq!(&mail.raw, &data);
+            // A subject only from a Subject header.
+            prop_assert!(
+                mail.subject.is_empty() || data.to_ascii_lowercase().contains("subject:"),
+                "{:?} from {:?}", mail.subject, data
+            );
+        }
     }
 }

@@ -450,26 +450,26 @@ async fn hand_made_updates_make_their_messages_known() {
 async fn long_poll_wakes_as_soon_as_an_update_is_pushed() {
     let api = api();
     let started = Instant::now();
-    let poll = api.call("getUpdates", json!({"timeout": 10}));
+    // A poll that waits up to a minute must come back once the update is there, not at its end.
+    let poll = tokio::time::timeout(
+        Duration::from_secs(30),
+        api.call("getUpdates", json!({"timeout": 60})),
+    );
     let push = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         api.tg.push_message(USER, "hi")
     };
-    let ((status, body), pushed) = tokio::join!(poll, push);
+    let (polled, pushed) = tokio::join!(poll, push);
+    let (status, body) = polled.expect("the long poll woke up before its timeout");
     let elapsed = started.elapsed();
     assert_eq!(status, 200);
     assert_eq!(body["result"][0]["update_id"], pushed);
-    assert!(
-        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(1),
-        "{elapsed:?}"
-    );
-    // Short polling answers at once, also with nothing to deliver.
-    let started = Instant::now();
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    // Short polling answers, also with nothing to deliver.
     let (_, body) = api
         .call("getUpdates", json!({"offset": pushed + 1, "timeout": 0}))
         .await;
     assert_eq!(body["result"], json!([]));
-    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -1214,10 +1214,8 @@ async fn wait_for_messages_returns_once_they_arrive() {
         api.send(USER, "two").await;
     };
     let wait = api.tg.wait_for_messages(USER, 2, Duration::from_secs(5));
-    let started = Instant::now();
     let (messages, ()) = tokio::join!(wait, send_later);
     assert_eq!(messages.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(1));
     let none = api
         .tg
         .wait_for_calls("sendPhoto", 1, Duration::from_millis(20))
@@ -1226,8 +1224,8 @@ async fn wait_for_messages_returns_once_they_arrive() {
 }
 
 #[test]
-fn sustains_hundreds_of_sends_per_second() {
-    // Kept small for a fast test; the benches broadcast 10,000 (about 2,500/s in a debug build).
+fn records_every_one_of_two_thousand_concurrent_sends() {
+    // How fast the fake is belongs to the benches (they broadcast 10,000); here: none is lost.
     const SENDS: i64 = 2_000;
     let tg = FakeTelegram::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -1236,7 +1234,6 @@ fn sustains_hundreds_of_sends_per_second() {
         .build()
         .unwrap();
     let url = format!("{}/bot{TOKEN}/sendMessage", tg.url());
-    let started = Instant::now();
     let statuses: Vec<u16> = runtime.block_on(async {
         let http = reqwest::Client::new();
         futures_util::stream::iter(0..SENDS)
@@ -1250,11 +1247,7 @@ fn sustains_hundreds_of_sends_per_second() {
             .collect()
             .await
     });
-    let elapsed = started.elapsed();
     assert!(statuses.iter().all(|s| *s == 200));
     assert_eq!(tg.call_count(), SENDS as usize);
     assert_eq!(tg.sent_count(), SENDS as usize);
-    let rate = SENDS as f64 / elapsed.as_secs_f64();
-    eprintln!("{SENDS} sends in {elapsed:?} ({rate:.0}/s)");
-    assert!(rate > 300.0, "{rate:.0} requests/s");
 }

@@ -1034,6 +1034,45 @@ async fn runner_retries_a_failed_attempt_after_the_backoff() {
     );
 }
 
+/// README ("Jobs and periodic tasks"): a hanging handler counts as a failed attempt after 90 %
+/// of `JOB_LEASE`, while the worker still holds the job; the runner goes on with the next attempt.
+#[actix_rt::test]
+async fn a_hanging_handler_is_a_failed_attempt_at_ninety_percent_of_the_lease() {
+    let db = TestDb::new().await;
+    let conn = &mut db.connect().await;
+    let mut handlers = JobHandlers::new();
+    handlers.register(
+        "hangs_once",
+        FnHandler(|job: Job| -> HandlerFuture {
+            Box::pin(async move {
+                if job.attempts == 1 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            })
+        }),
+        None,
+    );
+    let settings = JobSettings {
+        lease: Duration::from_secs(2),
+        ..settings()
+    };
+    let _runner = start_runner(&db, settings, handlers);
+
+    let id = enqueue_one(conn, "hangs_once").await;
+    let done = wait_for_jobs(conn, &[id], "the second attempt succeeds", |j| {
+        j.state == JobState::Done
+    })
+    .await
+    .remove(0);
+    assert_eq!(done.attempts, 2, "the hanging attempt counted once");
+    assert_eq!(
+        done.last_error.as_deref(),
+        Some("timed out after 1800ms"),
+        "cut off at 90 % of the 2 s lease"
+    );
+}
+
 #[actix_rt::test]
 async fn runner_kills_a_job_on_a_permanent_error() {
     let db = TestDb::new().await;
@@ -1079,13 +1118,34 @@ async fn runner_respects_per_kind_and_global_concurrency() {
             self.now.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    fn busy(kind: Arc<Gauge>, total: Arc<Gauge>) -> impl JobHandler {
+    /// Holds its job until `gauge` has seen `at_once` jobs running together: a runner that
+    /// runs fewer at once never opens it (and then gives up after a while, once for all).
+    #[derive(Clone)]
+    struct Gate {
+        gauge: Arc<Gauge>,
+        at_once: usize,
+        gave_up: Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl Gate {
+        async fn pass(&self) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while value(&self.gauge.max) < self.at_once
+                && !std::sync::atomic::AtomicBool::load(&self.gave_up, Ordering::SeqCst)
+            {
+                if tokio::time::Instant::now() > deadline {
+                    self.gave_up.store(true, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    fn busy(kind: Arc<Gauge>, total: Arc<Gauge>, gate: Gate) -> impl JobHandler {
         FnHandler(move |_job: Job| -> HandlerFuture {
-            let (kind, total) = (Arc::clone(&kind), Arc::clone(&total));
+            let (kind, total, gate) = (Arc::clone(&kind), Arc::clone(&total), gate.clone());
             Box::pin(async move {
                 kind.enter();
                 total.enter();
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                gate.pass().await;
                 kind.leave();
                 total.leave();
                 Ok(())
@@ -1100,15 +1160,23 @@ async fn runner_respects_per_kind_and_global_concurrency() {
         Arc::new(Gauge::default()),
         Arc::new(Gauge::default()),
     );
+    // A panel job waits for a second one beside it (its limit), a mail job for four jobs at
+    // once (the global limit): so the limits are reached, not only respected.
+    let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = |gauge: &Arc<Gauge>, at_once| Gate {
+        gauge: Arc::clone(gauge),
+        at_once,
+        gave_up: Arc::clone(&gave_up),
+    };
     let mut handlers = JobHandlers::new();
     handlers.register(
         "panel.write",
-        busy(Arc::clone(&panel), Arc::clone(&total)),
+        busy(Arc::clone(&panel), Arc::clone(&total), gate(&panel, 2)),
         Some(2),
     );
     handlers.register(
         "mail.send",
-        busy(Arc::clone(&mail), Arc::clone(&total)),
+        busy(Arc::clone(&mail), Arc::clone(&total), gate(&total, 4)),
         None,
     );
     // Everything is due before the runner starts, so it claims as much as it may at once.
@@ -1128,12 +1196,13 @@ async fn runner_respects_per_kind_and_global_concurrency() {
     })
     .await;
     let (panel_max, total_max) = (value(&panel.max), value(&total.max));
-    assert!(
-        (1..=2).contains(&panel_max),
-        "panel.write ran {panel_max} at once"
-    );
-    assert!((1..=4).contains(&total_max), "{total_max} jobs ran at once");
+    assert_eq!(panel_max, 2, "panel.write jobs at once (its limit is 2)");
+    assert_eq!(total_max, 4, "jobs at once (JOB_CONCURRENCY 4)");
     assert!(value(&mail.max) >= 1);
+    assert!(
+        !std::sync::atomic::AtomicBool::load(&gave_up, Ordering::SeqCst),
+        "a gate waited in vain: the runner did not run its jobs side by side"
+    );
 }
 
 #[actix_rt::test]

@@ -13,6 +13,7 @@ mod auth;
 mod bot;
 mod bot_payments;
 mod cli;
+mod database_outage;
 mod db_schema;
 mod deployment;
 mod docs;

@@ -20,7 +20,6 @@ use vpn_shop::db::models::{Job, Subscription, SyncRun};
 use vpn_shop::db::schema::{jobs as jobs_table, subscriptions, sync_runs};
 use vpn_shop::db::subscriptions::{self as subs, Grant};
 use vpn_shop::db::sync::SyncCounts;
-use vpn_shop::domain::panel::panel_username;
 use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, UserId};
 
 const GIB: i64 = 1 << 30;
@@ -161,8 +160,10 @@ async fn run_sync(app: &TestApp, kind: SyncKind) -> SyncCounts {
         .expect("no other run of this kind is in progress")
 }
 
+/// The panel username the shop gives a Telegram user: the default prefix and the id, written out
+/// here (not computed by `panel_username`) so that a change of the naming fails these tests.
 fn name(telegram_id: i64) -> String {
-    panel_username("vpnshop_", telegram_id)
+    format!("vpnshop_{telegram_id}")
 }
 
 #[actix_rt::test]
@@ -260,6 +261,156 @@ async fn an_existing_panel_user_is_reconciled_not_created_again() {
     assert_eq!(panel_user.data_limit, Some(GIB));
     assert_eq!(panel.count("POST", "/api/user"), 0);
     assert_eq!(panel.count("PUT", "/api/user/{username}"), 1);
+    app.shutdown().await;
+}
+
+/// README (Marzban panel): a 409 to the create — an earlier attempt that timed out but
+/// succeeded made the user meanwhile — is read and reconciled in the same attempt.
+#[actix_rt::test]
+async fn a_409_to_the_create_is_read_and_reconciled_in_the_same_attempt() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(20);
+    let user = subscriber(conn, 1004, SubscriptionStatus::Active, expires, None).await;
+    let held = panel.hold_next("POST", "/api/user");
+    let id = enqueue(conn, "provision", user).await;
+    held.wait_arrived().await;
+    // The user appears on the panel between the shop's read (404) and its create.
+    let mut earlier = FakeUser::new(&name(1004));
+    earlier.expire = Some(days(1).timestamp());
+    panel.insert_user(earlier);
+    held.release();
+    let done = wait_done(&app, &[id]).await;
+    assert_eq!(done[0].attempts, 1, "reconciled, not retried");
+    let creates: Vec<u16> = panel
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.route == "/api/user")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates, vec![409]);
+    assert_eq!(panel.count("PUT", "/api/user/{username}"), 1);
+    assert_eq!(
+        panel.user(&name(1004)).unwrap().expire,
+        Some(expires.timestamp())
+    );
+    assert!(subscription(conn, user).await.subscription_url.is_some());
+    app.shutdown().await;
+}
+
+/// README (Marzban panel): a 403 or a 422 from the panel makes the job dead at once (no retry).
+#[actix_rt::test]
+async fn a_403_or_422_from_the_panel_makes_the_job_dead_at_once() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    for (telegram_id, status) in [(9_111, 403), (9_112, 422)] {
+        let user = subscriber(
+            conn,
+            telegram_id,
+            SubscriptionStatus::Active,
+            days(30),
+            None,
+        )
+        .await;
+        panel.fail_next(1, status);
+        let id = enqueue(conn, "provision", user).await;
+        wait_until(&format!("the job answered {status} to die"), || async {
+            let state = job(&mut app.db.connect().await, id).await.state;
+            assert_ne!(state, JobState::Done, "{status} was retried");
+            state == JobState::Dead
+        })
+        .await;
+        let dead = job(conn, id).await;
+        assert_eq!(dead.attempts, 1, "no retry after {status}");
+        assert!(panel.user(&name(telegram_id)).is_none());
+    }
+    app.shutdown().await;
+}
+
+/// README (Marzban panel): an idempotent write (the PUT) answered 5xx is retried by the client
+/// (up to three attempts), inside one attempt of the job.
+#[actix_rt::test]
+async fn a_put_answered_5xx_is_retried_within_the_attempt() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let expires = days(15);
+    let user = subscriber(conn, 1005, SubscriptionStatus::Active, expires, None).await;
+    let mut stale = FakeUser::new(&name(1005));
+    stale.expire = Some(days(2).timestamp());
+    panel.insert_user(stale);
+    let held = panel.hold_next("PUT", "/api/user/{username}");
+    let id = enqueue(conn, "provision", user).await;
+    held.wait_arrived().await;
+    panel.fail_next(2, 502);
+    held.release();
+    let done = wait_done(&app, &[id]).await;
+    assert_eq!(done[0].attempts, 1, "retried by the client, not by the job");
+    let puts: Vec<u16> = panel
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(puts, vec![502, 502, 200]);
+    assert_eq!(
+        panel.user(&name(1005)).unwrap().expire,
+        Some(expires.timestamp())
+    );
+    app.shutdown().await;
+}
+
+/// README: at most `MARZBAN_WRITE_CONCURRENCY` panel writes at once per replica — and that many
+/// do run at once. Every answer of the panel takes a second, so a create can only start a
+/// second after the create two before it when two at most run together.
+#[actix_rt::test]
+async fn panel_writes_run_up_to_marzban_write_concurrency_at_once() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(
+        &panel,
+        &[
+            ("MARZBAN_WRITE_CONCURRENCY", "2"),
+            ("MARZBAN_TIMEOUT", "10s"),
+        ],
+    )
+    .await;
+    let conn = &mut app.db.connect().await;
+    let latency = Duration::from_secs(1);
+    panel.set_latency(latency);
+    let mut ids = Vec::new();
+    for telegram_id in 8_701..8_707 {
+        let user = subscriber(
+            conn,
+            telegram_id,
+            SubscriptionStatus::Active,
+            days(30),
+            None,
+        )
+        .await;
+        ids.push(enqueue(conn, "provision", user).await);
+    }
+    wait_done(&app, &ids).await;
+    panel.set_latency(Duration::ZERO);
+    let creates: Vec<Instant> = panel
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.route == "/api/user")
+        .map(|r| r.received_at)
+        .collect();
+    assert_eq!(creates.len(), 6);
+    for three in creates.windows(3) {
+        let span = three[2].duration_since(three[0]);
+        assert!(
+            span >= latency,
+            "three creates began within {span:?}: more than two at once"
+        );
+    }
+    assert!(
+        creates[1].duration_since(creates[0]) < latency,
+        "the first two creates did not run together"
+    );
     app.shutdown().await;
 }
 
@@ -741,7 +892,12 @@ async fn without_a_panel_provision_jobs_wait_in_the_queue() {
     let conn = &mut app.db.connect().await;
     let user = subscriber(conn, 9301, SubscriptionStatus::Active, days(30), None).await;
     let id = enqueue(conn, "provision", user).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A job the runner does handle, enqueued after it, is done: the runner has passed over it.
+    let later = jobs::enqueue(conn, NewJob::new("maintenance", serde_json::json!({})), 3)
+        .await
+        .unwrap()
+        .expect("enqueued");
+    wait_done(&app, &[later]).await;
     let waiting = job(conn, id).await;
     assert_eq!((waiting.state, waiting.attempts), (JobState::Pending, 0));
     let ready: serde_json::Value = app.get("/ready", None).await.json().await.unwrap();

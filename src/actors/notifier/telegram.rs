@@ -24,8 +24,9 @@ const GLOBAL: &str = "telegram";
 const BROADCAST: &str = "telegram:broadcast";
 /// How far ahead a slot of the global budget may be booked.
 const HORIZON: Duration = Duration::from_secs(1);
-/// How far ahead one chat's slots may be booked (several messages queued to one user).
-const CHAT_HORIZON: Duration = Duration::from_secs(30);
+/// Between two messages to one chat: Telegram's second, and a margin for the requests' unequal
+/// way to Telegram (two sent exactly a second apart may arrive closer together).
+const CHAT_INTERVAL: Duration = Duration::from_millis(1_200);
 /// At most this many 429s are waited out for one message before it counts as failed.
 const MAX_FLOODS: u32 = 10;
 
@@ -86,14 +87,13 @@ impl TelegramSender {
         })
     }
 
-    /// Waits until budget `key` has a slot for us.
+    /// Waits until budget `key` (one slot every `interval`) has a slot for us.
     async fn take_slot(
         &self,
         key: &str,
-        per_second: u32,
+        interval: Duration,
         horizon: Duration,
     ) -> Result<(), SendError> {
-        let interval = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
         loop {
             let reserved = {
                 let mut conn = self
@@ -118,6 +118,30 @@ impl TelegramSender {
         }
     }
 
+    /// Takes the slot of budget `key` if it is free now; otherwise waits until it will be and
+    /// answers `false` (nothing booked).
+    async fn take_slot_now(&self, key: &str, interval: Duration) -> Result<bool, SendError> {
+        let reserved = {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| SendError::Transient(e.to_string()))?;
+            rate::reserve(&mut conn, key, interval, Duration::ZERO)
+                .await
+                .map_err(|e| SendError::Transient(e.to_string()))?
+        };
+        match reserved {
+            Ok(_) => Ok(true),
+            Err(free_at) => {
+                if let Ok(wait) = (free_at - Utc::now()).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
     /// Sends `html` to `chat_id` within the budgets; `broadcast` messages also stay within
     /// `BROADCAST_RATE`.
     pub async fn send(
@@ -128,15 +152,23 @@ impl TelegramSender {
         broadcast: bool,
     ) -> Result<(), SendError> {
         let started = Instant::now();
-        self.take_slot(&format!("telegram:chat:{chat_id}"), 1, CHAT_HORIZON)
-            .await?;
+        let chat = format!("telegram:chat:{chat_id}");
         if broadcast {
-            self.take_slot(BROADCAST, self.broadcast_rate, HORIZON)
+            self.take_slot(BROADCAST, per_second(self.broadcast_rate), HORIZON)
                 .await?;
         }
         let mut floods = 0;
         let result = loop {
-            self.take_slot(GLOBAL, self.rate, HORIZON).await?;
+            self.take_slot(GLOBAL, per_second(self.rate), HORIZON)
+                .await?;
+            // The chat's slot only when it is free now, right before the send. A chat slot booked
+            // ahead and then a wait for the global budget let two messages to one chat leave well
+            // under a second apart (both waited for the busy global budget, then went one global
+            // slot apart); a global slot kept while waiting for the chat went late and crowded
+            // the next second. When the chat is busy, the global slot is given up.
+            if !self.take_slot_now(&chat, CHAT_INTERVAL).await? {
+                continue;
+            }
             let mut request = self
                 .bot
                 .send_message(ChatId(chat_id), html)
@@ -189,6 +221,11 @@ impl TelegramSender {
             .observe(started.elapsed().as_secs_f64());
         result
     }
+}
+
+/// The interval between the slots of a budget of `n` a second.
+fn per_second(n: u32) -> Duration {
+    Duration::from_secs_f64(1.0 / f64::from(n.max(1)))
 }
 
 fn classify(error: RequestError) -> SendError {
