@@ -14,7 +14,7 @@ use crate::actors::maintenance::{
 };
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling};
-use crate::actors::notifier::{Notifier, NotifierJobs};
+use crate::actors::notifier::{Notifier, NotifierJobs, TelegramSender};
 use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -182,11 +182,26 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             None
         }
     };
+    // One Telegram sender for the notifier and the bot: every message under the same budgets.
+    let telegram_sender = settings
+        .telegram
+        .as_ref()
+        .map(|t| {
+            TelegramSender::new(
+                t,
+                settings.notifications.broadcast_rate,
+                pool.clone(),
+                Arc::clone(&metrics),
+            )
+            .map(Arc::new)
+        })
+        .transpose()
+        .context("building the Telegram sender")?;
     let notifier = actors.supervise(
         "notifier",
         Notifier::factory(
             pool.clone(),
-            settings.telegram.as_ref(),
+            telegram_sender.clone(),
             settings.notifications.clone(),
             Arc::clone(&metrics),
             settings.jobs.clone(),
@@ -197,7 +212,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     tasks.extend(Notifier::tasks(&settings.notifications));
 
     let shared_settings = Arc::new(settings.clone());
-    let payment_clients = PaymentClients::new(settings, &metrics)?;
+    let payment_clients = PaymentClients::new(settings, &metrics, telegram_sender.clone())?;
     let payments = actors.supervise(
         "payments",
         PaymentProcessor::factory(
@@ -214,8 +229,8 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         (Some(_), TelegramMode::Webhook) => Some(BotInbox::new(1024)),
         _ => None,
     };
-    let bot = match &settings.telegram {
-        Some(telegram) => Some(actors.supervise(
+    let bot = match (&settings.telegram, telegram_sender) {
+        (Some(telegram), Some(sender)) => Some(actors.supervise(
             "bot",
             BotActor::factory(
                 telegram,
@@ -226,10 +241,11 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
                     clients: Arc::clone(&payment_clients),
                     metrics: Arc::clone(&metrics),
                     inbox: bot_inbox.clone().unwrap_or_else(|| BotInbox::new(1)),
+                    telegram: sender,
                 },
             )?,
         )),
-        None => None,
+        _ => None,
     };
     let handlers = Arc::new(handlers);
     let job_kinds = handlers.kinds();

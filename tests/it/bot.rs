@@ -399,6 +399,69 @@ async fn too_many_updates_are_answered_once_and_dropped() {
     assert_eq!(texts.len(), 4);
 }
 
+/// Updates the bot has finished with (`vpn_shop_bot_updates_total`, every kind and outcome): a
+/// handler returns once its answers were accepted by Telegram.
+fn updates_handled(shop: &BotShop) -> u64 {
+    use prometheus::core::Collector;
+    shop.app
+        .app
+        .metrics
+        .bot_updates
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+async fn wait_handled(shop: &BotShop, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while updates_handled(shop) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot finished {} of {n} updates",
+            updates_handled(shop)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 23: a post in a big channel brings 150 people to the bot within the same second, and
+/// Telegram takes about 30 messages a second (the fake's default limits). Every one of them gets
+/// the menu, once; whatever 429 the shop provoked it waited out and counted.
+#[actix_rt::test]
+async fn a_burst_of_new_users_all_get_the_menu_within_telegrams_limits() {
+    let shop = bot_shop(&[]).await;
+    let users: Vec<i64> = (0..150).map(|i| 300_000 + i).collect();
+    for &u in &users {
+        shop.telegram.push_message(u, "/start");
+    }
+    wait_handled(&shop, users.len() as u64).await;
+    let mut lost = Vec::new();
+    for &u in &users {
+        let messages = shop.messages(u);
+        let menus = messages
+            .iter()
+            .filter(|m| m.text.contains(&format!("Hello, User {u}!")) && buttons(m).len() == 7)
+            .count();
+        if menus != 1 || messages.len() != 1 {
+            lost.push((u, messages.len(), menus));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} users did not get exactly one menu (user, messages, menus): {lost:?}",
+        lost.len(),
+        users.len()
+    );
+    let counted = shop.app.app.metrics.telegram_flood_waits.get();
+    assert_eq!(
+        counted,
+        shop.telegram.count_429() as u64,
+        "every 429 Telegram answered is in vpn_shop_telegram_flood_waits_total"
+    );
+}
+
 #[actix_rt::test]
 async fn a_restart_in_the_middle_of_a_dialogue_continues_it() {
     let mut shop = bot_shop(&[]).await;

@@ -29,9 +29,14 @@ struct Api {
     http: reqwest::Client,
 }
 
+/// A fake without flood limits: these tests send several messages to one chat at once to check
+/// the protocol; the limits have tests of their own (which turn on the one they check), and
+/// `limits_are_telegrams_by_default` checks the fake as every other test gets it.
 fn api() -> Api {
+    let tg = FakeTelegram::start();
+    tg.without_limits();
     Api {
-        tg: FakeTelegram::start(),
+        tg,
         http: reqwest::Client::new(),
     }
 }
@@ -685,6 +690,51 @@ async fn per_chat_limit_applies_to_each_chat_alone() {
 }
 
 #[tokio::test]
+async fn limits_are_telegrams_by_default() {
+    let api = Api {
+        tg: FakeTelegram::start(),
+        http: reqwest::Client::new(),
+    };
+    // One message a second in a chat.
+    assert_eq!(api.send(1, "a").await.0, 200);
+    let (status, body) = api.send(1, "b").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["parameters"]["retry_after"], 1);
+    // 30 a second in all (the one above counts).
+    let sends = (0..30).map(|i| api.send(100 + i, "news"));
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 29);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1);
+    let at: Vec<Instant> = api.tg.sent_messages().iter().map(|m| m.at).collect();
+    assert_window(&at, 30);
+    assert_eq!(api.tg.count_429(), 2);
+}
+
+#[tokio::test]
+async fn a_group_takes_twenty_messages_a_minute() {
+    let api = api();
+    api.tg.set_group_limit(20);
+    const GROUP: i64 = -100_123;
+    for i in 0..20 {
+        let (status, _) = api.send(GROUP, &format!("n{i}")).await;
+        assert_eq!(status, 200, "message {i}");
+    }
+    let (status, body) = api.send(GROUP, "one too many").await;
+    assert_eq!(status, 429);
+    let wait = body["parameters"]["retry_after"].as_u64().unwrap();
+    assert!((55..=60).contains(&wait), "the minute frees up in {wait} s");
+    // A private chat is not a group.
+    for i in 0..21 {
+        assert_eq!(api.send(7000 + i, "hi").await.0, 200);
+    }
+    assert_eq!(api.tg.count_429(), 1);
+}
+
+#[tokio::test]
 async fn flood_next_answers_429_then_recovers() {
     let api = api();
     api.tg.flood_next(2, 7);
@@ -1228,6 +1278,8 @@ fn records_every_one_of_two_thousand_concurrent_sends() {
     // How fast the fake is belongs to the benches (they broadcast 10,000); here: none is lost.
     const SENDS: i64 = 2_000;
     let tg = FakeTelegram::start();
+    // This measures the fake itself, far beyond what Telegram's limits would let through.
+    tg.without_limits();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

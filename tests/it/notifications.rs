@@ -407,6 +407,69 @@ async fn a_user_who_blocked_the_bot_is_marked_and_skipped() {
     env.app.shutdown().await;
 }
 
+/// Replicas reserving batches of the shared budget at the same moment: no slot is handed out
+/// twice, slots are at least `interval` apart, none beyond the horizon, and a paused budget says
+/// when to come back.
+#[actix_rt::test]
+async fn batches_of_the_shared_budget_never_overlap_across_replicas() {
+    use vpn_shop::db::rate;
+    let db = support::db::TestDb::new().await;
+    let interval = Duration::from_millis(40);
+    let horizon = Duration::from_secs(1);
+    let reserve = |wanted: u32| {
+        let db = &db;
+        async move {
+            let mut conn = db.connect().await;
+            rate::reserve_many(&mut conn, "telegram", interval, horizon, wanted)
+                .await
+                .unwrap()
+        }
+    };
+    let asked = Utc::now();
+    let batches = futures_util::future::join_all((0..6).map(|_| reserve(10))).await;
+    let mut slots: Vec<DateTime<Utc>> = Vec::new();
+    let mut refused = 0;
+    for batch in batches {
+        match batch {
+            Ok((first, granted)) => {
+                assert!(granted >= 1);
+                for i in 0..granted {
+                    slots.push(first + chrono::Duration::milliseconds(40 * i64::from(i)));
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let answered = Utc::now();
+    slots.sort();
+    // Up to a second ahead at 40 ms apart: the slot now and 25 more (a few more when the
+    // statements ran a little apart).
+    assert!(
+        (26..=32).contains(&slots.len()),
+        "{} slots, {refused} batches refused",
+        slots.len()
+    );
+    for pair in slots.windows(2) {
+        let gap = (pair[1] - pair[0]).num_microseconds().unwrap();
+        assert!(gap >= 39_999, "slots {gap} µs apart");
+    }
+    assert!(slots[0] >= asked - chrono::Duration::milliseconds(100));
+    assert!(slots[slots.len() - 1] <= answered + chrono::Duration::from_std(horizon).unwrap());
+    // A 429 pauses it for everyone: nothing is handed out, and the answer says when to ask again.
+    let mut conn = db.connect().await;
+    let until = Utc::now() + chrono::Duration::seconds(5);
+    rate::pause_until(&mut conn, "telegram", until)
+        .await
+        .unwrap();
+    let Err(retry_at) = reserve(1).await else {
+        panic!("paused");
+    };
+    // (PostgreSQL keeps microseconds.)
+    let earliest =
+        until - chrono::Duration::from_std(horizon).unwrap() - chrono::Duration::milliseconds(1);
+    assert!(retry_at >= earliest, "{retry_at} before {earliest}");
+}
+
 /// README ("Telegram's limits"): a 429 pauses the shared budget for its `retry_after`, so no
 /// message to anyone leaves during the pause — not only the one Telegram refused — and the
 /// refused one is resent after it.

@@ -8,7 +8,7 @@ use serde_json::json;
 use teloxide::types::InlineKeyboardButton;
 
 use super::callback::{AdminAction, Callback, SEGMENTS};
-use super::handler::{Ctx, Keyboard};
+use super::context::{Ctx, Keyboard};
 use super::storage::DialogueState;
 use crate::actors::marzban::{PANEL_RESET_TRAFFIC, PANEL_REVOKE_SUB, UserJob, provision_job};
 use crate::db::audit::{self, AuditRecord};

@@ -6,7 +6,7 @@ use diesel_async::AsyncConnection;
 use teloxide::types::InlineKeyboardButton;
 
 use super::callback::Callback;
-use super::handler::{Ctx, Keyboard};
+use super::context::{Ctx, Keyboard};
 use super::qr;
 use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;

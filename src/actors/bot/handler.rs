@@ -6,147 +6,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use teloxide::dispatching::dialogue::Storage;
-use teloxide::payloads::{
-    AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters, SendPhotoSetters,
-};
+use teloxide::Bot;
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    CallbackQuery, ChatId, ChatMemberUpdated, InlineKeyboardButton, InlineKeyboardMarkup,
-    InputFile, Message, MessageId, MessageKind, ParseMode, Recipient, Update, UpdateKind,
+    CallbackQuery, ChatId, ChatMemberUpdated, InlineKeyboardButton, Message, MessageKind,
+    Recipient, Update, UpdateKind,
 };
-use teloxide::{ApiError, Bot, RequestError};
 
 use super::callback::Callback;
-use super::storage::{DialogueState, PgStorage};
-use super::throttle::{Throttle, Verdict};
+use super::context::{Ctx, Deps};
+use super::storage::DialogueState;
+use super::throttle::Verdict;
 use super::{admin, flows, payments};
-use crate::actors::payments::{PaymentClients, PaymentProcessor};
-use crate::actors::supervisor::ActorHandle;
-use crate::config::Settings;
-use crate::db::models::User;
+use crate::db::telegram;
 use crate::db::users::{self, TelegramProfile};
-use crate::db::{PgPool, telegram};
 use crate::domain::Language;
 use crate::i18n::{self, Args};
-use crate::metrics::Metrics;
-
-/// What the handlers share.
-pub struct Deps {
-    pub pool: PgPool,
-    pub settings: Arc<Settings>,
-    pub payments: ActorHandle<PaymentProcessor>,
-    pub clients: Arc<PaymentClients>,
-    pub metrics: Arc<Metrics>,
-    pub throttle: Throttle,
-    pub storage: Arc<PgStorage>,
-    /// Updates handled at once. A burst (thousands of chats at the same moment) waits here
-    /// rather than in the database pool, whose wait has a timeout and which the job runner and
-    /// the API need too.
-    pub gate: tokio::sync::Semaphore,
-}
-
-/// One update's context: who, in which chat, in which language, and where the answer goes.
-pub struct Ctx {
-    pub bot: Bot,
-    pub deps: Arc<Deps>,
-    pub user: User,
-    pub chat: ChatId,
-    /// The message whose button was pressed, when it can be edited into the answer.
-    pub editable: Option<MessageId>,
-}
-
-pub type Keyboard = Vec<Vec<InlineKeyboardButton>>;
-
-impl Ctx {
-    pub fn lang(&self) -> Language {
-        self.user.language
-    }
-
-    /// A text in the user's language.
-    pub fn t(&self, id: &str) -> String {
-        i18n::message(self.lang(), id, &Args::new())
-    }
-
-    pub fn ta(&self, id: &str, args: &Args) -> String {
-        i18n::message(self.lang(), id, args)
-    }
-
-    pub fn button(&self, id: &str, cb: Callback) -> InlineKeyboardButton {
-        InlineKeyboardButton::callback(self.t(id), cb.encode())
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.deps.settings.bot.is_admin(self.user.telegram_id)
-    }
-
-    /// A new message.
-    pub async fn send(&self, html: String, keyboard: Keyboard) -> anyhow::Result<()> {
-        let mut req = self
-            .bot
-            .send_message(self.chat, html)
-            .parse_mode(ParseMode::Html);
-        if !keyboard.is_empty() {
-            req = req.reply_markup(InlineKeyboardMarkup::new(keyboard));
-        }
-        req.await.context("sendMessage")?;
-        Ok(())
-    }
-
-    /// The answer to a button edits the message that carried it; otherwise a new message.
-    pub async fn show(&self, html: String, keyboard: Keyboard) -> anyhow::Result<()> {
-        if let Some(id) = self.editable {
-            let req = self
-                .bot
-                .edit_message_text(self.chat, id, html.clone())
-                .parse_mode(ParseMode::Html)
-                .reply_markup(InlineKeyboardMarkup::new(keyboard.clone()));
-            match req.await {
-                Ok(_) => return Ok(()),
-                // Pressed twice: the message already says this.
-                Err(e) if e.to_string().contains("message is not modified") => return Ok(()),
-                Err(e) => tracing::debug!(error = %e, "cannot edit the message; sending a new one"),
-            }
-        }
-        self.send(html, keyboard).await
-    }
-
-    pub async fn send_photo(
-        &self,
-        png: Vec<u8>,
-        caption: String,
-        keyboard: Keyboard,
-    ) -> anyhow::Result<()> {
-        self.bot
-            .send_photo(
-                self.chat,
-                InputFile::memory(png).file_name("subscription-qr.png"),
-            )
-            .caption(caption)
-            .parse_mode(ParseMode::Html)
-            .reply_markup(InlineKeyboardMarkup::new(keyboard))
-            .await
-            .context("sendPhoto")?;
-        Ok(())
-    }
-
-    pub async fn state(&self) -> anyhow::Result<DialogueState> {
-        Ok(Arc::clone(&self.deps.storage)
-            .get_dialogue(self.chat)
-            .await?
-            .unwrap_or_default())
-    }
-
-    pub async fn set_state(&self, state: DialogueState) -> anyhow::Result<()> {
-        let storage = Arc::clone(&self.deps.storage);
-        if state == DialogueState::Idle {
-            <PgStorage as Storage<DialogueState>>::remove_dialogue(storage, self.chat).await?;
-        } else {
-            storage.update_dialogue(self.chat, state).await?;
-        }
-        Ok(())
-    }
-}
 
 /// The kind of an update, for logs and metrics.
 fn kind_of(update: &Update) -> &'static str {
@@ -184,7 +59,7 @@ pub async fn on_update(
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(update = update.id.0, user = ?from, kind, error = format!("{e:#}"), "a bot handler failed");
-            apologise(&bot, &update).await;
+            apologise(&deps, &update).await;
             "error"
         }
     };
@@ -208,55 +83,14 @@ pub async fn on_update(
     Ok(())
 }
 
-/// Answers a callback query: stops the button's spinner, with `text` as a toast (or an `alert`).
-/// Telegram refuses to answer a query that is older than a few seconds or was answered already
-/// ("query is too old … or query ID is invalid" — after a restart, or behind a burst): the spinner
-/// has stopped by then, so that is logged and the flow goes on; other errors are errors.
-async fn answer_query(
-    bot: &Bot,
-    q: &CallbackQuery,
-    text: Option<String>,
-    alert: bool,
-) -> Result<(), RequestError> {
-    let mut request = bot.answer_callback_query(q.id.clone());
-    if let Some(text) = text {
-        request = request.text(text);
-    }
-    if alert {
-        request = request.show_alert(true);
-    }
-    match request.await {
-        Ok(_) => Ok(()),
-        Err(e) if query_too_old(&e) => {
-            tracing::info!(query = %q.id, "callback query too old to answer; going on");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Telegram's answer to a callback query it no longer takes (teloxide knows the text with a
-/// lower-case "id"; Telegram writes "ID").
-fn query_too_old(error: &RequestError) -> bool {
-    match error {
-        RequestError::Api(ApiError::InvalidQueryId) => true,
-        RequestError::Api(ApiError::Unknown(message)) => {
-            message.to_ascii_lowercase().contains("query is too old")
-        }
-        _ => false,
-    }
-}
-
 /// The short apology after a failure (in the user's Telegram language: the database may be the
 /// part that failed).
-async fn apologise(bot: &Bot, update: &Update) {
+async fn apologise(deps: &Deps, update: &Update) {
     let lang = Language::from_telegram_code(update.from().and_then(|u| u.language_code.as_deref()));
     let text = i18n::message(lang, "error-apology", &Args::new());
     let sent = match &update.kind {
-        UpdateKind::CallbackQuery(q) => answer_query(bot, q, Some(text), true).await,
-        UpdateKind::Message(m) if m.chat.is_private() => {
-            bot.send_message(m.chat.id, text).await.map(|_| ())
-        }
+        UpdateKind::CallbackQuery(q) => deps.answer_query(q, Some(text), true).await,
+        UpdateKind::Message(m) if m.chat.is_private() => deps.reply(m.chat.id, text).await,
         _ => Ok(()),
     };
     if let Err(e) = sent {
@@ -275,7 +109,7 @@ async fn handle(bot: &Bot, update: &Update, deps: &Arc<Deps>) -> anyhow::Result<
     }
     match &update.kind {
         UpdateKind::PreCheckoutQuery(q) => {
-            payments::pre_checkout(bot, q, &deps.payments).await?;
+            payments::pre_checkout(&deps.telegram, q, &deps.payments).await?;
             Ok("handled")
         }
         // Recorded before the update was confirmed to Telegram (`payments::payment_of`): by the
@@ -351,9 +185,9 @@ async fn enter(
     if user.banned {
         let text = i18n::message(user.language, "banned", &Args::new());
         if let Some(q) = callback {
-            answer_query(bot, q, Some(text), true).await?;
+            deps.answer_query(q, Some(text), true).await?;
         } else if deps.throttle.tell_banned(user.telegram_id, Instant::now()) {
-            bot.send_message(chat, text).await?;
+            deps.reply(chat, text).await?;
         }
         return Ok(None);
     }
@@ -376,9 +210,11 @@ async fn admitted(ctx: &Ctx, callback: Option<&CallbackQuery>) -> anyhow::Result
         Verdict::Allow => Ok(true),
         verdict => {
             if let Some(q) = callback {
-                answer_query(&ctx.bot, q, Some(ctx.t("too-fast")), false).await?;
+                ctx.deps
+                    .answer_query(q, Some(ctx.t("too-fast")), false)
+                    .await?;
             } else if verdict == Verdict::Warn {
-                ctx.bot.send_message(ctx.chat, ctx.t("too-fast")).await?;
+                ctx.deps.reply(ctx.chat, ctx.t("too-fast")).await?;
             }
             Ok(false)
         }
@@ -523,11 +359,13 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
 
 async fn on_callback(ctx: &Ctx, q: &CallbackQuery) -> anyhow::Result<()> {
     let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
-        answer_query(&ctx.bot, q, Some(ctx.t("callback-expired")), false).await?;
+        ctx.deps
+            .answer_query(q, Some(ctx.t("callback-expired")), false)
+            .await?;
         return flows::menu(ctx).await;
     };
     // Answered first: the button stops spinning whatever the flow does next.
-    answer_query(&ctx.bot, q, None, false).await?;
+    ctx.deps.answer_query(q, None, false).await?;
     if callback != Callback::CheckChannel && !in_channel(ctx).await? {
         return Ok(());
     }

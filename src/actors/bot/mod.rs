@@ -1,12 +1,18 @@
 //! The Telegram bot actor: owns the teloxide dispatcher, fed by long polling
 //! (`TELEGRAM_MODE=polling`) or by `POST /webhooks/telegram` (`webhook`, through [`BotInbox`]).
-//! Every update goes through `handler` (de-duplication, user, ban, rate limit, flows).
+//! Every update goes through `handler` (de-duplication, user, ban, rate limit), which dispatches
+//! to the flows (`flows`, `admin`); all of them answer through `context` (the update's [`Ctx`],
+//! whose messages go out through the shared [`TelegramSender`] as replies, ahead of
+//! notifications and broadcasts).
+//!
+//! [`Ctx`]: context::Ctx
 //!
 //! teloxide's dispatcher panics when `getMe` fails at start; this actor calls `getMe` itself and
 //! retries with backoff, and `/ready` says the bot is down meanwhile.
 
 pub mod admin;
 pub mod callback;
+pub mod context;
 pub mod flows;
 pub mod handler;
 pub mod payments;
@@ -35,6 +41,7 @@ use teloxide::update_listeners::{AsUpdateStream, Polling, StatefulListener, Upda
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use crate::actors::messages::Ping;
+use crate::actors::notifier::TelegramSender;
 use crate::actors::payments::{PaymentClients, PaymentProcessor};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::config::{Settings, TelegramMode, TelegramSettings};
@@ -42,7 +49,7 @@ use crate::db::PgPool;
 use crate::domain::Language;
 use crate::i18n::{self, Args};
 use crate::metrics::Metrics;
-use handler::Deps;
+use context::Deps;
 use storage::PgStorage;
 use throttle::Throttle;
 
@@ -115,6 +122,8 @@ pub struct BotParts {
     pub clients: Arc<PaymentClients>,
     pub metrics: Arc<Metrics>,
     pub inbox: Arc<BotInbox>,
+    /// The sender every message goes through (shared with the notifier).
+    pub telegram: Arc<TelegramSender>,
 }
 
 impl BotActor {
@@ -137,6 +146,7 @@ impl BotActor {
             clients: parts.clients,
             metrics: parts.metrics,
             throttle: Throttle::new(limit, window),
+            telegram: parts.telegram,
             gate: tokio::sync::Semaphore::new((parts.settings.database_pool_size / 2).max(2)),
         });
         let mode = parts.settings.bot.mode;

@@ -2,14 +2,15 @@
 //! to the PaymentProcessor before Telegram is told the update arrived (the long poll's next
 //! offset, or the webhook's answer).
 
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicBool, Ordering};
-use teloxide::Bot;
+use std::time::{Duration, Instant};
+
+use teloxide::payloads::AnswerPreCheckoutQuerySetters;
 use teloxide::prelude::Requester;
 
 use teloxide::types::{Message, MessageKind, PreCheckoutQuery, Update, UpdateKind};
 
+use crate::actors::notifier::TelegramSender;
 use crate::actors::payments::{
     CheckStarsOrder, Outcome, PaymentProcessor, PaymentUpdate, ProviderUpdate, parse_stars_payload,
     raw_of,
@@ -17,13 +18,17 @@ use crate::actors::payments::{
 use crate::actors::supervisor::ActorHandle;
 use crate::domain::{Money, PaymentProvider};
 
+/// Telegram waits this long for the answer to a pre-checkout query.
+const PRE_CHECKOUT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Pre-checkout: answered within Telegram's 10 s with cheap checks only (the order exists, is
 /// the user's, is pending, costs what Telegram is about to charge).
 pub async fn pre_checkout(
-    bot: &Bot,
+    telegram: &TelegramSender,
     query: &PreCheckoutQuery,
     payments: &ActorHandle<PaymentProcessor>,
 ) -> anyhow::Result<()> {
+    let received = Instant::now();
     let check = CheckStarsOrder {
         payload: query.invoice_payload.clone(),
         telegram_id: i64::try_from(query.from.id.0).unwrap_or(i64::MAX),
@@ -37,16 +42,23 @@ pub async fn pre_checkout(
     } else {
         Err("Only Telegram Stars are accepted here.".to_owned())
     };
+    // Not a message: it goes out at once, a 429 waited out only within Telegram's 10 s.
+    let deadline = PRE_CHECKOUT_DEADLINE.saturating_sub(received.elapsed());
     match verdict {
         Ok(()) => {
-            bot.answer_pre_checkout_query(query.id.clone(), true)
+            telegram
+                .answer(deadline, |bot| {
+                    bot.answer_pre_checkout_query(query.id.clone(), true)
+                })
                 .await?;
         }
         Err(message) => {
-            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
             tracing::info!(payload = %query.invoice_payload, %message, "Stars pre-checkout refused");
-            bot.answer_pre_checkout_query(query.id.clone(), false)
-                .error_message(message)
+            telegram
+                .answer(deadline, |bot| {
+                    bot.answer_pre_checkout_query(query.id.clone(), false)
+                        .error_message(message.clone())
+                })
                 .await?;
         }
     }

@@ -17,13 +17,13 @@ use futures_util::future::LocalBoxFuture;
 
 pub use email::{MailError, Mailer};
 pub use scan::ScanReport;
-pub use telegram::{MessageButton, SendError, TelegramSender};
+pub use telegram::{MessageButton, Priority, SendError, TelegramSender};
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
 use crate::actors::messages::Ping;
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::config::{JobSettings, NotificationSettings, TelegramSettings};
+use crate::config::{JobSettings, NotificationSettings};
 use crate::db::PgPool;
 use crate::db::broadcasts::{BROADCAST_JOB, BroadcastJob};
 use crate::db::models::Job;
@@ -36,7 +36,7 @@ pub const SCAN_JOB: &str = "notifications_scan";
 
 pub(crate) struct Shared {
     pool: PgPool,
-    telegram: Option<TelegramSender>,
+    telegram: Option<Arc<TelegramSender>>,
     mailer: Option<Mailer>,
     settings: NotificationSettings,
     metrics: Arc<Metrics>,
@@ -51,23 +51,18 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A factory of notifiers for the supervisor (instances share the senders). Says once which
-    /// channels are off and why.
+    /// A factory of notifiers for the supervisor (instances share the senders; the Telegram one
+    /// is the bot's too). Says once which channels are off and why.
     pub fn factory(
         pool: PgPool,
-        telegram: Option<&TelegramSettings>,
+        telegram: Option<Arc<TelegramSender>>,
         settings: NotificationSettings,
         metrics: Arc<Metrics>,
         jobs: JobSettings,
         waits_for_links: bool,
     ) -> anyhow::Result<impl Fn() -> Notifier + Send + Sync + 'static> {
         let telegram = match telegram {
-            Some(t) => Some(TelegramSender::new(
-                t,
-                settings.broadcast_rate,
-                pool.clone(),
-                Arc::clone(&metrics),
-            )?),
+            Some(sender) => Some(sender),
             None => {
                 tracing::warn!(
                     "TELEGRAM_BOT_TOKEN is not set: Telegram notifications and broadcasts are off"

@@ -12,6 +12,7 @@ use teloxide::types::{ChatId, LabeledPrice};
 
 use super::fulfil::{Outcome, PaymentUpdate};
 use super::{CheckStarsOrder, CreateCheckout, Shared, parse_stars_payload, stars_payload};
+use crate::actors::notifier::Priority;
 use crate::clients::wata::CreateLink;
 use crate::clients::yookassa::{
     Amount, Confirmation, CreatePayment, Receipt, ReceiptCustomer, ReceiptItem,
@@ -361,7 +362,7 @@ impl Shared {
         telegram_id: i64,
         subscription: bool,
     ) -> Result<Checkout, CheckoutError> {
-        let Some(bot) = &self.clients.stars else {
+        let (Some(bot), Some(telegram)) = (&self.clients.stars, &self.clients.telegram) else {
             return Err(CheckoutError::ProviderOff);
         };
         let stars = u32::try_from(order.amount_minor).unwrap_or(u32::MAX);
@@ -389,9 +390,19 @@ impl Shared {
                 }
             };
         }
-        let sent = bot
-            .send_invoice(ChatId(telegram_id), title, text, payload, "XTR", price)
-            .provider_token("")
+        // A message in the buyer's chat: within the chat's and the shared budget, as a reply.
+        let sent = telegram
+            .message(telegram_id, Priority::Reply, |bot| {
+                bot.send_invoice(
+                    ChatId(telegram_id),
+                    title.clone(),
+                    text.clone(),
+                    payload.clone(),
+                    "XTR",
+                    price.clone(),
+                )
+                .provider_token("")
+            })
             .await;
         match sent {
             Ok(_) => Ok(Checkout::StarsInvoice {

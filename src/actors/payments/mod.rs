@@ -24,6 +24,7 @@ pub use refund::RefundError;
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
 use crate::actors::messages::Ping;
+use crate::actors::notifier::TelegramSender;
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::clients::wata::WataClient;
@@ -81,14 +82,20 @@ pub const AUTO_RENEW_JOB: &str = "payments_auto_renew";
 pub struct PaymentClients {
     pub yookassa: Option<YooKassaClient>,
     pub wata: Option<WataClient>,
-    /// The bot, for Stars invoices and refunds (`None` without Stars).
+    /// The bot, for Stars invoice links and refunds (`None` without Stars).
     pub stars: Option<teloxide::Bot>,
+    /// The sender of every Telegram message (the Stars invoice is one, a reply to the buyer).
+    pub telegram: Option<Arc<TelegramSender>>,
     /// The bot's username once it connected: the payment pages send the payer back to its chat.
     pub bot_username: std::sync::OnceLock<String>,
 }
 
 impl PaymentClients {
-    pub fn new(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        settings: &Settings,
+        metrics: &Arc<Metrics>,
+        telegram: Option<Arc<TelegramSender>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let p = &settings.payments;
         let timeout = p.provider_timeout;
         let yookassa = p
@@ -117,6 +124,7 @@ impl PaymentClients {
             yookassa,
             wata,
             stars,
+            telegram,
             bot_username: std::sync::OnceLock::new(),
         }))
     }

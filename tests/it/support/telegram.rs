@@ -28,6 +28,13 @@ pub const SUBSCRIPTION_PERIOD: i64 = 2_592_000;
 /// Largest price of a Star subscription.
 pub const MAX_SUBSCRIPTION_STARS: i64 = 10_000;
 
+/// Telegram's published flood limits (Bot FAQ, `shared/reference/telegram-payments.md` §4), which
+/// the fake enforces unless a test turns one off (and says why): messages per second overall,
+/// per second in one chat, and per minute in one group (a negative chat id).
+pub const GLOBAL_LIMIT: u32 = 30;
+pub const PER_CHAT_LIMIT: u32 = 1;
+pub const GROUP_LIMIT_PER_MINUTE: u32 = 20;
+
 /// Methods that post or edit a message: `flood_next` and the rate limits apply to them.
 pub const SEND_METHODS: [&str; 6] = [
     "sendMessage",
@@ -629,18 +636,37 @@ impl FakeTelegram {
     }
 
     /// More than `per_second` accepted send* calls within any sliding second → 429 with the
-    /// seconds (≥ 1, rounded up) until the window frees up. 0 turns the limit off.
+    /// seconds (≥ 1, rounded up) until the window frees up. On by default at Telegram's
+    /// [`GLOBAL_LIMIT`]; 0 turns the limit off (a test that does so says why).
     pub fn set_global_limit(&self, per_second: u32) {
         let mut st = self.state();
         st.global_limit = (per_second > 0).then_some(per_second);
         st.global_window.clear();
     }
 
-    /// The same limit per chat (Telegram: about one message per second in a chat).
+    /// The same limit per chat (Telegram: about one message per second in a chat; on by default
+    /// at [`PER_CHAT_LIMIT`]). 0 turns it off.
     pub fn set_per_chat_limit(&self, per_second: u32) {
         let mut st = self.state();
         st.per_chat_limit = (per_second > 0).then_some(per_second);
         st.chat_windows.clear();
+    }
+
+    /// More than `per_minute` accepted send* calls to one group (a negative chat id) within any
+    /// sliding minute → 429 (Telegram: 20 a minute; on by default at
+    /// [`GROUP_LIMIT_PER_MINUTE`]). 0 turns it off.
+    pub fn set_group_limit(&self, per_minute: u32) {
+        let mut st = self.state();
+        st.group_limit = (per_minute > 0).then_some(per_minute);
+        st.group_windows.clear();
+    }
+
+    /// Turns every flood limit off: only for a test of something else that must send faster
+    /// than Telegram allows (the caller says why).
+    pub fn without_limits(&self) {
+        self.set_global_limit(0);
+        self.set_per_chat_limit(0);
+        self.set_group_limit(0);
     }
 
     /// The next `n` send* calls answer 429 with this `retry_after`, applying nothing.
@@ -1199,8 +1225,11 @@ struct State {
     chat_faults: HashMap<i64, (u16, String)>,
     global_limit: Option<u32>,
     per_chat_limit: Option<u32>,
+    /// Per minute, in a group chat.
+    group_limit: Option<u32>,
     global_window: VecDeque<Instant>,
     chat_windows: HashMap<i64, VecDeque<Instant>>,
+    group_windows: HashMap<i64, VecDeque<Instant>>,
     flood_next: (usize, u64),
     fail_next: (usize, u16),
     time_out_next: (usize, Duration),
@@ -1265,10 +1294,12 @@ impl State {
             commands: HashMap::new(),
             members: HashMap::new(),
             chat_faults: HashMap::new(),
-            global_limit: None,
-            per_chat_limit: None,
+            global_limit: Some(GLOBAL_LIMIT),
+            per_chat_limit: Some(PER_CHAT_LIMIT),
+            group_limit: Some(GROUP_LIMIT_PER_MINUTE),
             global_window: VecDeque::new(),
             chat_windows: HashMap::new(),
+            group_windows: HashMap::new(),
             flood_next: (0, 1),
             fail_next: (0, 500),
             time_out_next: (0, Duration::ZERO),
@@ -1634,13 +1665,27 @@ impl State {
         if !SEND_METHODS.contains(&method) {
             return Ok(());
         }
+        let second = Duration::from_secs(1);
         let global = self
             .global_limit
-            .and_then(|limit| window_wait(&mut self.global_window, limit, now));
+            .and_then(|limit| window_wait(&mut self.global_window, limit, second, now));
         let per_chat = self.per_chat_limit.and_then(|limit| {
-            window_wait(self.chat_windows.entry(chat_id).or_default(), limit, now)
+            window_wait(
+                self.chat_windows.entry(chat_id).or_default(),
+                limit,
+                second,
+                now,
+            )
         });
-        if let Some(wait) = global.max(per_chat) {
+        let group = self.group_limit.filter(|_| chat_id < 0).and_then(|limit| {
+            window_wait(
+                self.group_windows.entry(chat_id).or_default(),
+                limit,
+                Duration::from_secs(60),
+                now,
+            )
+        });
+        if let Some(wait) = global.max(per_chat).max(group) {
             return Err(Reply::flood(wait));
         }
         if self.global_limit.is_some() {
@@ -1648,6 +1693,12 @@ impl State {
         }
         if self.per_chat_limit.is_some() {
             self.chat_windows.entry(chat_id).or_default().push_back(now);
+        }
+        if self.group_limit.is_some() && chat_id < 0 {
+            self.group_windows
+                .entry(chat_id)
+                .or_default()
+                .push_back(now);
         }
         Ok(())
     }
@@ -2051,13 +2102,17 @@ impl State {
 // ---------------------------------------------------------------------------------------------
 // Validation and rendering
 
-/// Seconds (≥ 1, rounded up) until `window` holds fewer than `limit` sends in the last second;
-/// `None` when it already does. Drops sends older than a second.
-fn window_wait(window: &mut VecDeque<Instant>, limit: u32, now: Instant) -> Option<u64> {
-    let second = Duration::from_secs(1);
+/// Seconds (≥ 1, rounded up) until `window` holds fewer than `limit` sends in the last `period`;
+/// `None` when it already does. Drops sends older than `period`.
+fn window_wait(
+    window: &mut VecDeque<Instant>,
+    limit: u32,
+    period: Duration,
+    now: Instant,
+) -> Option<u64> {
     while window
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= second)
+        .is_some_and(|t| now.duration_since(*t) >= period)
     {
         window.pop_front();
     }
@@ -2065,7 +2120,7 @@ fn window_wait(window: &mut VecDeque<Instant>, limit: u32, now: Instant) -> Opti
     if window.len() < limit {
         return None;
     }
-    let frees_at = window[window.len() - limit] + second;
+    let frees_at = window[window.len() - limit] + period;
     let wait = frees_at.saturating_duration_since(now);
     Some((wait.as_secs_f64().ceil() as u64).max(1))
 }
