@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
+use support::payments::Providers;
 use support::telegram::{self as tg, FakeTelegram, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
@@ -54,21 +55,14 @@ async fn shop(extra: &[(&str, &str)]) -> Shop {
 
 /// With `stars`, a fake Telegram and `STARS_ENABLED=true` (the bot actor runs).
 async fn shop_with(stars: bool, extra: &[(&str, &str)]) -> Shop {
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
+    let providers = Providers::start();
     let telegram = stars.then(FakeTelegram::start);
-    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
     let telegram_url = telegram.as_ref().map(|t| t.url()).unwrap_or_default();
-    let mut env = vec![
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
+    let mut env = providers.env();
+    env.extend([
         ("JOB_POLL_INTERVAL", "200ms"),
         ("JOB_BACKOFF_BASE", "100ms"),
-    ];
+    ]);
     if stars {
         env.extend([
             ("TELEGRAM_BOT_TOKEN", tg::TOKEN),
@@ -78,6 +72,8 @@ async fn shop_with(stars: bool, extra: &[(&str, &str)]) -> Shop {
     }
     env.extend_from_slice(extra);
     let app = spawn_app(&env).await;
+    drop(env);
+    let Providers { yookassa, wata, .. } = providers;
     let plan = insert_plan(&mut app.db.connect().await, PLAN_DAYS as i32, PLAN_PRICE).await;
     Shop {
         app,

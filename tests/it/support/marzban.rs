@@ -1,7 +1,7 @@
 //! A fake Marzban 0.8.4 panel for tests and benches: the REST API of
 //! `shared/reference/marzban-api.md` (status codes, error bodies, quirks) over in-memory users, with
 //! fault injection and a request recorder. It serves from its own thread and actix System, so any
-//! runtime (or none) can drive it. Self-contained: `benches/` include this file by path.
+//! runtime (or none) can drive it. Benches include this file by path, next to `server.rs`.
 
 // Each includer (a test binary, the bench) uses a different subset of this API.
 #![allow(dead_code)]
@@ -9,17 +9,16 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+
+use super::server::FakeServer;
 
 pub const ADMIN_USERNAME: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "panel-password";
@@ -164,59 +163,27 @@ impl Default for SystemInfo {
 /// The running fake panel; stops (bounded) when dropped.
 pub struct FakePanel {
     shared: Arc<Shared>,
-    url: String,
-    server: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer,
 }
 
 impl FakePanel {
     /// Binds 127.0.0.1 on a random port and returns once the server is listening.
     pub fn start() -> FakePanel {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake panel");
-        let addr = listener.local_addr().expect("fake panel address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("fake-marzban".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let result = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(64 << 20))
-                            .default_service(web::to(serve))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)?
-                    .run();
-                    let _ = handle_tx.send(server.handle());
-                    server.await
-                });
-                if let Err(e) = result {
-                    eprintln!("fake marzban panel stopped with an error: {e}");
-                }
-            })
-            .expect("spawn the fake panel thread");
-        let server = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the fake panel did not start");
-        FakePanel {
-            shared,
-            url: format!("http://{addr}"),
-            server,
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("fake-marzban", move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 << 20))
+                .default_service(web::to(serve));
+        });
+        FakePanel { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        self.url.clone()
+        self.server.url()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -401,23 +368,6 @@ impl FakePanel {
             .iter()
             .filter(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
             .count()
-    }
-}
-
-impl Drop for FakePanel {
-    fn drop(&mut self) {
-        // Not graceful: a request parked by `time_out_next` must not hold the shutdown up. The stop
-        // command is sent eagerly; the returned future only reports completion.
-        std::mem::drop(self.server.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 

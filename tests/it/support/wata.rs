@@ -2,7 +2,7 @@
 //! webhook-signing public key of `shared/reference/wata-api.md` (status codes, error bodies, quirks),
 //! a payer that pays or declines links, and post-payment/refund webhooks signed like WATA signs them.
 //! It serves from its own thread and actix System, so any runtime (or none) can drive it, with fault
-//! injection and a request recorder. Self-contained: `benches/` include this file by path.
+//! injection and a request recorder. Benches include this file by path, next to `server.rs`.
 //!
 //! What the reference does not pin down is inferred here and marked "inferred" where it is decided.
 
@@ -10,14 +10,11 @@
 #![allow(dead_code)]
 
 use std::cmp::Ordering;
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
@@ -28,6 +25,8 @@ use rsa::signature::{SignatureEncoding, Signer};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value};
 use sha2::Sha512;
+
+use super::server::FakeServer;
 
 /// The access token the fake accepts (`Authorization: Bearer <TOKEN>`).
 pub const TOKEN: &str = "wata-test-token-1b2c3d";
@@ -71,60 +70,28 @@ pub struct Recorded {
 /// The running fake; stops (bounded) when dropped.
 pub struct FakeWata {
     shared: Arc<Shared>,
-    url: String,
-    server: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer,
 }
 
 impl FakeWata {
     /// Generates a 2048-bit RSA key pair, binds 127.0.0.1 on a random port and returns once the
     /// server is listening.
     pub fn start() -> FakeWata {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake WATA API");
-        let addr = listener.local_addr().expect("fake WATA address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(Arc::new(KeyPair::generate()))),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("fake-wata".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let result = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .default_service(web::to(serve))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)?
-                    .run();
-                    let _ = handle_tx.send(server.handle());
-                    server.await
-                });
-                if let Err(e) = result {
-                    eprintln!("fake WATA API stopped with an error: {e}");
-                }
-            })
-            .expect("spawn the fake WATA thread");
-        let server = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the fake WATA API did not start");
-        FakeWata {
-            shared,
-            url: format!("http://{addr}/api/h2h"),
-            server,
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("fake-wata", move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .default_service(web::to(serve));
+        });
+        FakeWata { shared, server }
     }
 
     /// The base to use as `WATA_API_URL`: `http://127.0.0.1:PORT/api/h2h` (no trailing slash).
     pub fn url(&self) -> String {
-        self.url.clone()
+        format!("{}/api/h2h", self.server.url())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -289,23 +256,6 @@ impl FakeWata {
             .iter()
             .filter(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
             .count()
-    }
-}
-
-impl Drop for FakeWata {
-    fn drop(&mut self) {
-        // Not graceful: a request parked by `time_out_next` must not hold the shutdown up. The stop
-        // command is sent eagerly; the returned future only reports completion.
-        std::mem::drop(self.server.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
