@@ -1,6 +1,7 @@
 //! Typed client of the YooKassa API v3 (see `shared/reference/yookassa-api.md`): payments with an
-//! `Idempotence-Key` derived from the order (a retry never creates a second payment), payment
-//! lookups (every webhook is confirmed by one), refunds.
+//! `Idempotence-Key` stored with the order (a retry never creates a second payment; a random
+//! UUID, so an order id reused by another database never meets an old key), payment lookups
+//! (every webhook is confirmed by one), refunds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
