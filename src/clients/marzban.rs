@@ -193,6 +193,8 @@ struct TokenResponse {
 enum Retry {
     /// Same request, same result: retried on transport errors and 5xx.
     Idempotent,
+    /// Like `Idempotent`, but a 500 is returned at once: the caller knows what it means.
+    IdempotentUnless500,
     /// Could act twice: never repeated here (the job is retried as a whole instead).
     Once,
 }
@@ -383,7 +385,11 @@ impl MarzbanClient {
                 Ok(response) => error_of(response.status(), response).await,
                 Err(e) => e,
             };
-            let retryable = matches!(error, PanelError::Server { .. } | PanelError::Transport(_));
+            let retryable = match error {
+                PanelError::Server { status: 500, .. } => retry == Retry::Idempotent,
+                PanelError::Server { .. } | PanelError::Transport(_) => true,
+                _ => false,
+            };
             if retry == Retry::Once || !retryable || attempt >= ATTEMPTS {
                 return Err(error);
             }
@@ -464,12 +470,13 @@ impl MarzbanClient {
                 &[],
                 None,
                 "delete_user",
-                Retry::Idempotent,
+                Retry::IdempotentUnless500,
             )
             .await
         {
             Ok(_) | Err(PanelError::NotFound) => Ok(()),
-            // 0.8.4 answers 500 for users created by an env-file sudoer although it deleted them.
+            // 0.8.4 answers 500 for users created by an env-file sudoer although it deleted them,
+            // every time: asking is cheaper and clearer than repeating the DELETE.
             Err(error @ PanelError::Server { status: 500, .. }) => {
                 match self.get_user(username).await {
                     Err(PanelError::NotFound) => {
