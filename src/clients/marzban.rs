@@ -604,6 +604,35 @@ async fn error_of(status: StatusCode, response: reqwest::Response) -> PanelError
 mod tests {
     use super::*;
 
+    /// Marzban 0.8.4's answers as `shared/reference/marzban-api.md` quotes them.
+    #[test]
+    fn recorded_panel_answers_parse() {
+        let user: UserResponse = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/marzban-0.8.4-user.json"
+        ))
+        .expect("UserResponse");
+        assert_eq!(user.username, "tg_123456789");
+        assert_eq!(
+            user.state(),
+            PanelState {
+                expire: Some(1_767_225_600),
+                data_limit: Some(53_687_091_200),
+                status: PanelUserStatus::Active,
+            }
+        );
+        assert_eq!(user.used_traffic, 1_048_576);
+        assert_eq!(user.inbounds["vless"], ["VLESS TCP REALITY"]);
+        assert_eq!(
+            user.created_at,
+            NaiveDateTime::parse_from_str("2025-01-10T08:00:00", "%Y-%m-%dT%H:%M:%S").ok()
+        );
+        let inbounds: BTreeMap<String, Vec<Inbound>> = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/marzban-0.8.4-inbounds.json"
+        ))
+        .expect("inbounds");
+        assert_eq!(inbounds["vless"].len(), 1);
+    }
+
     fn client(base: &str, sub: &str) -> MarzbanClient {
         let raw = crate::config::RawConfig::layered(
             None,

@@ -1613,6 +1613,29 @@ async fn a_refund_made_in_the_yookassa_dashboard_takes_the_time_back_when_its_no
     shop.finish().await;
 }
 
+/// WATA's public key as PKCS#1 (`BEGIN RSA PUBLIC KEY`, "some clients call it PKCS#1"): the
+/// shop falls back to that format and the signed webhook is believed.
+#[actix_rt::test]
+async fn a_wata_key_served_as_pkcs1_verifies_the_webhook() {
+    let shop = shop(&[]).await;
+    shop.wata.serve_pkcs1_key(true);
+    assert!(
+        shop.wata
+            .public_key_pem()
+            .starts_with("-----BEGIN RSA PUBLIC KEY-----")
+    );
+    let user = shop.user(6010).await;
+    let order = shop.checkout(user, PaymentProvider::Wata).await;
+    let transaction = shop.pay_wata_link(&order);
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    assert_eq!(
+        order_status(&mut shop.conn().await, order.id).await,
+        PaymentStatus::Succeeded
+    );
+    assert_eq!(shop.wata.count("GET", "/api/h2h/public-key"), 1);
+    shop.finish().await;
+}
+
 #[actix_rt::test]
 async fn a_wata_refund_takes_the_time_back_and_its_webhook_does_not_take_it_twice() {
     let shop = shop(&[]).await;

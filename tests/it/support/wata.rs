@@ -18,6 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
+use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::rand_core::OsRng;
@@ -198,10 +199,17 @@ impl FakeWata {
         FOREIGN.get_or_init(KeyPair::generate).sign(body)
     }
 
-    /// The current public key, SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`, LF line
-    /// endings, no trailing newline), exactly as `GET /public-key` serves it in `value`.
+    /// The current public key exactly as `GET /public-key` serves it in `value`: PEM with LF line
+    /// endings and no trailing newline, SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`) unless
+    /// [`FakeWata::serve_pkcs1_key`] asked for PKCS#1.
     pub fn public_key_pem(&self) -> String {
-        self.state().keys.public_pem.clone()
+        self.state().served_public_pem().to_owned()
+    }
+
+    /// Serves the same key as PKCS#1 (`-----BEGIN RSA PUBLIC KEY-----`), as some WATA set-ups
+    /// and clients name it (the reference: "some clients call it PKCS#1"); `false`: SPKI again.
+    pub fn serve_pkcs1_key(&self, pkcs1: bool) {
+        self.state().pkcs1 = pkcs1;
     }
 
     /// A new key pair: `GET /public-key` serves the new public key and webhooks are signed with it.
@@ -265,18 +273,25 @@ impl FakeWata {
 struct KeyPair {
     signing: SigningKey<Sha512>,
     public_pem: String,
+    /// The same public key as PKCS#1 PEM.
+    public_pkcs1_pem: String,
 }
 
 impl KeyPair {
     fn generate() -> KeyPair {
         let private = RsaPrivateKey::new(&mut OsRng, 2048).expect("generate a 2048-bit RSA key");
-        let public_pem = RsaPublicKey::from(&private)
+        let public = RsaPublicKey::from(&private);
+        let public_pem = public
             .to_public_key_pem(LineEnding::LF)
             .expect("encode the RSA public key as PEM");
+        let public_pkcs1_pem = public
+            .to_pkcs1_pem(LineEnding::LF)
+            .expect("encode the RSA public key as PKCS#1 PEM");
         KeyPair {
             signing: SigningKey::new(private),
             // The reference shows the value ending in `-----END PUBLIC KEY-----`.
             public_pem: public_pem.trim_end().to_owned(),
+            public_pkcs1_pem: public_pkcs1_pem.trim_end().to_owned(),
         }
     }
 
@@ -555,6 +570,8 @@ struct Transaction {
 
 struct State {
     keys: Arc<KeyPair>,
+    /// `GET /public-key` serves PKCS#1 instead of SubjectPublicKeyInfo.
+    pkcs1: bool,
     links: Vec<Link>,
     transactions: Vec<Transaction>,
     next_seq: u64,
@@ -569,6 +586,7 @@ impl State {
     fn new(keys: Arc<KeyPair>) -> State {
         State {
             keys,
+            pkcs1: false,
             links: Vec::new(),
             transactions: Vec::new(),
             next_seq: 0,
@@ -577,6 +595,14 @@ impl State {
             fail_next: (0, 500),
             time_out_next: (0, Duration::ZERO),
             requests: Vec::new(),
+        }
+    }
+
+    fn served_public_pem(&self) -> &str {
+        if self.pkcs1 {
+            &self.keys.public_pkcs1_pem
+        } else {
+            &self.keys.public_pem
         }
     }
 
@@ -616,7 +642,7 @@ impl State {
             Route::MethodNotAllowed => return Reply::empty(405),
             // Anonymous: a token, even a wrong one, is ignored (inferred: [AllowAnonymous]).
             Route::PublicKey => {
-                let value = Obj::new().str("value", &self.keys.public_pem).render();
+                let value = Obj::new().str("value", self.served_public_pem()).render();
                 return Reply::ok(value);
             }
             _ => {}
