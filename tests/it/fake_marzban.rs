@@ -1012,7 +1012,16 @@ async fn a_refusing_panel_refuses_connections_and_keeps_its_users_and_tokens() {
         .expect_err("nothing listens");
     assert!(error.is_connect(), "{error:?}");
     api.panel.refuse_connections(false);
-    let (status, user) = api.get("/api/user/tg_1").await;
+    // A new client: the old one's pooled connection died with the stopped server.
+    let (status, user) = read(
+        reqwest::Client::new()
+            .get(api.url("/api/user/tg_1"))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("it listens again"),
+    )
+    .await;
     assert_eq!((status, &user["username"]), (200, &json!("tg_1")));
 }
 
