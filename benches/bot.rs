@@ -23,6 +23,8 @@
 mod common;
 #[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

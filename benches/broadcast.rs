@@ -9,6 +9,8 @@
 mod common;
 #[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::time::{Duration, Instant};
 

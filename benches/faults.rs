@@ -35,6 +35,8 @@ mod fake_smtp;
 mod fake_telegram;
 #[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::collections::HashMap;
 use std::process::Stdio;

@@ -9,6 +9,8 @@
 mod common;
 #[path = "../tests/it/support/marzban.rs"]
 mod fake_marzban;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -25,6 +25,8 @@ mod fake_marzban;
 mod fake_telegram;
 #[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::time::{Duration, Instant};
 

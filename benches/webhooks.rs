@@ -16,6 +16,8 @@ mod common;
 mod fake_wata;
 #[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
+#[path = "../tests/it/support/server.rs"]
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -390,6 +390,33 @@ impl WataClient {
 mod tests {
     use super::*;
 
+    /// WATA's answers as `shared/reference/wata-api.md` quotes them.
+    #[test]
+    fn recorded_wata_answers_parse() {
+        let link: Link =
+            serde_json::from_str(include_str!("../../tests/it/fixtures/wata-link.json"))
+                .expect("link");
+        assert_eq!(link.id, "5b1d7c3e-9f2a-4e61-8c0d-2a4f6e8b1c93");
+        assert_eq!(
+            (link.status.as_deref(), link.order_id.as_deref()),
+            (Some("Opened"), Some("42"))
+        );
+        let webhook: Transaction = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/wata-webhook-payment.json"
+        ))
+        .expect("webhook");
+        assert!(webhook.is_paid_payment());
+        assert_eq!(
+            to_money(webhook.amount, &webhook.currency),
+            Some(Money::rub_kopecks(19_900))
+        );
+        assert_eq!(webhook.order_id.as_deref(), Some("42"));
+        let key: PublicKey =
+            serde_json::from_str(include_str!("../../tests/it/fixtures/wata-public-key.json"))
+                .expect("public key answer");
+        assert!(key.value.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
     #[test]
     fn amounts_convert_without_loss() {
         assert_eq!(to_money(199.99, "RUB"), Some(Money::rub_kopecks(19_999)));

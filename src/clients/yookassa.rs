@@ -1,6 +1,7 @@
 //! Typed client of the YooKassa API v3 (see `shared/reference/yookassa-api.md`): payments with an
-//! `Idempotence-Key` derived from the order (a retry never creates a second payment), payment
-//! lookups (every webhook is confirmed by one), refunds.
+//! `Idempotence-Key` stored with the order (a retry never creates a second payment; a random
+//! UUID, so an order id reused by another database never meets an old key), payment lookups
+//! (every webhook is confirmed by one), refunds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -389,6 +390,56 @@ impl YooKassaClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// YooKassa's answers as `shared/reference/yookassa-api.md` quotes them.
+    #[test]
+    fn recorded_yookassa_answers_parse() {
+        let payment: Payment = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/yookassa-payment-pending.json"
+        ))
+        .expect("payment");
+        assert_eq!(payment.status, Status::Pending);
+        assert!(!payment.paid);
+        assert_eq!(payment.amount.to_money(), Some(Money::rub_kopecks(19_900)));
+        assert_eq!(payment.metadata["order_id"], "42");
+        assert!(
+            payment
+                .confirmation
+                .and_then(|c| c.confirmation_url)
+                .is_some()
+        );
+
+        let notification: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/yookassa-notification-payment-succeeded.json"
+        ))
+        .expect("notification");
+        let paid: Payment = serde_json::from_value(notification["object"].clone()).expect("object");
+        assert_eq!((paid.status, paid.paid), (Status::Succeeded, true));
+        let method = paid.payment_method.expect("payment_method");
+        assert_eq!(
+            (method.kind.as_deref(), method.saved),
+            (Some("bank_card"), false)
+        );
+        assert_eq!(
+            paid.refunded_amount.and_then(|a| a.to_money()),
+            Some(Money::rub_kopecks(0))
+        );
+
+        let refund: Refund =
+            serde_json::from_str(include_str!("../../tests/it/fixtures/yookassa-refund.json"))
+                .expect("refund");
+        assert_eq!(refund.status, "succeeded");
+        assert_eq!(refund.amount.to_money(), Some(Money::rub_kopecks(19_900)));
+
+        let error: ErrorBody = serde_json::from_str(include_str!(
+            "../../tests/it/fixtures/yookassa-error-key-duplicated.json"
+        ))
+        .expect("error body");
+        assert_eq!(
+            (error.code.as_str(), error.description.as_str()),
+            ("invalid_request", "Idempotence key duplicated")
+        );
+    }
 
     #[test]
     fn amounts_are_decimal_strings() {

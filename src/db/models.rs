@@ -149,6 +149,10 @@ pub struct Payment {
     pub idempotency_key: Option<String>,
     /// The saved payment method an automatic renewal charges.
     pub payment_method_id: Option<String>,
+    /// The `Idempotence-Key` of every request that creates this order's payment at the provider:
+    /// a random UUID drawn when the order is written (`order-<id>` for orders written before
+    /// keys were stored), so it is unique across databases and the same on every retry.
+    pub provider_key: String,
 }
 
 impl Payment {
@@ -188,6 +192,8 @@ pub struct PaymentRefund {
     pub days_taken_back: i32,
     pub created_at: DateTime<Utc>,
     pub state: RefundState,
+    /// The `Idempotence-Key` of the refund request, drawn like [`Payment::provider_key`].
+    pub provider_key: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -164,6 +164,7 @@ diesel::table! {
         days_taken_back -> Int4,
         created_at -> Timestamptz,
         state -> Text,
+        provider_key -> Text,
     }
 }
 
@@ -193,6 +194,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         idempotency_key -> Nullable<Text>,
         payment_method_id -> Nullable<Text>,
+        provider_key -> Text,
     }
 }
 

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
-use support::wata::{self as wt, FakeWata};
-use support::yookassa::{self as yk, FakeYooKassa};
+use support::payments::Providers;
+use support::wata::FakeWata;
+use support::yookassa::FakeYooKassa;
 use vpn_shop::actors::payments::{Checkout, CreateCheckout};
 use vpn_shop::db::schema::{payments, plans, referrals, subscriptions};
 use vpn_shop::domain::{AdminRole, PaymentId, PaymentProvider, PaymentStatus, PlanId, UserId};
@@ -28,18 +29,9 @@ struct Sales {
 }
 
 async fn sales() -> Sales {
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
-    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
-    let app = spawn_app(&[
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
-    ])
-    .await;
+    let providers = Providers::start();
+    let app = spawn_app(&providers.env()).await;
+    let Providers { yookassa, wata, .. } = providers;
     let admin = app.token_for(AdminRole::Admin).await;
     let operator = app.token_for(AdminRole::Operator).await;
     let viewer = app.token_for(AdminRole::Viewer).await;

@@ -4,6 +4,8 @@
 
 use crate::support;
 
+use std::time::Duration;
+
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;

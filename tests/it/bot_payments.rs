@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::bot::{BotShop, bot_shop, button, buttons};
 use support::db::Subscriber;
 use support::marzban::FakeUser;
+use support::payments::Providers;
 use support::telegram::{SentMessage, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
@@ -45,20 +46,13 @@ struct Shop {
 }
 
 async fn shop(extra: &[(&str, &str)]) -> Shop {
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
-    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
-    let mut env = vec![
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
-        ("STARS_ENABLED", "true"),
-    ];
+    let providers = Providers::start();
+    let mut env = providers.env();
+    env.push(("STARS_ENABLED", "true"));
     env.extend_from_slice(extra);
     let bot = bot_shop(&env).await;
+    drop(env);
+    let Providers { yookassa, wata, .. } = providers;
     let plan = diesel::insert_into(plans::table)
         .values((
             plans::name.eq(format!("{PLAN_DAYS} days")),

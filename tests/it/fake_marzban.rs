@@ -10,7 +10,10 @@ use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser, SystemInfo};
+use support::marzban::{
+    ADMIN_PASSWORD, ADMIN_USERNAME, ENV_SUDO_PASSWORD, ENV_SUDO_USERNAME, FakePanel, FakeUser,
+    SystemInfo,
+};
 
 const GIB: i64 = 1 << 30;
 
@@ -29,9 +32,13 @@ async fn api() -> Api {
 }
 
 async fn login(http: &reqwest::Client, url: &str) -> String {
+    login_as(http, url, ADMIN_USERNAME, ADMIN_PASSWORD).await
+}
+
+async fn login_as(http: &reqwest::Client, url: &str, username: &str, password: &str) -> String {
     let resp = http
         .post(format!("{url}/api/admin/token"))
-        .form(&[("username", ADMIN_USERNAME), ("password", ADMIN_PASSWORD)])
+        .form(&[("username", username), ("password", password)])
         .send()
         .await
         .expect("login request");
@@ -57,10 +64,18 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token);
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// A call with another admin's token.
+    async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -97,6 +112,16 @@ impl Api {
         assert_eq!(status, 200, "create {username}: {user}");
         user
     }
+}
+
+/// The claims of a panel token (the JWT's middle part).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 fn now_ts() -> i64 {
@@ -847,15 +872,184 @@ async fn delete_user_then_404_and_old_subscription_dies() {
     );
 }
 
+/// 0.8.4: a user created by the env sudoer has no owner, and its DELETE deletes it, then fails
+/// building the report: 500, every time; a user with an owner is deleted with 200.
 #[tokio::test]
-async fn delete_bug_deletes_the_user_but_answers_500() {
+async fn deleting_a_user_of_the_env_sudoer_deletes_it_but_answers_500_every_time() {
+    let api = api().await;
+    let sudoer = login_as(
+        &api.http,
+        &api.panel.url(),
+        ENV_SUDO_USERNAME,
+        ENV_SUDO_PASSWORD,
+    )
+    .await;
+    for name in ["tg_1", "tg_2"] {
+        let body = json!({"username": name, "proxies": {"vless": {}}, "inbounds": {}});
+        let (status, user) = api
+            .call_as(&sudoer, Method::POST, "/api/user", Some(body))
+            .await;
+        assert_eq!(status, 200, "{user}");
+        assert_eq!(user["admin"], Value::Null, "the env sudoer owns nothing");
+    }
+    for name in ["tg_1", "tg_2"] {
+        let path = format!("/api/user/{name}");
+        let (status, body) = api.delete(&path).await;
+        assert_eq!(
+            (status, body),
+            (500, Value::String("Internal Server Error".into()))
+        );
+        assert!(api.panel.user(name).is_none(), "deleted all the same");
+        assert_eq!(api.delete(&path).await.0, 404);
+    }
+    api.create("tg_3", json!({})).await;
+    assert_eq!(
+        api.delete("/api/user/tg_3").await,
+        (200, json!({"detail": "User successfully deleted"}))
+    );
+}
+
+/// A regular (non-sudo) admin sees and changes only the users it owns.
+#[tokio::test]
+async fn a_regular_admin_sees_and_changes_only_its_own_users() {
+    let api = api().await;
+    api.panel.add_admin("reseller", "reseller-password", false);
+    let reseller = login_as(&api.http, &api.panel.url(), "reseller", "reseller-password").await;
+    let claims = jwt_claims(&reseller);
+    assert_eq!(
+        (claims["sub"].as_str(), claims["access"].as_str()),
+        (Some("reseller"), Some("admin"))
+    );
+    let (status, me) = api
+        .call_as(&reseller, Method::GET, "/api/admin", None)
+        .await;
+    assert_eq!(
+        (status, &me["username"], &me["is_sudo"]),
+        (200, &json!("reseller"), &json!(false))
+    );
+
+    api.create("tg_sudo", json!({})).await;
+    let body = json!({"username": "tg_own", "proxies": {"vless": {}}, "inbounds": {}});
+    let (status, own) = api
+        .call_as(&reseller, Method::POST, "/api/user", Some(body))
+        .await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["admin"]["username"], "reseller");
+    assert_eq!(own["admin"]["is_sudo"], false);
+
+    // Another admin's user: 403 on every user route; a missing user is still 404.
+    let forbidden = (403, json!({"detail": "You're not allowed"}));
+    let other = "/api/user/tg_sudo";
+    assert_eq!(
+        api.call_as(&reseller, Method::GET, other, None).await,
+        forbidden
+    );
+    let put = Some(json!({"status": "disabled"}));
+    assert_eq!(
+        api.call_as(&reseller, Method::PUT, other, put).await,
+        forbidden
+    );
+    assert_eq!(
+        api.call_as(&reseller, Method::DELETE, other, None).await,
+        forbidden
+    );
+    for suffix in ["/reset", "/revoke_sub"] {
+        let path = format!("{other}{suffix}");
+        assert_eq!(
+            api.call_as(&reseller, Method::POST, &path, None).await,
+            forbidden
+        );
+    }
+    let missing = api
+        .call_as(&reseller, Method::GET, "/api/user/nobody", None)
+        .await;
+    assert_eq!(missing, (404, json!({"detail": "User not found"})));
+    assert_eq!(
+        api.panel.user("tg_sudo").unwrap().status,
+        "active",
+        "nothing applied"
+    );
+
+    // The list is filtered to its own users; the owner filter is a sudo's only.
+    for query in ["", "?admin=admin"] {
+        let (status, page) = api
+            .call_as(&reseller, Method::GET, &format!("/api/users{query}"), None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(page["total"], 1, "{query}: {page}");
+        assert_eq!(page["users"][0]["username"], "tg_own");
+    }
+    let (_, system) = api
+        .call_as(&reseller, Method::GET, "/api/system", None)
+        .await;
+    assert_eq!(system["total_user"], 1);
+    // Its own user it may change; the sudo sees both.
+    let (status, _) = api
+        .call_as(
+            &reseller,
+            Method::PUT,
+            "/api/user/tg_own",
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.get("/api/users").await.1["total"], 2);
+    let (_, filtered) = api.get("/api/users?admin=reseller").await;
+    assert_eq!(filtered["users"][0]["username"], "tg_own");
+    assert_eq!(filtered["total"], 1);
+}
+
+#[tokio::test]
+async fn a_refusing_panel_refuses_connections_and_keeps_its_users_and_tokens() {
     let api = api().await;
     api.create("tg_1", json!({})).await;
-    api.panel.set_delete_bug(true);
-    let (status, _) = api.delete("/api/user/tg_1").await;
-    assert_eq!(status, 500);
-    assert!(api.panel.user("tg_1").is_none());
-    assert_eq!(api.delete("/api/user/tg_1").await.0, 404);
+    api.panel.refuse_connections(true);
+    let error = reqwest::Client::new()
+        .get(api.url("/api/user/tg_1"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect_err("nothing listens");
+    assert!(error.is_connect(), "{error:?}");
+    api.panel.refuse_connections(false);
+    // A new client: the old one's pooled connection died with the stopped server.
+    let (status, user) = read(
+        reqwest::Client::new()
+            .get(api.url("/api/user/tg_1"))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("it listens again"),
+    )
+    .await;
+    assert_eq!((status, &user["username"]), (200, &json!("tg_1")));
+}
+
+#[tokio::test]
+async fn a_hanging_panel_answers_nothing_and_applies_nothing_until_the_hang_ends() {
+    let api = api().await;
+    api.panel.clear_requests();
+    api.panel.set_hanging(true);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let body = json!({"username": "tg_1", "proxies": {"vless": {}}, "inbounds": {}});
+    let error = impatient
+        .post(api.url("/api/user"))
+        .bearer_auth(&api.token)
+        .json(&body)
+        .send()
+        .await
+        .expect_err("no answer");
+    assert!(error.is_timeout(), "{error:?}");
+    let hung = api.panel.requests();
+    assert_eq!(hung.len(), 1);
+    assert_eq!((hung[0].route.as_str(), hung[0].status), ("/api/user", 0));
+    assert_eq!(api.panel.user_count(), 0, "nothing applied");
+    api.panel.set_hanging(false);
+    api.create("tg_1", json!({})).await;
+    assert_eq!(api.panel.user_count(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

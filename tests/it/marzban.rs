@@ -812,10 +812,23 @@ async fn admin_operations_reach_the_panel_and_the_database() {
         SubscriptionStatus::Active
     );
 
-    // Delete, through the 0.8.4 bug that answers 500 although the user is gone.
-    panel.set_delete_bug(true);
+    // Delete, through the 0.8.4 bug that answers 500 although the user is gone (every time, for
+    // a user created by the env sudoer, which owns nothing): the client asks whether it is gone.
+    panel.update_user(&name(9001), |u| u.admin = None);
+    panel.clear_requests();
     wait_done(&app, &[enqueue(conn, "panel_delete", user).await]).await;
     assert!(panel.user(&name(9001)).is_none());
+    let answers: Vec<_> = panel
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == "/api/user/{username}")
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(
+        answers,
+        [("DELETE".to_owned(), 500), ("GET".to_owned(), 404)],
+        "one DELETE, then the check that the user is gone"
+    );
     let sub = subscription(conn, user).await;
     assert_eq!(sub.status, SubscriptionStatus::Disabled);
     assert!(sub.subscription_url.is_none());
@@ -1198,5 +1211,135 @@ async fn paid_access_taken_away_behind_the_shops_back_is_counted_and_repaired() 
     })
     .await;
     assert_eq!(check_paid_access(&app).await, 0);
+    app.shutdown().await;
+}
+
+/// The job once its last error contains `needle` (the job keeps being retried).
+async fn wait_error(app: &TestApp, id: JobId, needle: &str) -> Job {
+    wait_until(&format!("a job error with {needle:?}"), || async {
+        let j = job(&mut app.db.connect().await, id).await;
+        j.last_error.as_deref().is_some_and(|e| e.contains(needle))
+    })
+    .await;
+    job(&mut app.db.connect().await, id).await
+}
+
+#[actix_rt::test]
+async fn a_panel_that_refuses_connections_fails_the_job_which_completes_once_it_listens_again() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 9201, SubscriptionStatus::Active, days(30), None).await;
+    panel.refuse_connections(true);
+    let id = enqueue(conn, "provision", user).await;
+    let failed = wait_error(&app, id, "Connection refused").await;
+    assert!(
+        matches!(failed.state, JobState::Pending | JobState::Running),
+        "retried, not given up: {failed:?}"
+    );
+    assert!(panel.requests().is_empty(), "nothing reached the panel");
+
+    panel.refuse_connections(false);
+    wait_done(&app, &[id]).await;
+    let panel_user = panel.user(&name(9201)).expect("created once it listens");
+    assert_eq!(panel_user.expire, Some(days(30).timestamp()));
+    assert_eq!(panel.count("POST", "/api/user"), 1);
+    app.shutdown().await;
+}
+
+/// A panel that accepts connections and never answers: each attempt ends at `MARZBAN_TIMEOUT`,
+/// a read is tried three times (the client's retries), and the job is retried later as a whole.
+#[actix_rt::test]
+async fn a_hanging_panel_times_out_every_attempt_and_the_job_completes_after_the_hang() {
+    let panel = FakePanel::start();
+    let app = spawn_with_panel(&panel, &[("MARZBAN_TIMEOUT", "300ms")]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 9202, SubscriptionStatus::Active, days(30), None).await;
+    panel.set_hanging(true);
+    let id = enqueue(conn, "provision", user).await;
+    let failed = wait_error(&app, id, "timed out").await;
+    assert!(
+        matches!(failed.state, JobState::Pending | JobState::Running),
+        "retried, not given up: {failed:?}"
+    );
+    let hung: Vec<_> = panel.requests();
+    assert!(hung.iter().all(|r| r.status == 0), "nothing was answered");
+    let reads = hung
+        .iter()
+        .filter(|r| r.method == "GET" && r.route == "/api/user/{username}")
+        .count();
+    assert!(
+        reads >= 3,
+        "a read is tried three times per job attempt: {reads}"
+    );
+    assert!(
+        hung.iter().all(|r| r.method == "GET"),
+        "a create is never sent while the read fails"
+    );
+    assert_eq!(panel.user_count(), 0);
+
+    panel.set_hanging(false);
+    wait_done(&app, &[id]).await;
+    assert_eq!(
+        panel
+            .user(&name(9202))
+            .expect("created after the hang")
+            .expire,
+        Some(days(30).timestamp())
+    );
+    assert_eq!(panel.count("POST", "/api/user"), 1);
+    app.shutdown().await;
+}
+
+/// The README's set-up with a regular (non-sudo) panel admin: the shop's users are its own, the
+/// syncs see only them, and a same-named user of another admin is refused by name, not changed.
+#[actix_rt::test]
+async fn a_regular_panel_admin_manages_its_own_users_and_never_touches_another_admins() {
+    let panel = FakePanel::start();
+    panel.add_admin("reseller", "reseller-password", false);
+    let app = spawn_with_panel(
+        &panel,
+        &[
+            ("MARZBAN_USERNAME", "reseller"),
+            ("MARZBAN_PASSWORD", "reseller-password"),
+        ],
+    )
+    .await;
+    let conn = &mut app.db.connect().await;
+    // Another admin's users: one with a shop-like name, one of the panel's own.
+    let mut foreign = FakeUser::new(&name(9399));
+    foreign.admin = Some(ADMIN_USERNAME.to_owned());
+    panel.insert_user(foreign);
+    let mut stranger = FakeUser::new("someone_else");
+    stranger.admin = Some(ADMIN_USERNAME.to_owned());
+    panel.insert_user(stranger);
+
+    let own = subscriber(conn, 9301, SubscriptionStatus::Active, days(30), None).await;
+    wait_done(&app, &[enqueue(conn, "provision", own).await]).await;
+    let created = panel.user(&name(9301)).expect("created");
+    assert_eq!(created.admin.as_deref(), Some("reseller"));
+
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!((counts.checked, counts.failed), (1, 0), "{counts:?}");
+    run_sync(&app, SyncKind::Status).await;
+    assert!(
+        panel.requests().iter().all(|r| r.status != 403),
+        "the syncs asked only for what the admin may see"
+    );
+
+    // A shop user whose panel name belongs to another admin: refused by name, left alone.
+    let clash = subscriber(conn, 9399, SubscriptionStatus::Active, days(60), None).await;
+    let id = enqueue(conn, "provision", clash).await;
+    wait_until("the job to die", || async {
+        job(&mut app.db.connect().await, id).await.state == JobState::Dead
+    })
+    .await;
+    let error = job(conn, id).await.last_error.unwrap_or_default();
+    assert!(error.contains("You're not allowed"), "{error}");
+    let untouched = panel.user(&name(9399)).unwrap();
+    assert_eq!(
+        (untouched.expire, untouched.admin.as_deref()),
+        (None, Some(ADMIN_USERNAME))
+    );
     app.shutdown().await;
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
 use support::marzban::{self as mz, FakePanel};
+use support::payments::Providers;
 use support::telegram::{self as tg, FakeTelegram, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
@@ -55,21 +56,14 @@ async fn shop(extra: &[(&str, &str)]) -> Shop {
 
 /// With `stars`, a fake Telegram and `STARS_ENABLED=true` (the bot actor runs).
 async fn shop_with(stars: bool, extra: &[(&str, &str)]) -> Shop {
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
+    let providers = Providers::start();
     let telegram = stars.then(FakeTelegram::start);
-    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
     let telegram_url = telegram.as_ref().map(|t| t.url()).unwrap_or_default();
-    let mut env = vec![
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
+    let mut env = providers.env();
+    env.extend([
         ("JOB_POLL_INTERVAL", "200ms"),
         ("JOB_BACKOFF_BASE", "100ms"),
-    ];
+    ]);
     if stars {
         env.extend([
             ("TELEGRAM_BOT_TOKEN", tg::TOKEN),
@@ -79,6 +73,8 @@ async fn shop_with(stars: bool, extra: &[(&str, &str)]) -> Shop {
     }
     env.extend_from_slice(extra);
     let app = spawn_app(&env).await;
+    drop(env);
+    let Providers { yookassa, wata, .. } = providers;
     let plan = insert_plan(&mut app.db.connect().await, PLAN_DAYS as i32, PLAN_PRICE).await;
     Shop {
         app,
@@ -467,10 +463,13 @@ async fn yookassa_checkout_writes_the_order_first_and_asks_for_one_payment() {
     assert_eq!(order.confirmation_url.as_deref(), Some(url.as_str()));
     let create = shop.first_yookassa_create();
     assert!(create.authorized, "Basic auth with the shop's credentials");
+    // The key stored with the order: a UUID v4, within YooKassa's 64 characters.
     assert_eq!(
         create.idempotence_key.as_deref(),
-        Some(format!("order-{order_id}").as_str())
+        Some(order.provider_key.as_str())
     );
+    let key = uuid::Uuid::parse_str(&order.provider_key).expect("a UUID");
+    assert_eq!(key.get_version_num(), 4);
     let body = create.body.as_ref().unwrap();
     assert_eq!(
         body["amount"],
@@ -487,6 +486,147 @@ async fn yookassa_checkout_writes_the_order_first_and_asks_for_one_payment() {
     // Nothing is given before the payment.
     assert!(subscription(conn, user).await.is_none());
     shop.finish().await;
+}
+
+/// Order ids are unique in one database only. After a restore from a backup taken before an order
+/// was written (or in a second shop on the same YooKassa account), a new order gets the old one's
+/// id; YooKassa keeps an `Idempotence-Key` for 24 h, so a key derived from the id would get the
+/// old payment back, or "Idempotence key duplicated" when the request differs.
+#[actix_rt::test]
+async fn an_order_id_reused_after_a_restore_still_gets_its_own_yookassa_payment() {
+    let shop = shop(&[]).await;
+    let conn = &mut shop.conn().await;
+    let first_user = shop.user(1001).await;
+    let first = shop.checkout(first_user, PaymentProvider::Yookassa).await;
+
+    // The restore: the order is gone and the id sequence is back where the backup left it.
+    diesel::delete(payments::table.find(first.id))
+        .execute(conn)
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT setval('payments_id_seq', $1, false)")
+        .bind::<diesel::sql_types::BigInt, _>(first.id.0)
+        .execute(conn)
+        .await
+        .unwrap();
+
+    // Another user buys another plan; the new order has the old order's id.
+    let second_user = shop.user(1002).await;
+    let dearer = insert_plan(conn, 90, 79_900).await;
+    let second = shop
+        .try_checkout_of(dearer, second_user, PaymentProvider::Yookassa, None, false)
+        .await;
+    let second = shop.order_of(second).await;
+    assert_eq!(second.id, first.id, "the restore reused the id");
+    assert_ne!(
+        second.external_id, first.external_id,
+        "a payment of its own"
+    );
+    assert_ne!(second.confirmation_url, first.confirmation_url);
+    let payment = shop
+        .yookassa
+        .payment(second.external_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(payment["amount"]["value"], "799.00");
+    assert_eq!(payment["metadata"]["user_id"], second_user.to_string());
+
+    // Each order sent the key stored on it, unique and within YooKassa's 64 characters.
+    let keys: Vec<String> = shop
+        .yookassa
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.route == "/v3/payments")
+        .filter_map(|r| r.idempotence_key)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(keys[1], second.provider_key);
+    assert!(keys.iter().all(|k| k.len() <= 64));
+    shop.finish().await;
+}
+
+/// Orders and refunds written before keys were stored keep the key they may already have sent
+/// (`order-<id>`, `refund-<order>-<id>`): a pending order must repeat exactly that key.
+#[actix_rt::test]
+async fn the_key_migration_keeps_the_derived_keys_of_existing_orders_and_refunds() {
+    use diesel::migration::{MigrationConnection, MigrationSource};
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    use diesel_migrations::MigrationHarness;
+
+    const KEYS_MIGRATION: &str = "provider_idempotence_keys";
+    let db = support::db::TestDb::empty().await;
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .unwrap();
+        let migrations =
+            MigrationSource::<diesel::pg::Pg>::migrations(&vpn_shop::db::MIGRATIONS).unwrap();
+        conn.setup().unwrap();
+        let mut migrations: Vec<_> = migrations.into_iter().collect();
+        migrations.sort_by_key(|m| m.name().version().to_string());
+        for migration in migrations {
+            if migration.name().to_string().ends_with(KEYS_MIGRATION) {
+                break;
+            }
+            conn.run_migration(&migration).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let conn = &mut db.connect().await;
+    for statement in [
+        "INSERT INTO users (id, telegram_id, referral_code) OVERRIDING SYSTEM VALUE VALUES (1, 1001, 'abcd1001')",
+        "INSERT INTO payments (id, user_id, provider, status, amount_minor, currency, days, external_id, paid_at)
+             OVERRIDING SYSTEM VALUE
+             VALUES (41, 1, 'yookassa', 'pending', 29900, 'RUB', 30, NULL, NULL),
+                    (42, 1, 'yookassa', 'succeeded', 29900, 'RUB', 30, 'yk-42', now())",
+        "INSERT INTO payment_refunds (id, payment_id, provider, amount_minor, days_taken_back, state)
+             OVERRIDING SYSTEM VALUE
+             VALUES (7, 42, 'yookassa', 1000, 1, 'requested')",
+    ] {
+        diesel::sql_query(statement).execute(conn).await.unwrap();
+    }
+    vpn_shop::db::run_migrations(&db.url).await.unwrap();
+
+    let keys: Vec<(PaymentId, String)> = payments::table
+        .select((payments::id, payments::provider_key))
+        .order(payments::id)
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        [
+            (PaymentId(41), "order-41".to_owned()),
+            (PaymentId(42), "order-42".to_owned())
+        ]
+    );
+    let refund_key: String = payment_refunds::table
+        .find(7)
+        .select(payment_refunds::provider_key)
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!(refund_key, "refund-42-7");
+    // A row written now draws a fresh UUID.
+    let fresh: String = diesel::insert_into(payments::table)
+        .values((
+            payments::user_id.eq(UserId(1)),
+            payments::provider.eq(PaymentProvider::Yookassa),
+            payments::amount_minor.eq(29_900),
+            payments::currency.eq(vpn_shop::domain::Currency::Rub),
+            payments::days.eq(30),
+        ))
+        .returning(payments::provider_key)
+        .get_result(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(&fresh).unwrap().get_version_num(),
+        4,
+        "{fresh}"
+    );
 }
 
 #[actix_rt::test]
@@ -1609,6 +1749,29 @@ async fn a_refund_made_in_the_yookassa_dashboard_takes_the_time_back_when_its_no
             PaymentEventVerdict::Duplicate
         ]
     );
+    shop.finish().await;
+}
+
+/// WATA's public key as PKCS#1 (`BEGIN RSA PUBLIC KEY`, "some clients call it PKCS#1"): the
+/// shop falls back to that format and the signed webhook is believed.
+#[actix_rt::test]
+async fn a_wata_key_served_as_pkcs1_verifies_the_webhook() {
+    let shop = shop(&[]).await;
+    shop.wata.serve_pkcs1_key(true);
+    assert!(
+        shop.wata
+            .public_key_pem()
+            .starts_with("-----BEGIN RSA PUBLIC KEY-----")
+    );
+    let user = shop.user(6010).await;
+    let order = shop.checkout(user, PaymentProvider::Wata).await;
+    let transaction = shop.pay_wata_link(&order);
+    assert_eq!(shop.send_wata(&transaction).await, 200);
+    assert_eq!(
+        order_status(&mut shop.conn().await, order.id).await,
+        PaymentStatus::Succeeded
+    );
+    assert_eq!(shop.wata.count("GET", "/api/h2h/public-key"), 1);
     shop.finish().await;
 }
 

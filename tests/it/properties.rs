@@ -20,9 +20,10 @@ use teloxide::types::{MessageKind, UpdateKind};
 use support::app::{TestApp, spawn_app};
 use support::bot::bot_shop;
 use support::db::Subscriber;
+use support::payments::Providers;
 use support::wait_until_within;
-use support::wata::{self as wt, FakeWata};
-use support::yookassa::{self as yk, FakeYooKassa};
+use support::wata::FakeWata;
+use support::yookassa::FakeYooKassa;
 use vpn_shop::actors::bot::callback::{AdminAction, Callback, SEGMENTS};
 use vpn_shop::actors::bot::payments::payment_of;
 use vpn_shop::actors::payments::Outcome;
@@ -635,18 +636,9 @@ async fn pending_order(
 /// them; the genuine notices afterwards do, which shows the forgeries aimed at payable orders.
 #[actix_rt::test]
 async fn payment_webhooks_take_anything_and_give_nothing() {
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
-    let (yookassa_url, wata_url) = (yookassa.url(), wata.url());
-    let app = spawn_app(&[
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
-    ])
-    .await;
+    let providers = Providers::start();
+    let app = spawn_app(&providers.env()).await;
+    let (yookassa, wata) = (&providers.yookassa, &providers.wata);
     let plan = {
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
@@ -1409,17 +1401,11 @@ async fn any_interleaving_keeps_the_books_the_panel_and_the_bans_right() {
     use vpn_shop::domain::SubscriptionStatus;
     use vpn_shop::domain::pricing::refund_days;
 
-    let yookassa = FakeYooKassa::start();
-    let wata = FakeWata::start();
+    let providers = Providers::start();
     let panel = support::marzban::FakePanel::start();
-    let (yookassa_url, wata_url, panel_url) = (yookassa.url(), wata.url(), panel.url());
-    let app = spawn_app(&[
-        ("YOOKASSA_SHOP_ID", yk::SHOP_ID),
-        ("YOOKASSA_SECRET_KEY", yk::SECRET_KEY),
-        ("YOOKASSA_API_URL", yookassa_url.as_str()),
-        ("YOOKASSA_CHECK_IP", "false"),
-        ("WATA_TOKEN", wt::TOKEN),
-        ("WATA_API_URL", wata_url.as_str()),
+    let panel_url = panel.url();
+    let mut env = providers.env();
+    env.extend([
         ("MARZBAN_URL", panel_url.as_str()),
         ("MARZBAN_USERNAME", support::marzban::ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", support::marzban::ADMIN_PASSWORD),
@@ -1429,8 +1415,10 @@ async fn any_interleaving_keeps_the_books_the_panel_and_the_bans_right() {
         ("JOB_POLL_INTERVAL", "100ms"),
         ("JOB_BACKOFF_BASE", "100ms"),
         ("JOB_BACKOFF_MAX", "500ms"),
-    ])
-    .await;
+    ]);
+    let app = spawn_app(&env).await;
+    drop(env);
+    let Providers { yookassa, wata, .. } = providers;
     let plan = {
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;

@@ -297,9 +297,9 @@ impl Shared {
             payment_method_id: None,
             receipt,
         };
-        // The key names the order: a repeat of this call returns the same payment.
-        let key = format!("order-{}", order.id);
-        match client.create_payment(&key, &request).await {
+        // The order's own key (random, stored with it): a repeat of this call returns the same
+        // payment, and no other database's order with the same id can get it.
+        match client.create_payment(&order.provider_key, &request).await {
             Ok(payment) => {
                 let url = payment
                     .confirmation

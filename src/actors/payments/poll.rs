@@ -540,10 +540,7 @@ impl Shared {
             payment_method_id: Some(method.clone()),
             receipt: None,
         };
-        let outcome = match client
-            .create_payment(&format!("order-{}", order.id), &request)
-            .await
-        {
+        let outcome = match client.create_payment(&order.provider_key, &request).await {
             Ok(p) => {
                 let mut conn = self.pool.get().await?;
                 payments::set_checkout(&mut conn, order.id, &p.id, None).await?;

@@ -238,12 +238,13 @@ impl Shared {
                 let Some(client) = &self.clients.yookassa else {
                     return Ok(Asked::Refused("YooKassa is not configured".into()));
                 };
-                // The key names this request: YooKassa answers a repeat with the same refund.
-                let key = format!("refund-{}-{}", order.id, request.id);
+                // The refund request's own key (random, stored with it): YooKassa answers a repeat
+                // with the same refund.
+                let key = &request.provider_key;
                 // The audit log keeps the whole reason; YooKassa gets what its field holds.
                 let description: String = msg.reason.chars().take(MAX_REFUND_DESCRIPTION).collect();
                 match client
-                    .create_refund(&key, &external, amount, &description)
+                    .create_refund(key, &external, amount, &description)
                     .await
                 {
                     Ok(refund) if refund.status == "canceled" => {

@@ -1,7 +1,8 @@
 //! A fake SMTP submission server for tests and benches: plain-text ESMTP (no TLS) with AUTH
 //! PLAIN/LOGIN, a recorder that decodes the small MIME subset lettre emits, and fault injection
 //! (rejected DATA, outages). It serves from its own thread and tokio runtime, so any runtime (or
-//! none) can drive it. Self-contained: `benches/` may include this file by path.
+//! none) can drive it. `benches/` include this file by path, next to `server.rs`
+//! (its bounded stop).
 
 // Each includer (a test binary, a bench) uses a different subset of this API.
 #![allow(dead_code)]
@@ -10,12 +11,14 @@ use std::io;
 use std::net::TcpListener as StdTcpListener;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+use super::server::join_within;
 
 pub const SMTP_USER: &str = "mailer";
 pub const SMTP_PASSWORD: &str = "mail-password";
@@ -193,13 +196,8 @@ impl Drop for FakeSmtp {
             let _ = shutdown.send(());
         }
         if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+            // Bounded: a session that does not end must not hang the test that is over.
+            join_within(thread, Duration::from_secs(5));
         }
     }
 }

@@ -2,22 +2,21 @@
 //! keyboards, callback queries, long polling and webhooks, Stars invoices, refunds and
 //! subscriptions) as `shared/reference/telegram-payments.md` describes it, with flood limits, faults
 //! on demand and a request recorder. It serves from its own thread and actix System, so any runtime
-//! (or none) can drive it. Self-contained: `benches/` include this file by path.
+//! (or none) can drive it. Benches include this file by path, next to `server.rs`.
 
 // Each includer (a test binary, a bench) uses a different subset of this API.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
+
+use super::server::FakeServer;
 
 pub const TOKEN: &str = "123456:TEST-TOKEN";
 pub const BOT_ID: i64 = 123456;
@@ -247,60 +246,28 @@ pub struct InvoiceLink {
 /// The running fake; stops (bounded) when dropped.
 pub struct FakeTelegram {
     shared: Arc<Shared>,
-    url: String,
-    server: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer,
 }
 
 impl FakeTelegram {
     /// Binds 127.0.0.1 on a random port and returns once the server is listening.
     pub fn start() -> FakeTelegram {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Telegram");
-        let addr = listener.local_addr().expect("fake Telegram address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             changed: Notify::new(),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("fake-telegram".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let result = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(64 << 20))
-                            .default_service(web::to(serve))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)?
-                    .run();
-                    let _ = handle_tx.send(server.handle());
-                    server.await
-                });
-                if let Err(e) = result {
-                    eprintln!("fake Telegram stopped with an error: {e}");
-                }
-            })
-            .expect("spawn the fake Telegram thread");
-        let server = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the fake Telegram did not start");
-        FakeTelegram {
-            shared,
-            url: format!("http://{addr}"),
-            server,
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("fake-telegram", move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 << 20))
+                .default_service(web::to(serve));
+        });
+        FakeTelegram { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`: the Bot API base (methods live at `{url}/bot{TOKEN}/{method}`).
     pub fn url(&self) -> String {
-        self.url.clone()
+        self.server.url()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -688,23 +655,6 @@ impl FakeTelegram {
     /// Added to every answer, after the request was applied.
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
-    }
-}
-
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        // Not graceful: a long poll or a delayed answer must not hold the shutdown up. The stop
-        // command is sent eagerly; the returned future only reports completion.
-        std::mem::drop(self.server.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 

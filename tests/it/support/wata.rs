@@ -2,7 +2,7 @@
 //! webhook-signing public key of `shared/reference/wata-api.md` (status codes, error bodies, quirks),
 //! a payer that pays or declines links, and post-payment/refund webhooks signed like WATA signs them.
 //! It serves from its own thread and actix System, so any runtime (or none) can drive it, with fault
-//! injection and a request recorder. Self-contained: `benches/` include this file by path.
+//! injection and a request recorder. Benches include this file by path, next to `server.rs`.
 //!
 //! What the reference does not pin down is inferred here and marked "inferred" where it is decided.
 
@@ -10,17 +10,15 @@
 #![allow(dead_code)]
 
 use std::cmp::Ordering;
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
+use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::rand_core::OsRng;
@@ -28,6 +26,8 @@ use rsa::signature::{SignatureEncoding, Signer};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value};
 use sha2::Sha512;
+
+use super::server::FakeServer;
 
 /// The access token the fake accepts (`Authorization: Bearer <TOKEN>`).
 pub const TOKEN: &str = "wata-test-token-1b2c3d";
@@ -71,60 +71,28 @@ pub struct Recorded {
 /// The running fake; stops (bounded) when dropped.
 pub struct FakeWata {
     shared: Arc<Shared>,
-    url: String,
-    server: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer,
 }
 
 impl FakeWata {
     /// Generates a 2048-bit RSA key pair, binds 127.0.0.1 on a random port and returns once the
     /// server is listening.
     pub fn start() -> FakeWata {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake WATA API");
-        let addr = listener.local_addr().expect("fake WATA address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(Arc::new(KeyPair::generate()))),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("fake-wata".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let result = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .default_service(web::to(serve))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)?
-                    .run();
-                    let _ = handle_tx.send(server.handle());
-                    server.await
-                });
-                if let Err(e) = result {
-                    eprintln!("fake WATA API stopped with an error: {e}");
-                }
-            })
-            .expect("spawn the fake WATA thread");
-        let server = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the fake WATA API did not start");
-        FakeWata {
-            shared,
-            url: format!("http://{addr}/api/h2h"),
-            server,
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("fake-wata", move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .default_service(web::to(serve));
+        });
+        FakeWata { shared, server }
     }
 
     /// The base to use as `WATA_API_URL`: `http://127.0.0.1:PORT/api/h2h` (no trailing slash).
     pub fn url(&self) -> String {
-        self.url.clone()
+        format!("{}/api/h2h", self.server.url())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -231,10 +199,17 @@ impl FakeWata {
         FOREIGN.get_or_init(KeyPair::generate).sign(body)
     }
 
-    /// The current public key, SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`, LF line
-    /// endings, no trailing newline), exactly as `GET /public-key` serves it in `value`.
+    /// The current public key exactly as `GET /public-key` serves it in `value`: PEM with LF line
+    /// endings and no trailing newline, SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`) unless
+    /// [`FakeWata::serve_pkcs1_key`] asked for PKCS#1.
     pub fn public_key_pem(&self) -> String {
-        self.state().keys.public_pem.clone()
+        self.state().served_public_pem().to_owned()
+    }
+
+    /// Serves the same key as PKCS#1 (`-----BEGIN RSA PUBLIC KEY-----`), as some WATA set-ups
+    /// and clients name it (the reference: "some clients call it PKCS#1"); `false`: SPKI again.
+    pub fn serve_pkcs1_key(&self, pkcs1: bool) {
+        self.state().pkcs1 = pkcs1;
     }
 
     /// A new key pair: `GET /public-key` serves the new public key and webhooks are signed with it.
@@ -292,41 +267,31 @@ impl FakeWata {
     }
 }
 
-impl Drop for FakeWata {
-    fn drop(&mut self) {
-        // Not graceful: a request parked by `time_out_next` must not hold the shutdown up. The stop
-        // command is sent eagerly; the returned future only reports completion.
-        std::mem::drop(self.server.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Keys
 
 struct KeyPair {
     signing: SigningKey<Sha512>,
     public_pem: String,
+    /// The same public key as PKCS#1 PEM.
+    public_pkcs1_pem: String,
 }
 
 impl KeyPair {
     fn generate() -> KeyPair {
         let private = RsaPrivateKey::new(&mut OsRng, 2048).expect("generate a 2048-bit RSA key");
-        let public_pem = RsaPublicKey::from(&private)
+        let public = RsaPublicKey::from(&private);
+        let public_pem = public
             .to_public_key_pem(LineEnding::LF)
             .expect("encode the RSA public key as PEM");
+        let public_pkcs1_pem = public
+            .to_pkcs1_pem(LineEnding::LF)
+            .expect("encode the RSA public key as PKCS#1 PEM");
         KeyPair {
             signing: SigningKey::new(private),
             // The reference shows the value ending in `-----END PUBLIC KEY-----`.
             public_pem: public_pem.trim_end().to_owned(),
+            public_pkcs1_pem: public_pkcs1_pem.trim_end().to_owned(),
         }
     }
 
@@ -605,6 +570,8 @@ struct Transaction {
 
 struct State {
     keys: Arc<KeyPair>,
+    /// `GET /public-key` serves PKCS#1 instead of SubjectPublicKeyInfo.
+    pkcs1: bool,
     links: Vec<Link>,
     transactions: Vec<Transaction>,
     next_seq: u64,
@@ -619,6 +586,7 @@ impl State {
     fn new(keys: Arc<KeyPair>) -> State {
         State {
             keys,
+            pkcs1: false,
             links: Vec::new(),
             transactions: Vec::new(),
             next_seq: 0,
@@ -627,6 +595,14 @@ impl State {
             fail_next: (0, 500),
             time_out_next: (0, Duration::ZERO),
             requests: Vec::new(),
+        }
+    }
+
+    fn served_public_pem(&self) -> &str {
+        if self.pkcs1 {
+            &self.keys.public_pkcs1_pem
+        } else {
+            &self.keys.public_pem
         }
     }
 
@@ -666,7 +642,7 @@ impl State {
             Route::MethodNotAllowed => return Reply::empty(405),
             // Anonymous: a token, even a wrong one, is ignored (inferred: [AllowAnonymous]).
             Route::PublicKey => {
-                let value = Obj::new().str("value", &self.keys.public_pem).render();
+                let value = Obj::new().str("value", self.served_public_pem()).render();
                 return Reply::ok(value);
             }
             _ => {}

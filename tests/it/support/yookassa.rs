@@ -2,7 +2,7 @@
 //! `shared/reference/yookassa-api.md` the shop uses (payments, autopayments, 54-FZ receipts,
 //! refunds, idempotence, webhooks) over in-memory state, with fault injection and a request
 //! recorder. It serves from its own thread and actix System, so any runtime (or none) can drive
-//! it. Self-contained: `benches/` include this file by path.
+//! it. Benches include this file by path, next to `server.rs`.
 //!
 //! Behaviour the reference does not pin down is marked `[I]` (inferred) where it is decided.
 
@@ -10,18 +10,17 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Datelike, SecondsFormat, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
+
+use super::server::FakeServer;
 
 pub const SHOP_ID: &str = "506751";
 pub const SECRET_KEY: &str = "test_Fh8hUAVVBGUGbjmlzba6TB0iyUbos_lueTHE-axOwM0";
@@ -154,59 +153,27 @@ pub struct Recorded {
 /// The running fake; stops (bounded) when dropped.
 pub struct FakeYooKassa {
     shared: Arc<Shared>,
-    url: String,
-    server: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer,
 }
 
 impl FakeYooKassa {
     /// Binds 127.0.0.1 on a random port and returns once the server is listening.
     pub fn start() -> FakeYooKassa {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake YooKassa");
-        let addr = listener.local_addr().expect("fake YooKassa address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
         });
         let data = web::Data::from(Arc::clone(&shared));
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("fake-yookassa".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let result = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .default_service(web::to(serve))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)?
-                    .run();
-                    let _ = handle_tx.send(server.handle());
-                    server.await
-                });
-                if let Err(e) = result {
-                    eprintln!("fake YooKassa stopped with an error: {e}");
-                }
-            })
-            .expect("spawn the fake YooKassa thread");
-        let server = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the fake YooKassa did not start");
-        FakeYooKassa {
-            shared,
-            url: format!("http://{addr}/v3"),
-            server,
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("fake-yookassa", move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .default_service(web::to(serve));
+        });
+        FakeYooKassa { shared, server }
     }
 
     /// The API base to use as `YOOKASSA_API_URL`: `http://127.0.0.1:PORT/v3`.
     pub fn url(&self) -> String {
-        self.url.clone()
+        format!("{}/v3", self.server.url())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -454,23 +421,6 @@ impl FakeYooKassa {
             .iter()
             .filter(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
             .count()
-    }
-}
-
-impl Drop for FakeYooKassa {
-    fn drop(&mut self) {
-        // Not graceful: a request parked by `time_out_next` must not hold the shutdown up. The stop
-        // command is sent eagerly; the returned future only reports completion.
-        std::mem::drop(self.server.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
