@@ -12,7 +12,7 @@
 //!   of them has been answered) and once or twice while jobs are running; webhooks that fail
 //!   meanwhile are re-posted until answered 200, as YooKassa does.
 //! - `telegram_429`: the fake Bot API enforces a global limit (30/s) and answers bursts of 429s
-//!   (`retry_after` 1 s) every 2 s for 30 s while the notifications go out.
+//!   (`retry_after` 1 s) every 2 s for `BENCH_STORM_SECS` (30) while the notifications go out.
 //! - `smtp_down`: every user has an email address and the mail server refuses all connections for
 //!   `BENCH_OUTAGE_SECS` while the webhooks arrive: the Telegram messages must all go out during
 //!   the outage, and each user must get exactly one email after it.
@@ -23,7 +23,7 @@
 //!
 //! Run: `cargo bench --bench faults [-- <scenario>…]` (uses `TEST_DATABASE_URL` if set, otherwise a
 //! throwaway PostgreSQL cluster; `pg_restart` always runs its own). `BENCH_PURCHASES` (1000;
-//! `telegram_429` and `smtp_down` use half), `BENCH_OUTAGE_SECS` (20), `BENCH_PG_DOWN_SECS` (10),
+//! `telegram_429` and `smtp_down` use half), `BENCH_OUTAGE_SECS` (20), `BENCH_PG_DOWN_SECS` (10), `BENCH_STORM_SECS` (30),
 //! `BENCH_SEED` change it.
 
 mod common;
@@ -771,7 +771,7 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
     let orders = orders(&mut conn, &app, &fakes.yookassa, n).await?;
 
     // The app may send 100/s; the Bot API takes 30/s and answers bursts of 429s meanwhile.
-    const STORM: Duration = Duration::from_secs(30);
+    let storm_len = Duration::from_secs(env_or("BENCH_STORM_SECS", 30));
     fakes.telegram.set_global_limit(30);
     let storm = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
@@ -780,8 +780,8 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
         let storm = Arc::clone(&storm);
         let telegram = &fakes.telegram;
         async move {
-            // 10 × 429 every 2 s for the first 30 s, then the limit alone.
-            while AtomicBool::load(&storm, Ordering::Relaxed) && started.elapsed() < STORM {
+            // 10 × 429 every 2 s for the first `storm_len`, then the limit alone.
+            while AtomicBool::load(&storm, Ordering::Relaxed) && started.elapsed() < storm_len {
                 telegram.flood_next(10, 1);
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -804,8 +804,9 @@ async fn telegram_429() -> anyhow::Result<Outcome> {
     Ok(Outcome {
         ok: t.ok() && t.users == n && refused.total() == 0,
         line: format!(
-            "{n} purchases, Bot API limit 30/s plus 10 × 429 (retry_after 1 s) every 2 s for 30 s: \
+            "{n} purchases, Bot API limit 30/s plus 10 × 429 (retry_after 1 s) every 2 s for {} s: \
              {floods} answers 429, all delivered {:.1} s after the webhooks; {}",
+            storm_len.as_secs(),
             took.as_secs_f64().min(total.as_secs_f64()),
             t.describe()
         ),

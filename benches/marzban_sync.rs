@@ -1,10 +1,13 @@
 //! Benchmark of the panel syncs: 10,000 shop users on the fake Marzban panel, synced by the real
 //! MarzbanSyncer against a real PostgreSQL. Prints panel requests by endpoint, writes issued,
 //! wall time and memory for: listing the panel alone, a sync with no drift, a sync with 1 % drift,
-//! and the status sync.
+//! and the status sync. A listing and a sync that are not counted warm up first (the client logs
+//! in, the pools open their connections); then each scenario runs `BENCH_RUNS` times and its wall
+//! time is given as the median and the maximum of those runs.
 //!
 //! Run: `cargo bench --bench marzban_sync` (uses `TEST_DATABASE_URL` if set, otherwise a
-//! throwaway PostgreSQL cluster in /tmp). `BENCH_USERS` changes the number of users.
+//! throwaway PostgreSQL cluster in /tmp). `BENCH_USERS` (10000) changes the number of users,
+//! `BENCH_RUNS` (5) the runs of each scenario.
 
 mod common;
 #[path = "../tests/it/support/marzban.rs"]
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Actor;
-use common::{BenchDb, status_kib};
+use common::{BenchDb, env_or, status_kib};
 use diesel_async::RunQueryDsl;
 use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use vpn_shop::actors::marzban::MarzbanSyncer;
@@ -29,7 +32,8 @@ const LIMIT: i64 = 50 << 30;
 
 struct Row {
     scenario: &'static str,
-    wall: Duration,
+    /// One per run, sorted.
+    walls: Vec<Duration>,
     lists: usize,
     gets: usize,
     puts: usize,
@@ -37,15 +41,30 @@ struct Row {
     rss_growth_kib: i64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let users: i64 = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    actix_rt::System::new().block_on(run(users))
+impl Row {
+    /// `0.54 s (median of 5, max 0.61 s)`.
+    fn wall(&self) -> String {
+        let median = self.walls[self.walls.len() / 2];
+        let max = self.walls[self.walls.len() - 1];
+        if self.walls.len() == 1 {
+            return format!("{:.2} s (one run)", median.as_secs_f64());
+        }
+        format!(
+            "{:.2} s (median of {}, max {:.2} s)",
+            median.as_secs_f64(),
+            self.walls.len(),
+            max.as_secs_f64()
+        )
+    }
 }
 
-async fn run(users: i64) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let users = env_or("BENCH_USERS", 10_000) as i64;
+    let runs = env_or("BENCH_RUNS", 5).max(1) as usize;
+    actix_rt::System::new().block_on(run(users, runs))
+}
+
+async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
     let db = BenchDb::create("sync").await?;
     let url = db.url.clone();
 
@@ -91,43 +110,58 @@ async fn run(users: i64) -> anyhow::Result<()> {
     let syncer = MarzbanSyncer::factory(pool, marzban.clone(), Arc::clone(&metrics), 20)?().start();
 
     let mut rows = Vec::new();
-    let measure = |scenario: &'static str, wall: Duration, rss_before: u64, panel: &FakePanel| {
-        let rss_after = status_kib("VmHWM:");
-        Row {
-            scenario,
-            wall,
-            lists: panel.count("GET", "/api/users"),
-            gets: panel.count("GET", "/api/user/{username}"),
-            puts: panel.count("PUT", "/api/user/{username}"),
-            posts: panel.count("POST", "/api/user"),
-            rss_growth_kib: rss_after as i64 - rss_before as i64,
-        }
-    };
+    // The requests are those of the last run (every run makes the same ones).
+    let measure =
+        |scenario: &'static str, mut walls: Vec<Duration>, rss_before: u64, panel: &FakePanel| {
+            let rss_after = status_kib("VmHWM:");
+            walls.sort_unstable();
+            Row {
+                scenario,
+                walls,
+                lists: panel.count("GET", "/api/users"),
+                gets: panel.count("GET", "/api/user/{username}"),
+                puts: panel.count("PUT", "/api/user/{username}"),
+                posts: panel.count("POST", "/api/user"),
+                rss_growth_kib: rss_after as i64 - rss_before as i64,
+            }
+        };
 
     // The panel's own listing time: every page, nothing else.
     let client = MarzbanClient::new(&marzban, Arc::clone(&metrics))?;
-    let _ = client.system().await?; // log in outside the measurement
-    panel.clear_requests();
-    let rss = status_kib("VmHWM:");
-    let started = Instant::now();
-    let mut offset = 0;
-    loop {
-        let query = UserQuery {
-            search: Some("vpnshop_"),
-            status: None,
-        };
-        let page = client.list_users(&query, offset, marzban.page_size).await?;
-        offset += page.users.len() as u64;
-        if page.users.is_empty() || offset >= page.total {
-            break;
+    let list_all = async || {
+        let mut offset = 0;
+        loop {
+            let query = UserQuery {
+                search: Some("vpnshop_"),
+                status: None,
+            };
+            let page = client.list_users(&query, offset, marzban.page_size).await?;
+            offset += page.users.len() as u64;
+            if page.users.is_empty() || offset >= page.total {
+                break;
+            }
         }
+        anyhow::Ok(())
+    };
+    // Warm-up, not counted: the client logs in and opens its connections.
+    list_all().await?;
+    let rss = status_kib("VmHWM:");
+    let mut walls = Vec::new();
+    for _ in 0..runs {
+        panel.clear_requests();
+        let started = Instant::now();
+        list_all().await?;
+        walls.push(started.elapsed());
     }
-    rows.push(measure(
-        "list the panel only",
-        started.elapsed(),
-        rss,
-        &panel,
-    ));
+    rows.push(measure("list the panel only", walls, rss, &panel));
+
+    // Warm-up, not counted: the syncer's pool opens its connections, its client logs in.
+    syncer
+        .send(RunSync {
+            kind: SyncKind::Subscriptions,
+        })
+        .await??
+        .expect("not running already");
 
     for (scenario, kind, drift) in [
         ("subscription sync, no drift", SyncKind::Subscriptions, 0),
@@ -138,31 +172,36 @@ async fn run(users: i64) -> anyhow::Result<()> {
         ),
         ("status sync", SyncKind::Status, 0),
     ] {
-        for i in 0..drift {
-            let name = format!("vpnshop_{}", 100_000_001 + i * 100);
-            panel.update_user(&name, |u| u.expire = Some(expire + 86_400));
-        }
-        panel.clear_requests();
         let rss = status_kib("VmHWM:");
-        let started = Instant::now();
-        let counts = syncer
-            .send(RunSync { kind })
-            .await??
-            .expect("not running already");
-        let wall = started.elapsed();
-        if kind == SyncKind::Subscriptions {
-            assert_eq!(
-                i64::from(counts.updated),
-                drift,
-                "exactly the drifted users are written"
-            );
+        let mut walls = Vec::new();
+        for _ in 0..runs {
+            // The drift again: the previous run wrote it back.
+            for i in 0..drift {
+                let name = format!("vpnshop_{}", 100_000_001 + i * 100);
+                panel.update_user(&name, |u| u.expire = Some(expire + 86_400));
+            }
+            panel.clear_requests();
+            let started = Instant::now();
+            let counts = syncer
+                .send(RunSync { kind })
+                .await??
+                .expect("not running already");
+            walls.push(started.elapsed());
+            if kind == SyncKind::Subscriptions {
+                assert_eq!(
+                    i64::from(counts.updated),
+                    drift,
+                    "exactly the drifted users are written"
+                );
+            }
         }
-        rows.push(measure(scenario, wall, rss, &panel));
+        rows.push(measure(scenario, walls, rss, &panel));
     }
 
     println!();
     println!(
-        "marzban sync benchmark: {users} users, page size {}, write concurrency {}, {} cores",
+        "marzban sync benchmark: {users} users, page size {}, write concurrency {}, {runs} runs of \
+         each scenario after a warm-up, {} cores",
         marzban.page_size,
         marzban.write_concurrency,
         std::thread::available_parallelism()
@@ -170,14 +209,14 @@ async fn run(users: i64) -> anyhow::Result<()> {
             .unwrap_or(1)
     );
     println!(
-        "| scenario | wall time | GET /api/users | GET /api/user | PUT /api/user | POST /api/user | writes | peak RSS growth |"
+        "| scenario | wall time | GET /api/users | GET /api/user | PUT /api/user | POST /api/user | writes (per run) | peak RSS growth |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.2} s | {} | {} | {} | {} | {} | {} MiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} MiB |",
             r.scenario,
-            r.wall.as_secs_f64(),
+            r.wall(),
             r.lists,
             r.gets,
             r.puts,

@@ -4,12 +4,16 @@
 //! are in flight at once; the rest anywhere) and 5 % forgeries (YooKassa notifications naming a
 //! payment YooKassa does not know, WATA bodies signed with a foreign key). The orders are created
 //! through the PaymentProcessor's checkout against the fake YooKassa and WATA and paid there.
-//! Prints the verdicts, throughput, latency percentiles and memory, then checks in the database
-//! that every paid order got exactly one extension (exit status 1 and a FAILED line otherwise).
+//! Before them, `BENCH_WARMUP` first deliveries of orders of their own (4 × the concurrency) warm
+//! the app up (connections opened, statements prepared, WATA's public key fetched) and are not
+//! counted in the times.
+//! Prints the verdicts, throughput, latency percentiles (p99 from 1,000 samples, else the maximum
+//! of N) and memory, then checks in the database that every paid order, warm-up included, got
+//! exactly one extension (exit status 1 and a FAILED line otherwise).
 //!
 //! Run: `cargo bench --bench webhooks` (uses `TEST_DATABASE_URL` if set, otherwise a throwaway
-//! PostgreSQL cluster). `BENCH_WEBHOOKS` (deliveries, 10000) and `BENCH_CONCURRENCY` (requests
-//! and checkouts in flight, 32) change it.
+//! PostgreSQL cluster). `BENCH_WEBHOOKS` (measured deliveries, 10000), `BENCH_WARMUP` and
+//! `BENCH_CONCURRENCY` (requests and checkouts in flight, 32) change it.
 
 mod common;
 #[path = "../tests/it/support/wata.rs"]
@@ -22,7 +26,7 @@ mod server;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::{BenchDb, Rng, env_or, start_app, status_mib};
+use common::{BenchDb, Latencies, Rng, env_or, ms, start_app, status_mib};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use fake_wata::FakeWata;
@@ -150,12 +154,43 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
     Ok(diesel::sql_query(sql).get_result::<Count>(conn).await?.n)
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// Posts one delivery; `started` is the start of the run the times are measured from.
+async fn deliver(
+    client: &reqwest::Client,
+    urls: &(String, String),
+    d: &Delivery,
+    started: Instant,
+) -> Answer {
+    let request = match d.provider {
+        Provider::YooKassa => client.post(&urls.0),
+        Provider::Wata => client.post(&urls.1),
     }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
+    .header(reqwest::header::CONTENT_TYPE, "application/json")
+    .body(d.body.clone());
+    let request = match &d.signature {
+        Some(signature) => request.header("X-Signature", signature),
+        None => request,
+    };
+    let sent = started.elapsed();
+    let (status, verdict) = match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let verdict = body["verdict"]
+                .as_str()
+                .or(body["error"]["code"].as_str())
+                .unwrap_or("(no verdict)")
+                .to_owned();
+            (status, verdict)
+        }
+        Err(e) => (0, format!("transport error: {e}")),
+    };
+    Answer {
+        status,
+        verdict,
+        sent,
+        answered: started.elapsed(),
+    }
 }
 
 /// The outcome of one check: printed as `name: OK (detail)` or `FAILED: name: detail`.
@@ -188,10 +223,13 @@ async fn run() -> anyhow::Result<bool> {
     let duplicates = total * 20 / 100;
     let orders = total - forged - duplicates;
     anyhow::ensure!(orders >= 2, "BENCH_WEBHOOKS is too small");
+    let warmup = env_or("BENCH_WARMUP", 4 * concurrency as u64) as usize;
+    // Every paid order, the warm-up's included.
+    let paid = orders + warmup;
 
     let db = BenchDb::create("wh").await?;
     let mut conn = db.connect().await?;
-    let (plan, mut users) = common::plan_and_users(&mut conn, 700_000_000, orders).await?;
+    let (plan, mut users) = common::plan_and_users(&mut conn, 700_000_000, paid).await?;
     users.sort_unstable();
 
     let yookassa = FakeYooKassa::start();
@@ -240,8 +278,8 @@ async fn run() -> anyhow::Result<bool> {
         diesel::sql_query("SELECT id, provider, external_id FROM payments ORDER BY id")
             .load(&mut conn)
             .await?;
-    anyhow::ensure!(rows.len() == orders, "{} orders, not {orders}", rows.len());
-    let mut firsts = Vec::with_capacity(orders);
+    anyhow::ensure!(rows.len() == paid, "{} orders, not {paid}", rows.len());
+    let mut firsts = Vec::with_capacity(paid);
     for row in &rows {
         let external = row
             .external_id
@@ -276,6 +314,9 @@ async fn run() -> anyhow::Result<bool> {
             other => anyhow::bail!("order {} is paid through {other}", row.id),
         });
     }
+
+    // The last orders warm up; the others are the measured run's.
+    let warm_firsts = firsts.split_off(orders);
 
     // Forgeries of both kinds, each naming a real order.
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -364,44 +405,21 @@ async fn run() -> anyhow::Result<bool> {
         format!("{base}/webhooks/yookassa"),
         format!("{base}/webhooks/wata"),
     );
+    let warm_started = Instant::now();
+    let warm_answers: Vec<(Provider, Answer)> = stream::iter(&warm_firsts)
+        .map(|d| {
+            let (client, urls) = (&client, &urls);
+            async move { (d.provider, deliver(client, urls, d, warm_started).await) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let before_rss = status_mib("VmRSS:");
     let started = Instant::now();
     let mut answers: Vec<(usize, Answer)> = stream::iter(deliveries.iter().enumerate())
         .map(|(i, d)| {
             let (client, urls) = (&client, &urls);
-            async move {
-                let request = match d.provider {
-                    Provider::YooKassa => client.post(&urls.0),
-                    Provider::Wata => client.post(&urls.1),
-                }
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(d.body.clone());
-                let request = match &d.signature {
-                    Some(signature) => request.header("X-Signature", signature),
-                    None => request,
-                };
-                let sent = started.elapsed();
-                let (status, verdict) = match request.send().await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let body: Value = response.json().await.unwrap_or(Value::Null);
-                        let verdict = body["verdict"]
-                            .as_str()
-                            .or(body["error"]["code"].as_str())
-                            .unwrap_or("(no verdict)")
-                            .to_owned();
-                        (status, verdict)
-                    }
-                    Err(e) => (0, format!("transport error: {e}")),
-                };
-                let answer = Answer {
-                    status,
-                    verdict,
-                    sent,
-                    answered: started.elapsed(),
-                };
-                (i, answer)
-            }
+            async move { (i, deliver(client, urls, d, started).await) }
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -411,8 +429,7 @@ async fn run() -> anyhow::Result<bool> {
     answers.sort_by_key(|(i, _)| *i);
 
     // What the senders saw.
-    let mut latencies: Vec<Duration> = answers.iter().map(|(_, a)| a.answered - a.sent).collect();
-    latencies.sort_unstable();
+    let latencies = Latencies::new(answers.iter().map(|(_, a)| a.answered - a.sent).collect());
     let mut by_provider: BTreeMap<Provider, Vec<Duration>> = BTreeMap::new();
     let mut verdicts: BTreeMap<(Provider, String), usize> = BTreeMap::new();
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
@@ -476,60 +493,63 @@ async fn run() -> anyhow::Result<bool> {
     println!();
     println!(
         "webhook benchmark: {total} deliveries ({orders} first, {duplicates} re-deliveries of which \
-         {adjacent} right behind their original, {forged} forged), concurrency {concurrency}, {} cores",
+         {adjacent} right behind their original, {forged} forged) after {warmup} first deliveries \
+         not counted (warm-up), concurrency {concurrency}, {} cores",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
     println!(
-        "orders: {orders} created through CreateCheckout in {:.1} s ({:.0}/s, {concurrency} in \
+        "orders: {paid} created through CreateCheckout in {:.1} s ({:.0}/s, {concurrency} in \
          flight); paid at the fakes and webhooks prepared in {:.1} s",
         checkout_time.as_secs_f64(),
-        orders as f64 / checkout_time.as_secs_f64(),
+        paid as f64 / checkout_time.as_secs_f64(),
         payment_time.as_secs_f64()
     );
     println!();
     println!(
-        "| deliveries | concurrency | wall time | throughput | p50 | p90 | p99 | max | RSS before → after |"
+        "| deliveries | concurrency | wall time | throughput | p50 | p90 | p99 (max of N under 1,000) | max | RSS before → after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {total} | {concurrency} | {:.2} s | {:.0} webhooks/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {before_rss} → {after_rss} MiB |",
+        "| {total} | {concurrency} | {:.2} s | {:.0} webhooks/s | {} | {} | {} | {} | {before_rss} → {after_rss} MiB |",
         wall.as_secs_f64(),
         total as f64 / wall.as_secs_f64(),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        ms(latencies.p50_ms()),
+        ms(latencies.quantile_ms(0.90)),
+        latencies.tail(),
+        ms(latencies.max_ms()),
     );
     println!();
-    println!("| provider | deliveries | accepted | duplicate | forged | other | p50 | p99 | max |");
+    println!(
+        "| provider | deliveries | accepted | duplicate | forged | other | p50 | p99 (max of N under 1,000) | max |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (provider, lat) in &mut by_provider {
-        lat.sort_unstable();
-        let p = Some(*provider);
+    for (provider, lat) in by_provider {
+        let lat = Latencies::new(lat);
+        let p = Some(provider);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             provider.name(),
             lat.len(),
             verdict_of(p, "accepted"),
             verdict_of(p, "duplicate"),
             verdict_of(p, "forged"),
             other_of(p),
-            percentile(lat, 0.50),
-            percentile(lat, 0.99),
-            percentile(lat, 1.0),
+            ms(lat.p50_ms()),
+            lat.tail(),
+            ms(lat.max_ms()),
         );
     }
     println!(
-        "| all | {total} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+        "| all | {total} | {} | {} | {} | {} | {} | {} | {} |",
         verdict_of(None, "accepted"),
         verdict_of(None, "duplicate"),
         verdict_of(None, "forged"),
         other_of(None),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        ms(latencies.p50_ms()),
+        latencies.tail(),
+        ms(latencies.max_ms()),
     );
     println!("| expected | {total} | {orders} | {duplicates} | {forged} | 0 | | | |");
     println!(
@@ -560,6 +580,19 @@ async fn run() -> anyhow::Result<bool> {
 
     // What the senders saw must add up…
     let mut checks = Vec::new();
+    let warm_refused: Vec<String> = warm_answers
+        .iter()
+        .filter(|(_, a)| a.status != 200 || a.verdict != "accepted")
+        .map(|(p, a)| format!("{} {} {}", p.name(), a.status, a.verdict))
+        .collect();
+    checks.push(check(
+        "every warm-up delivery accepted",
+        warm_refused.is_empty(),
+        match <[String]>::first(&warm_refused) {
+            None => format!("{warmup}/{warmup}"),
+            Some(e) => format!("{} of {warmup} not, e.g. {e}", warm_refused.len()),
+        },
+    ));
     let errors: usize = statuses
         .iter()
         .filter(|(s, _)| **s == 0 || **s >= 500)
@@ -594,9 +627,9 @@ async fn run() -> anyhow::Result<bool> {
     )
     .await?;
     checks.push(check(
-        "every paid order succeeded",
-        succeeded == orders as i64,
-        format!("{succeeded}/{orders}"),
+        "every paid order succeeded (warm-up included)",
+        succeeded == paid as i64,
+        format!("{succeeded}/{paid}"),
     ));
     let ext: Extensions = diesel::sql_query(
         "SELECT count(*) AS total, \
@@ -612,15 +645,15 @@ async fn run() -> anyhow::Result<bool> {
     .get_result(&mut conn)
     .await?;
     let subscriptions = count(&mut conn, "SELECT count(*) AS n FROM subscriptions").await?;
-    let one_extension = ext.one == orders as i64 && ext.total == orders as i64;
+    let one_extension = ext.one == paid as i64 && ext.total == paid as i64;
     let extension_check = check(
         "exactly one extension per paid order",
         one_extension,
         if one_extension {
-            format!("{}/{orders}", ext.one)
+            format!("{}/{paid}", ext.one)
         } else {
             format!(
-                "{}/{orders} one period; more than one: {}, less than one: {}, no subscription or \
+                "{}/{paid} one period; more than one: {}, less than one: {}, no subscription or \
                  not paid: {}",
                 ext.one, ext.more, ext.less, ext.missing
             )
@@ -646,8 +679,8 @@ async fn run() -> anyhow::Result<bool> {
     }
     checks.push(check(
         "one subscription per paying user",
-        subscriptions == orders as i64,
-        format!("{subscriptions}/{orders}"),
+        subscriptions == paid as i64,
+        format!("{subscriptions}/{paid}"),
     ));
     let events: Vec<Grouped> = diesel::sql_query(
         "SELECT provider AS a, verdict AS b, count(*) AS n FROM payment_events GROUP BY 1, 2",
@@ -656,10 +689,15 @@ async fn run() -> anyhow::Result<bool> {
     .await?;
     let recorded: BTreeMap<(String, String), i64> =
         events.into_iter().map(|g| ((g.a, g.b), g.n)).collect();
-    let answered: BTreeMap<(String, String), i64> = verdicts
+    let mut answered: BTreeMap<(String, String), i64> = verdicts
         .iter()
         .map(|((p, v), n)| ((p.name().to_owned(), v.clone()), *n as i64))
         .collect();
+    for (p, a) in &warm_answers {
+        *answered
+            .entry((p.name().to_owned(), a.verdict.clone()))
+            .or_default() += 1;
+    }
     let show = |m: &BTreeMap<(String, String), i64>| {
         m.iter()
             .map(|((p, v), n)| format!("{p} {v} {n}"))

@@ -18,6 +18,80 @@ pub fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Fewer samples than this and the 99th percentile is one of the few slowest: the tail is then
+/// reported as the maximum of N instead.
+pub const P99_MIN_SAMPLES: usize = 1_000;
+
+/// Latencies of one measurement, sorted; warm-up samples are never in here.
+pub struct Latencies(Vec<std::time::Duration>);
+
+impl Latencies {
+    pub fn new(mut samples: Vec<std::time::Duration>) -> Latencies {
+        samples.sort_unstable();
+        Latencies(samples)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `q`-quantile in milliseconds (nearest rank; 0 without samples).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        match self.0.len() {
+            0 => 0.0,
+            n => self.0[((n - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0,
+        }
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.quantile_ms(0.5)
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.quantile_ms(1.0)
+    }
+
+    /// Whether there are enough samples for a 99th percentile.
+    pub fn has_p99(&self) -> bool {
+        self.0.len() >= P99_MIN_SAMPLES
+    }
+
+    /// The 99th percentile with enough samples, otherwise the maximum: what the tail column shows
+    /// and what a target on the p99 is compared with.
+    pub fn tail_ms(&self) -> f64 {
+        if self.has_p99() {
+            self.quantile_ms(0.99)
+        } else {
+            self.max_ms()
+        }
+    }
+
+    /// `p99 12.3 ms`, or `max of 200: 23.4 ms` with fewer than [`P99_MIN_SAMPLES`].
+    pub fn tail(&self) -> String {
+        if self.has_p99() {
+            format!("p99 {}", ms(self.tail_ms()))
+        } else {
+            format!("max of {}: {}", self.0.len(), ms(self.tail_ms()))
+        }
+    }
+}
+
+/// Milliseconds with the digits that mean something: one decimal below 100 ms, none from 100 ms,
+/// seconds with two decimals from 1 s.
+pub fn ms(v: f64) -> String {
+    if v >= 1_000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
 /// xorshift64: deterministic randomness without a dependency (a seed gives the same run).
 pub struct Rng(pub u64);
 
