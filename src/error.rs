@@ -147,6 +147,13 @@ impl From<diesel::result::Error> for AppError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 AppError::Unavailable(format!("database connection lost: {}", info.message()))
             }
+            // PostgreSQL keeps no NUL in text (SQLSTATE 22021): the request carried one.
+            Error::DatabaseError(_, ref info)
+                if info.message().contains("invalid byte sequence")
+                    && info.message().contains("0x00") =>
+            {
+                AppError::BadRequest("text must not contain the NUL character (\\u0000)".to_owned())
+            }
             other => AppError::Internal(anyhow::Error::new(other).context("database query failed")),
         }
     }

@@ -1295,3 +1295,32 @@ async fn referrals_show_the_top_inviters_and_the_totals() {
         .await;
     s.finish().await;
 }
+
+/// PostgreSQL keeps no NUL character in text: a name or note with one (`\u0000` in the JSON) is
+/// the client's mistake, answered 400 naming it — not a 500 from the failed insert (found by
+/// `properties::admin_api_takes_any_json`).
+#[actix_rt::test]
+async fn text_with_a_nul_character_is_refused_as_a_bad_request() {
+    let s = sales().await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/api/v1/plans",
+            &s.admin,
+            Some(json!({"name": "a\u{0}b", "days": 30, "price_minor": 29_900})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("NUL"),
+        "{body}"
+    );
+    let count: i64 = plans::table
+        .filter(plans::name.eq("ab"))
+        .count()
+        .get_result(&mut s.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
