@@ -153,6 +153,10 @@ impl Fakes {
             ("JOB_POLL_INTERVAL", "200ms".to_owned()),
             ("JOB_BACKOFF_BASE", "200ms".to_owned()),
             ("JOB_BACKOFF_MAX", "2s".to_owned()),
+            // A job whose claim was committed but whose answer a PostgreSQL restart cut off stays
+            // `running` until its lease ends (10 min by default), then another attempt takes it
+            // over: a lease of 30 s lets `pg_restart` see that within its 2 minutes.
+            ("JOB_LEASE", "30s".to_owned()),
             // Only the webhooks confirm the orders.
             ("PAYMENT_POLL_AFTER", "24h".to_owned()),
             ("API_RATE_LIMIT", "off".to_owned()),

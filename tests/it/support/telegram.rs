@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use super::server::FakeServer;
+use super::server::{FakeServer, percent_decode};
 
 pub const TOKEN: &str = "123456:TEST-TOKEN";
 pub const BOT_ID: i64 = 123456;
@@ -2732,27 +2732,4 @@ fn random_token(len: usize) -> String {
     (0..len)
         .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>() & 63)]))
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -27,7 +27,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value};
 use sha2::Sha512;
 
-use super::server::FakeServer;
+use super::server::{FakeServer, percent_decode};
 
 /// The access token the fake accepts (`Authorization: Bearer <TOKEN>`).
 pub const TOKEN: &str = "wata-test-token-1b2c3d";
@@ -1564,27 +1564,4 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
