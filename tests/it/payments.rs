@@ -2545,32 +2545,49 @@ impl HeldOrder {
         self.conn.batch_execute("COMMIT").await.unwrap();
     }
 
-    /// Waits until another session waits for this lock (PostgreSQL's `pg_blocking_pids`): the
-    /// app has reached the order and cannot commit the payment until the lock is released.
-    async fn wait_blocking(&mut self) {
-        #[derive(QueryableByName)]
-        struct Blocked {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
+    /// Like [`Self::wait_blocking`], but returns as soon as `answer` is finished (the caller
+    /// then says what came back instead of waiting for a lock nobody will take).
+    async fn wait_blocking_unless<T>(&mut self, answer: &actix_rt::task::JoinHandle<T>) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let blocked: Blocked = diesel::sql_query(
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
-            )
-            .get_result(&mut self.conn)
-            .await
-            .unwrap();
-            if blocked.n > 0 {
+        while !answer.is_finished() && Instant::now() < deadline {
+            if self.blocked().await {
                 return;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until another session waits for this lock: the app has reached the order and
+    /// cannot commit the payment until the lock is released.
+    async fn wait_blocking(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.blocked().await {
             assert!(
                 Instant::now() < deadline,
                 "nothing waits for the held order"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether a session waits for a lock this one holds. Read from `pg_locks`, which is built
+    /// on every call: `pg_stat_activity` would be a snapshot taken at its first read in this
+    /// session's open transaction, without the backends that connected later (a pool's new
+    /// connection then never showed up as waiting, and the tests failed now and then).
+    async fn blocked(&mut self) -> bool {
+        #[derive(QueryableByName)]
+        struct Blocked {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let blocked: Blocked = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks \
+             WHERE NOT granted AND pg_backend_pid() = ANY (pg_blocking_pids(pid))",
+        )
+        .get_result(&mut self.conn)
+        .await
+        .unwrap();
+        blocked.n > 0
     }
 }
 
@@ -2622,7 +2639,7 @@ async fn a_stars_payment_in_webhook_mode_is_committed_before_telegram_is_answere
         .send();
     let answer = actix_rt::spawn(post);
     // The app is at the payment and waits for the order's lock: no answer may have left yet.
-    held.wait_blocking().await;
+    held.wait_blocking_unless(&answer).await;
     if answer.is_finished() {
         let status = answer.await.unwrap().unwrap().status();
         panic!(
