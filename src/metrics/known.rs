@@ -23,12 +23,14 @@ pub const BOT_UPDATE_KINDS: [&str; 7] = [
 pub const BOT_UPDATE_OUTCOMES: [&str; 5] = ["handled", "duplicate", "banned", "throttled", "error"];
 
 /// `endpoint` of `panel_requests_total` and `panel_request_duration_seconds`.
-pub const PANEL_ENDPOINTS: [&str; 8] = [
+pub const PANEL_ENDPOINTS: [&str; 10] = [
     "login",
     "get_user",
     "create_user",
     "modify_user",
     "delete_user",
+    "reset_user",
+    "revoke_sub",
     "list_users",
     "system",
     "inbounds",
