@@ -312,6 +312,10 @@ impl MarzbanClient {
         started: Instant,
         result: reqwest::Result<reqwest::Response>,
     ) -> Result<reqwest::Response, PanelError> {
+        debug_assert!(
+            crate::metrics::known::PANEL_ENDPOINTS.contains(&endpoint),
+            "{endpoint}: add it to metrics::known::PANEL_ENDPOINTS"
+        );
         let status = match &result {
             Ok(response) => response.status().as_u16().to_string(),
             Err(e) if e.is_timeout() => "timeout".to_owned(),

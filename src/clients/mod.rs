@@ -34,6 +34,10 @@ pub(crate) fn observe(
     started: Instant,
     result: &reqwest::Result<reqwest::Response>,
 ) {
+    debug_assert!(
+        crate::metrics::known::PROVIDER_ENDPOINTS.contains(&(provider, endpoint)),
+        "{provider} {endpoint}: add it to metrics::known::PROVIDER_ENDPOINTS"
+    );
     let status = match result {
         Ok(response) => response.status().as_u16().to_string(),
         Err(e) if e.is_timeout() => "timeout".to_owned(),

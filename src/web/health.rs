@@ -186,6 +186,7 @@ async fn refresh_business(state: &WebState) {
                     .set(row.expiring);
             }
             m.revenue.reset();
+            m.zero_revenue();
             for row in revenue {
                 let major = row.net_minor as f64 / 10f64.powi(row.currency.exponent() as i32);
                 m.revenue

@@ -1,9 +1,13 @@
 //! The alert rules and the Grafana dashboards name only metrics the app exports (with labels it
 //! has), and they are well formed and provisioned: every rule has a name, an expression, a
-//! severity and a summary; every panel queries the provisioned Prometheus.
+//! severity and a summary; every panel queries the provisioned Prometheus. And a shop just
+//! started already exports every series they query.
+
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use support::app::spawn_app;
 use vpn_shop::metrics::Metrics;
 use yaml_rust2::YamlLoader;
 
@@ -11,9 +15,18 @@ const ALERTS: &str = include_str!("../../docker/alerts.yml");
 const PROMETHEUS: &str = include_str!("../../docker/prometheus.yml");
 const COMPOSE: &str = include_str!("../../docker/compose.yml");
 
-/// Metric names of ours (`vpn_shop_…`, `process_…`) in a PromQL expression, with the label names
-/// used in its selectors and `by (…)`/`on (…)` clauses.
-fn references(expr: &str) -> Vec<(String, BTreeSet<String>)> {
+/// A metric of ours named in a PromQL expression.
+#[derive(Debug, PartialEq)]
+struct Reference {
+    name: String,
+    /// Label names its selector matches on.
+    labels: BTreeSet<String>,
+    /// The selector's exact matchers (`label="value"`).
+    exact: BTreeMap<String, String>,
+}
+
+/// Metrics of ours (`vpn_shop_…`, `process_…`) in a PromQL expression, with their selectors.
+fn references(expr: &str) -> Vec<Reference> {
     let mut found = Vec::new();
     let bytes = expr.as_bytes();
     let mut i = 0;
@@ -26,20 +39,30 @@ fn references(expr: &str) -> Vec<(String, BTreeSet<String>)> {
                 .unwrap_or(rest.len());
             let name = rest[..len].to_owned();
             let mut labels = BTreeSet::new();
+            let mut exact = BTreeMap::new();
             if rest[len..].starts_with('{') {
                 let end = rest[len..].find('}').expect("closed selector") + len;
                 for matcher in rest[len + 1..end].split(',') {
+                    let matcher = matcher.trim();
                     let label: String = matcher
-                        .trim()
                         .chars()
                         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                         .collect();
-                    if !label.is_empty() {
-                        labels.insert(label);
+                    if label.is_empty() {
+                        continue;
                     }
+                    let operand = matcher[label.len()..].trim_start();
+                    if let Some(value) = operand.strip_prefix("=\"") {
+                        exact.insert(label.clone(), value.trim_end_matches('"').to_owned());
+                    }
+                    labels.insert(label);
                 }
             }
-            found.push((name, labels));
+            found.push(Reference {
+                name,
+                labels,
+                exact,
+            });
             i += len;
         } else {
             i += rest.chars().next().map_or(1, char::len_utf8);
@@ -58,6 +81,43 @@ fn grouping_labels(expr: &str) -> BTreeSet<String> {
         }
     }
     labels
+}
+
+/// The Grafana dashboards in docker/grafana/dashboards.
+fn dashboards() -> Vec<serde_json::Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/grafana/dashboards");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Every PromQL expression the alert rules and the dashboards evaluate, with where it is.
+fn queries() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let alerts = YamlLoader::load_from_str(ALERTS).expect("alerts.yml is YAML");
+    for group in alerts[0]["groups"].as_vec().expect("groups") {
+        for rule in group["rules"].as_vec().expect("rules") {
+            let alert = rule["alert"].as_str().expect("an alert name");
+            found.push((
+                alert.to_owned(),
+                rule["expr"].as_str().expect("expr").to_owned(),
+            ));
+        }
+    }
+    for board in dashboards() {
+        for panel in board["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let what = format!("{} / {}", board["title"], panel["title"]);
+                found.push((what, target["expr"].as_str().expect("expr").to_owned()));
+            }
+        }
+    }
+    found
 }
 
 /// The metric families the app declares, with their label names.
@@ -97,7 +157,7 @@ fn check_expr(
     );
     let mut named = BTreeSet::new();
     let mut all_labels = BTreeSet::new();
-    for (name, labels) in refs {
+    for Reference { name, labels, .. } in refs {
         let Some(known) = family_of(&name) else {
             panic!("{what}: {name} is not a metric the app exports");
         };
@@ -182,15 +242,10 @@ fn alert_rules_use_only_exported_metrics_and_labels() {
 #[test]
 fn dashboards_use_only_exported_metrics_and_are_provisioned() {
     let families = families();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/grafana/dashboards");
     let mut boards = 0;
     let mut referenced = BTreeSet::new();
     let mut uids = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let board: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for board in dashboards() {
         boards += 1;
         let uid = board["uid"].as_str().expect("a dashboard uid");
         assert!(uids.insert(uid.to_owned()), "uid {uid} twice");
@@ -274,14 +329,85 @@ fn the_reference_finder_sees_names_labels_and_suffixes() {
         "sum by (kind) (rate(vpn_shop_jobs{state=\"dead\", kind=~\"p.*\"}[5m])) / process_open_fds",
     );
     assert_eq!(refs.len(), 2);
-    assert_eq!(refs[0].0, "vpn_shop_jobs");
+    assert_eq!(refs[0].name, "vpn_shop_jobs");
     assert_eq!(
-        refs[0].1,
+        refs[0].labels,
         ["kind", "state"].map(String::from).into_iter().collect()
     );
-    assert_eq!(refs[1].0, "process_open_fds");
+    assert_eq!(
+        refs[0].exact,
+        BTreeMap::from([("state".to_owned(), "dead".to_owned())])
+    );
+    assert_eq!(refs[1].name, "process_open_fds");
+    assert!(refs[1].exact.is_empty());
     assert_eq!(
         grouping_labels("sum by (kind, provider) (x) and on (kind) y"),
         ["kind", "provider"].map(String::from).into_iter().collect()
+    );
+}
+
+/// The samples of a text exposition: metric name and labels of each line.
+fn samples(exposition: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let mut found = Vec::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let name_end = line.find(['{', ' ']).expect("a sample line");
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        while let Some(after) = rest.strip_prefix(['{', ',']) {
+            let (label, quoted) = after.split_once("=\"").expect("label=\"value\"");
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next().expect("a closed label value") {
+                    (_, '\\') => value.extend(chars.next().map(|(_, c)| c)),
+                    (at, '"') => break at,
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.insert(label.to_owned(), value);
+            rest = &quoted[end + 1..];
+        }
+        found.push((line[..name_end].to_owned(), labels));
+    }
+    found
+}
+
+/// A shop just started (no panel, no payment provider, no traffic) already exports every series
+/// a dashboard or an alert rule queries, with the label values their selectors name: a panel
+/// shows 0 instead of "No data", and `rate()`/`increase()` see the first event.
+#[actix_rt::test]
+async fn every_queried_family_is_exported_from_the_start() {
+    let app = spawn_app(&[]).await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    app.shutdown().await;
+    let exported = samples(&text);
+    let mut missing = BTreeMap::<String, BTreeSet<String>>::new();
+    let mut checked = 0;
+    for (what, expr) in queries() {
+        for reference in references(&expr) {
+            checked += 1;
+            let present = exported.iter().any(|(name, labels)| {
+                *name == reference.name
+                    && reference
+                        .exact
+                        .iter()
+                        .all(|(label, value)| labels.get(label) == Some(value))
+            });
+            if !present {
+                let series = format!("{}{:?}", reference.name, reference.exact);
+                missing.entry(series).or_default().insert(what.clone());
+            }
+        }
+    }
+    assert!(checked >= 80, "only {checked} references found");
+    let families: BTreeSet<&str> = missing
+        .keys()
+        .map(|series| series.split('{').next().unwrap_or(series))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} series of {} families are missing from /metrics at start: {missing:#?}\n{text}",
+        missing.len(),
+        families.len(),
     );
 }

@@ -22,6 +22,7 @@ use crate::db::telegram;
 use crate::db::users::{self, TelegramProfile};
 use crate::domain::Language;
 use crate::i18n::{self, Args};
+use crate::metrics::known::{BOT_UPDATE_KINDS, BOT_UPDATE_OUTCOMES};
 
 /// The kind of an update, for logs and metrics.
 fn kind_of(update: &Update) -> &'static str {
@@ -64,6 +65,10 @@ pub async fn on_update(
         }
     };
     let elapsed = started.elapsed();
+    debug_assert!(
+        BOT_UPDATE_KINDS.contains(&kind) && BOT_UPDATE_OUTCOMES.contains(&outcome),
+        "{kind}/{outcome}: add it to metrics::known, which creates the series at start"
+    );
     deps.metrics
         .bot_updates
         .with_label_values(&[kind, outcome])

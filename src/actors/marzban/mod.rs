@@ -133,13 +133,6 @@ impl MarzbanSyncer {
         max_attempts: i32,
     ) -> anyhow::Result<impl Fn() -> MarzbanSyncer + Send + Sync + 'static> {
         let client = MarzbanClient::new(&settings, Arc::clone(&metrics))?;
-        for kind in SyncKind::ALL {
-            for outcome in ["succeeded", "failed", "skipped"] {
-                metrics
-                    .sync_runs
-                    .with_label_values(&[kind.as_str(), outcome]);
-            }
-        }
         let shared = Arc::new(Shared {
             pool,
             client,

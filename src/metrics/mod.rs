@@ -1,6 +1,8 @@
 //! Prometheus metrics of one app instance: one registry, every family declared here so names and
 //! labels stay consistent (dashboards and alert rules depend on them).
 
+pub mod known;
+
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -500,7 +502,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        Ok(Metrics {
+        let metrics = Metrics {
             registry,
             declared,
             http_requests,
@@ -550,10 +552,13 @@ impl Metrics {
             subscriptions_expiring,
             revenue,
             business_refreshed: std::sync::Mutex::new(None),
-        })
+        };
+        metrics.create_known_series();
+        Ok(metrics)
     }
 
-    /// Every family this app exports (some appear in `/metrics` only once observed).
+    /// Every family this app exports (a family whose label values are not known in advance
+    /// appears in `/metrics` once observed).
     pub fn declared(&self) -> &[Family] {
         &self.declared
     }
