@@ -203,6 +203,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             pool.clone(),
             telegram_sender.clone(),
             settings.notifications.clone(),
+            settings.alerts.clone(),
             Arc::clone(&metrics),
             settings.jobs.clone(),
             settings.marzban.is_some(),

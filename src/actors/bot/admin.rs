@@ -110,6 +110,7 @@ pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {
                 _ => ctx.send(ctx.t("admin-grant-usage"), Vec::new()).await,
             }
         }
+        "alerts" => super::alerts::menu(ctx).await,
         "broadcast" => {
             ctx.set_state(DialogueState::BroadcastText).await?;
             ctx.send(
@@ -335,6 +336,12 @@ pub async fn action(ctx: &Ctx, action: AdminAction) -> anyhow::Result<()> {
         AdminAction::RevokeLink(id) => panel_job(ctx, id, PANEL_REVOKE_SUB).await,
         AdminAction::Audience(segment) => choose_audience(ctx, segment).await,
         AdminAction::SendBroadcast => send_broadcast(ctx).await,
+        AdminAction::User(id) => profile(ctx, id).await,
+        AdminAction::RetryJob(id) => super::alerts::retry(ctx, id).await,
+        AdminAction::Reviewed(order) => super::alerts::reviewed(ctx, order).await,
+        AdminAction::Alerts => super::alerts::menu(ctx).await,
+        AdminAction::Mute(kind) => super::alerts::set_muted(ctx, kind, true).await,
+        AdminAction::Unmute(kind) => super::alerts::set_muted(ctx, kind, false).await,
     }
 }
 

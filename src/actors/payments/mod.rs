@@ -35,43 +35,7 @@ use crate::db::models::Job;
 use crate::domain::{Money, PaymentEventVerdict, PaymentId, PaymentProvider, PlanId, UserId};
 use crate::metrics::Metrics;
 
-/// A payment an admin must look at. Raising one flags the order (`failure_reason`, added to what
-/// it had), logs an error and counts `vpn_shop_payment_anomalies_total{kind}`, which an alert
-/// rule watches (`docker/alerts.yml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anomaly {
-    /// Paid with a promo code whose limits were spent meanwhile: the order got what was paid for.
-    PromoOveruse,
-    /// Paid after the shop had expired the order: access was given, the admin should know.
-    PaidAfterExpiry,
-    /// Another amount or currency than the order's: nothing was given.
-    AmountMismatch,
-    /// Money for an order that was closed (paid by another payment, or canceled): no second
-    /// period; refund it.
-    PaidClosedOrder,
-    /// A refund of more than remains of the payment.
-    RefundExceedsPayment,
-}
-
-impl Anomaly {
-    pub const ALL: [Anomaly; 5] = [
-        Anomaly::PromoOveruse,
-        Anomaly::PaidAfterExpiry,
-        Anomaly::AmountMismatch,
-        Anomaly::PaidClosedOrder,
-        Anomaly::RefundExceedsPayment,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Anomaly::PromoOveruse => "promo_overuse",
-            Anomaly::PaidAfterExpiry => "paid_after_expiry",
-            Anomaly::AmountMismatch => "amount_mismatch",
-            Anomaly::PaidClosedOrder => "paid_closed_order",
-            Anomaly::RefundExceedsPayment => "refund_exceeds_payment",
-        }
-    }
-}
+pub use crate::domain::alerts::Anomaly;
 
 /// Job kinds and task names of the periodic work.
 pub const POLL_JOB: &str = "payments_poll";
