@@ -20,6 +20,7 @@ alert-anomaly-charge_without_order = a charge with no order
 alert-refund_made = ↩️ <b>Refund of { $amount }</b>
     Order #{ $order } through { $provider }, user { $user }. { $origin }
 alert-refund-by-shop = Made by { $actor }.
+alert-refund-by-request = Asked through the shop, confirmed by { $provider }.
 alert-refund-by-provider = Made in the { $provider } dashboard (not through the shop).
 
 alert-job_dead = ⚠️ <b>{ $count ->
@@ -78,8 +79,8 @@ alerts-menu = <b>Alerts</b>
 alerts-firing-line = • { $title } (since { $since })
 alerts-kind-on = 🔔 { $kind }
 alerts-kind-muted = 🔕 { $kind }
-alerts-reviewed = ✅ Payment #{ $order } marked reviewed.
-alerts-not-flagged = Payment #{ $order } has no flagged alert open.
+alerts-reviewed = ✅ Alert #{ $alert }: the payment is marked reviewed.
+alerts-not-flagged = Alert #{ $alert } is not a flagged payment waiting for review (already reviewed?).
 alerts-retried = 🔁 Job #{ $job } is pending again.
 alerts-retry-refused = Job #{ $job } cannot be retried: { $reason }
 

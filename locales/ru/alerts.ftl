@@ -20,6 +20,7 @@ alert-anomaly-charge_without_order = списание без заказа
 alert-refund_made = ↩️ <b>Возврат { $amount }</b>
     Заказ #{ $order } через { $provider }, пользователь { $user }. { $origin }
 alert-refund-by-shop = Сделал { $actor }.
+alert-refund-by-request = Запрошен через магазин, подтверждён { $provider }.
 alert-refund-by-provider = Сделан в кабинете { $provider } (не через магазин).
 
 alert-job_dead = ⚠️ <b>{ $count ->
@@ -78,8 +79,8 @@ alerts-menu = <b>Оповещения</b>
 alerts-firing-line = • { $title } (с { $since })
 alerts-kind-on = 🔔 { $kind }
 alerts-kind-muted = 🔕 { $kind }
-alerts-reviewed = ✅ Платёж #{ $order } отмечен как проверенный.
-alerts-not-flagged = У платежа #{ $order } нет открытого оповещения.
+alerts-reviewed = ✅ Оповещение #{ $alert }: платёж отмечен как проверенный.
+alerts-not-flagged = Оповещение #{ $alert } — не платёж, ждущий проверки (уже проверен?).
 alerts-retried = 🔁 Задача #{ $job } снова в очереди.
 alerts-retry-refused = Задачу #{ $job } нельзя повторить: { $reason }
 

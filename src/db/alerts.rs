@@ -114,28 +114,33 @@ pub async fn resolve(
     Ok(Some(closed.id))
 }
 
-/// Ends every firing alert of flagged payment `order`: an admin (`by`) reviewed it.
-pub async fn resolve_flagged(
+/// Ends firing alert `id` of a flagged payment: an admin (`by`) reviewed it. The alert as it
+/// was, when it ended now.
+pub async fn mark_reviewed(
     conn: &mut PgConn,
-    order: crate::domain::PaymentId,
+    id: AlertId,
     by: &str,
     max_attempts: i32,
-) -> QueryResult<Vec<AlertId>> {
-    let keys: Vec<String> = alerts::table
-        .filter(alerts::kind.eq(AlertKind::PaymentFlagged))
-        .filter(alerts::state.eq(AlertState::Firing))
-        .filter(alerts::key.like(format!("payment_flagged:{order}:%")))
-        .select(alerts::key)
-        .load(conn)
-        .await?;
-    let resolution = serde_json::json!({ "reviewed_by": by });
-    let mut resolved = Vec::new();
-    for key in keys {
-        if let Some(id) = resolve(conn, &key, Some(&resolution), max_attempts).await? {
-            resolved.push(id);
-        }
+) -> QueryResult<Option<AlertRow>> {
+    let Some(row) = find(conn, id).await? else {
+        return Ok(None);
+    };
+    if row.kind != AlertKind::PaymentFlagged || row.state != AlertState::Firing {
+        return Ok(None);
     }
-    Ok(resolved)
+    let resolution = serde_json::json!({ "reviewed_by": by });
+    Ok(resolve(conn, &row.key, Some(&resolution), max_attempts)
+        .await?
+        .map(|_| row))
+}
+
+/// Whether any alert, open or ended, has `key`.
+pub async fn exists(conn: &mut PgConn, key: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        alerts::table.filter(alerts::key.eq(key)),
+    ))
+    .get_result(conn)
+    .await
 }
 
 pub async fn find(conn: &mut PgConn, id: AlertId) -> QueryResult<Option<AlertRow>> {

@@ -90,6 +90,8 @@ text_enum!(
 pub enum RefundOrigin {
     /// An admin through the shop (API or bot): `actor` as in the audit log (`admin:alice`).
     Shop { actor: String },
+    /// Asked through the shop; the provider's notice of it came before the shop's own answer.
+    Requested,
     /// The provider reported a refund nobody asked the shop for (its dashboard).
     Provider,
 }
@@ -237,7 +239,7 @@ impl Alert {
             Alert::WebhookProbing { .. } => WEBHOOK_PROBING_KEY.to_owned(),
             Alert::PaidUnprovisioned { .. } => PAID_UNPROVISIONED_KEY.to_owned(),
             Alert::Sale { order, .. } => format!("sale:{order}"),
-            Alert::Digest { day, .. } => format!("digest:{day}"),
+            Alert::Digest { day, .. } => digest_key(*day),
         }
     }
 
@@ -259,21 +261,19 @@ pub enum AlertAction {
     OpenUser(UserId),
     /// Retry the dead job.
     RetryJob(JobId),
-    /// Mark the flagged payment reviewed (resolves its alerts).
-    MarkReviewed(PaymentId),
+    /// Mark the flagged payment reviewed (resolves this alert).
+    MarkReviewed(AlertId),
 }
 
 impl Alert {
-    /// The buttons of the message that tells it in `state` (an ended alert needs none).
-    pub fn actions(&self, state: AlertState) -> Vec<AlertAction> {
+    /// The buttons of the message that tells alert `id` in `state` (an ended one needs none).
+    pub fn actions(&self, id: AlertId, state: AlertState) -> Vec<AlertAction> {
         if state == AlertState::Resolved {
             return Vec::new();
         }
         let mut actions = Vec::new();
         match self {
-            Alert::PaymentFlagged {
-                order: Some(order), ..
-            } => actions.push(AlertAction::MarkReviewed(*order)),
+            Alert::PaymentFlagged { .. } => actions.push(AlertAction::MarkReviewed(id)),
             Alert::JobDead { job, .. } => actions.push(AlertAction::RetryJob(*job)),
             _ => {}
         }
@@ -291,6 +291,11 @@ pub const PAID_UNPROVISIONED_KEY: &str = "paid_unprovisioned";
 
 pub fn sync_failing_key(sync: &str) -> String {
     format!("sync_failing:{sync}")
+}
+
+/// The key of the digest of `day`.
+pub fn digest_key(day: NaiveDate) -> String {
+    format!("digest:{day}")
 }
 
 /// The key of a flagged payment's alert.

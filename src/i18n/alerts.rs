@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset, Offset, Utc};
 
 use super::{Args, format_date, format_datetime, format_money, html_to_text, message};
 use crate::domain::alerts::{Alert, AlertAction, AlertKind, AlertState, RefundOrigin};
-use crate::domain::{Language, Money, UserId};
+use crate::domain::{AlertId, Language, Money, UserId};
 
 /// An alert ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +46,10 @@ pub fn kind_title(lang: Language, kind: AlertKind) -> String {
     message(lang, &format!("alerts-kind-{kind}"), &Args::new())
 }
 
+/// Alert `id` as told in `state`.
 pub fn render(
     alert: &Alert,
+    id: AlertId,
     state: AlertState,
     ending: Ending<'_>,
     lang: Language,
@@ -90,6 +92,11 @@ pub fn render(
                     lang,
                     "alert-refund-by-shop",
                     &Args::new().text("actor", actor),
+                ),
+                RefundOrigin::Requested => message(
+                    lang,
+                    "alert-refund-by-request",
+                    &Args::new().text("provider", provider.as_str()),
                 ),
                 RefundOrigin::Provider => message(
                     lang,
@@ -194,15 +201,15 @@ pub fn render(
         }
     };
     let kind = alert.kind();
-    let id = if resolved {
+    let text_id = if resolved {
         format!("alert-{kind}-resolved")
     } else {
         format!("alert-{kind}")
     };
-    let html = message(lang, &id, &args);
+    let html = message(lang, &text_id, &args);
     let subject = html_to_text(html.lines().next().unwrap_or_default());
     let buttons = alert
-        .actions(state)
+        .actions(id, state)
         .into_iter()
         .map(|action| {
             let label = match action {

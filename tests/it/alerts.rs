@@ -226,3 +226,462 @@ async fn a_muted_kind_is_recorded_and_not_sent() {
     assert_eq!(rows[0].state, AlertState::Resolved);
     assert!(!rows[1].muted);
 }
+
+// -- The events ----------------------------------------------------------------------------------
+
+mod events {
+    use super::*;
+
+    use chrono::Utc;
+    use serde_json::json;
+    use support::db::Subscriber;
+    use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
+    use support::payments::Providers;
+    use vpn_shop::actors::payments::{Checkout, CreateCheckout, Refund};
+    use vpn_shop::db::models::Payment;
+    use vpn_shop::db::schema::{audit_log, payment_events, payments, plans, subscriptions};
+    use vpn_shop::domain::{Money, PaymentProvider, PlanId, UserId};
+
+    /// The shop with both payment providers, its admins on Telegram and email.
+    pub struct Shop {
+        pub env: Env,
+        pub providers: Providers,
+        pub plan: PlanId,
+    }
+
+    pub async fn shop(extra: &[(&str, &str)]) -> Shop {
+        let providers = Providers::start();
+        let mut settings = providers.env();
+        settings.extend_from_slice(extra);
+        let env = spawn(&settings).await;
+        let plan = diesel::insert_into(plans::table)
+            .values((
+                plans::name.eq("30 days"),
+                plans::days.eq(30),
+                plans::price_minor.eq(29_900i64),
+            ))
+            .returning(plans::id)
+            .get_result(&mut env.app.db.connect().await)
+            .await
+            .unwrap();
+        Shop {
+            env,
+            providers,
+            plan,
+        }
+    }
+
+    impl Shop {
+        /// A WATA order of the plan for a new user `telegram_id`.
+        pub async fn order(&self, telegram_id: i64) -> (UserId, Payment) {
+            let conn = &mut self.env.app.db.connect().await;
+            let user = Subscriber::new(telegram_id).insert(conn).await;
+            let checkout = self
+                .env
+                .app
+                .app
+                .payments
+                .addr()
+                .send(CreateCheckout {
+                    user_id: user,
+                    plan_id: self.plan,
+                    provider: PaymentProvider::Wata,
+                    promo_code: None,
+                    auto_renew: false,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let Checkout::Redirect { order_id, .. } = checkout else {
+                panic!("a WATA checkout redirects");
+            };
+            let order = payments::table
+                .find(order_id)
+                .select(Payment::as_select())
+                .first(conn)
+                .await
+                .unwrap();
+            (user, order)
+        }
+
+        /// The payer pays the order's WATA link and WATA notifies: the transaction id.
+        pub async fn pay(&self, order: &Payment) -> String {
+            let link = order.external_id.as_deref().unwrap();
+            let transaction = self.providers.wata.pay(link);
+            let id = transaction["id"].as_str().unwrap().to_owned();
+            self.notify(&id).await;
+            id
+        }
+
+        pub async fn notify(&self, transaction: &str) {
+            let url = self.env.app.url("/webhooks/wata");
+            assert_eq!(
+                self.providers.wata.send_webhook(&url, transaction).await,
+                200
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_flagged_payment_alerts_once_and_ends_when_an_admin_marks_it_reviewed() {
+        let shop = shop(&[]).await;
+        let env = &shop.env;
+        let conn = &mut env.app.db.connect().await;
+        let (user, order) = shop.order(7001).await;
+        diesel::update(payments::table.find(order.id))
+            .set(payments::amount_minor.eq(19_900i64))
+            .execute(conn)
+            .await
+            .unwrap();
+        let transaction = shop.pay(&order).await;
+        // WATA sends its notice again: the same condition, no second alert.
+        shop.notify(&transaction).await;
+        wait_told(env, "Payment flagged", 1).await;
+        settle(&env.app).await;
+        assert_told(env, "Payment flagged", 1);
+        let message = &told(env, ADMIN_A, "Payment flagged")[0];
+        assert!(
+            message.text.starts_with(&format!(
+                "🔴 <b>Payment flagged: amount or currency mismatch</b>\nOrder #{}, user #{user} (Telegram 7001), 199 ₽ through wata.",
+                order.id
+            )),
+            "{}",
+            message.text
+        );
+        let alert = recorded(conn).await.pop().unwrap();
+        assert_eq!(alert.kind, AlertKind::PaymentFlagged);
+        let buttons = message.reply_markup.as_ref().unwrap()["inline_keyboard"].clone();
+        assert_eq!(
+            buttons[0][0]["callback_data"],
+            format!("a:rev:{}", alert.id)
+        );
+        assert_eq!(buttons[1][0]["callback_data"], format!("a:user:{user}"));
+
+        // Someone who is no admin presses the button (a forwarded message): refused.
+        env.telegram
+            .push_callback(7001, message.message_id, &format!("a:rev:{}", alert.id));
+        env.telegram
+            .wait_for_messages(7001, 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            alerts::find(conn, alert.id).await.unwrap().unwrap().state,
+            AlertState::Firing
+        );
+        // An admin does: the alert ends, every admin is told once, the review is audited.
+        env.telegram
+            .push_callback(ADMIN_A, message.message_id, &format!("a:rev:{}", alert.id));
+        wait_told(env, "Flagged payment reviewed", 1).await;
+        env.telegram
+            .push_callback(ADMIN_B, message.message_id, &format!("a:rev:{}", alert.id));
+        wait_until_within(
+            "the second press answered",
+            Duration::from_secs(10),
+            || async { !told(env, ADMIN_B, "not a flagged payment waiting").is_empty() },
+        )
+        .await;
+        settle(&env.app).await;
+        assert_told(env, "Flagged payment reviewed", 1);
+        assert!(
+            told(env, ADMIN_B, "Flagged payment reviewed")[0]
+                .text
+                .contains(&format!("by telegram:{ADMIN_A}"))
+        );
+        let reviews: i64 = audit_log::table
+            .filter(audit_log::action.eq("payment.reviewed"))
+            .count()
+            .get_result(conn)
+            .await
+            .unwrap();
+        assert_eq!(reviews, 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_charge_with_no_order_alerts_once() {
+        let shop = shop(&[]).await;
+        let env = &shop.env;
+        let (_, order) = shop.order(7002).await;
+        let transaction = shop.pay(&order).await;
+        // The order is gone (deleted by hand): the same genuine charge names no order now.
+        let conn = &mut env.app.db.connect().await;
+        diesel::delete(payment_events::table)
+            .execute(conn)
+            .await
+            .unwrap();
+        diesel::delete(payments::table.find(order.id))
+            .execute(conn)
+            .await
+            .unwrap();
+        shop.notify(&transaction).await;
+        shop.notify(&transaction).await;
+        wait_told(env, "a charge with no order", 1).await;
+        settle(&env.app).await;
+        assert_told(env, "a charge with no order", 1);
+        assert!(
+            told(env, ADMIN_A, "a charge with no order")[0]
+                .text
+                .contains(&transaction)
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_refund_is_told_once_with_who_made_it() {
+        let shop = shop(&[]).await;
+        let env = &shop.env;
+        let (_, order) = shop.order(7003).await;
+        shop.pay(&order).await;
+        env.app
+            .app
+            .payments
+            .addr()
+            .send(Refund {
+                payment_id: order.id,
+                amount: Some(Money::rub_kopecks(10_000)),
+                reason: "asked".into(),
+                actor: "admin:alice".into(),
+                admin_id: None,
+                remote_addr: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // WATA's notice of the same refund counts nothing twice, and tells nothing twice.
+        let refund = shop
+            .providers
+            .wata
+            .transactions()
+            .into_iter()
+            .find(|t| t["kind"] == "Refund")
+            .unwrap();
+        shop.notify(refund["id"].as_str().unwrap()).await;
+        wait_told(env, "Refund of 100 ₽", 1).await;
+        settle(&env.app).await;
+        assert_told(env, "Refund of", 1);
+        let text = &told(env, ADMIN_A, "Refund of")[0].text;
+        assert!(text.ends_with("Made by admin:alice."), "{text}");
+    }
+
+    async fn insert_dead(conn: &mut AsyncPgConnection, kind: &str, user: i64, error: &str) -> i64 {
+        diesel::sql_query(
+            "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, last_error, finished_at) \
+             VALUES ($1, $2, 'dead', 3, 3, $3, now()) RETURNING id",
+        )
+        .bind::<diesel::sql_types::Text, _>(kind)
+        .bind::<diesel::sql_types::Jsonb, _>(json!({ "user_id": user }))
+        .bind::<diesel::sql_types::Text, _>(error)
+        .get_result::<IdRow>(conn)
+        .await
+        .unwrap()
+        .id
+    }
+
+    #[derive(QueryableByName)]
+    struct IdRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+
+    #[actix_rt::test]
+    async fn dead_jobs_are_told_at_most_once_per_kind_in_15_minutes_with_their_count() {
+        let env = spawn(&[
+            ("ALERT_CHECK_INTERVAL", "200ms"),
+            ("SCHEDULER_TICK", "100ms"),
+        ])
+        .await;
+        let conn = &mut env.app.db.connect().await;
+        insert_dead(conn, "provision", 11, "panel answered 500").await;
+        let newest = insert_dead(conn, "provision", 12, "panel answered 502").await;
+        wait_told(&env, "2 provision jobs are dead", 1).await;
+        let message = &told(&env, ADMIN_A, "provision jobs are dead")[0];
+        assert_eq!(
+            message.text,
+            format!(
+                "⚠️ <b>2 provision jobs are dead</b>\nNewest: job #{newest}, user #12.\nLast error: panel answered 502"
+            )
+        );
+        assert_eq!(
+            message.reply_markup.as_ref().unwrap()["inline_keyboard"][0][0]["callback_data"],
+            format!("a:retry:{newest}")
+        );
+        // Another one within 15 minutes: counted later, not told now.
+        let third = insert_dead(conn, "provision", 13, "timeout").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        settle(&env.app).await;
+        assert_told(&env, "jobs are dead", 1);
+        assert_told(&env, "A provision job is dead", 0);
+        // 15 minutes later (the last alert moved back): the one since, with its count.
+        diesel::sql_query(
+            "UPDATE alerts SET raised_at = raised_at - interval '16 minutes' WHERE kind = 'job_dead'",
+        )
+        .execute(conn)
+        .await
+        .unwrap();
+        wait_told(&env, "A provision job is dead", 1).await;
+        settle(&env.app).await;
+        assert_told(&env, "A provision job is dead", 1);
+        assert!(
+            told(&env, ADMIN_B, "A provision job is dead")[0]
+                .text
+                .contains(&format!("job #{third}, user #13"))
+        );
+        // The button retries it (an admin's press).
+        let message = &told(&env, ADMIN_A, "A provision job is dead")[0];
+        env.telegram
+            .push_callback(ADMIN_A, message.message_id, &format!("a:retry:{third}"));
+        wait_until_within("the retried job", Duration::from_secs(10), || async {
+            jobs_table::table
+                .find(third)
+                .select(jobs_table::state)
+                .first::<JobState>(&mut env.app.db.connect().await)
+                .await
+                .unwrap()
+                == JobState::Pending
+        })
+        .await;
+    }
+
+    #[actix_rt::test]
+    async fn a_panel_outage_and_its_failing_sync_alert_once_and_end_once() {
+        let panel = FakePanel::start();
+        let url = panel.url();
+        let env = spawn(&[
+            ("MARZBAN_URL", url.as_str()),
+            ("MARZBAN_USERNAME", ADMIN_USERNAME),
+            ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
+            ("MARZBAN_TIMEOUT", "1s"),
+            ("MARZBAN_SYNC_STATUS_INTERVAL", "300ms"),
+            ("ALERT_CHECK_INTERVAL", "200ms"),
+            ("ALERT_PANEL_DOWN_AFTER", "1s"),
+            ("SCHEDULER_TICK", "100ms"),
+        ])
+        .await;
+        // Up for a while: nothing to tell.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_told(&env, "panel", 0);
+        panel.set_outage(true);
+        wait_told(&env, "The panel is unreachable", 1).await;
+        wait_told(&env, "The status panel sync failed twice in a row", 1).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        panel.set_outage(false);
+        wait_told(&env, "The panel is back", 1).await;
+        wait_told(&env, "The status panel sync works again", 1).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        settle(&env.app).await;
+        assert_told(&env, "The panel is unreachable", 1);
+        assert_told(&env, "The panel is back", 1);
+        assert_told(&env, "The status panel sync failed twice", 1);
+        assert_told(&env, "The status panel sync works again", 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_failing_backup_alerts_once_and_the_next_good_one_ends_it() {
+        let env = spawn(&[("BACKUP_INTERVAL", "300ms"), ("SCHEDULER_TICK", "100ms")]).await;
+        // The backups' folder cannot be made: a file is in its place.
+        let dir = env.app.settings.data_dir.join("backups");
+        std::fs::write(&dir, b"in the way").unwrap();
+        wait_told(&env, "The backup failed", 1).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_told(&env, "The backup failed", 1);
+        std::fs::remove_file(&dir).unwrap();
+        wait_told(&env, "The backup works again", 1).await;
+        settle(&env.app).await;
+        assert_told(&env, "The backup failed", 1);
+        assert_told(&env, "The backup works again", 1);
+    }
+
+    #[actix_rt::test]
+    async fn forged_webhooks_above_the_threshold_alert_once_and_end_after_5_quiet_minutes() {
+        let shop = shop(&[
+            ("ALERT_CHECK_INTERVAL", "200ms"),
+            ("ALERT_WEBHOOK_FAILURES", "3"),
+            ("SCHEDULER_TICK", "100ms"),
+        ])
+        .await;
+        let env = &shop.env;
+        let forge = || async {
+            let body = br#"{"transactionId":"x","orderId":"1"}"#.to_vec();
+            let signature = shop.providers.wata.sign_with_foreign_key(&body);
+            env.app
+                .http
+                .post(env.app.url("/webhooks/wata"))
+                .header("content-type", "application/json")
+                .header("X-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        for _ in 0..2 {
+            assert_eq!(forge().await, 401);
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_told(env, "forged payment webhooks", 0);
+        for _ in 0..3 {
+            forge().await;
+        }
+        wait_told(env, "5 forged payment webhooks in 5 minutes", 1).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_told(env, "forged payment webhooks in 5 minutes", 1);
+        assert!(
+            told(env, ADMIN_A, "forged payment webhooks in 5 minutes")[0]
+                .text
+                .contains("most came from 127.0.0.1")
+        );
+        let conn = &mut env.app.db.connect().await;
+        diesel::sql_query(
+            "UPDATE payment_events SET received_at = received_at - interval '6 minutes'",
+        )
+        .execute(conn)
+        .await
+        .unwrap();
+        wait_told(env, "No forged payment webhooks for 5 minutes", 1).await;
+        settle(&env.app).await;
+        assert_told(env, "No forged payment webhooks", 1);
+        assert_told(env, "forged payment webhooks in 5 minutes", 1);
+    }
+
+    #[actix_rt::test]
+    async fn paid_access_missing_for_10_minutes_alerts_once_and_ends_once() {
+        let env = spawn(&[
+            ("ALERT_CHECK_INTERVAL", "200ms"),
+            ("SCHEDULER_TICK", "100ms"),
+        ])
+        .await;
+        let conn = &mut env.app.db.connect().await;
+        let user = Subscriber {
+            expires_at: Some(Utc::now() + chrono::Duration::days(20)),
+            ..Subscriber::new(7010)
+        }
+        .insert(conn)
+        .await;
+        // Flagged by the paid_unprovisioned check 9 minutes after the payment: not yet.
+        let flag = |minutes: i64| {
+            diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user))).set((
+                subscriptions::unprovisioned_since
+                    .eq(Some(Utc::now() - chrono::Duration::minutes(minutes - 5))),
+                subscriptions::access_changed_at
+                    .eq(Utc::now() - chrono::Duration::minutes(minutes)),
+            ))
+        };
+        flag(9).execute(conn).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_told(&env, "no access on the panel", 0);
+        flag(11).execute(conn).await.unwrap();
+        wait_told(&env, "A paying user has no access on the panel", 1).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let text = &told(&env, ADMIN_A, "no access on the panel")[0].text;
+        assert!(
+            text.contains(&format!("The oldest: user #{user}.")),
+            "{text}"
+        );
+        diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+            .set(subscriptions::unprovisioned_since.eq(None::<chrono::DateTime<Utc>>))
+            .execute(conn)
+            .await
+            .unwrap();
+        wait_told(&env, "Every paying user has their access", 1).await;
+        settle(&env.app).await;
+        assert_told(&env, "no access on the panel", 1);
+        assert_told(&env, "Every paying user has their access", 1);
+    }
+}

@@ -13,7 +13,7 @@ use crate::db::audit::{self, AuditRecord};
 use crate::db::jobs::{self, RetryError};
 use crate::db::{PgConn, alerts};
 use crate::domain::alerts::{Alert, AlertKind};
-use crate::domain::{JobId, PaymentId};
+use crate::domain::{AlertId, JobId};
 use crate::i18n::Args;
 use crate::i18n::alerts::kind_title;
 use crate::i18n::format_datetime;
@@ -62,8 +62,15 @@ pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
         .map(|row| {
             let title = serde_json::from_value::<Alert>(row.payload.clone())
                 .map(|a| {
-                    crate::i18n::alerts::render(&a, row.state, Default::default(), lang, offset)
-                        .subject
+                    crate::i18n::alerts::render(
+                        &a,
+                        row.id,
+                        row.state,
+                        Default::default(),
+                        lang,
+                        offset,
+                    )
+                    .subject
                 })
                 .unwrap_or_else(|_| kind_title(lang, row.kind));
             ctx.ta(
@@ -121,21 +128,21 @@ pub async fn set_muted(ctx: &Ctx, kind: AlertKind, muted: bool) -> anyhow::Resul
     menu(ctx).await
 }
 
-/// Marks flagged payment `order` reviewed: its alerts end ("reviewed by").
-pub async fn reviewed(ctx: &Ctx, order: PaymentId) -> anyhow::Result<()> {
+/// Marks the flagged payment of alert `id` reviewed: the alert ends ("reviewed by").
+pub async fn reviewed(ctx: &Ctx, id: AlertId) -> anyhow::Result<()> {
     let attempts = ctx.deps.settings.jobs.max_attempts;
     let by = actor(ctx);
     let mut conn = ctx.deps.pool.get().await?;
     let resolved = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let resolved = alerts::resolve_flagged(conn, order, &by, attempts).await?;
-            if !resolved.is_empty() {
+            let resolved = alerts::mark_reviewed(conn, id, &by, attempts).await?;
+            if let Some(row) = &resolved {
                 audit(
                     ctx,
                     conn,
                     "payment.reviewed",
-                    ("payment", order.to_string()),
-                    json!({ "flagged_alerts": resolved }),
+                    ("alert", id.to_string()),
+                    row.payload.clone(),
                     json!({ "reviewed_by": by }),
                 )
                 .await?;
@@ -143,13 +150,13 @@ pub async fn reviewed(ctx: &Ctx, order: PaymentId) -> anyhow::Result<()> {
             Ok(resolved)
         })
         .await?;
-    let id = if resolved.is_empty() {
-        "alerts-not-flagged"
-    } else {
+    let text = if resolved.is_some() {
         "alerts-reviewed"
+    } else {
+        "alerts-not-flagged"
     };
     ctx.send(
-        ctx.ta(id, &Args::new().text("order", &order.to_string())),
+        ctx.ta(text, &Args::new().text("alert", &id.to_string())),
         Vec::new(),
     )
     .await

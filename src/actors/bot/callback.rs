@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use crate::domain::alerts::AlertKind;
 use crate::domain::broadcast::Segment;
-use crate::domain::{JobId, Language, PaymentId, PaymentProvider, PlanId, UserId};
+use crate::domain::{AlertId, JobId, Language, PaymentProvider, PlanId, UserId};
 use crate::i18n::notifications::{CALLBACK_BUY, CALLBACK_MENU, CALLBACK_STATUS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ pub enum AdminAction {
     User(UserId),
     /// Retry a dead job (a button of an alert).
     RetryJob(JobId),
-    /// Mark a flagged payment reviewed (a button of an alert).
-    Reviewed(PaymentId),
+    /// Mark a flagged payment reviewed (a button of its alert).
+    Reviewed(AlertId),
     /// The alerts menu (`/alerts`).
     Alerts,
     Mute(AlertKind),
@@ -173,7 +173,7 @@ impl Callback {
                 ("aud", Some(a)) => AdminAction::Audience(segment(a)?),
                 ("user", _) => AdminAction::User(UserId(id(arg)?)),
                 ("retry", _) => AdminAction::RetryJob(JobId(id(arg)?)),
-                ("rev", _) => AdminAction::Reviewed(PaymentId(id(arg)?)),
+                ("rev", _) => AdminAction::Reviewed(AlertId(id(arg)?)),
                 ("alerts", None) => AdminAction::Alerts,
                 ("mute", Some(k)) => AdminAction::Mute(AlertKind::from_str(k).ok()?),
                 ("unmute", Some(k)) => AdminAction::Unmute(AlertKind::from_str(k).ok()?),
@@ -246,7 +246,7 @@ mod tests {
             Callback::Admin(AdminAction::SendBroadcast),
             Callback::Admin(AdminAction::User(user)),
             Callback::Admin(AdminAction::RetryJob(JobId(i64::MAX))),
-            Callback::Admin(AdminAction::Reviewed(PaymentId(i64::MAX))),
+            Callback::Admin(AdminAction::Reviewed(AlertId(i64::MAX))),
             Callback::Admin(AdminAction::Alerts),
             Callback::Admin(AdminAction::Mute(AlertKind::PaidUnprovisioned)),
             Callback::Admin(AdminAction::Unmute(AlertKind::PaidUnprovisioned)),

@@ -66,6 +66,7 @@ impl Shared {
         let settings = &self.alerts;
         let rendered = render(
             &alert,
+            row.id,
             job.state,
             ending,
             settings.language,
