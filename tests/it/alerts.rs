@@ -685,3 +685,237 @@ mod events {
         assert_told(&env, "Every paying user has their access", 1);
     }
 }
+
+// -- Seeing and muting them ----------------------------------------------------------------------
+
+mod seeing {
+    use super::*;
+
+    use serde_json::json;
+    use vpn_shop::domain::AdminRole;
+
+    #[actix_rt::test]
+    async fn the_history_lists_firing_resolved_and_muted_alerts_to_viewers() {
+        let env = spawn(&[]).await;
+        let app = &env.app;
+        let conn = &mut app.db.connect().await;
+        alerts::raise(conn, &backup_failed(), 5).await.unwrap();
+        alerts::resolve(conn, BACKUP_FAILED_KEY, None, 5)
+            .await
+            .unwrap();
+        alerts::set_muted(conn, AlertKind::SyncFailing, true)
+            .await
+            .unwrap();
+        alerts::raise(
+            conn,
+            &Alert::SyncFailing {
+                sync: "traffic".into(),
+                error: "502".into(),
+            },
+            5,
+        )
+        .await
+        .unwrap();
+        app.assert_guarded("GET", "/api/v1/alerts", None, AdminRole::Viewer)
+            .await;
+        let viewer = app.token_for(AdminRole::Viewer).await;
+        let (status, page) = app.call("GET", "/api/v1/alerts", Some(&viewer), None).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 2);
+        assert_eq!(page["items"][0]["kind"], "sync_failing");
+        assert_eq!(page["items"][0]["state"], "firing");
+        assert_eq!(page["items"][0]["muted"], true);
+        assert_eq!(page["items"][0]["payload"]["sync"], "traffic");
+        assert_eq!(page["items"][1]["kind"], "backup_failed");
+        assert_eq!(page["items"][1]["state"], "resolved");
+        assert!(page["items"][1]["resolved_at"].is_string());
+        let (_, firing) = app
+            .call("GET", "/api/v1/alerts?state=firing", Some(&viewer), None)
+            .await;
+        assert_eq!(firing["total"], 1);
+        let (status, error) = app
+            .call("GET", "/api/v1/alerts?kind=everything", Some(&viewer), None)
+            .await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+    }
+
+    #[actix_rt::test]
+    async fn admins_mute_kinds_through_the_api_audited_and_muted_kinds_are_only_recorded() {
+        let env = spawn(&[]).await;
+        let app = &env.app;
+        let patch = json!({"muted": {"backup_failed": true, "sale": true}});
+        app.assert_guarded(
+            "PATCH",
+            "/api/v1/alerts/settings",
+            Some(patch.clone()),
+            AdminRole::Admin,
+        )
+        .await;
+        app.assert_guarded("GET", "/api/v1/alerts/settings", None, AdminRole::Viewer)
+            .await;
+        let admin = app.token_for(AdminRole::Admin).await;
+        let (status, view) = app
+            .call(
+                "PATCH",
+                "/api/v1/alerts/settings",
+                Some(&admin),
+                Some(patch),
+            )
+            .await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["muted"]["backup_failed"], true);
+        assert_eq!(view["muted"]["sale"], true);
+        assert_eq!(view["muted"]["panel_down"], false);
+        assert_eq!(view["telegram"], json!([ADMIN_A, ADMIN_B]));
+        assert_eq!(view["emails"], json!([ADMIN_EMAIL]));
+        assert_eq!(view["language"], "en");
+        let audit = app.audit_rows("alerts.settings").await;
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0]["before"], json!({"muted": []}));
+        assert_eq!(
+            audit[0]["after"],
+            json!({"muted": ["backup_failed", "sale"]})
+        );
+        let (status, error) = app
+            .call(
+                "PATCH",
+                "/api/v1/alerts/settings",
+                Some(&admin),
+                Some(json!({"muted": {"everything": true}})),
+            )
+            .await;
+        assert_eq!(status, 422, "{error}");
+
+        let conn = &mut app.db.connect().await;
+        alerts::raise(conn, &backup_failed(), 5).await.unwrap();
+        alerts::raise(
+            conn,
+            &Alert::SyncFailing {
+                sync: "status".into(),
+                error: "502".into(),
+            },
+            5,
+        )
+        .await
+        .unwrap();
+        wait_told(&env, "status panel sync failed", 1).await;
+        settle(app).await;
+        assert_told(&env, "backup", 0);
+        let (_, page) = app.call("GET", "/api/v1/alerts", Some(&admin), None).await;
+        assert_eq!(page["total"], 2, "the muted one is recorded: {page}");
+    }
+
+    #[actix_rt::test]
+    async fn a_flagged_payment_is_reviewed_through_the_api_by_an_operator() {
+        let env = spawn(&[]).await;
+        let app = &env.app;
+        let conn = &mut app.db.connect().await;
+        let flagged = Alert::PaymentFlagged {
+            anomaly: vpn_shop::domain::alerts::Anomaly::ChargeWithoutOrder,
+            order: None,
+            user: None,
+            telegram_id: None,
+            amount: vpn_shop::domain::Money::rub_kopecks(29_900),
+            provider: vpn_shop::domain::PaymentProvider::Yookassa,
+            detail: "charge 2f9 of 299.00 RUB names no order".into(),
+        };
+        let id = alerts::raise(conn, &flagged, 5).await.unwrap().unwrap();
+        let backup = alerts::raise(conn, &backup_failed(), 5)
+            .await
+            .unwrap()
+            .unwrap();
+        let path = format!("/api/v1/alerts/{id}/review");
+        app.assert_guarded("POST", &path, None, AdminRole::Operator)
+            .await;
+        let operator = app.token_for(AdminRole::Operator).await;
+        let (status, row) = app.call("POST", &path, Some(&operator), None).await;
+        assert_eq!(status, 200, "{row}");
+        assert_eq!(row["state"], "resolved");
+        assert_eq!(row["resolution"]["reviewed_by"], "admin:operator-user");
+        let (status, _) = app.call("POST", &path, Some(&operator), None).await;
+        assert_eq!(status, 409, "reviewed once");
+        let (status, _) = app
+            .call(
+                "POST",
+                &format!("/api/v1/alerts/{backup}/review"),
+                Some(&operator),
+                None,
+            )
+            .await;
+        assert_eq!(status, 409, "only flagged payments are reviewed");
+        let (status, _) = app
+            .call(
+                "POST",
+                "/api/v1/alerts/999999/review",
+                Some(&operator),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+        wait_told(&env, "Flagged payment reviewed", 1).await;
+        settle(app).await;
+        assert_told(&env, "Flagged payment reviewed", 1);
+        assert_eq!(app.audit_rows("payment.reviewed").await.len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn admins_see_and_mute_alerts_with_the_bots_alerts_command() {
+        let env = spawn(&[]).await;
+        let conn = &mut env.app.db.connect().await;
+        alerts::raise(conn, &backup_failed(), 5).await.unwrap();
+        wait_told(&env, "The backup failed", 1).await;
+        env.telegram.push_message(ADMIN_A, "/alerts");
+        let menu = wait_menu(&env, ADMIN_A, 1).await;
+        assert!(menu.text.contains("Firing now: 1"), "{}", menu.text);
+        assert!(
+            menu.text.contains("• 🔴 The backup failed (since "),
+            "{}",
+            menu.text
+        );
+        let keyboard = menu.reply_markup.as_ref().unwrap()["inline_keyboard"].clone();
+        let backup_row = keyboard
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row[0]["callback_data"] == "a:mute:backup_failed")
+            .expect("a mute button of backup_failed");
+        assert_eq!(backup_row[0]["text"], "🔔 Failed backups");
+        env.telegram
+            .push_callback(ADMIN_A, menu.message_id, "a:mute:backup_failed");
+        wait_until_within("the kind muted", Duration::from_secs(10), || async {
+            alerts::muted_kinds(&mut env.app.db.connect().await)
+                .await
+                .unwrap()
+                == vec![AlertKind::BackupFailed]
+        })
+        .await;
+        assert_eq!(env.app.audit_rows("alerts.settings").await.len(), 1);
+        // Someone else cannot.
+        env.telegram.push_message(4242, "/alerts");
+        env.telegram
+            .push_callback(4242, 1, "a:unmute:backup_failed");
+        env.telegram
+            .wait_for_messages(4242, 2, Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            alerts::muted_kinds(conn).await.unwrap(),
+            vec![AlertKind::BackupFailed]
+        );
+        assert!(
+            env.telegram
+                .messages_to(4242)
+                .iter()
+                .all(|m| !m.text.contains("Firing now"))
+        );
+    }
+
+    /// Waits for the `n`-th /alerts menu an admin got (sent or edited into place).
+    async fn wait_menu(env: &Env, admin: i64, n: usize) -> SentMessage {
+        wait_until_within("the alerts menu", Duration::from_secs(10), || async {
+            told(env, admin, "Firing now").len() >= n
+        })
+        .await;
+        told(env, admin, "Firing now").pop().unwrap()
+    }
+}
