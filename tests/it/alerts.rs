@@ -919,3 +919,317 @@ mod seeing {
         told(env, admin, "Firing now").pop().unwrap()
     }
 }
+
+// -- Sale notices and the daily digest -----------------------------------------------------------
+
+mod business {
+    use super::events::shop;
+    use super::*;
+
+    use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone, Utc};
+    use support::db::Subscriber;
+    use vpn_shop::db::stats;
+    use vpn_shop::domain::alerts::{DigestFigures, ProviderRevenue};
+    use vpn_shop::domain::{Money, PaymentProvider, UserId};
+
+    #[actix_rt::test]
+    async fn sales_are_not_told_by_default() {
+        let shop = shop(&[]).await;
+        let env = &shop.env;
+        let (_, order) = shop.order(7020).await;
+        shop.pay(&order).await;
+        // The buyer's own message has gone out, so the sale was handled.
+        env.telegram
+            .wait_for_messages(7020, 1, Duration::from_secs(20))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        settle(&env.app).await;
+        assert_told(env, "New sale", 0);
+        assert!(recorded(&mut env.app.db.connect().await).await.is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn with_admin_notify_sales_each_sale_is_told_once() {
+        let shop = shop(&[("ADMIN_NOTIFY_SALES", "true")]).await;
+        let env = &shop.env;
+        let (user, order) = shop.order(7021).await;
+        let transaction = shop.pay(&order).await;
+        shop.notify(&transaction).await;
+        wait_told(env, "New sale", 1).await;
+        settle(&env.app).await;
+        assert_told(env, "New sale", 1);
+        assert_eq!(
+            told(env, ADMIN_A, "New sale")[0].text,
+            format!(
+                "💰 <b>New sale: 30 days</b>\n299 ₽ through wata, user #{user} (Telegram 7021)."
+            )
+        );
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    async fn user(
+        conn: &mut AsyncPgConnection,
+        telegram_id: i64,
+        created: &str,
+        trial: Option<&str>,
+    ) -> UserId {
+        let id = Subscriber::new(telegram_id).insert(conn).await;
+        diesel::sql_query("UPDATE users SET created_at = $2, trial_used_at = $3 WHERE id = $1")
+            .bind::<diesel::sql_types::BigInt, _>(id.0)
+            .bind::<diesel::sql_types::Timestamptz, _>(at(created))
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(trial.map(at))
+            .execute(conn)
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn payment(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        provider: &str,
+        status: &str,
+        amount: Money,
+        paid: Option<&str>,
+    ) -> i64 {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        diesel::sql_query(
+            "INSERT INTO payments (user_id, provider, status, amount_minor, currency, days, paid_at) \
+             VALUES ($1, $2, $3, $4, $5, 30, $6) RETURNING id",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(user.0)
+        .bind::<diesel::sql_types::Text, _>(provider)
+        .bind::<diesel::sql_types::Text, _>(status)
+        .bind::<diesel::sql_types::BigInt, _>(amount.minor)
+        .bind::<diesel::sql_types::Text, _>(amount.currency.as_str())
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(paid.map(at))
+        .get_result::<Id>(conn)
+        .await
+        .unwrap()
+        .id
+    }
+
+    async fn refund(
+        conn: &mut AsyncPgConnection,
+        payment: i64,
+        minor: i64,
+        state: &str,
+        made: &str,
+    ) {
+        diesel::sql_query(
+            "INSERT INTO payment_refunds (payment_id, provider, external_id, amount_minor, \
+                 days_taken_back, state, created_at) \
+             SELECT id, provider, gen_random_uuid()::text, $2, 0, $3, $4 FROM payments WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(payment)
+        .bind::<diesel::sql_types::BigInt, _>(minor)
+        .bind::<diesel::sql_types::Text, _>(state)
+        .bind::<diesel::sql_types::Timestamptz, _>(at(made))
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+
+    async fn ending(conn: &mut AsyncPgConnection, telegram_id: i64, status: &str, ends: &str) {
+        let id = Subscriber {
+            expires_at: Some(at(ends)),
+            ..Subscriber::new(telegram_id)
+        }
+        .insert(conn)
+        .await;
+        diesel::sql_query("UPDATE subscriptions SET status = $2 WHERE user_id = $1")
+            .bind::<diesel::sql_types::BigInt, _>(id.0)
+            .bind::<diesel::sql_types::Text, _>(status)
+            .execute(conn)
+            .await
+            .unwrap();
+    }
+
+    /// 1 December 2026 in Moscow (UTC+3): from 30 Nov 21:00 UTC to 1 Dec 21:00 UTC.
+    #[tokio::test]
+    async fn the_digest_counts_one_local_day_of_a_seeded_shop() {
+        let db = support::db::TestDb::new().await;
+        let conn = &mut db.connect().await;
+        let rub = Money::rub_kopecks;
+        // Joined in the day with a trial, paid in Stars after it: new, trial, conversion, sale.
+        let u1 = user(
+            conn,
+            1,
+            "2026-11-30T22:00:00Z",
+            Some("2026-11-30T22:05:00Z"),
+        )
+        .await;
+        payment(
+            conn,
+            u1,
+            "stars",
+            "succeeded",
+            Money::stars(150),
+            Some("2026-12-01T10:00:00Z"),
+        )
+        .await;
+        // Trial 10 days before, first payment in the day: a conversion and a sale.
+        let u2 = user(
+            conn,
+            2,
+            "2026-11-20T10:00:00Z",
+            Some("2026-11-21T10:00:00Z"),
+        )
+        .await;
+        payment(
+            conn,
+            u2,
+            "yookassa",
+            "succeeded",
+            rub(29_900),
+            Some("2026-12-01T12:00:00Z"),
+        )
+        .await;
+        // Paid 20 days before and again in the day: a renewal and a sale, no conversion (no
+        // trial); a free order in the day is no sale; a pending one neither.
+        let u3 = user(conn, 3, "2026-11-01T10:00:00Z", None).await;
+        let earlier = payment(
+            conn,
+            u3,
+            "wata",
+            "succeeded",
+            rub(29_900),
+            Some("2026-11-11T10:00:00Z"),
+        )
+        .await;
+        payment(
+            conn,
+            u3,
+            "wata",
+            "succeeded",
+            rub(59_900),
+            Some("2026-12-01T20:59:59Z"),
+        )
+        .await;
+        payment(
+            conn,
+            u3,
+            "free",
+            "succeeded",
+            rub(0),
+            Some("2026-12-01T13:00:00Z"),
+        )
+        .await;
+        payment(conn, u3, "wata", "pending", rub(29_900), None).await;
+        // Joined in the day, paid only after it (local 2 Dec 00:00:00): new, nothing else.
+        let u4 = user(conn, 4, "2026-12-01T20:00:00Z", None).await;
+        payment(
+            conn,
+            u4,
+            "yookassa",
+            "succeeded",
+            rub(29_900),
+            Some("2026-12-01T21:00:00Z"),
+        )
+        .await;
+        // Joined the day before (local 30 Nov 23:59): not new.
+        user(
+            conn,
+            5,
+            "2026-11-30T20:59:00Z",
+            Some("2026-11-30T20:59:30Z"),
+        )
+        .await;
+        // A refund applied in the day, one refused, one applied the day before.
+        refund(conn, earlier, 10_000, "applied", "2026-12-01T09:00:00Z").await;
+        refund(conn, earlier, 5_000, "failed", "2026-12-01T09:30:00Z").await;
+        refund(conn, earlier, 1_000, "applied", "2026-11-30T20:00:00Z").await;
+        // Ending on local 3 December (the day after the digest is sent): two active ones count.
+        ending(conn, 6, "active", "2026-12-02T21:00:00Z").await;
+        ending(conn, 7, "active", "2026-12-03T20:59:59Z").await;
+        ending(conn, 8, "active", "2026-12-03T21:00:00Z").await;
+        ending(conn, 9, "disabled", "2026-12-03T10:00:00Z").await;
+        ending(conn, 10, "active", "2026-12-02T20:59:59Z").await;
+
+        let from = at("2026-11-30T21:00:00Z");
+        let to = at("2026-12-01T21:00:00Z");
+        let figures = stats::digest(conn, from, to, at("2026-12-02T21:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            figures,
+            DigestFigures {
+                sales: 3,
+                revenue: vec![
+                    ProviderRevenue {
+                        provider: PaymentProvider::Wata,
+                        amount: rub(59_900),
+                        payments: 1,
+                    },
+                    ProviderRevenue {
+                        provider: PaymentProvider::Yookassa,
+                        amount: rub(29_900),
+                        payments: 1,
+                    },
+                    ProviderRevenue {
+                        provider: PaymentProvider::Stars,
+                        amount: Money::stars(150),
+                        payments: 1,
+                    },
+                ],
+                new_users: 2,
+                trials: 1,
+                trial_conversions: 2,
+                renewals: 1,
+                refunds: 1,
+                refunded: vec![rub(10_000)],
+                expiring_tomorrow: 2,
+            }
+        );
+    }
+
+    #[actix_rt::test]
+    async fn the_digest_of_yesterday_goes_out_once_after_admin_digest_at() {
+        let env = spawn(&[
+            ("ADMIN_DIGEST_AT", "00:00"),
+            ("ALERT_CHECK_INTERVAL", "200ms"),
+            ("SCHEDULER_TICK", "100ms"),
+        ])
+        .await;
+        let moscow = FixedOffset::east_opt(3 * 3600).unwrap();
+        let yesterday = Utc::now()
+            .with_timezone(&moscow)
+            .date_naive()
+            .pred_opt()
+            .unwrap();
+        let noon = moscow
+            .from_local_datetime(&yesterday.and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap()))
+            .unwrap()
+            .to_utc();
+        let conn = &mut env.app.db.connect().await;
+        let buyer = Subscriber::new(7030).insert(conn).await;
+        payment(
+            conn,
+            buyer,
+            "wata",
+            "succeeded",
+            Money::rub_kopecks(29_900),
+            Some(&noon.to_rfc3339()),
+        )
+        .await;
+        wait_told(&env, "Digest of", 1).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        settle(&env.app).await;
+        assert_told(&env, "Digest of", 1);
+        let text = &told(&env, ADMIN_A, "Digest of")[0].text;
+        assert!(
+            text.starts_with(&format!(
+                "📊 <b>Digest of {}</b>\nSales: 1\nRevenue: wata 299 ₽ (1)\n",
+                yesterday.format("%-d %b %Y")
+            )),
+            "{text}"
+        );
+    }
+}
