@@ -372,7 +372,7 @@ pub const VARS: &[Var] = &[
         "ADMIN_TELEGRAM_IDS",
         None,
         "123456789,987654321",
-        "Telegram user ids (comma-separated) allowed to use the bot's admin commands (/admin, /stats, /user, /grant, /broadcast). Unset: nobody.",
+        "Telegram user ids (comma-separated) allowed to use the bot's admin commands (/admin, /stats, /user, /grant, /broadcast, /alerts); they get the admin alerts through the bot. Unset: nobody.",
     ),
     var(
         "TRIAL_DAYS",
