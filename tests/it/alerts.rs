@@ -57,21 +57,7 @@ pub async fn spawn(extra: &[(&str, &str)]) -> Env {
 
 /// Waits until no alert delivery is pending or running.
 pub async fn settle(app: &TestApp) {
-    wait_until_within(
-        "alert deliveries to finish",
-        Duration::from_secs(20),
-        || async {
-            let busy: i64 = jobs_table::table
-                .filter(jobs_table::kind.eq("alert_deliver"))
-                .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
-                .count()
-                .get_result(&mut app.db.connect().await)
-                .await
-                .unwrap();
-            busy == 0
-        },
-    )
-    .await;
+    app.wait_jobs_idle("alert_deliver").await;
 }
 
 /// The alerts recorded, oldest first.
@@ -237,7 +223,7 @@ mod events {
     use support::db::Subscriber;
     use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
     use support::payments::Providers;
-    use vpn_shop::actors::payments::{Checkout, CreateCheckout, Refund};
+    use vpn_shop::actors::payments::Refund;
     use vpn_shop::db::models::Payment;
     use vpn_shop::db::schema::{audit_log, payment_events, payments, plans, subscriptions};
     use vpn_shop::domain::{Money, PaymentProvider, PlanId, UserId};
@@ -276,25 +262,11 @@ mod events {
         pub async fn order(&self, telegram_id: i64) -> (UserId, Payment) {
             let conn = &mut self.env.app.db.connect().await;
             let user = Subscriber::new(telegram_id).insert(conn).await;
-            let checkout = self
+            let order_id = self
                 .env
                 .app
-                .app
-                .payments
-                .addr()
-                .send(CreateCheckout {
-                    user_id: user,
-                    plan_id: self.plan,
-                    provider: PaymentProvider::Wata,
-                    promo_code: None,
-                    auto_renew: false,
-                })
-                .await
-                .unwrap()
-                .unwrap();
-            let Checkout::Redirect { order_id, .. } = checkout else {
-                panic!("a WATA checkout redirects");
-            };
+                .checkout_page(user, self.plan, PaymentProvider::Wata)
+                .await;
             let order = payments::table
                 .find(order_id)
                 .select(Payment::as_select())

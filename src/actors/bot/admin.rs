@@ -25,8 +25,34 @@ use crate::i18n::{Args, format_bytes, format_date, format_money};
 /// Days one grant may give (as in the admin API).
 const MAX_GRANT_DAYS: i64 = 3650;
 
-fn actor(ctx: &Ctx) -> String {
+/// The admin as the audit log names them.
+pub(super) fn actor(ctx: &Ctx) -> String {
     format!("telegram:{}", ctx.user.telegram_id)
+}
+
+/// Audit-logs `action` of the admin on `target` (its type and id).
+pub(super) async fn audit_on(
+    ctx: &Ctx,
+    conn: &mut PgConn,
+    action: &str,
+    target: (&str, String),
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        conn,
+        AuditRecord {
+            admin_id: None,
+            actor: actor(ctx),
+            action: action.into(),
+            target_type: Some(target.0.into()),
+            target_id: Some(target.1),
+            before: Some(before),
+            after: Some(after),
+            remote_addr: None,
+        },
+    )
+    .await
 }
 
 async fn audit(
@@ -37,18 +63,13 @@ async fn audit(
     before: serde_json::Value,
     after: serde_json::Value,
 ) -> diesel::QueryResult<()> {
-    audit::record(
+    audit_on(
+        ctx,
         conn,
-        AuditRecord {
-            admin_id: None,
-            actor: actor(ctx),
-            action: action.into(),
-            target_type: Some("user".into()),
-            target_id: Some(target.to_string()),
-            before: Some(before),
-            after: Some(after),
-            remote_addr: None,
-        },
+        action,
+        ("user", target.to_string()),
+        before,
+        after,
     )
     .await
 }

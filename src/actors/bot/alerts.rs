@@ -7,44 +7,16 @@ use diesel_async::AsyncConnection;
 use serde_json::json;
 use teloxide::types::InlineKeyboardButton;
 
+use super::admin::{actor, audit_on as audit};
 use super::callback::{AdminAction, Callback};
 use super::context::Ctx;
-use crate::db::audit::{self, AuditRecord};
+use crate::db::alerts;
 use crate::db::jobs::{self, RetryError};
-use crate::db::{PgConn, alerts};
 use crate::domain::alerts::{Alert, AlertKind};
 use crate::domain::{AlertId, JobId};
 use crate::i18n::Args;
 use crate::i18n::alerts::kind_title;
 use crate::i18n::format_datetime;
-
-fn actor(ctx: &Ctx) -> String {
-    format!("telegram:{}", ctx.user.telegram_id)
-}
-
-async fn audit(
-    ctx: &Ctx,
-    conn: &mut PgConn,
-    action: &str,
-    target: (&str, String),
-    before: serde_json::Value,
-    after: serde_json::Value,
-) -> diesel::QueryResult<()> {
-    audit::record(
-        conn,
-        AuditRecord {
-            admin_id: None,
-            actor: actor(ctx),
-            action: action.into(),
-            target_type: Some(target.0.into()),
-            target_id: Some(target.1),
-            before: Some(before),
-            after: Some(after),
-            remote_addr: None,
-        },
-    )
-    .await
-}
 
 /// `/alerts`: the firing alerts and a mute toggle per kind.
 pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
