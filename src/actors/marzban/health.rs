@@ -1,4 +1,4 @@
-//! `panel_health`: is the panel reachable? Every `ALERT_CHECK_INTERVAL` one cheap read
+//! `probe_panel`: is the panel reachable? Every `ALERT_CHECK_INTERVAL` one cheap read
 //! (`GET /api/system`); a panel that has failed it without a break for `ALERT_PANEL_DOWN_AFTER`
 //! alerts the admins once, and its first answer after that tells them it is back. Since when it
 //! has failed is kept in the database (`alert_watches`), so the probes of every replica add up.
@@ -12,13 +12,13 @@ use crate::db::alerts;
 use crate::domain::alerts::{Alert, PANEL_DOWN_KEY};
 
 /// Job kind and scheduled task name of the probe.
-pub const PANEL_HEALTH: &str = "panel_health";
+pub const PROBE_PANEL: &str = "probe_panel";
 
 impl Shared {
     /// One probe; `true` when the panel answered.
     #[tracing::instrument(skip(self))]
-    pub(super) async fn check_panel_health(&self) -> Result<bool, JobError> {
-        let answer = self.client.system().await;
+    pub(super) async fn probe_panel(&self) -> Result<bool, JobError> {
+        let answer = self.client.probe().await;
         let mut conn = self.pool.get().await?;
         let (after, attempts) = (self.panel_down_after, self.max_attempts);
         let up = answer.is_ok();

@@ -13,7 +13,7 @@ mod provision;
 mod sync;
 
 pub use check::PAID_UNPROVISIONED;
-pub use health::PANEL_HEALTH;
+pub use health::PROBE_PANEL;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
 use crate::actors::messages::{
-    CheckPaidAccess, CheckPanelHealth, PanelOp, Ping, RunPanelOp, RunSync, SyncKind,
+    CheckPaidAccess, PanelOp, Ping, ProbePanel, RunPanelOp, RunSync, SyncKind,
 };
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -169,7 +169,7 @@ impl MarzbanSyncer {
             .map(|kind| TaskSpec::new(kind.job_kind(), kind.interval(settings)))
             .chain([
                 TaskSpec::new(PAID_UNPROVISIONED, settings.paid_unprovisioned_interval),
-                TaskSpec::new(PANEL_HEALTH, health_interval),
+                TaskSpec::new(PROBE_PANEL, health_interval),
             ])
             .collect()
     }
@@ -227,12 +227,12 @@ impl Handler<CheckPaidAccess> for MarzbanSyncer {
     }
 }
 
-impl Handler<CheckPanelHealth> for MarzbanSyncer {
+impl Handler<ProbePanel> for MarzbanSyncer {
     type Result = ResponseFuture<Result<bool, JobError>>;
 
-    fn handle(&mut self, _: CheckPanelHealth, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: ProbePanel, _: &mut Context<Self>) -> Self::Result {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.check_panel_health().await })
+        Box::pin(async move { shared.probe_panel().await })
     }
 }
 
@@ -283,7 +283,7 @@ impl PanelJobs {
             handlers.register(kind.job_kind(), jobs.clone(), Some(1));
         }
         handlers.register(PAID_UNPROVISIONED, jobs.clone(), Some(1));
-        handlers.register(PANEL_HEALTH, jobs.clone(), Some(1));
+        handlers.register(PROBE_PANEL, jobs.clone(), Some(1));
     }
 }
 
@@ -302,9 +302,9 @@ impl JobHandler for PanelJobs {
                     .await
                     .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?;
             }
-            if job.kind == PANEL_HEALTH {
+            if job.kind == PROBE_PANEL {
                 return addr
-                    .send(CheckPanelHealth)
+                    .send(ProbePanel)
                     .await
                     .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?
                     .map(drop);
