@@ -226,3 +226,147 @@ pub fn render(
         buttons,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alerts::{Anomaly, DigestFigures, ProviderRevenue};
+    use crate::domain::{JobId, PaymentId, PaymentProvider};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// One alert of every kind, with data.
+    fn samples() -> Vec<Alert> {
+        let rub = Money::rub_kopecks(29_900);
+        vec![
+            Alert::PaymentFlagged {
+                anomaly: Anomaly::PaidClosedOrder,
+                order: Some(PaymentId(12)),
+                user: Some(UserId(3)),
+                telegram_id: Some(42),
+                amount: rub,
+                provider: PaymentProvider::Yookassa,
+                detail: "refund it".into(),
+            },
+            Alert::RefundMade {
+                order: PaymentId(12),
+                user: UserId(3),
+                telegram_id: 42,
+                amount: rub,
+                provider: PaymentProvider::Wata,
+                refund_id: "r1".into(),
+                origin: RefundOrigin::Provider,
+            },
+            Alert::JobDead {
+                job_kind: "provision".into(),
+                count: 3,
+                job: JobId(9),
+                user: None,
+                last_error: "<502>".into(),
+                until: at("2026-12-01T10:00:00Z"),
+            },
+            Alert::PanelDown {
+                since: at("2026-12-01T10:00:00Z"),
+                error: "connection refused".into(),
+            },
+            Alert::SyncFailing {
+                sync: "status".into(),
+                error: "502".into(),
+            },
+            Alert::BackupFailed {
+                error: "pg_dump failed".into(),
+            },
+            Alert::WebhookProbing {
+                failures: 25,
+                threshold: 20,
+                top_address: Some("203.0.113.7".into()),
+            },
+            Alert::PaidUnprovisioned {
+                users: 2,
+                oldest: UserId(3),
+            },
+            Alert::Sale {
+                order: PaymentId(12),
+                user: UserId(3),
+                telegram_id: 42,
+                plan: "30 days".into(),
+                amount: rub,
+                provider: PaymentProvider::Stars,
+            },
+            Alert::Digest {
+                day: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                figures: DigestFigures {
+                    sales: 4,
+                    revenue: vec![ProviderRevenue {
+                        provider: PaymentProvider::Wata,
+                        amount: rub,
+                        payments: 1,
+                    }],
+                    refunded: vec![Money::rub_kopecks(100)],
+                    ..DigestFigures::default()
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kind_renders_raised_and_ended_in_both_languages() {
+        let kinds: Vec<AlertKind> = samples().iter().map(Alert::kind).collect();
+        assert_eq!(kinds, AlertKind::ALL, "a sample per kind");
+        let msk = FixedOffset::east_opt(3 * 3600).unwrap();
+        let ended = Ending {
+            resolved_at: Some(at("2026-12-01T10:07:00Z")),
+            by: Some("telegram:1"),
+        };
+        for lang in [Language::En, Language::Ru] {
+            for alert in samples() {
+                let mut states = vec![AlertState::Firing];
+                if alert.kind().is_condition() {
+                    states.push(AlertState::Resolved);
+                }
+                for state in states {
+                    let r = render(&alert, AlertId(1), state, ended, lang, msk);
+                    assert!(
+                        !r.subject.is_empty() && !r.subject.contains('<'),
+                        "{}",
+                        r.subject
+                    );
+                    assert!(
+                        !r.html.contains("alert-") && !r.html.contains('{'),
+                        "{lang} {} {state}: {}",
+                        alert.kind(),
+                        r.html
+                    );
+                    assert!(!kind_title(lang, alert.kind()).starts_with("alerts-kind-"));
+                    for (label, _) in &r.buttons {
+                        assert!(!label.starts_with("alert-button"), "{label}");
+                    }
+                }
+            }
+        }
+        // Values are escaped; the panel's outage is measured.
+        let dead = render(
+            &samples()[2],
+            AlertId(1),
+            AlertState::Firing,
+            ended,
+            Language::En,
+            msk,
+        );
+        assert!(dead.html.contains("&lt;502&gt;"), "{}", dead.html);
+        let back = render(
+            &samples()[3],
+            AlertId(1),
+            AlertState::Resolved,
+            ended,
+            Language::Ru,
+            msk,
+        );
+        assert_eq!(
+            back.html,
+            "✅ <b>Панель снова доступна</b> (была недоступна 7 мин)."
+        );
+    }
+}
