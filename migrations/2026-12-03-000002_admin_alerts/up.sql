@@ -42,6 +42,9 @@ CREATE TABLE alert_watches (
     detail text
 );
 
+-- The dead jobs `alerts_check` counts every ALERT_CHECK_INTERVAL (they stay until an admin acts).
+CREATE INDEX jobs_dead_idx ON jobs (kind, finished_at) WHERE state = 'dead';
+
 -- A delivery is to a user or, for an alert, to an admin (its recipient is in the dedup key).
 ALTER TABLE notifications
     ALTER COLUMN user_id DROP NOT NULL,

@@ -265,17 +265,17 @@ pub async fn dead_jobs_to_tell(
     quiet: std::time::Duration,
 ) -> QueryResult<Vec<DeadJobs>> {
     diesel::sql_query(
-        "SELECT j.kind, count(*) AS count, \
+        "WITH told AS ( \
+             SELECT payload->>'job_kind' AS kind, \
+                    max((payload->>'until')::timestamptz) AS until, max(raised_at) AS raised \
+             FROM alerts WHERE kind = 'job_dead' GROUP BY 1) \
+         SELECT j.kind, count(*) AS count, \
                 (array_agg(j.id ORDER BY j.finished_at DESC, j.id DESC))[1] AS job, \
                 (array_agg(j.last_error ORDER BY j.finished_at DESC, j.id DESC))[1] AS last_error, \
                 (array_agg(j.payload->>'user_id' ORDER BY j.finished_at DESC, j.id DESC))[1]::bigint \
                     AS user_id, \
                 max(j.finished_at) AS until \
-         FROM jobs j \
-         LEFT JOIN LATERAL ( \
-             SELECT max((a.payload->>'until')::timestamptz) AS until, max(a.raised_at) AS raised \
-             FROM alerts a WHERE a.kind = 'job_dead' AND a.payload->>'job_kind' = j.kind) told \
-             ON true \
+         FROM jobs j LEFT JOIN told ON told.kind = j.kind \
          WHERE j.state = 'dead' AND j.kind <> $1 AND j.finished_at IS NOT NULL \
            AND j.finished_at > COALESCE(told.until, '-infinity') \
            AND COALESCE(told.raised, '-infinity') < now() - make_interval(secs => $2) \
