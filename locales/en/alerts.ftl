@@ -77,6 +77,7 @@ alerts-menu = <b>Alerts</b>
     { $list }
     Muted kinds are still recorded (GET /api/v1/alerts). Tap a kind to mute or unmute it.
 alerts-firing-line = • { $title } (since { $since })
+alerts-more = … and { $count } more: GET /api/v1/alerts?state=firing
 alerts-kind-on = 🔔 { $kind }
 alerts-kind-muted = 🔕 { $kind }
 alerts-reviewed = ✅ Alert #{ $alert }: the payment is marked reviewed.

@@ -77,6 +77,7 @@ alerts-menu = <b>Оповещения</b>
     { $list }
     Отключённые виды всё равно записываются (GET /api/v1/alerts). Нажмите на вид, чтобы отключить или включить его.
 alerts-firing-line = • { $title } (с { $since })
+alerts-more = … и ещё { $count }: GET /api/v1/alerts?state=firing
 alerts-kind-on = 🔔 { $kind }
 alerts-kind-muted = 🔕 { $kind }
 alerts-reviewed = ✅ Оповещение #{ $alert }: платёж отмечен как проверенный.

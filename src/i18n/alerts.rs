@@ -46,6 +46,18 @@ pub fn kind_title(lang: Language, kind: AlertKind) -> String {
     message(lang, &format!("alerts-kind-{kind}"), &Args::new())
 }
 
+/// The longest error or detail an alert quotes: a message must stay under Telegram's 4096
+/// characters.
+const MAX_QUOTED: usize = 600;
+
+/// `text`, cut to [`MAX_QUOTED`] characters (with "…").
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Alert `id` as told in `state`.
 pub fn render(
     alert: &Alert,
@@ -76,7 +88,7 @@ pub fn render(
             .text("user", &user_label(lang, *user, *telegram_id))
             .text("amount", &money(*amount))
             .text("provider", provider.as_str())
-            .text("detail", detail)
+            .text("detail", &quoted(detail))
             .text("by", ending.by.unwrap_or("—")),
         Alert::RefundMade {
             order,
@@ -124,18 +136,20 @@ pub fn render(
             .text("kind", job_kind)
             .text("job", &job.to_string())
             .text("user", &user_label(lang, *user, None))
-            .text("error", last_error),
+            .text("error", &quoted(last_error)),
         Alert::PanelDown { since, error } => {
             let minutes = ending
                 .resolved_at
                 .map_or(0, |end| (end - *since).num_minutes().max(1));
             Args::new()
                 .text("since", &format_datetime(lang, *since, offset))
-                .text("error", error)
+                .text("error", &quoted(error))
                 .number("minutes", minutes as f64)
         }
-        Alert::SyncFailing { sync, error } => Args::new().text("sync", sync).text("error", error),
-        Alert::BackupFailed { error } => Args::new().text("error", error),
+        Alert::SyncFailing { sync, error } => {
+            Args::new().text("sync", sync).text("error", &quoted(error))
+        }
+        Alert::BackupFailed { error } => Args::new().text("error", &quoted(error)),
         Alert::WebhookProbing {
             failures,
             threshold,

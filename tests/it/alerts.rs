@@ -892,6 +892,28 @@ mod seeing {
         );
     }
 
+    #[actix_rt::test]
+    async fn the_bots_alert_list_stays_within_one_message() {
+        let env = spawn(&[]).await;
+        let conn = &mut env.app.db.connect().await;
+        alerts::set_muted(conn, AlertKind::SyncFailing, true)
+            .await
+            .unwrap();
+        for n in 0..23 {
+            let alert = Alert::SyncFailing {
+                sync: format!("sync{n}"),
+                error: "e".repeat(2000),
+            };
+            alerts::raise(conn, &alert, 5).await.unwrap();
+        }
+        env.telegram.push_message(ADMIN_A, "/alerts");
+        let menu = wait_menu(&env, ADMIN_A, 1).await;
+        assert!(menu.text.contains("Firing now: 23"), "{}", menu.text);
+        assert_eq!(menu.text.matches("\n• ").count(), 20, "{}", menu.text);
+        assert!(menu.text.contains("… and 3 more"), "{}", menu.text);
+        assert!(menu.text.chars().count() < 4096);
+    }
+
     /// Waits for the `n`-th /alerts menu an admin got (sent or edited into place).
     async fn wait_menu(env: &Env, admin: i64, n: usize) -> SentMessage {
         wait_until_within("the alerts menu", Duration::from_secs(10), || async {

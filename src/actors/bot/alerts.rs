@@ -18,6 +18,9 @@ use crate::i18n::Args;
 use crate::i18n::alerts::kind_title;
 use crate::i18n::format_datetime;
 
+/// Firing alerts `/alerts` lists.
+const MAX_LISTED: usize = 20;
+
 /// `/alerts`: the firing alerts and a mute toggle per kind.
 pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
     let lang = ctx.lang();
@@ -29,8 +32,10 @@ pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
             alerts::muted_kinds(&mut conn).await?,
         )
     };
+    // A message holds 4096 characters: the newest ones, and how many more.
     let list = firing
         .iter()
+        .take(MAX_LISTED)
         .map(|row| {
             let title = serde_json::from_value::<Alert>(row.payload.clone())
                 .map(|a| {
@@ -52,6 +57,12 @@ pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
                     .text("since", &format_datetime(lang, row.raised_at, offset)),
             )
         })
+        .chain((firing.len() > MAX_LISTED).then(|| {
+            ctx.ta(
+                "alerts-more",
+                &Args::new().number("count", (firing.len() - MAX_LISTED) as f64),
+            )
+        }))
         .collect::<Vec<_>>()
         .join("\n");
     let text = ctx.ta(
