@@ -32,10 +32,11 @@ use crate::clients::yookassa::YooKassaClient;
 use crate::config::Settings;
 use crate::db::PgPool;
 use crate::db::models::Job;
+use crate::domain::alerts::Alert;
 use crate::domain::{Money, PaymentEventVerdict, PaymentId, PaymentProvider, PlanId, UserId};
 use crate::metrics::Metrics;
 
-use crate::domain::alerts::Alert;
+/// A payment an admin must look at: flagged, counted and alerted by [`Shared::raise`].
 pub use crate::domain::alerts::Anomaly;
 
 /// Job kinds and task names of the periodic work.
