@@ -36,7 +36,7 @@ use crate::domain::alerts::Alert;
 use crate::domain::{Money, PaymentEventVerdict, PaymentId, PaymentProvider, PlanId, UserId};
 use crate::metrics::Metrics;
 
-/// A payment an admin must look at: flagged, counted and alerted by [`Shared::raise`].
+/// A payment an admin must look at: flagged, counted and alerted by `Shared::raise`.
 pub use crate::domain::alerts::Anomaly;
 
 /// Job kinds and task names of the periodic work.
