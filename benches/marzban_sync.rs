@@ -107,7 +107,14 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
     let marzban = settings.marzban.clone().expect("panel configured");
     let metrics = Arc::new(Metrics::new()?);
     let pool = vpn_shop::db::build_pool(&url, 16, Duration::from_secs(5))?;
-    let syncer = MarzbanSyncer::factory(pool, marzban.clone(), Arc::clone(&metrics), 20)?().start();
+    let syncer = MarzbanSyncer::factory(
+        pool,
+        marzban.clone(),
+        Arc::clone(&metrics),
+        20,
+        std::time::Duration::from_secs(120),
+    )?()
+    .start();
 
     let mut rows = Vec::new();
     // The requests are those of the last run (every run makes the same ones).

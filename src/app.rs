@@ -7,13 +7,14 @@ use std::sync::Arc;
 use actix_web::web::Data;
 use anyhow::Context as _;
 
+use crate::actors::alerts::{ALERTS_CHECK, AlertChecks};
 use crate::actors::bot::{BotActor, BotInbox, BotParts};
 use crate::actors::job_runner::{JobHandlers, JobRunner};
 use crate::actors::maintenance::{
     BACKUP, BackupRecipients, MAINTENANCE, Maintenance, ScheduledBackup,
 };
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
-use crate::actors::messages::{Drain, StopScheduling};
+use crate::actors::messages::{Drain, StopScheduling, SyncKind};
 use crate::actors::notifier::{Notifier, NotifierJobs, TelegramSender};
 use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
@@ -144,14 +145,31 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         },
         Some(1),
     );
-    let mut tasks = vec![TaskSpec::new(
-        MAINTENANCE,
-        settings.scheduler.maintenance_interval,
-    )];
+    handlers.register(
+        ALERTS_CHECK,
+        AlertChecks {
+            pool: pool.clone(),
+            settings: settings.alerts.clone(),
+            offset: settings.notifications.display_offset,
+            max_attempts: settings.jobs.max_attempts,
+            sync_kinds: if settings.marzban.is_some() {
+                SyncKind::ALL.iter().map(|k| k.as_str()).collect()
+            } else {
+                Vec::new()
+            },
+        },
+        Some(1),
+    );
+    let mut tasks = vec![
+        TaskSpec::new(MAINTENANCE, settings.scheduler.maintenance_interval),
+        TaskSpec::new(ALERTS_CHECK, settings.alerts.check_interval),
+    ];
     if let Some(interval) = settings.scheduler.backup_interval {
         handlers.register(
             BACKUP,
             ScheduledBackup {
+                pool: pool.clone(),
+                max_attempts: settings.jobs.max_attempts,
                 database_url: database_url.to_owned(),
                 dir: settings.data_dir.join("backups"),
                 keep: settings.scheduler.backup_keep,
@@ -168,10 +186,14 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
                 marzban.clone(),
                 Arc::clone(&metrics),
                 settings.jobs.max_attempts,
+                settings.alerts.panel_down_after,
             )?;
             let syncer = actors.supervise("marzban", factory);
             PanelJobs::register(&mut handlers, syncer.clone(), marzban.write_concurrency);
-            tasks.extend(MarzbanSyncer::tasks(marzban));
+            tasks.extend(MarzbanSyncer::tasks(
+                marzban,
+                settings.alerts.check_interval,
+            ));
             Some(syncer)
         }
         None => {
@@ -203,6 +225,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             pool.clone(),
             telegram_sender.clone(),
             settings.notifications.clone(),
+            settings.alerts.clone(),
             Arc::clone(&metrics),
             settings.jobs.clone(),
             settings.marzban.is_some(),

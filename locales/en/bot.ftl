@@ -181,6 +181,7 @@ admin-menu = <b>Admin</b>
     /user &lt;telegram id | @username&gt;: a user's profile
     /grant &lt;telegram id&gt; &lt;days&gt;: give days
     /broadcast: message all users
+    /alerts: alerts, and muting them
 admin-stats = <b>Statistics</b>
     Users: { $users } (new today: { $new_today })
     Active subscriptions: { $active } (trials: { $trials })

@@ -181,6 +181,7 @@ admin-menu = <b>Админ-панель</b>
     /user &lt;telegram id | @username&gt;: профиль пользователя
     /grant &lt;telegram id&gt; &lt;дни&gt;: начислить дни
     /broadcast: рассылка всем пользователям
+    /alerts: оповещения и их отключение
 admin-stats = <b>Статистика</b>
     Пользователи: { $users } (новых сегодня: { $new_today })
     Активные подписки: { $active } (пробных: { $trials })

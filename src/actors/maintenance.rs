@@ -16,7 +16,8 @@ use teloxide::{Bot, RequestError};
 use crate::actors::job_runner::{JobError, JobHandler};
 use crate::config::TelegramSettings;
 use crate::db::models::Job;
-use crate::db::{PgPool, admins, jobs, payments, rate, telegram};
+use crate::db::{PgPool, admins, alerts, jobs, payments, rate, telegram};
+use crate::domain::alerts::{Alert, BACKUP_FAILED_KEY};
 
 /// Job kind (and scheduled task name).
 pub const MAINTENANCE: &str = "maintenance";
@@ -62,6 +63,9 @@ impl JobHandler for Maintenance {
 pub const BACKUP: &str = "backup";
 
 pub struct ScheduledBackup {
+    pub pool: PgPool,
+    /// Attempts of the alert deliveries it enqueues.
+    pub max_attempts: i32,
     pub database_url: String,
     /// `DATA_DIR/backups`.
     pub dir: PathBuf,
@@ -74,17 +78,35 @@ impl JobHandler for ScheduledBackup {
     fn run(&self, _job: Job) -> LocalBoxFuture<'static, Result<(), JobError>> {
         let (url, dir, keep) = (self.database_url.clone(), self.dir.clone(), self.keep);
         let telegram = self.telegram.clone();
+        let (pool, max_attempts) = (self.pool.clone(), self.max_attempts);
         Box::pin(async move {
             let file = dir.join(
                 crate::db::backup::default_path(Path::new(""))
                     .file_name()
                     .unwrap_or_default(),
             );
-            let bytes = crate::db::backup::backup(&url, &file)
-                .await
-                .map_err(|e| JobError::retryable(format!("{e:#}")))?;
-            let deleted = prune_backups(&dir, keep)
-                .map_err(|e| JobError::retryable(format!("pruning old backups: {e}")))?;
+            let written = match crate::db::backup::backup(&url, &file).await {
+                Ok(bytes) => prune_backups(&dir, keep)
+                    .map(|deleted| (bytes, deleted))
+                    .map_err(|e| format!("pruning old backups: {e}")),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            // The admins hear of a failure once, and once of the next backup that works.
+            let mut conn = pool.get().await?;
+            let (bytes, deleted) = match written {
+                Ok(done) => {
+                    alerts::resolve(&mut conn, BACKUP_FAILED_KEY, None, max_attempts).await?;
+                    done
+                }
+                Err(error) => {
+                    let alert = Alert::BackupFailed {
+                        error: error.clone(),
+                    };
+                    alerts::raise(&mut conn, &alert, max_attempts).await?;
+                    return Err(JobError::retryable(error));
+                }
+            };
+            drop(conn);
             tracing::info!(file = %file.display(), bytes, deleted, "backup written");
             if let Some(telegram) = telegram {
                 // The backup is done whatever happens here: failures are only logged.

@@ -74,6 +74,11 @@ pub enum SyncKind {
 #[rtype(result = "Result<i64, crate::actors::job_runner::JobError>")]
 pub struct CheckPaidAccess;
 
+/// Probes the panel now (`probe_panel`); answers whether it answered.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<bool, crate::actors::job_runner::JobError>")]
+pub struct ProbePanel;
+
 /// Runs a sync now. `None` when a run of that kind is already in progress (runs never overlap).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(

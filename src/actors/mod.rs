@@ -2,6 +2,7 @@
 //! a watchdog (see `supervisor`). Actors talk in the typed messages of `messages`; work that must
 //! survive a crash goes through the jobs table, which the `job_runner` drains.
 
+pub mod alerts;
 pub mod bot;
 pub mod job_runner;
 pub mod maintenance;

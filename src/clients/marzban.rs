@@ -557,6 +557,14 @@ impl MarzbanClient {
         Self::json(response).await
     }
 
+    /// One `GET /api/system`, not repeated, counted apart (endpoint `probe`): is the panel
+    /// reachable and does it take our credentials?
+    pub async fn probe(&self) -> Result<(), PanelError> {
+        self.call(Method::GET, "/api/system", &[], None, "probe", Retry::Once)
+            .await
+            .map(drop)
+    }
+
     pub async fn inbounds(&self) -> Result<BTreeMap<String, Vec<Inbound>>, PanelError> {
         let response = self
             .call(

@@ -3,6 +3,7 @@
 //! documented defaults. Every variable is declared once in [`VARS`]; `check-config` prints that
 //! list, and the manual's configuration reference is rendered from it ([`reference_markdown`]).
 
+mod alerts;
 mod marzban;
 mod notifications;
 mod parse;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+pub use alerts::AlertSettings;
 pub use marzban::{CleanupAction, MarzbanSettings};
 pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
@@ -345,6 +347,8 @@ pub struct Settings {
     /// The bot's flows (trial, support, admins, mode).
     pub bot: BotSettings,
     pub notifications: NotificationSettings,
+    /// Admin alerts: recipients, language, thresholds, sale notices and the digest.
+    pub alerts: AlertSettings,
     pub payments: PaymentSettings,
 }
 
@@ -560,6 +564,7 @@ impl Settings {
             marzban: marzban::read(&r)?,
             notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
             payments: payments::read(&r, telegram.is_some())?,
+            alerts: alerts::read(&r, &bot.admin_ids)?,
             bot,
             telegram,
         })

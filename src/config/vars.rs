@@ -372,7 +372,7 @@ pub const VARS: &[Var] = &[
         "ADMIN_TELEGRAM_IDS",
         None,
         "123456789,987654321",
-        "Telegram user ids (comma-separated) allowed to use the bot's admin commands (/admin, /stats, /user, /grant, /broadcast). Unset: nobody.",
+        "Telegram user ids (comma-separated) allowed to use the bot's admin commands (/admin, /stats, /user, /grant, /broadcast, /alerts); they get the admin alerts through the bot. Unset: nobody.",
     ),
     var(
         "TRIAL_DAYS",
@@ -456,6 +456,48 @@ pub const VARS: &[Var] = &[
         Some("+03:00"),
         "+03:00",
         "Time zone of the dates and times in messages, as an offset from UTC (Moscow: +03:00).",
+    ),
+    var(
+        "ADMIN_EMAILS",
+        None,
+        "ops@example.com,owner@example.com",
+        "Addresses (comma-separated) that get the admin alerts by email, besides the ADMIN_TELEGRAM_IDS on Telegram. Needs SMTP_URL. Unset: alerts go only to Telegram.",
+    ),
+    var(
+        "ADMIN_LANGUAGE",
+        Some("ru"),
+        "en",
+        "Language of the admin alerts and the daily digest: `ru` or `en`.",
+    ),
+    var(
+        "ALERT_PANEL_DOWN_AFTER",
+        Some("2m"),
+        "5m",
+        "How long the panel may be unreachable before the admins are alerted (and told again when it is back).",
+    ),
+    var(
+        "ALERT_CHECK_INTERVAL",
+        Some("30s"),
+        "1m",
+        "Interval of `alerts_check` (dead jobs, failing syncs, webhook probing, paid but not provisioned, the digest) and of the panel's health probe.",
+    ),
+    var(
+        "ALERT_WEBHOOK_FAILURES",
+        Some("20"),
+        "50",
+        "Refused (forged) payment webhooks in 5 minutes from which the admins are alerted that someone is probing; resolved once 5 minutes pass without one.",
+    ),
+    var(
+        "ADMIN_NOTIFY_SALES",
+        Some("false"),
+        "true",
+        "Tell the admins of every sale (plan, amount, provider, user).",
+    ),
+    var(
+        "ADMIN_DIGEST_AT",
+        Some("09:00"),
+        "21:30",
+        "Local time (DISPLAY_UTC_OFFSET) of the daily digest to the admins: the previous day's sales, revenue by provider, new users, trials, trial → paid conversions, renewals, refunds, and the subscriptions expiring tomorrow. `off`: no digest.",
     ),
     var(
         "YOOKASSA_SHOP_ID",

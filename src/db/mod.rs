@@ -5,6 +5,7 @@
 //! outside a transaction; handlers and actors open the transactions.
 
 pub mod admins;
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod broadcasts;

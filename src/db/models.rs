@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::db::schema::*;
+use crate::domain::alerts::{AlertKind, AlertState};
 use crate::domain::{
-    AdminId, AdminRole, BroadcastId, BroadcastStatus, Currency, JobId, JobState, Language, Money,
-    NotificationChannel, NotificationStatus, PanelUserStatus, PaymentEventVerdict, PaymentId,
-    PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind, RefundState,
-    SubscriptionId, SubscriptionStatus, SyncRunStatus, UserId,
+    AdminId, AdminRole, AlertId, BroadcastId, BroadcastStatus, Currency, JobId, JobState, Language,
+    Money, NotificationChannel, NotificationStatus, PanelUserStatus, PaymentEventVerdict,
+    PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind,
+    RefundState, SubscriptionId, SubscriptionStatus, SyncRunStatus, UserId,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -300,8 +301,9 @@ impl Broadcast {
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 pub struct Notification {
     pub id: i64,
-    #[schema(value_type = i64)]
-    pub user_id: UserId,
+    /// The subscriber told; `None` for an alert to the admins.
+    #[schema(value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
     /// The notification type, e.g. `payment_succeeded`, `subscription_expiring`, `broadcast`.
     #[schema(example = "payment_succeeded")]
     pub kind: String,
@@ -322,6 +324,56 @@ pub struct Notification {
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The admin alert this delivers (`GET /api/v1/alerts`); its recipient is in `dedup_key`.
+    #[schema(value_type = Option<i64>)]
+    pub alert_id: Option<AlertId>,
+}
+
+/// An alert the shop raised for its admins (`domain::alerts`).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = alerts, check_for_backend(diesel::pg::Pg))]
+pub struct AlertRow {
+    #[schema(value_type = i64)]
+    pub id: AlertId,
+    /// Identity of the condition: one open alert per key.
+    #[schema(example = "panel_down")]
+    pub key: String,
+    /// `payment_flagged`, `refund_made`, `job_dead`, `panel_down`, `sync_failing`,
+    /// `backup_failed`, `webhook_probing`, `paid_unprovisioned`, `sale` or `digest`.
+    #[schema(value_type = String, example = "panel_down")]
+    pub kind: AlertKind,
+    /// `firing`, `resolved`, or `notice` (told once, nothing to end).
+    #[schema(value_type = String, example = "firing")]
+    pub state: AlertState,
+    /// What it says (tagged by `type`, the kind).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// The kind was muted when it was raised: recorded, not delivered.
+    pub muted: bool,
+    pub raised_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// What ended it, e.g. `{"reviewed_by": "telegram:42"}`.
+    #[schema(value_type = Option<Object>)]
+    pub resolution: Option<Value>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Whether admins muted a kind of alert (a kind without a row is not muted).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = alert_settings, check_for_backend(diesel::pg::Pg))]
+pub struct AlertSetting {
+    pub kind: AlertKind,
+    pub muted: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A condition seen but not alerted yet (e.g. the panel unreachable since `since`).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = alert_watches, check_for_backend(diesel::pg::Pg))]
+pub struct AlertWatch {
+    pub key: String,
+    pub since: DateTime<Utc>,
+    pub detail: Option<String>,
 }
 
 /// One run of a panel sync and what it did, counted per user.

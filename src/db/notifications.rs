@@ -12,7 +12,7 @@ use crate::db::jobs::{self, NewJob};
 use crate::db::models::Notification as NotificationRow;
 use crate::db::schema::{notification_keys, notifications};
 use crate::domain::notifications::{NOTIFY_JOB, NotifyJob};
-use crate::domain::{BroadcastId, JobId, NotificationChannel, NotificationStatus, UserId};
+use crate::domain::{AlertId, BroadcastId, JobId, NotificationChannel, NotificationStatus, UserId};
 
 /// Enqueues the `notify` job of a logical notification unless it was asked for before (its
 /// dedup key is kept). Runs in the caller's transaction. `Some(job)` when enqueued now.
@@ -57,15 +57,17 @@ struct Claimed {
     id: i64,
 }
 
-/// A delivery to attempt.
+/// A delivery to attempt: to a subscriber (`user_id`) or, for an alert, to an admin named by
+/// the dedup key (`alert_id`).
 #[derive(Debug, Clone)]
 pub struct Delivery<'a> {
-    pub user_id: UserId,
+    pub user_id: Option<UserId>,
     pub kind: &'a str,
     pub channel: NotificationChannel,
     pub dedup_key: &'a str,
     pub payload: &'a Value,
     pub broadcast_id: Option<BroadcastId>,
+    pub alert_id: Option<AlertId>,
 }
 
 /// Claims the delivery of one notification on one channel: `Some(id)` when this caller may send
@@ -77,14 +79,14 @@ pub async fn claim(
     reclaim: Reclaim,
 ) -> QueryResult<Option<i64>> {
     let sql = match reclaim {
-        Reclaim::Never => "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1) \
+        Reclaim::Never => "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, alert_id, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
              ON CONFLICT (dedup_key, channel) DO NOTHING \
              RETURNING id"
             .to_owned(),
         Reclaim::FailedOrStaleAfter(stale) => format!(
-            "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1) \
+            "INSERT INTO notifications AS n (user_id, kind, channel, dedup_key, payload, broadcast_id, alert_id, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
              ON CONFLICT (dedup_key, channel) DO UPDATE SET status = 'pending', \
                  attempts = n.attempts + 1, last_error = NULL \
              WHERE n.status = 'failed' \
@@ -94,12 +96,13 @@ pub async fn claim(
         ),
     };
     let row: Option<Claimed> = diesel::sql_query(sql)
-        .bind::<BigInt, _>(delivery.user_id.0)
+        .bind::<Nullable<BigInt>, _>(delivery.user_id.map(|u| u.0))
         .bind::<Text, _>(delivery.kind)
         .bind::<Text, _>(delivery.channel.as_str())
         .bind::<Text, _>(delivery.dedup_key)
         .bind::<Jsonb, _>(delivery.payload)
         .bind::<Nullable<BigInt>, _>(delivery.broadcast_id.map(|b| b.0))
+        .bind::<Nullable<BigInt>, _>(delivery.alert_id.map(|a| a.0))
         .get_result(conn)
         .await
         .optional()?;
@@ -138,6 +141,7 @@ pub async fn record_skipped(
             notifications::dedup_key.eq(delivery.dedup_key),
             notifications::payload.eq(delivery.payload),
             notifications::broadcast_id.eq(delivery.broadcast_id),
+            notifications::alert_id.eq(delivery.alert_id),
             notifications::status.eq(NotificationStatus::Skipped),
             notifications::last_error.eq(reason),
         ))

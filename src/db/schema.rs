@@ -15,6 +15,37 @@ diesel::table! {
 }
 
 diesel::table! {
+    alert_settings (kind) {
+        kind -> Text,
+        muted -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    alert_watches (key) {
+        key -> Text,
+        since -> Timestamptz,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Int8,
+        key -> Text,
+        kind -> Text,
+        state -> Text,
+        payload -> Jsonb,
+        muted -> Bool,
+        raised_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+        resolution -> Nullable<Jsonb>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         admin_id -> Nullable<Int8>,
@@ -99,7 +130,7 @@ diesel::table! {
 diesel::table! {
     notifications (id) {
         id -> Int8,
-        user_id -> Int8,
+        user_id -> Nullable<Int8>,
         kind -> Text,
         channel -> Text,
         status -> Text,
@@ -111,6 +142,7 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        alert_id -> Nullable<Int8>,
     }
 }
 
@@ -383,6 +415,7 @@ diesel::table! {
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(broadcasts -> admins (created_by_admin_id));
 diesel::joinable!(notification_keys -> users (user_id));
+diesel::joinable!(notifications -> alerts (alert_id));
 diesel::joinable!(notifications -> broadcasts (broadcast_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(payment_events -> payments (payment_id));
@@ -405,6 +438,9 @@ diesel::joinable!(users -> promo_codes (pending_promo_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admins,
+    alert_settings,
+    alert_watches,
+    alerts,
     audit_log,
     bot_dialogues,
     broadcasts,

@@ -59,6 +59,9 @@ text_enum_sql!(
     NotificationStatus,
     BroadcastStatus,
     SyncRunStatus,
+    alerts::AlertKind,
+    alerts::AlertState,
+    alerts::Anomaly,
 );
 
 id_sql!(
@@ -70,4 +73,5 @@ id_sql!(
     JobId,
     AdminId,
     BroadcastId,
+    AlertId,
 );

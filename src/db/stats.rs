@@ -11,7 +11,8 @@ use diesel::sql_types::{BigInt, Date, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use crate::db::PgConn;
-use crate::domain::{Currency, PaymentProvider};
+use crate::domain::alerts::{DigestFigures, ProviderRevenue};
+use crate::domain::{Currency, Money, PaymentProvider};
 
 /// A payment that brought money: paid (a refund, whole or partial, keeps it paid; the refunded
 /// amount is reported apart) and not a 100 % promo order. The partial indexes of the migration
@@ -310,6 +311,121 @@ pub async fn revenue_totals(conn: &mut PgConn) -> QueryResult<Vec<RevenueTotal>>
     ))
     .load(conn)
     .await
+}
+
+#[derive(QueryableByName)]
+struct DigestCounts {
+    #[diesel(sql_type = BigInt)]
+    sales: i64,
+    #[diesel(sql_type = BigInt)]
+    new_users: i64,
+    #[diesel(sql_type = BigInt)]
+    trials: i64,
+    #[diesel(sql_type = BigInt)]
+    trial_conversions: i64,
+    #[diesel(sql_type = BigInt)]
+    renewals: i64,
+    #[diesel(sql_type = BigInt)]
+    refunds: i64,
+    #[diesel(sql_type = BigInt)]
+    expiring: i64,
+}
+
+#[derive(QueryableByName)]
+struct Sum {
+    #[diesel(sql_type = Text)]
+    provider: PaymentProvider,
+    #[diesel(sql_type = Text)]
+    currency: Currency,
+    #[diesel(sql_type = BigInt)]
+    amount_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    payments: i64,
+}
+
+#[derive(QueryableByName)]
+struct CurrencySum {
+    #[diesel(sql_type = Text)]
+    currency: Currency,
+    #[diesel(sql_type = BigInt)]
+    amount_minor: i64,
+}
+
+/// The daily digest's figures for the day `[from, to)`; "expiring" counts the active
+/// subscriptions that end in `[expiring_from, expiring_from + 1 day)`. A sale is a paid payment
+/// paid in the day; a renewal, a sale to a user who had paid before it; a trial conversion, a
+/// user who started a trial and paid for the first time in the day, after it.
+pub async fn digest(
+    conn: &mut PgConn,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    expiring_from: DateTime<Utc>,
+) -> QueryResult<DigestFigures> {
+    let counts: DigestCounts = diesel::sql_query(format!(
+        "WITH day AS (SELECT id, user_id, paid_at FROM payments \
+                      WHERE {PAID} AND paid_at >= $1 AND paid_at < $2) \
+         SELECT (SELECT count(*) FROM day) AS sales, \
+                (SELECT count(*) FROM users WHERE created_at >= $1 AND created_at < $2) \
+                    AS new_users, \
+                (SELECT count(*) FROM users WHERE trial_used_at >= $1 AND trial_used_at < $2) \
+                    AS trials, \
+                (SELECT count(DISTINCT d.user_id) FROM day d JOIN users u ON u.id = d.user_id \
+                 WHERE u.trial_used_at < d.paid_at AND NOT EXISTS ( \
+                     SELECT 1 FROM payments e WHERE e.user_id = d.user_id AND {PAID} \
+                       AND e.paid_at < $1)) AS trial_conversions, \
+                (SELECT count(*) FROM day d WHERE EXISTS ( \
+                     SELECT 1 FROM payments e WHERE e.user_id = d.user_id AND {PAID} \
+                       AND e.paid_at < d.paid_at)) AS renewals, \
+                (SELECT count(*) FROM payment_refunds \
+                 WHERE state = 'applied' AND created_at >= $1 AND created_at < $2) AS refunds, \
+                (SELECT count(*) FROM subscriptions WHERE status = 'active' \
+                   AND expires_at >= $3 AND expires_at < $3 + interval '1 day') AS expiring"
+    ))
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Timestamptz, _>(expiring_from)
+    .get_result(conn)
+    .await?;
+    let revenue: Vec<Sum> = diesel::sql_query(format!(
+        "SELECT provider, currency, sum(amount_minor)::bigint AS amount_minor, count(*) AS payments \
+         FROM payments WHERE {PAID} AND paid_at >= $1 AND paid_at < $2 \
+         GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+    ))
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .load(conn)
+    .await?;
+    let refunded: Vec<CurrencySum> = diesel::sql_query(
+        "SELECT p.currency, sum(r.amount_minor)::bigint AS amount_minor \
+         FROM payment_refunds r JOIN payments p ON p.id = r.payment_id \
+         WHERE r.state = 'applied' AND r.created_at >= $1 AND r.created_at < $2 \
+         GROUP BY p.currency ORDER BY p.currency",
+    )
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .load(conn)
+    .await?;
+    Ok(DigestFigures {
+        sales: counts.sales,
+        revenue: revenue
+            .into_iter()
+            .map(|r| ProviderRevenue {
+                provider: r.provider,
+                amount: Money::new(r.amount_minor, r.currency),
+                payments: r.payments,
+            })
+            .collect(),
+        new_users: counts.new_users,
+        trials: counts.trials,
+        trial_conversions: counts.trial_conversions,
+        renewals: counts.renewals,
+        refunds: counts.refunds,
+        refunded: refunded
+            .into_iter()
+            .map(|r| Money::new(r.amount_minor, r.currency))
+            .collect(),
+        expiring_tomorrow: counts.expiring,
+    })
 }
 
 #[cfg(test)]

@@ -32,3 +32,7 @@ id_newtype!(
     /// A row of `broadcasts`.
     BroadcastId
 );
+id_newtype!(
+    /// A row of `alerts` (an admin alert).
+    AlertId
+);

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod macros;
+pub mod alerts;
 pub mod broadcast;
 pub mod email;
 pub mod enums;

@@ -2,6 +2,7 @@
 //! binary; the one place to edit wording) and the formatting of dates, money and traffic per
 //! language. Values put into texts are HTML-escaped here, since the texts are Telegram HTML.
 
+pub mod alerts;
 pub mod notifications;
 
 use std::sync::LazyLock;
@@ -22,6 +23,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
                 include_str!("../../locales/en/notifications.ftl"),
             ),
             ("bot.ftl", include_str!("../../locales/en/bot.ftl")),
+            ("alerts.ftl", include_str!("../../locales/en/alerts.ftl")),
         ],
     ),
     (
@@ -32,6 +34,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
                 include_str!("../../locales/ru/notifications.ftl"),
             ),
             ("bot.ftl", include_str!("../../locales/ru/bot.ftl")),
+            ("alerts.ftl", include_str!("../../locales/ru/alerts.ftl")),
         ],
     ),
 ];
@@ -103,6 +106,12 @@ impl Args {
     /// A text value (escaped for HTML).
     pub fn text(mut self, key: &'static str, value: &str) -> Self {
         self.0.set(key, FluentValue::from(escape_html(value)));
+        self
+    }
+
+    /// A text of ours that is HTML already (another rendered message): not escaped again.
+    pub fn html(mut self, key: &'static str, value: String) -> Self {
+        self.0.set(key, FluentValue::from(value));
         self
     }
 

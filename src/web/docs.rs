@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{admin, auth, broadcasts, health, jobs, sales, users};
+use crate::web::{admin, alerts, auth, broadcasts, health, jobs, sales, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(users::Api::openapi());
     doc.merge(sales::Api::openapi());
     doc.merge(admin::Api::openapi());
+    doc.merge(alerts::Api::openapi());
     doc
 }
 

@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}` body.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod broadcasts;
 pub mod docs;
@@ -98,7 +99,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/broadcasts/{id}/cancel").post(broadcasts::cancel_broadcast))
             .configure(users::routes)
             .configure(sales::routes)
-            .configure(admin::routes),
+            .configure(admin::routes)
+            .configure(alerts::routes),
     )
     .service(web::resource("/docs").get(|| async {
         HttpResponse::PermanentRedirect()

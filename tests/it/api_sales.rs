@@ -13,7 +13,6 @@ use support::db::Subscriber;
 use support::payments::Providers;
 use support::wata::FakeWata;
 use support::yookassa::FakeYooKassa;
-use vpn_shop::actors::payments::{Checkout, CreateCheckout};
 use vpn_shop::db::schema::{payments, plans, referrals, subscriptions};
 use vpn_shop::domain::{AdminRole, PaymentId, PaymentProvider, PaymentStatus, PlanId, UserId};
 
@@ -98,25 +97,9 @@ impl Sales {
     }
 
     async fn pending_order(&self, user: UserId, plan: PlanId) -> PaymentId {
-        let checkout = self
-            .app
-            .app
-            .payments
-            .addr()
-            .send(CreateCheckout {
-                user_id: user,
-                plan_id: plan,
-                provider: PaymentProvider::Yookassa,
-                promo_code: None,
-                auto_renew: false,
-            })
+        self.app
+            .checkout_page(user, plan, PaymentProvider::Yookassa)
             .await
-            .expect("the payment processor answers")
-            .expect("a checkout");
-        match checkout {
-            Checkout::Redirect { order_id, .. } => order_id,
-            other => panic!("not a payment page: {other:?}"),
-        }
     }
 
     async fn external_id(&self, order: PaymentId) -> String {

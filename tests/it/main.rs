@@ -5,6 +5,7 @@
 
 mod support;
 
+mod alerts;
 mod api_admin;
 mod api_limits;
 mod api_sales;

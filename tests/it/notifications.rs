@@ -59,17 +59,7 @@ fn days(n: f64) -> DateTime<Utc> {
 
 /// Waits until no `notify` job is pending or running.
 async fn settle(app: &TestApp) {
-    wait_until_within("notify jobs to finish", Duration::from_secs(20), || async {
-        let busy: i64 = jobs_table::table
-            .filter(jobs_table::kind.eq("notify"))
-            .filter(jobs_table::state.eq_any([JobState::Pending, JobState::Running]))
-            .count()
-            .get_result(&mut app.db.connect().await)
-            .await
-            .unwrap();
-        busy == 0
-    })
-    .await;
+    app.wait_jobs_idle("notify").await;
 }
 
 async fn deliveries_of(conn: &mut AsyncPgConnection, user: UserId) -> Vec<Delivery> {

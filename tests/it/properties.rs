@@ -605,26 +605,10 @@ async fn pending_order(
     telegram_id: i64,
     provider: PaymentProvider,
 ) -> (String, String) {
-    use vpn_shop::actors::payments::{Checkout, CreateCheckout};
     let user = Subscriber::new(telegram_id)
         .insert(&mut app.db.connect().await)
         .await;
-    let checkout = app
-        .app
-        .payments
-        .addr()
-        .send(CreateCheckout {
-            user_id: user,
-            plan_id: plan,
-            provider,
-            promo_code: None,
-            auto_renew: false,
-        })
-        .await
-        .expect("the payment processor answers");
-    let Ok(Checkout::Redirect { order_id, .. }) = checkout else {
-        panic!("a checkout with a payment page: {checkout:?}");
-    };
+    let order_id = app.checkout_page(user, plan, provider).await;
     let external = order_row(app, order_id)
         .await
         .external_id

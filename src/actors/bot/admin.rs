@@ -25,8 +25,34 @@ use crate::i18n::{Args, format_bytes, format_date, format_money};
 /// Days one grant may give (as in the admin API).
 const MAX_GRANT_DAYS: i64 = 3650;
 
-fn actor(ctx: &Ctx) -> String {
+/// The admin as the audit log names them.
+pub(super) fn actor(ctx: &Ctx) -> String {
     format!("telegram:{}", ctx.user.telegram_id)
+}
+
+/// Audit-logs `action` of the admin on `target` (its type and id).
+pub(super) async fn audit_on(
+    ctx: &Ctx,
+    conn: &mut PgConn,
+    action: &str,
+    target: (&str, String),
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        conn,
+        AuditRecord {
+            admin_id: None,
+            actor: actor(ctx),
+            action: action.into(),
+            target_type: Some(target.0.into()),
+            target_id: Some(target.1),
+            before: Some(before),
+            after: Some(after),
+            remote_addr: None,
+        },
+    )
+    .await
 }
 
 async fn audit(
@@ -37,18 +63,13 @@ async fn audit(
     before: serde_json::Value,
     after: serde_json::Value,
 ) -> diesel::QueryResult<()> {
-    audit::record(
+    audit_on(
+        ctx,
         conn,
-        AuditRecord {
-            admin_id: None,
-            actor: actor(ctx),
-            action: action.into(),
-            target_type: Some("user".into()),
-            target_id: Some(target.to_string()),
-            before: Some(before),
-            after: Some(after),
-            remote_addr: None,
-        },
+        action,
+        ("user", target.to_string()),
+        before,
+        after,
     )
     .await
 }
@@ -110,6 +131,7 @@ pub async fn command(ctx: &Ctx, name: &str, args: &str) -> anyhow::Result<()> {
                 _ => ctx.send(ctx.t("admin-grant-usage"), Vec::new()).await,
             }
         }
+        "alerts" => super::alerts::menu(ctx).await,
         "broadcast" => {
             ctx.set_state(DialogueState::BroadcastText).await?;
             ctx.send(
@@ -335,6 +357,12 @@ pub async fn action(ctx: &Ctx, action: AdminAction) -> anyhow::Result<()> {
         AdminAction::RevokeLink(id) => panel_job(ctx, id, PANEL_REVOKE_SUB).await,
         AdminAction::Audience(segment) => choose_audience(ctx, segment).await,
         AdminAction::SendBroadcast => send_broadcast(ctx).await,
+        AdminAction::User(id) => profile(ctx, id).await,
+        AdminAction::RetryJob(id) => super::alerts::retry(ctx, id).await,
+        AdminAction::Reviewed(order) => super::alerts::reviewed(ctx, order).await,
+        AdminAction::Alerts => super::alerts::menu(ctx).await,
+        AdminAction::Mute(kind) => super::alerts::set_muted(ctx, kind, true).await,
+        AdminAction::Unmute(kind) => super::alerts::set_muted(ctx, kind, false).await,
     }
 }
 

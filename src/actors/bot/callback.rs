@@ -4,8 +4,9 @@
 
 use std::str::FromStr;
 
+use crate::domain::alerts::AlertKind;
 use crate::domain::broadcast::Segment;
-use crate::domain::{Language, PaymentProvider, PlanId, UserId};
+use crate::domain::{AlertId, JobId, Language, PaymentProvider, PlanId, UserId};
 use crate::i18n::notifications::{CALLBACK_BUY, CALLBACK_MENU, CALLBACK_STATUS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,16 @@ pub enum AdminAction {
     RevokeLink(UserId),
     Audience(Segment),
     SendBroadcast,
+    /// A user's profile (a button of an alert).
+    User(UserId),
+    /// Retry a dead job (a button of an alert).
+    RetryJob(JobId),
+    /// Mark a flagged payment reviewed (a button of its alert).
+    Reviewed(AlertId),
+    /// The alerts menu (`/alerts`).
+    Alerts,
+    Mute(AlertKind),
+    Unmute(AlertKind),
 }
 
 /// The audiences an admin can pick in the bot.
@@ -99,6 +110,12 @@ impl Callback {
                 AdminAction::RevokeLink(u) => format!("a:revoke:{}", u.0),
                 AdminAction::Audience(a) => format!("a:aud:{}", a.as_str()),
                 AdminAction::SendBroadcast => "a:send".into(),
+                AdminAction::User(u) => format!("a:user:{}", u.0),
+                AdminAction::RetryJob(j) => format!("a:retry:{}", j.0),
+                AdminAction::Reviewed(p) => format!("a:rev:{}", p.0),
+                AdminAction::Alerts => "a:alerts".into(),
+                AdminAction::Mute(k) => format!("a:mute:{}", k.as_str()),
+                AdminAction::Unmute(k) => format!("a:unmute:{}", k.as_str()),
             },
         }
     }
@@ -154,6 +171,12 @@ impl Callback {
                 ("reset", _) => AdminAction::ResetTraffic(UserId(id(arg)?)),
                 ("revoke", _) => AdminAction::RevokeLink(UserId(id(arg)?)),
                 ("aud", Some(a)) => AdminAction::Audience(segment(a)?),
+                ("user", _) => AdminAction::User(UserId(id(arg)?)),
+                ("retry", _) => AdminAction::RetryJob(JobId(id(arg)?)),
+                ("rev", _) => AdminAction::Reviewed(AlertId(id(arg)?)),
+                ("alerts", None) => AdminAction::Alerts,
+                ("mute", Some(k)) => AdminAction::Mute(AlertKind::from_str(k).ok()?),
+                ("unmute", Some(k)) => AdminAction::Unmute(AlertKind::from_str(k).ok()?),
                 _ => return None,
             }),
             _ => return None,
@@ -221,6 +244,12 @@ mod tests {
             Callback::Admin(AdminAction::RevokeLink(user)),
             Callback::Admin(AdminAction::Audience(Segment::NeverPaid)),
             Callback::Admin(AdminAction::SendBroadcast),
+            Callback::Admin(AdminAction::User(user)),
+            Callback::Admin(AdminAction::RetryJob(JobId(i64::MAX))),
+            Callback::Admin(AdminAction::Reviewed(AlertId(i64::MAX))),
+            Callback::Admin(AdminAction::Alerts),
+            Callback::Admin(AdminAction::Mute(AlertKind::PaidUnprovisioned)),
+            Callback::Admin(AdminAction::Unmute(AlertKind::PaidUnprovisioned)),
         ];
         for cb in all {
             let data = cb.encode();
@@ -244,6 +273,8 @@ mod tests {
             "a:grant",
             "a:grant:0",
             "a:aud:nobody",
+            "a:mute:everything",
+            "a:retry:0",
             "menu:1",
             "drop table",
         ] {

@@ -324,7 +324,7 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
                 ctx.send(ctx.t("cancelled"), flows::menu_keyboard(ctx))
                     .await
             }
-            "admin" | "stats" | "user" | "grant" | "broadcast" => {
+            "admin" | "stats" | "user" | "grant" | "broadcast" | "alerts" => {
                 if ctx.is_admin() {
                     admin::command(ctx, &name, args).await
                 } else {

@@ -11,6 +11,7 @@
 //! retries with backoff, and `/ready` says the bot is down meanwhile.
 
 pub mod admin;
+pub mod alerts;
 pub mod callback;
 pub mod context;
 pub mod flows;

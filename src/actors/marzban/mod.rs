@@ -8,10 +8,12 @@
 //! stale values. Per-user work lives in `provision`, the syncs in `sync`.
 
 mod check;
+mod health;
 mod provision;
 mod sync;
 
 pub use check::PAID_UNPROVISIONED;
+pub use health::PROBE_PANEL;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,7 +27,9 @@ use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
-use crate::actors::messages::{CheckPaidAccess, PanelOp, Ping, RunPanelOp, RunSync, SyncKind};
+use crate::actors::messages::{
+    CheckPaidAccess, PanelOp, Ping, ProbePanel, RunPanelOp, RunSync, SyncKind,
+};
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
 use crate::clients::marzban::{MarzbanClient, PanelError};
@@ -116,6 +120,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     /// Attempts of the jobs this actor enqueues (notifications).
     max_attempts: i32,
+    /// `ALERT_PANEL_DOWN_AFTER`.
+    panel_down_after: Duration,
 }
 
 pub struct MarzbanSyncer {
@@ -131,6 +137,7 @@ impl MarzbanSyncer {
         settings: MarzbanSettings,
         metrics: Arc<Metrics>,
         max_attempts: i32,
+        panel_down_after: Duration,
     ) -> anyhow::Result<impl Fn() -> MarzbanSyncer + Send + Sync + 'static> {
         let client = MarzbanClient::new(&settings, Arc::clone(&metrics))?;
         let shared = Arc::new(Shared {
@@ -139,6 +146,7 @@ impl MarzbanSyncer {
             settings,
             metrics,
             max_attempts,
+            panel_down_after,
         });
         Ok(move || MarzbanSyncer {
             shared: Arc::clone(&shared),
@@ -146,16 +154,16 @@ impl MarzbanSyncer {
         })
     }
 
-    /// The periodic tasks of the syncs and of the `paid_unprovisioned` check, with their
-    /// configured intervals.
-    pub fn tasks(settings: &MarzbanSettings) -> Vec<TaskSpec> {
+    /// The periodic tasks of the syncs, of the `paid_unprovisioned` check and of the panel's
+    /// health probe (every `health_interval`), with their configured intervals.
+    pub fn tasks(settings: &MarzbanSettings, health_interval: Duration) -> Vec<TaskSpec> {
         SyncKind::ALL
             .iter()
             .map(|kind| TaskSpec::new(kind.job_kind(), kind.interval(settings)))
-            .chain([TaskSpec::new(
-                PAID_UNPROVISIONED,
-                settings.paid_unprovisioned_interval,
-            )])
+            .chain([
+                TaskSpec::new(PAID_UNPROVISIONED, settings.paid_unprovisioned_interval),
+                TaskSpec::new(PROBE_PANEL, health_interval),
+            ])
             .collect()
     }
 }
@@ -212,6 +220,15 @@ impl Handler<CheckPaidAccess> for MarzbanSyncer {
     }
 }
 
+impl Handler<ProbePanel> for MarzbanSyncer {
+    type Result = ResponseFuture<Result<bool, JobError>>;
+
+    fn handle(&mut self, _: ProbePanel, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.probe_panel().await })
+    }
+}
+
 impl Handler<RunSync> for MarzbanSyncer {
     type Result = ResponseActFuture<Self, Result<Option<crate::db::sync::SyncCounts>, JobError>>;
 
@@ -259,6 +276,7 @@ impl PanelJobs {
             handlers.register(kind.job_kind(), jobs.clone(), Some(1));
         }
         handlers.register(PAID_UNPROVISIONED, jobs.clone(), Some(1));
+        handlers.register(PROBE_PANEL, jobs.clone(), Some(1));
     }
 }
 
@@ -276,6 +294,13 @@ impl JobHandler for PanelJobs {
                     })
                     .await
                     .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?;
+            }
+            if job.kind == PROBE_PANEL {
+                return addr
+                    .send(ProbePanel)
+                    .await
+                    .map_err(|e| JobError::retryable(format!("panel syncer unavailable: {e}")))?
+                    .map(drop);
             }
             if job.kind == PAID_UNPROVISIONED {
                 return addr

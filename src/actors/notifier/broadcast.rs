@@ -152,12 +152,13 @@ impl Shared {
         let dedup_key = format!("broadcast:{}:{}", broadcast.id, recipient.user_id);
         let payload = serde_json::json!({"type": "broadcast", "broadcast_id": broadcast.id});
         let delivery = Delivery {
-            user_id: recipient.user_id,
+            user_id: Some(recipient.user_id),
             kind: "broadcast",
             channel: NotificationChannel::Telegram,
             dedup_key: &dedup_key,
             payload: &payload,
             broadcast_id: Some(broadcast.id),
+            alert_id: None,
         };
         let claimed = {
             let mut conn = self.pool.get().await?;
@@ -167,7 +168,12 @@ impl Shared {
             return Ok(Message::Skipped);
         };
         let result = telegram
-            .send(recipient.telegram_id, &broadcast.text, button, true)
+            .send(
+                recipient.telegram_id,
+                &broadcast.text,
+                button.map(std::slice::from_ref).unwrap_or_default(),
+                true,
+            )
             .await;
         let Ok(mut conn) = self.pool.get().await else {
             // The row stays pending: a later run counts it failed (the message may have gone out).

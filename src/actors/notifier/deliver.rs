@@ -2,7 +2,6 @@
 //! that applies, each delivery recorded in `notifications` and sent at most once.
 
 use super::Shared;
-use super::email::MailError;
 use super::telegram::{MessageButton, SendError};
 use crate::actors::job_runner::JobError;
 use crate::db::models::User;
@@ -17,8 +16,15 @@ use crate::i18n::notifications::{Recipient, email_html, render};
 /// (with the backoff of the job queue: about a minute and a half).
 const LINK_WAIT_ATTEMPTS: i32 = 5;
 
+/// Who a delivery goes to: a subscriber (who may be banned or have blocked the bot) or an admin.
+#[derive(Clone, Copy)]
+pub(super) enum To<'a> {
+    User(&'a User),
+    Admin,
+}
+
 /// How a channel's delivery ended.
-enum Outcome {
+pub(super) enum Outcome {
     Sent,
     /// Not attempted: already delivered or skipped.
     AlreadyHandled,
@@ -84,12 +90,13 @@ impl Shared {
         };
         let payload = serde_json::to_value(&job.notification).unwrap_or_default();
         let delivery = |channel| Delivery {
-            user_id: user.id,
+            user_id: Some(user.id),
             kind,
             channel,
             dedup_key: &job.dedup_key,
             payload: &payload,
             broadcast_id: None,
+            alert_id: None,
         };
 
         let mut transient = Vec::new();
@@ -100,9 +107,9 @@ impl Shared {
                 data: rendered.button.callback.to_owned(),
             };
             let outcome = self
-                .on_channel(&d, &user, async {
+                .on_channel(&d, To::User(&user), async {
                     telegram
-                        .send(user.telegram_id, &rendered.html, Some(&button), false)
+                        .send(user.telegram_id, &rendered.html, &[button], false)
                         .await
                 })
                 .await?;
@@ -115,14 +122,11 @@ impl Shared {
             let text = crate::i18n::html_to_text(&rendered.html);
             let html = email_html(&rendered.subject, &rendered.html);
             let outcome = self
-                .on_channel(&d, &user, async {
+                .on_channel(&d, To::User(&user), async {
                     mailer
                         .send(email, &rendered.subject, text, html)
                         .await
-                        .map_err(|e| match e {
-                            MailError::Refused(m) => SendError::Refused(m),
-                            MailError::Transient(m) => SendError::Transient(m),
-                        })
+                        .map_err(SendError::from)
                 })
                 .await?;
             self.tally(kind, "email", &outcome, &mut transient);
@@ -146,19 +150,20 @@ impl Shared {
     }
 
     /// Claims the delivery, sends, records the outcome.
-    async fn on_channel(
+    pub(super) async fn on_channel(
         &self,
         delivery: &Delivery<'_>,
-        user: &User,
+        to: To<'_>,
         send: impl std::future::Future<Output = Result<(), SendError>>,
     ) -> Result<Outcome, JobError> {
-        let blocked = delivery.channel == NotificationChannel::Telegram && user.bot_blocked;
-        let skip = if user.banned {
-            Some("the user is banned")
-        } else if blocked {
-            Some("the user blocked the bot")
-        } else {
-            None
+        let skip = match to {
+            To::User(user) if user.banned => Some("the user is banned"),
+            To::User(user)
+                if delivery.channel == NotificationChannel::Telegram && user.bot_blocked =>
+            {
+                Some("the user blocked the bot")
+            }
+            _ => None,
         };
         if let Some(reason) = skip {
             let mut conn = self.pool.get().await?;
@@ -197,7 +202,7 @@ impl Shared {
         // limit for the attempt ends it.
         let mut delay = std::time::Duration::from_secs(1);
         loop {
-            match self.record_send(id, user, &result).await {
+            match self.record_send(id, to, &result).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => {
                     tracing::warn!(%error, "recording a sent notification failed; retrying");
@@ -212,7 +217,7 @@ impl Shared {
     async fn record_send(
         &self,
         id: i64,
-        user: &User,
+        to: To<'_>,
         result: &Result<(), SendError>,
     ) -> Result<Outcome, JobError> {
         let mut conn = self.pool.get().await?;
@@ -223,8 +228,16 @@ impl Shared {
             }
             Err(SendError::Unreachable(error)) => {
                 notifications::mark_skipped(&mut conn, id, error).await?;
-                users::mark_bot_blocked(&mut conn, user.id).await?;
-                tracing::info!(%error, "user unreachable on Telegram; marked as blocked");
+                match to {
+                    To::User(user) => {
+                        users::mark_bot_blocked(&mut conn, user.id).await?;
+                        tracing::info!(%error, "user unreachable on Telegram; marked as blocked");
+                    }
+                    To::Admin => tracing::warn!(
+                        %error,
+                        "an admin of ADMIN_TELEGRAM_IDS cannot be reached on Telegram (has the admin started the bot?)"
+                    ),
+                }
                 Outcome::Skipped
             }
             Err(SendError::Refused(error)) => {
@@ -244,7 +257,13 @@ impl Shared {
         })
     }
 
-    fn tally(&self, kind: &str, channel: &str, outcome: &Outcome, transient: &mut Vec<String>) {
+    pub(super) fn tally(
+        &self,
+        kind: &str,
+        channel: &str,
+        outcome: &Outcome,
+        transient: &mut Vec<String>,
+    ) {
         let label = match outcome {
             Outcome::Sent => "sent",
             Outcome::AlreadyHandled => return,

@@ -21,6 +21,15 @@ pub enum MailError {
     Transient(String),
 }
 
+impl From<MailError> for super::SendError {
+    fn from(e: MailError) -> Self {
+        match e {
+            MailError::Refused(m) => super::SendError::Refused(m),
+            MailError::Transient(m) => super::SendError::Transient(m),
+        }
+    }
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,

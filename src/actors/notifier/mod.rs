@@ -4,6 +4,7 @@
 //! Every delivery is a row of `notifications` (one per notification per channel, sent at most
 //! once); Telegram messages of all replicas share one rate budget in the database.
 
+mod alerts;
 mod broadcast;
 mod deliver;
 mod email;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Message, ResponseFuture, Supervised};
 use futures_util::future::LocalBoxFuture;
 
+pub use alerts::ALERT_KIND;
 pub use email::{MailError, Mailer};
 pub use scan::ScanReport;
 pub use telegram::{MessageButton, Priority, SendError, TelegramSender};
@@ -23,11 +25,12 @@ use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
 use crate::actors::messages::Ping;
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::config::{JobSettings, NotificationSettings};
+use crate::config::{AlertSettings, JobSettings, NotificationSettings};
 use crate::db::PgPool;
 use crate::db::broadcasts::{BROADCAST_JOB, BroadcastJob};
 use crate::db::models::Job;
 use crate::domain::BroadcastId;
+use crate::domain::alerts::{ALERT_JOB, AlertJob};
 use crate::domain::notifications::{KINDS, NOTIFY_JOB, NotifyJob};
 use crate::metrics::Metrics;
 
@@ -39,6 +42,8 @@ pub(crate) struct Shared {
     telegram: Option<Arc<TelegramSender>>,
     mailer: Option<Mailer>,
     settings: NotificationSettings,
+    /// Who gets the admin alerts, and in which language.
+    alerts: AlertSettings,
     metrics: Arc<Metrics>,
     /// Attempts of the jobs it enqueues; the lease after which a claimed delivery is stale.
     jobs: JobSettings,
@@ -57,6 +62,7 @@ impl Notifier {
         pool: PgPool,
         telegram: Option<Arc<TelegramSender>>,
         settings: NotificationSettings,
+        alerts: AlertSettings,
         metrics: Arc<Metrics>,
         jobs: JobSettings,
         waits_for_links: bool,
@@ -79,7 +85,16 @@ impl Notifier {
                 None
             }
         };
-        for kind in KINDS {
+        if !alerts.emails.is_empty() && mailer.is_none() {
+            tracing::warn!("ADMIN_EMAILS is set but SMTP_URL is not: alerts go only to Telegram");
+        }
+        if !alerts.has_recipients() {
+            tracing::warn!(
+                "neither ADMIN_TELEGRAM_IDS nor ADMIN_EMAILS is set: admin alerts are only recorded \
+                 (GET /api/v1/alerts)"
+            );
+        }
+        for kind in KINDS.into_iter().chain([ALERT_KIND]) {
             for channel in ["telegram", "email"] {
                 for outcome in ["sent", "failed", "skipped"] {
                     metrics
@@ -96,6 +111,7 @@ impl Notifier {
             telegram,
             mailer,
             settings,
+            alerts,
             metrics,
             jobs,
             waits_for_links,
@@ -141,6 +157,11 @@ pub struct Deliver {
 #[rtype(result = "Result<(), JobError>")]
 pub struct DeliverBroadcast(pub BroadcastId);
 
+/// Tell the admins of an alert (raised or ended).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), JobError>")]
+pub struct DeliverAlert(pub AlertJob);
+
 /// Find who must be warned now.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ScanReport, JobError>")]
@@ -162,6 +183,14 @@ impl Handler<DeliverBroadcast> for Notifier {
     }
 }
 
+impl Handler<DeliverAlert> for Notifier {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: DeliverAlert, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.deliver_alert(msg.0).await })
+    }
+}
+
 impl Handler<Scan> for Notifier {
     type Result = ResponseFuture<Result<ScanReport, JobError>>;
     fn handle(&mut self, _: Scan, _: &mut Context<Self>) -> Self::Result {
@@ -170,7 +199,8 @@ impl Handler<Scan> for Notifier {
     }
 }
 
-/// The job handler of `notify`, `broadcast_deliver` and `notifications_scan` jobs.
+/// The job handler of `notify`, `alert_deliver`, `broadcast_deliver` and `notifications_scan`
+/// jobs.
 #[derive(Clone)]
 pub struct NotifierJobs {
     notifier: ActorHandle<Notifier>,
@@ -180,6 +210,7 @@ impl NotifierJobs {
     pub fn register(handlers: &mut JobHandlers, notifier: ActorHandle<Notifier>) {
         let jobs = NotifierJobs { notifier };
         handlers.register(NOTIFY_JOB, jobs.clone(), None);
+        handlers.register(ALERT_JOB, jobs.clone(), None);
         // One broadcast slice at a time per replica: the budget is shared anyway.
         handlers.register(BROADCAST_JOB, jobs.clone(), Some(1));
         handlers.register(SCAN_JOB, jobs, Some(1));
@@ -204,6 +235,13 @@ impl JobHandler for NotifierJobs {
                     })
                     .await
                     .map_err(unavailable)?
+                }
+                ALERT_JOB => {
+                    let payload: AlertJob =
+                        serde_json::from_value(job.payload).map_err(bad_payload)?;
+                    addr.send(DeliverAlert(payload))
+                        .await
+                        .map_err(unavailable)?
                 }
                 BROADCAST_JOB => {
                     let payload: BroadcastJob =

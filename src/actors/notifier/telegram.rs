@@ -219,28 +219,28 @@ impl TelegramSender {
     }
 
     /// Sends a notification (or, with `broadcast`, one message of a broadcast, also within
-    /// `BROADCAST_RATE`) to `chat_id`.
+    /// `BROADCAST_RATE`) to `chat_id`, with `buttons` under it, one per row.
     pub async fn send(
         &self,
         chat_id: i64,
         html: &str,
-        button: Option<&MessageButton>,
+        buttons: &[MessageButton],
         broadcast: bool,
     ) -> Result<(), SendError> {
         let started = Instant::now();
-        let markup = match button {
-            None => None,
-            Some(MessageButton::Callback { text, data }) => Some(InlineKeyboardMarkup::new([[
-                InlineKeyboardButton::callback(text.clone(), data.clone()),
-            ]])),
-            Some(MessageButton::Url { text, url }) => match url.parse() {
-                Ok(url) => Some(InlineKeyboardMarkup::new([[InlineKeyboardButton::url(
-                    text.clone(),
-                    url,
-                )]])),
-                Err(_) => return Err(SendError::Refused(format!("invalid button URL {url}"))),
-            },
-        };
+        let mut rows = Vec::with_capacity(buttons.len());
+        for button in buttons {
+            rows.push(vec![match button {
+                MessageButton::Callback { text, data } => {
+                    InlineKeyboardButton::callback(text.clone(), data.clone())
+                }
+                MessageButton::Url { text, url } => match url.parse() {
+                    Ok(url) => InlineKeyboardButton::url(text.clone(), url),
+                    Err(_) => return Err(SendError::Refused(format!("invalid button URL {url}"))),
+                },
+            }]);
+        }
+        let markup = (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows));
         let priority = if broadcast {
             Priority::Broadcast
         } else {

@@ -17,6 +17,7 @@ use crate::db::models::Payment;
 use crate::db::payments::{self, NewEvent, NewOrder};
 use crate::db::subscriptions::Grant;
 use crate::db::{PgConn, notifications, plans, promo, referrals, subscriptions, users};
+use crate::domain::alerts::{Alert, RefundOrigin};
 use crate::domain::notifications::{FailureReason, Notification, NotifyJob};
 use crate::domain::panel::panel_username;
 use crate::domain::{
@@ -116,11 +117,19 @@ impl Shared {
             }
         };
         let (verdict, detail, order_id) = match order {
-            None => (
-                PaymentEventVerdict::Forged,
-                Some("no such order".to_owned()),
-                None,
-            ),
+            None => {
+                // The event is authenticated (re-read from the provider, signed, or Telegram's
+                // own): money arrived that no order asked for.
+                if let Outcome::Paid { amount } | Outcome::Renewed { amount } = update.outcome {
+                    self.raise_orphan_charge(conn, update.provider, amount, &update.external_id)
+                        .await?;
+                }
+                (
+                    PaymentEventVerdict::Forged,
+                    Some("no such order".to_owned()),
+                    None,
+                )
+            }
             Some(order) => {
                 let (verdict, detail) = self.judge(conn, &order, update).await?;
                 (verdict, detail, Some(order.id))
@@ -168,7 +177,9 @@ impl Shared {
                     order.status,
                     PaymentStatus::Succeeded | PaymentStatus::Refunded
                 );
-                let (taken, new) = self.take_back(conn, order, *amount, refund_id).await?;
+                let (taken, new) = self
+                    .take_back(conn, order, *amount, refund_id, RefundOrigin::Provider)
+                    .await?;
                 Ok(if new && !paid {
                     (
                         PaymentEventVerdict::Accepted,
@@ -341,6 +352,7 @@ impl Shared {
             None => None,
         }
         .unwrap_or_default();
+        let plan_name = plan.clone();
         let notification = match order.kind {
             PaymentKind::AutoRenewal | PaymentKind::StarsRenewal => {
                 Notification::AutoRenewalSucceeded {
@@ -358,6 +370,17 @@ impl Shared {
         };
         self.notify(conn, user.id, format!("payment:{}", order.id), notification)
             .await?;
+        if self.settings.alerts.notify_sales && order.provider != PaymentProvider::Free {
+            let sale = Alert::Sale {
+                order: order.id,
+                user: user.id,
+                telegram_id: user.telegram_id,
+                plan: plan_name,
+                amount: order.amount(),
+                provider: order.provider,
+            };
+            crate::db::alerts::raise(conn, &sale, self.max_attempts()).await?;
+        }
         self.apply_early_refunds(conn, order).await
     }
 

@@ -32,46 +32,12 @@ use crate::clients::yookassa::YooKassaClient;
 use crate::config::Settings;
 use crate::db::PgPool;
 use crate::db::models::Job;
+use crate::domain::alerts::Alert;
 use crate::domain::{Money, PaymentEventVerdict, PaymentId, PaymentProvider, PlanId, UserId};
 use crate::metrics::Metrics;
 
-/// A payment an admin must look at. Raising one flags the order (`failure_reason`, added to what
-/// it had), logs an error and counts `vpn_shop_payment_anomalies_total{kind}`, which an alert
-/// rule watches (`docker/alerts.yml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anomaly {
-    /// Paid with a promo code whose limits were spent meanwhile: the order got what was paid for.
-    PromoOveruse,
-    /// Paid after the shop had expired the order: access was given, the admin should know.
-    PaidAfterExpiry,
-    /// Another amount or currency than the order's: nothing was given.
-    AmountMismatch,
-    /// Money for an order that was closed (paid by another payment, or canceled): no second
-    /// period; refund it.
-    PaidClosedOrder,
-    /// A refund of more than remains of the payment.
-    RefundExceedsPayment,
-}
-
-impl Anomaly {
-    pub const ALL: [Anomaly; 5] = [
-        Anomaly::PromoOveruse,
-        Anomaly::PaidAfterExpiry,
-        Anomaly::AmountMismatch,
-        Anomaly::PaidClosedOrder,
-        Anomaly::RefundExceedsPayment,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Anomaly::PromoOveruse => "promo_overuse",
-            Anomaly::PaidAfterExpiry => "paid_after_expiry",
-            Anomaly::AmountMismatch => "amount_mismatch",
-            Anomaly::PaidClosedOrder => "paid_closed_order",
-            Anomaly::RefundExceedsPayment => "refund_exceeds_payment",
-        }
-    }
-}
+/// A payment an admin must look at: flagged, counted and alerted by `Shared::raise`.
+pub use crate::domain::alerts::Anomaly;
 
 /// Job kinds and task names of the periodic work.
 pub const POLL_JOB: &str = "payments_poll";
@@ -148,7 +114,7 @@ impl Shared {
     }
 
     /// Raises `anomaly` about `order` (inside the caller's transaction): flagged with `detail`,
-    /// logged, counted.
+    /// logged, counted, and the admins alerted (until one marks it reviewed).
     pub(crate) async fn raise(
         &self,
         conn: &mut crate::db::PgConn,
@@ -157,12 +123,63 @@ impl Shared {
         detail: &str,
     ) -> diesel::QueryResult<()> {
         crate::db::payments::flag(conn, order, detail).await?;
+        if let Some(payment) = crate::db::payments::find(conn, order).await? {
+            let telegram_id = crate::db::users::find(conn, payment.user_id)
+                .await?
+                .map(|u| u.telegram_id);
+            let alert = Alert::PaymentFlagged {
+                anomaly,
+                order: Some(order),
+                user: Some(payment.user_id),
+                telegram_id,
+                amount: payment.amount(),
+                provider: payment.provider,
+                detail: detail.to_owned(),
+            };
+            crate::db::alerts::raise(conn, &alert, self.max_attempts()).await?;
+        }
+        self.count_anomaly(anomaly);
+        tracing::error!(order = %order, kind = anomaly.as_str(), detail, "payment anomaly: an admin must look at this order");
+        Ok(())
+    }
+
+    /// A genuine charge that names no order of the shop: nothing to flag, the admins alerted.
+    pub(crate) async fn raise_orphan_charge(
+        &self,
+        conn: &mut crate::db::PgConn,
+        provider: PaymentProvider,
+        amount: Money,
+        external_id: &str,
+    ) -> diesel::QueryResult<()> {
+        let anomaly = Anomaly::ChargeWithoutOrder;
+        let detail = format!(
+            "charge {external_id} of {amount} names no order of the shop: refund it or find its payer"
+        );
+        let alert = Alert::PaymentFlagged {
+            anomaly,
+            order: None,
+            user: None,
+            telegram_id: None,
+            amount,
+            provider,
+            detail: detail.clone(),
+        };
+        // Its key names the charge: a provider's repeated notice of it is not counted again.
+        if crate::db::alerts::raise(conn, &alert, self.max_attempts())
+            .await?
+            .is_some()
+        {
+            self.count_anomaly(anomaly);
+            tracing::error!(%provider, external_id, %amount, "payment anomaly: a charge with no order");
+        }
+        Ok(())
+    }
+
+    fn count_anomaly(&self, anomaly: Anomaly) {
         self.metrics
             .payment_anomalies
             .with_label_values(&[anomaly.as_str()])
             .inc();
-        tracing::error!(order = %order, kind = anomaly.as_str(), detail, "payment anomaly: an admin must look at this order");
-        Ok(())
     }
 
     pub fn providers(&self) -> Vec<PaymentProvider> {

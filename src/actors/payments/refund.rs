@@ -18,7 +18,8 @@ use crate::clients::ProviderError;
 use crate::db::audit::{self, AuditRecord};
 use crate::db::models::{Payment, PaymentRefund};
 use crate::db::payments::{NewRefund, REFUND_REQUEST_STALE_AFTER};
-use crate::db::{PgConn, payments, referrals, subscriptions, users};
+use crate::db::{PgConn, alerts, payments, referrals, subscriptions, users};
+use crate::domain::alerts::{Alert, RefundOrigin};
 use crate::domain::pricing::refund_days;
 use crate::domain::{Money, PaymentProvider, PaymentStatus, RefundState};
 
@@ -175,7 +176,12 @@ impl Shared {
         let mut conn = self.pool.get().await?;
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                let (result, _) = self.take_back(conn, &order, amount, &refund_id).await?;
+                let origin = RefundOrigin::Shop {
+                    actor: msg.actor.clone(),
+                };
+                let (result, _) = self
+                    .take_back(conn, &order, amount, &refund_id, origin)
+                    .await?;
                 audit::record(
                     conn,
                     AuditRecord {
@@ -308,6 +314,7 @@ impl Shared {
         order: &Payment,
         amount: Money,
         refund_id: &str,
+        mut origin: RefundOrigin,
     ) -> diesel::QueryResult<(RefundResult, bool)> {
         let order = payments::lock(conn, order.id)
             .await?
@@ -326,7 +333,12 @@ impl Shared {
                 };
                 return Ok((result, false));
             }
-            Some(known) => Some(known.id),
+            Some(known) => {
+                if known.state == RefundState::Requested && origin == RefundOrigin::Provider {
+                    origin = RefundOrigin::Requested;
+                }
+                Some(known.id)
+            }
             None if !is_paid(&order) => {
                 payments::insert_refund(
                     conn,
@@ -348,13 +360,19 @@ impl Shared {
                 return Ok((result, true));
             }
             // A request of the shop's whose answer was lost, for this amount: this is it.
-            None => payments::refunds_in_state(conn, order.id, RefundState::Requested)
-                .await?
-                .into_iter()
-                .find(|r| r.external_id.is_none() && r.amount_minor == amount.minor)
-                .map(|r| r.id),
+            None => {
+                let request = payments::refunds_in_state(conn, order.id, RefundState::Requested)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.external_id.is_none() && r.amount_minor == amount.minor)
+                    .map(|r| r.id);
+                if request.is_some() && origin == RefundOrigin::Provider {
+                    origin = RefundOrigin::Requested;
+                }
+                request
+            }
         };
-        self.apply_refund(conn, &order, row, amount, refund_id)
+        self.apply_refund(conn, &order, row, amount, refund_id, origin)
             .await
     }
 
@@ -367,6 +385,7 @@ impl Shared {
         row: Option<i64>,
         amount: Money,
         refund_id: &str,
+        origin: RefundOrigin,
     ) -> diesel::QueryResult<(RefundResult, bool)> {
         let settle = async |conn: &mut PgConn, state, days| match row {
             Some(id) => payments::settle_refund(conn, id, state, Some(refund_id), days).await,
@@ -405,6 +424,18 @@ impl Shared {
         settle(conn, RefundState::Applied, days).await?;
         let new_end = subscriptions::shorten(conn, order.user_id, days).await?;
         self.provision(conn, order.user_id).await?;
+        if let Some(user) = users::find(conn, order.user_id).await? {
+            let alert = Alert::RefundMade {
+                order: order.id,
+                user: user.id,
+                telegram_id: user.telegram_id,
+                amount,
+                provider: order.provider,
+                refund_id: refund_id.to_owned(),
+                origin,
+            };
+            alerts::raise(conn, &alert, self.max_attempts()).await?;
+        }
         let refunded_in_full =
             order.amount_minor > 0 && order.refunded_minor + amount.minor >= order.amount_minor;
         if refunded_in_full {
@@ -435,7 +466,14 @@ impl Shared {
                 .ok_or(diesel::result::Error::NotFound)?;
             let amount = Money::new(early.amount_minor, current.currency);
             let (result, _) = self
-                .apply_refund(conn, &current, Some(early.id), amount, refund_id)
+                .apply_refund(
+                    conn,
+                    &current,
+                    Some(early.id),
+                    amount,
+                    refund_id,
+                    RefundOrigin::Provider,
+                )
                 .await?;
             tracing::info!(order = %order.id, refund = refund_id, days = result.days_taken_back, "a refund that came before its payment is applied");
         }

@@ -166,6 +166,54 @@ impl TestApp {
         assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
     }
 
+    /// Waits (20 s at most) until no job of `kind` is pending or running.
+    pub async fn wait_jobs_idle(&self, kind: &str) {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use vpn_shop::db::schema::jobs;
+        use vpn_shop::domain::JobState;
+        let what = format!("{kind} jobs to finish");
+        super::wait_until_within(&what, std::time::Duration::from_secs(20), || async {
+            let busy: i64 = jobs::table
+                .filter(jobs::kind.eq(kind))
+                .filter(jobs::state.eq_any([JobState::Pending, JobState::Running]))
+                .count()
+                .get_result(&mut self.db.connect().await)
+                .await
+                .expect("count jobs");
+            busy == 0
+        })
+        .await;
+    }
+
+    /// A checkout of `plan` by `user` through `provider` that opens a payment page: the order.
+    pub async fn checkout_page(
+        &self,
+        user: vpn_shop::domain::UserId,
+        plan: vpn_shop::domain::PlanId,
+        provider: vpn_shop::domain::PaymentProvider,
+    ) -> vpn_shop::domain::PaymentId {
+        use vpn_shop::actors::payments::{Checkout, CreateCheckout};
+        let checkout = self
+            .app
+            .payments
+            .addr()
+            .send(CreateCheckout {
+                user_id: user,
+                plan_id: plan,
+                provider,
+                promo_code: None,
+                auto_renew: false,
+            })
+            .await
+            .expect("the payment processor answers")
+            .expect("a checkout");
+        match checkout {
+            Checkout::Redirect { order_id, .. } => order_id,
+            other => panic!("not a payment page: {other:?}"),
+        }
+    }
+
     /// Rows of the audit log with this action.
     pub async fn audit_rows(&self, action: &str) -> Vec<serde_json::Value> {
         use diesel::sql_types::Text;
