@@ -23,7 +23,7 @@ pub const BOT_UPDATE_KINDS: [&str; 7] = [
 pub const BOT_UPDATE_OUTCOMES: [&str; 5] = ["handled", "duplicate", "banned", "throttled", "error"];
 
 /// `endpoint` of `panel_requests_total` and `panel_request_duration_seconds`.
-pub const PANEL_ENDPOINTS: [&str; 10] = [
+pub const PANEL_ENDPOINTS: [&str; 11] = [
     "login",
     "get_user",
     "create_user",
@@ -34,6 +34,7 @@ pub const PANEL_ENDPOINTS: [&str; 10] = [
     "list_users",
     "system",
     "inbounds",
+    "probe",
 ];
 
 /// `provider`, `endpoint` of `provider_requests_total` and `provider_request_duration_seconds`.
