@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use support::app::{TestApp, spawn_app};
 use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
 use vpn_shop::db::audit::{self, AuditRecord};
-use vpn_shop::db::schema::{admins, jobs as jobs_table, sync_runs};
-use vpn_shop::domain::{AdminId, AdminRole, JobState};
+use vpn_shop::db::schema::{admins, sync_runs};
+use vpn_shop::domain::{AdminId, AdminRole};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -1022,27 +1022,11 @@ async fn spawn_with_panel(panel: &FakePanel) -> TestApp {
         ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
         ("MARZBAN_TIMEOUT", "1s"),
         ("JOB_POLL_INTERVAL", "200ms"),
+        // The health probe runs at start, then not in the middle of a test.
+        ("ALERT_CHECK_INTERVAL", "1h"),
     ])
     .await;
-    // The syncs run once at start; wait for them so that they do not collide with the test's.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let finished: i64 = jobs_table::table
-            .filter(jobs_table::kind.like("panel\\_%"))
-            .filter(jobs_table::state.eq_any([JobState::Done, JobState::Dead]))
-            .count()
-            .get_result(&mut app.db.connect().await)
-            .await
-            .unwrap();
-        if finished == 5 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the start-up syncs did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.db.wait_start_up_panel_jobs().await;
     app
 }
 

@@ -17,7 +17,7 @@ use support::yookassa::{self as yk, FakeYooKassa};
 use vpn_shop::actors::marzban::provision_job;
 use vpn_shop::actors::payments::{Checkout, CreateCheckout};
 use vpn_shop::db::jobs as queue;
-use vpn_shop::db::schema::{jobs, payments, plans};
+use vpn_shop::db::schema::{payments, plans};
 use vpn_shop::domain::{JobState, PaymentProvider, PaymentStatus, PlanId};
 
 /// Where the proxy sends what it accepts.
@@ -174,18 +174,7 @@ async fn while_postgresql_is_down_the_app_says_so_and_catches_up_when_it_is_back
         ready(&http, &base).await.0 == 200
     })
     .await;
-    // The five panel syncs run once at start; they finish before the test's own panel work.
-    wait_until("the start-up syncs", || async {
-        let finished: i64 = jobs::table
-            .filter(jobs::kind.like("panel\\_%"))
-            .filter(jobs::state.eq_any([JobState::Done, JobState::Dead]))
-            .count()
-            .get_result(&mut db.connect().await)
-            .await
-            .unwrap();
-        finished == 5
-    })
-    .await;
+    db.wait_start_up_panel_jobs().await;
 
     // A pending order, and a provisioning job whose panel request is held at the panel's door.
     let plan: PlanId = diesel::insert_into(plans::table)

@@ -34,22 +34,13 @@ async fn spawn_with_panel(panel: &FakePanel, extra: &[(&str, &str)]) -> TestApp 
         ("JOB_BACKOFF_BASE", "100ms"),
         ("JOB_BACKOFF_MAX", "500ms"),
         ("JOB_POLL_INTERVAL", "200ms"),
+        // The health probe (`GET /api/system`) runs at start and then once an hour: not in
+        // the middle of a test that counts the panel's requests.
+        ("ALERT_CHECK_INTERVAL", "1h"),
     ];
     settings.extend_from_slice(extra);
     let app = spawn_app(&settings).await;
-    // The syncs run once at start; wait for them so they do not mix with what a test does.
-    // One query: counting busy and finished jobs separately races with the tick that enqueues them.
-    wait_until("the start-up syncs", || async {
-        let finished: i64 = jobs_table::table
-            .filter(jobs_table::kind.like("panel\\_%"))
-            .filter(jobs_table::state.eq_any([JobState::Done, JobState::Dead]))
-            .count()
-            .get_result(&mut app.db.connect().await)
-            .await
-            .unwrap();
-        finished == 5
-    })
-    .await;
+    app.db.wait_start_up_panel_jobs().await;
     panel.clear_requests();
     app
 }

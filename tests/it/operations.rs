@@ -3,13 +3,14 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, Supervised};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use support::app::{TestApp, error_of, spawn_app};
+use support::wait_until;
 use vpn_shop::actors::messages::Ping;
 use vpn_shop::db::jobs::{self, NewJob};
 use vpn_shop::db::schema::{audit_log, jobs as jobs_table};
@@ -48,18 +49,6 @@ async fn ready(app: &TestApp) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn health_and_ready_answer_when_everything_runs() {
     let app = spawn_app(&[]).await;
@@ -84,7 +73,7 @@ async fn ready_names_a_dead_actor_until_the_watchdog_restarts_it() {
     assert_eq!(ready(&app).await.0, 200);
 
     crashy.addr().do_send(Crash);
-    wait_for("the actor to die", || async { !crashy.addr().connected() }).await;
+    wait_until("the actor to die", || async { !crashy.addr().connected() }).await;
     let (status, body) = ready(&app).await;
     assert_eq!(status, 503);
     assert_eq!(body["checks"]["crashy"], "not running");
@@ -110,11 +99,11 @@ async fn the_watchdog_restarts_a_dead_actor_by_itself() {
     let crashy = app.app.actors.supervise("crashy", || Crashy);
     let first = crashy.addr();
     first.do_send(Crash);
-    wait_for("a new instance", || async {
+    wait_until("a new instance", || async {
         !first.connected() && crashy.addr().connected()
     })
     .await;
-    wait_for("ready again", || async { ready(&app).await.0 == 200 }).await;
+    wait_until("ready again", || async { ready(&app).await.0 == 200 }).await;
     app.shutdown().await;
 }
 
@@ -122,7 +111,7 @@ async fn the_watchdog_restarts_a_dead_actor_by_itself() {
 async fn metrics_expose_every_family() {
     let app = spawn_app(&[]).await;
     // Wait for the maintenance job the scheduler enqueues at start, so job series have values.
-    wait_for("the first maintenance run", || async {
+    wait_until("the first maintenance run", || async {
         let conn = &mut app.db.connect().await;
         jobs_table::table
             .filter(jobs_table::kind.eq("maintenance"))
@@ -266,7 +255,7 @@ async fn docs_serve_swagger_ui_and_the_openapi_document() {
 async fn the_periodic_tasks_run_at_start_and_show_in_the_task_list() {
     let app = spawn_app(&[]).await;
     let token = app.token_for(AdminRole::Viewer).await;
-    wait_for("the maintenance task to be enqueued", || async {
+    wait_until("the maintenance task to be enqueued", || async {
         let tasks: Value = app
             .get("/api/v1/scheduler/tasks", Some(&token))
             .await
@@ -324,7 +313,7 @@ async fn maintenance_prunes_old_payment_events_but_keeps_the_money_record() {
         .await
         .unwrap()
         .unwrap();
-    wait_for("the maintenance run", || async {
+    wait_until("the maintenance run", || async {
         let state: JobState = jobs_table::table
             .find(id)
             .select(jobs_table::state)
@@ -450,18 +439,8 @@ async fn graceful_shutdown_lets_a_running_request_finish() {
         ("MARZBAN_TIMEOUT", "20s"),
     ])
     .await;
-    // The five panel syncs run once at start: the held request must be the test's own.
-    wait_for("the start-up syncs", || async {
-        let finished: i64 = jobs_table::table
-            .filter(jobs_table::kind.like("panel\\_%"))
-            .filter(jobs_table::state.eq_any([JobState::Done, JobState::Dead]))
-            .count()
-            .get_result(&mut app.db.connect().await)
-            .await
-            .unwrap();
-        finished == 5
-    })
-    .await;
+    // The start-up panel jobs are over: the held request must be the test's own.
+    app.db.wait_start_up_panel_jobs().await;
     let token = app.token_for(AdminRole::Operator).await;
     let held = panel.hold_next("GET", "/api/users");
     let request = app
@@ -473,7 +452,7 @@ async fn graceful_shutdown_lets_a_running_request_finish() {
     held.wait_arrived().await;
     let health = app.url("/health");
     let stopping = actix_rt::spawn(app.shutdown());
-    wait_for("the server to stop listening", || async {
+    wait_until("the server to stop listening", || async {
         reqwest::get(&health).await.is_err()
     })
     .await;
@@ -504,7 +483,7 @@ async fn a_scheduled_backup_is_written_into_the_data_dir() {
             .unwrap_or_default()
     };
     // The task is due at start, like every periodic task.
-    wait_for("the first scheduled backup", || async {
+    wait_until("the first scheduled backup", || async {
         !dumps().is_empty()
     })
     .await;

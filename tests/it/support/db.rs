@@ -142,6 +142,28 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.name))
     }
+
+    /// Waits until the panel jobs an app runs once at start (the five syncs and the health
+    /// probe, `GET /api/system`) are over, so that they do not mix with what a test does with
+    /// the panel. One query: counting busy and finished jobs separately races with the tick that
+    /// enqueues them.
+    pub async fn wait_start_up_panel_jobs(&self) {
+        use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl, TextExpressionMethods};
+        use vpn_shop::actors::marzban::PROBE_PANEL;
+        use vpn_shop::db::schema::jobs;
+        use vpn_shop::domain::JobState;
+        super::wait_until("the start-up syncs and health probe", || async {
+            let finished: i64 = jobs::table
+                .filter(jobs::kind.like("panel\\_%").or(jobs::kind.eq(PROBE_PANEL)))
+                .filter(jobs::state.eq_any([JobState::Done, JobState::Dead]))
+                .count()
+                .get_result(&mut self.connect().await)
+                .await
+                .unwrap();
+            finished == 6
+        })
+        .await;
+    }
 }
 
 impl Drop for TestDb {
