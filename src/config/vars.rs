@@ -467,7 +467,7 @@ pub const VARS: &[Var] = &[
         "ADMIN_LANGUAGE",
         Some("ru"),
         "en",
-        "Language of the admin alerts and the daily digest: `ru` or `en`.",
+        "Language of the admin alerts and the daily digest by email, and on Telegram for an admin who has not chosen one in the bot: `ru` or `en`.",
     ),
     var(
         "ALERT_PANEL_DOWN_AFTER",

@@ -213,6 +213,35 @@ async fn a_muted_kind_is_recorded_and_not_sent() {
     assert!(!rows[1].muted);
 }
 
+/// `ADMIN_LANGUAGE` (here `en`) is for the admins who have not talked to the bot and for email;
+/// an admin who uses the bot in Russian reads the alerts on Telegram in Russian.
+#[actix_rt::test]
+async fn each_admin_reads_alerts_in_the_language_they_use_in_the_bot() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    support::db::Subscriber {
+        language: vpn_shop::domain::Language::Ru,
+        ..support::db::Subscriber::new(ADMIN_A)
+    }
+    .insert(conn)
+    .await;
+    alerts::raise(conn, &backup_failed(), 5).await.unwrap();
+    wait_until_within(
+        "the alert to both admins",
+        Duration::from_secs(20),
+        || async {
+            !told(&env, ADMIN_A, "Резервная копия не создана").is_empty()
+                && !told(&env, ADMIN_B, "The backup failed").is_empty()
+                && mailed(&env, "The backup failed") == 1
+        },
+    )
+    .await;
+    settle(&env.app).await;
+    assert_eq!(env.telegram.messages_to(ADMIN_A).len(), 1);
+    assert!(told(&env, ADMIN_A, "The backup failed").is_empty());
+    assert!(told(&env, ADMIN_B, "Резервная").is_empty());
+}
+
 // -- The events ----------------------------------------------------------------------------------
 
 mod events {

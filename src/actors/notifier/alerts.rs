@@ -1,17 +1,18 @@
-//! Delivery of one `alert_deliver` job: the alert rendered in `ADMIN_LANGUAGE`, sent to every
-//! admin of `ADMIN_TELEGRAM_IDS` (with its buttons) and `ADMIN_EMAILS`, each delivery recorded in
-//! `notifications` and sent at most once, under the same Telegram budget as everything else.
+//! Delivery of one `alert_deliver` job: the alert sent to every admin of `ADMIN_TELEGRAM_IDS`
+//! (with its buttons, in the language the admin chose in the bot, else `ADMIN_LANGUAGE`) and of
+//! `ADMIN_EMAILS` (in `ADMIN_LANGUAGE`), each delivery recorded in `notifications` and sent at
+//! most once, under the same Telegram budget as everything else.
 
 use super::Shared;
 use super::deliver::To;
 use super::telegram::{MessageButton, SendError};
 use crate::actors::bot::callback::{AdminAction, Callback};
 use crate::actors::job_runner::JobError;
-use crate::db::alerts;
 use crate::db::models::AlertRow;
 use crate::db::notifications::Delivery;
-use crate::domain::NotificationChannel;
+use crate::db::{alerts, users};
 use crate::domain::alerts::{Alert, AlertAction, AlertJob, AlertRecipient};
+use crate::domain::{Language, NotificationChannel};
 use crate::i18n::alerts::{Ending, render};
 use crate::i18n::notifications::email_html;
 
@@ -64,25 +65,29 @@ impl Shared {
             by,
         };
         let settings = &self.alerts;
-        let rendered = render(
-            &alert,
-            row.id,
-            job.state,
-            ending,
-            settings.language,
-            self.settings.display_offset,
-        );
+        let render_in = |language: Language| {
+            render(
+                &alert,
+                row.id,
+                job.state,
+                ending,
+                language,
+                self.settings.display_offset,
+            )
+        };
         let mut transient = Vec::new();
         if let Some(telegram) = &self.telegram {
-            let buttons: Vec<MessageButton> = rendered
-                .buttons
-                .iter()
-                .map(|(text, action)| MessageButton::Callback {
-                    text: text.clone(),
-                    data: callback(*action).encode(),
-                })
-                .collect();
             for &chat in &settings.telegram {
+                let language = self.admin_language(chat).await?;
+                let rendered = render_in(language);
+                let buttons: Vec<MessageButton> = rendered
+                    .buttons
+                    .iter()
+                    .map(|(text, action)| MessageButton::Callback {
+                        text: text.clone(),
+                        data: callback(*action).encode(),
+                    })
+                    .collect();
                 let key = AlertRecipient::Telegram(chat).dedup_key(row.id, job.state);
                 let d = delivery(&row, NotificationChannel::Telegram, &key);
                 let outcome = self
@@ -94,6 +99,7 @@ impl Shared {
             }
         }
         if let Some(mailer) = &self.mailer {
+            let rendered = render_in(settings.language);
             let text = crate::i18n::html_to_text(&rendered.html);
             let html = email_html(&rendered.subject, &rendered.html);
             for address in &settings.emails {
@@ -115,5 +121,14 @@ impl Shared {
         } else {
             Err(JobError::retryable(transient.join("; ")))
         }
+    }
+
+    /// The language an admin reads alerts in on Telegram: the one they use in the bot (their
+    /// `users` row, once they have talked to it), else `ADMIN_LANGUAGE`.
+    async fn admin_language(&self, chat: i64) -> Result<Language, JobError> {
+        let mut conn = self.pool.get().await?;
+        Ok(users::find_by_telegram_id(&mut conn, chat)
+            .await?
+            .map_or(self.alerts.language, |user| user.language))
     }
 }
