@@ -3,9 +3,14 @@
 //! to a default of the caller's choosing; a text is never shown in a language the reader did not
 //! ask for unless the caller says so.
 //!
-//! Stored as a JSON object keyed by the language's code (`{"ru": "1 месяц", "en": "1 month"}`):
-//! a language added to [`Language`] needs no schema change, and a key this build does not know
-//! (written by a newer version, or a language since removed) is skipped when read, not an error.
+//! Stored as a `jsonb` object keyed by the language's code (`{"ru": "1 месяц", "en": "1 month"}`)
+//! in a column of the row it belongs to (`plans.names`, `plans.descriptions`), rather than in a
+//! child table keyed by language: every reader of a plan (the bot's list, a checkout, a payment's
+//! notification) loads the plan row anyway and gets its texts with it — no join, no second query
+//! per plan, no transaction around a plan's rows when an admin changes it — and the checks
+//! (known language, length) are made once, where the admin API parses the request. A language
+//! added to [`Language`] needs no schema change; a key this build does not know (written by a
+//! newer version, or a language since removed) is skipped when read, not an error.
 
 use std::collections::BTreeMap;
 

@@ -161,7 +161,7 @@ impl Catalogue {
                 [&names[language.as_str()], &descriptions[language.as_str()]]
             })
             .filter_map(Value::as_str)
-            .flat_map(|text| words(text))
+            .flat_map(words)
             .collect()
     }
 
