@@ -148,8 +148,8 @@ impl Catalogue {
         invoice.params
     }
 
-    /// The catalogue's words per language: of every plan's name (the default name counts as the
-    /// language it is written in only through `names`) and description.
+    /// The words of the catalogue in `language`: of every plan's name and description in it
+    /// (the default `name` is not counted: it is in no particular language).
     async fn words_of(&self, language: Language) -> BTreeSet<String> {
         let rows: Vec<(Value, Value)> = plans::table
             .select((plans::names, plans::descriptions))
@@ -377,9 +377,10 @@ async fn payment_pages_receipts_and_a_failed_payment_name_the_plan_in_the_payers
     c.finish().await;
 }
 
-/// Walks every screen a subscriber of `language` meets — menu, plan list, each plan, each payment
-/// method, a Stars purchase and its notification, a declined card, status, renewal, trial,
-/// referral, promo, settings, help — and returns all they read, the payment pages' texts too.
+/// Walks every screen a subscriber of `language` meets — menu, help, settings, referral, promo,
+/// status, the plan list and each plan, a Stars purchase and its notification, a declined card
+/// and its notification, a WATA page, status with the plan and its renewal — and returns all they
+/// read, the payment pages' descriptions and the receipt too.
 async fn walk(c: &Catalogue, u: i64, language: Language) -> Vec<String> {
     c.bot.telegram.set_language(u, language.as_str());
     Subscriber {
