@@ -45,12 +45,13 @@ buy-choose-plan = <b>Choose a plan</b>
 buy-plan-line = • <b>{ $name }</b>: { $days_text }, { $price }{ $traffic }
 buy-plan-stars = { " " }or { $stars } ⭐
 buy-plan-traffic = , { $limit } of traffic
+buy-plan-description = { "  " }<i>{ $description }</i>
 buy-plan-button = { $name } — { $price }
 buy-no-plans = No plans are on sale right now. Please try again later.
 buy-no-providers = Payments are not available right now. Please write to support: /help
 buy-promo-pending = Your promo code <b>{ $code }</b> will be applied at checkout.
 buy-renewal-note = Your current subscription is active until { $date }; the new period is added to it.
-buy-choose-method = <b>{ $plan }</b>: { $days_text } for { $price }.
+buy-choose-method = <b>{ $plan }</b>: { $days_text } for { $price }.{ $description }
     Choose how to pay:
 pay-yookassa = 💳 Card, SBP (YooKassa)
 pay-yookassa-auto = 💳 Card with auto-renewal
@@ -68,6 +69,10 @@ checkout-error-not-for-stars = This plan cannot be bought with Telegram Stars. P
 checkout-error-banned = Your account is blocked. Please contact support: /help
 checkout-error-provider = The payment service is not answering. Please try again in a minute or choose another method.
 checkout-error-promo = Your promo code cannot be used for this order: { $reason }
+# What the payer reads at the payment provider (plain text, no HTML).
+checkout-description = VPN: { $plan } ({ $days_text })
+checkout-description-order = { $description }, order { $order }
+checkout-invoice-title = VPN { $plan }
 
 ## Subscription status
 

@@ -45,12 +45,13 @@ buy-choose-plan = <b>Выберите тариф</b>
 buy-plan-line = • <b>{ $name }</b>: { $days_text }, { $price }{ $traffic }
 buy-plan-stars = { " " }или { $stars } ⭐
 buy-plan-traffic = , { $limit } трафика
+buy-plan-description = { "  " }<i>{ $description }</i>
 buy-plan-button = { $name } — { $price }
 buy-no-plans = Сейчас нет тарифов в продаже. Попробуйте позже.
 buy-no-providers = Оплата сейчас недоступна. Напишите в поддержку: /help
 buy-promo-pending = Промокод <b>{ $code }</b> будет применён при оплате.
 buy-renewal-note = Текущая подписка действует до { $date }; новый период добавится к ней.
-buy-choose-method = <b>{ $plan }</b>: { $days_text } за { $price }.
+buy-choose-method = <b>{ $plan }</b>: { $days_text } за { $price }.{ $description }
     Выберите способ оплаты:
 pay-yookassa = 💳 Карта, СБП (ЮKassa)
 pay-yookassa-auto = 💳 Карта с автопродлением
@@ -68,6 +69,10 @@ checkout-error-not-for-stars = Этот тариф нельзя купить з�
 checkout-error-banned = Аккаунт заблокирован. Обратитесь в поддержку: /help
 checkout-error-provider = Платёжный сервис не отвечает. Попробуйте через минуту или выберите другой способ.
 checkout-error-promo = Промокод нельзя использовать для этого заказа: { $reason }
+# What the payer reads at the payment provider (plain text, no HTML).
+checkout-description = VPN: { $plan } ({ $days_text })
+checkout-description-order = { $description }, заказ { $order }
+checkout-invoice-title = VPN { $plan }
 
 ## Статус подписки
 

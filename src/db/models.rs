@@ -11,15 +11,16 @@ use crate::db::schema::*;
 use crate::domain::alerts::{AlertKind, AlertState};
 use crate::domain::{
     AdminId, AdminRole, AlertId, BroadcastId, BroadcastStatus, Currency, JobId, JobState, Language,
-    Money, NotificationChannel, NotificationStatus, PanelUserStatus, PaymentEventVerdict,
-    PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId, PromoCodeId, PromoKind,
-    RefundState, SubscriptionId, SubscriptionStatus, SyncRunStatus, UserId,
+    Localized, Money, NotificationChannel, NotificationStatus, PanelUserStatus,
+    PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PlanId,
+    PromoCodeId, PromoKind, RefundState, SubscriptionId, SubscriptionStatus, SyncRunStatus, UserId,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
 pub struct Plan {
     pub id: PlanId,
+    /// The default name: shown where the reader's language has none in `names`.
     pub name: String,
     pub days: i32,
     pub price_minor: i64,
@@ -30,11 +31,26 @@ pub struct Plan {
     pub sort_order: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The name per language.
+    pub names: Localized,
+    /// A short description per language; none in a language: none shown to its readers.
+    pub descriptions: Localized,
 }
 
 impl Plan {
     pub fn price(&self) -> Money {
         Money::new(self.price_minor, self.currency)
+    }
+
+    /// The name a reader of `language` sees: theirs, else the default name.
+    pub fn name_in(&self, language: Language) -> &str {
+        self.names.get_or(language, &self.name)
+    }
+
+    /// The description a reader of `language` sees, if the plan has one in their language (a
+    /// description in another language would mix languages on one screen).
+    pub fn description_in(&self, language: Language) -> Option<&str> {
+        self.descriptions.get(language)
     }
 
     pub fn price_in_stars(&self) -> Option<Money> {

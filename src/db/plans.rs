@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::PgConn;
 use crate::db::models::Plan;
 use crate::db::schema::plans;
-use crate::domain::PlanId;
+use crate::domain::{Localized, PlanId};
 
 pub async fn find(conn: &mut PgConn, id: PlanId) -> QueryResult<Option<Plan>> {
     plans::table
@@ -41,6 +41,8 @@ pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<Plan>> {
 #[diesel(table_name = plans, treat_none_as_null = true)]
 pub struct PlanValues {
     pub name: String,
+    pub names: Localized,
+    pub descriptions: Localized,
     pub days: i32,
     pub price_minor: i64,
     pub price_stars: Option<i64>,
@@ -53,6 +55,8 @@ impl From<&Plan> for PlanValues {
     fn from(p: &Plan) -> Self {
         PlanValues {
             name: p.name.clone(),
+            names: p.names.clone(),
+            descriptions: p.descriptions.clone(),
             days: p.days,
             price_minor: p.price_minor,
             price_stars: p.price_stars,

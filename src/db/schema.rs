@@ -243,6 +243,8 @@ diesel::table! {
         sort_order -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        names -> Jsonb,
+        descriptions -> Jsonb,
     }
 }
 

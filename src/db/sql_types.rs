@@ -4,7 +4,7 @@
 use diesel::deserialize::{self, FromSql};
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Jsonb, Text};
 use std::io::Write;
 
 use crate::domain::*;
@@ -75,3 +75,20 @@ id_sql!(
     BroadcastId,
     AlertId,
 );
+
+/// A catalogue text per language as a `jsonb` object (see `domain::localized`).
+impl ToSql<Jsonb, Pg> for Localized {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        // jsonb's binary format: a version byte (1), then the JSON text.
+        out.write_all(&[1])?;
+        serde_json::to_writer(out, self)?;
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<Jsonb, Pg> for Localized {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let value = <serde_json::Value as FromSql<Jsonb, Pg>>::from_sql(bytes)?;
+        Ok(serde_json::from_value(value)?)
+    }
+}

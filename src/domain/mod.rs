@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod email;
 pub mod enums;
 pub mod ids;
+pub mod localized;
 pub mod money;
 pub mod notifications;
 pub mod panel;
@@ -19,5 +20,6 @@ pub mod roles;
 
 pub use enums::*;
 pub use ids::*;
+pub use localized::Localized;
 pub use money::{Currency, Money};
 pub use roles::AdminRole;

@@ -3,6 +3,7 @@
 //! language. Values put into texts are HTML-escaped here, since the texts are Telegram HTML.
 
 pub mod alerts;
+pub mod checkout;
 pub mod notifications;
 
 use std::sync::LazyLock;

@@ -4,6 +4,7 @@
 //! nullable PATCH fields, the audit row) is here.
 
 mod payments;
+mod plan_input;
 mod plans;
 mod promo_codes;
 mod promo_input;
@@ -73,8 +74,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     components(schemas(
         Removal,
         plans::PlanView,
-        plans::NewPlan,
-        plans::PlanPatch,
+        plan_input::NewPlan,
+        plan_input::PlanPatch,
         promo_codes::PromoView,
         promo_input::NewPromo,
         promo_input::PromoPatch,

@@ -282,11 +282,14 @@ pub async fn buy(ctx: &Ctx) -> anyhow::Result<()> {
     let mut keyboard = Vec::new();
     for plan in &plans {
         lines.push(plan_line(ctx, plan));
+        if let Some(description) = plan_description(ctx, plan) {
+            lines.push(description);
+        }
         keyboard.push(vec![InlineKeyboardButton::callback(
             ctx.ta(
                 "buy-plan-button",
                 &Args::new()
-                    .text("name", &plan.name)
+                    .text("name", plan.name_in(lang))
                     .text("price", &format_money(lang, plan.price())),
             ),
             Callback::Plan(plan.id).encode(),
@@ -327,11 +330,22 @@ fn plan_line(ctx: &Ctx, plan: &Plan) -> String {
     ctx.ta(
         "buy-plan-line",
         &Args::new()
-            .text("name", &plan.name)
+            .text("name", plan.name_in(lang))
             .text("days_text", &days_text(lang, plan.days.into()))
             .text("price", &price)
             .text("traffic", &traffic),
     )
+}
+
+/// The plan's description in the user's language, as a line of its own; `None` when it has none
+/// in that language.
+fn plan_description(ctx: &Ctx, plan: &Plan) -> Option<String> {
+    plan.description_in(ctx.lang()).map(|description| {
+        ctx.ta(
+            "buy-plan-description",
+            &Args::new().text("description", description),
+        )
+    })
 }
 
 /// A plan was chosen: the payment methods for it.
@@ -379,10 +393,14 @@ pub async fn choose_method(ctx: &Ctx, plan_id: PlanId) -> anyhow::Result<()> {
         }
     }
     keyboard.push(back(ctx, Callback::Buy));
+    let description = plan_description(ctx, &plan)
+        .map(|line| format!("\n{line}"))
+        .unwrap_or_default();
     let text = ctx.ta(
         "buy-choose-method",
         &Args::new()
-            .text("plan", &plan.name)
+            .text("plan", plan.name_in(lang))
+            .html("description", description)
             .text("days_text", &days_text(lang, plan.days.into()))
             .text("price", &format_money(lang, plan.price())),
     );
@@ -508,7 +526,9 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut lines = vec![ctx.t("status-title")];
     lines.push(match &plan {
-        Some(plan) if !sub.is_trial => ctx.ta("status-plan", &Args::new().text("plan", &plan.name)),
+        Some(plan) if !sub.is_trial => {
+            ctx.ta("status-plan", &Args::new().text("plan", plan.name_in(lang)))
+        }
         _ if sub.is_trial => ctx.t("status-plan-trial"),
         _ => ctx.ta("status-plan", &Args::new().text("plan", "—")),
     });

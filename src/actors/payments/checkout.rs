@@ -17,11 +17,14 @@ use crate::clients::wata::CreateLink;
 use crate::clients::yookassa::{
     Amount, Confirmation, CreatePayment, Receipt, ReceiptCustomer, ReceiptItem,
 };
-use crate::db::models::{Payment, Plan};
+use crate::db::models::Payment;
 use crate::db::payments::{self, NewOrder};
 use crate::db::{plans, promo, users};
 use crate::domain::pricing::{self, Customer, PlanPrice, PromoRefusal, QuoteError};
-use crate::domain::{Money, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PromoCodeId};
+use crate::domain::{
+    Language, Money, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, PromoCodeId,
+};
+use crate::i18n::checkout::{self, PlanText};
 
 /// The one allowed period of a Star subscription (30 days).
 const STAR_SUBSCRIPTION_PERIOD: u32 = 2_592_000;
@@ -77,8 +80,22 @@ impl From<crate::db::PoolError> for CheckoutError {
     }
 }
 
-fn description(plan: &Plan) -> String {
-    format!("VPN: {} ({} days)", plan.name, plan.days)
+/// YooKassa's limit on a payment's `description` and on a receipt item's `description`; WATA's
+/// reference names none for a link's `description`: the same is kept there.
+const MAX_PAYMENT_DESCRIPTION: usize = 128;
+/// Telegram's limits on an invoice's title and description.
+const MAX_INVOICE_TITLE: usize = 32;
+const MAX_INVOICE_DESCRIPTION: usize = 255;
+
+/// The buyer's language and the plan as they read it.
+struct Payer<'a> {
+    language: Language,
+    plan: PlanText<'a>,
+}
+
+/// The first `max` characters of `text`.
+fn cut(text: String, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 impl Shared {
@@ -185,14 +202,23 @@ impl Shared {
         if quote.free {
             return self.give_free(&order).await;
         }
+        // What the payer reads at the provider: the plan in their language.
+        let payer = Payer {
+            language: user.language,
+            plan: PlanText {
+                name: plan.name_in(user.language),
+                description: plan.description_in(user.language),
+                days: plan.days,
+            },
+        };
         match msg.provider {
             PaymentProvider::Yookassa => {
-                self.yookassa_checkout(&order, &plan, user.email.as_deref())
+                self.yookassa_checkout(&order, &payer, user.email.as_deref())
                     .await
             }
-            PaymentProvider::Wata => self.wata_checkout(&order, &plan).await,
+            PaymentProvider::Wata => self.wata_checkout(&order, &payer).await,
             PaymentProvider::Stars => {
-                self.stars_checkout(&order, &plan, user.telegram_id, msg.auto_renew)
+                self.stars_checkout(&order, &payer, plan.days, user.telegram_id, msg.auto_renew)
                     .await
             }
             PaymentProvider::Free => Err(CheckoutError::ProviderOff),
@@ -253,7 +279,7 @@ impl Shared {
     async fn yookassa_checkout(
         &self,
         order: &Payment,
-        plan: &Plan,
+        payer: &Payer<'_>,
         email: Option<&str>,
     ) -> Result<Checkout, CheckoutError> {
         let (Some(client), Some(settings)) =
@@ -268,7 +294,10 @@ impl Shared {
                     email: email.to_owned(),
                 },
                 items: vec![ReceiptItem {
-                    description: description(plan).chars().take(128).collect(),
+                    description: cut(
+                        checkout::payment_description(payer.language, payer.plan),
+                        MAX_PAYMENT_DESCRIPTION,
+                    ),
                     quantity: "1.00".into(),
                     amount: amount.clone(),
                     vat_code: settings.vat_code,
@@ -285,10 +314,10 @@ impl Shared {
                 kind: "redirect",
                 return_url: self.return_url().unwrap_or_else(|| "https://t.me".into()),
             }),
-            description: format!("{}, order {}", description(plan), order.id)
-                .chars()
-                .take(128)
-                .collect(),
+            description: cut(
+                checkout::order_description(payer.language, payer.plan, &order.id.to_string()),
+                MAX_PAYMENT_DESCRIPTION,
+            ),
             metadata: BTreeMap::from([
                 ("order_id".to_owned(), order.id.to_string()),
                 ("user_id".to_owned(), order.user_id.to_string()),
@@ -322,7 +351,11 @@ impl Shared {
         }
     }
 
-    async fn wata_checkout(&self, order: &Payment, plan: &Plan) -> Result<Checkout, CheckoutError> {
+    async fn wata_checkout(
+        &self,
+        order: &Payment,
+        payer: &Payer<'_>,
+    ) -> Result<Checkout, CheckoutError> {
         let Some(client) = &self.clients.wata else {
             return Err(CheckoutError::ProviderOff);
         };
@@ -331,7 +364,10 @@ impl Shared {
             .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         let link = CreateLink::new(
             order.amount(),
-            description(plan),
+            cut(
+                checkout::payment_description(payer.language, payer.plan),
+                MAX_PAYMENT_DESCRIPTION,
+            ),
             order.id.to_string(),
             self.return_url(),
             expires,
@@ -358,7 +394,8 @@ impl Shared {
     async fn stars_checkout(
         &self,
         order: &Payment,
-        plan: &Plan,
+        payer: &Payer<'_>,
+        days: i32,
         telegram_id: i64,
         subscription: bool,
     ) -> Result<Checkout, CheckoutError> {
@@ -366,12 +403,18 @@ impl Shared {
             return Err(CheckoutError::ProviderOff);
         };
         let stars = u32::try_from(order.amount_minor).unwrap_or(u32::MAX);
-        let title: String = format!("VPN {}", plan.name).chars().take(32).collect();
-        let text: String = description(plan).chars().take(255).collect();
+        let title = cut(
+            checkout::invoice_title(payer.language, payer.plan),
+            MAX_INVOICE_TITLE,
+        );
+        let text = cut(
+            checkout::invoice_description(payer.language, payer.plan),
+            MAX_INVOICE_DESCRIPTION,
+        );
         let price = [LabeledPrice::new(title.clone(), stars)];
         let payload = stars_payload(order.id);
         // A Star subscription renews every 30 days: only for 30-day plans.
-        if subscription && plan.days == 30 {
+        if subscription && days == 30 {
             let link = bot
                 .create_invoice_link(title, text, payload, "XTR", price)
                 .subscription_period(teloxide::types::Seconds::from_seconds(

@@ -21,7 +21,8 @@ use crate::domain::alerts::{Alert, RefundOrigin};
 use crate::domain::notifications::{FailureReason, Notification, NotifyJob};
 use crate::domain::panel::panel_username;
 use crate::domain::{
-    Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus, UserId,
+    Language, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus,
+    UserId,
 };
 
 /// What the provider says happened.
@@ -348,11 +349,15 @@ impl Shared {
         self.reward_inviter(conn, order).await?;
         self.provision(conn, user.id).await?;
         let plan = match order.plan_id {
-            Some(id) => plans::find(conn, id).await?.map(|p| p.name),
+            Some(id) => plans::find(conn, id).await?,
             None => None,
-        }
-        .unwrap_or_default();
-        let plan_name = plan.clone();
+        };
+        // The subscriber reads the plan in their language; the admins' sale alert names it by
+        // its default name, as the admin API does.
+        let plan_name = plan.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let plan = plan
+            .map(|p| p.name_in(user.language).to_owned())
+            .unwrap_or_default();
         let notification = match order.kind {
             PaymentKind::AutoRenewal | PaymentKind::StarsRenewal => {
                 Notification::AutoRenewalSucceeded {
@@ -454,8 +459,13 @@ impl Shared {
         order: &Payment,
         reason: FailureReason,
     ) -> diesel::QueryResult<()> {
+        let language = users::find(conn, order.user_id)
+            .await?
+            .map_or(Language::En, |u| u.language);
         let plan = match order.plan_id {
-            Some(id) => plans::find(conn, id).await?.map(|p| p.name),
+            Some(id) => plans::find(conn, id)
+                .await?
+                .map(|p| p.name_in(language).to_owned()),
             None => None,
         }
         .unwrap_or_default();

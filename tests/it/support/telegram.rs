@@ -386,6 +386,15 @@ impl FakeTelegram {
         self.state().users.insert(id, user);
     }
 
+    /// The `language_code` of `id`'s Telegram client from now on (IETF tag, e.g. `ru`), as
+    /// updates carry it in `from`.
+    pub fn set_language(&self, id: i64, language_code: &str) {
+        let mut st = self.state();
+        let mut user = st.user(id);
+        user["language_code"] = language_code.into();
+        st.users.insert(id, user);
+    }
+
     /// The `User` object of `id` as updates carry it.
     pub fn user_json(&self, id: i64) -> Value {
         self.state().user(id)
