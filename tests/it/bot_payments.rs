@@ -705,6 +705,12 @@ async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allo
         shop.notifications(u).await,
         vec!["payment_succeeded", "traffic_threshold"]
     );
+    // The subscriber reads both before renewing (and the answer to the renewal's /buy is not
+    // taken for a notice that is still on its way).
+    shop.bot.wait_text(u, "Thank you!").await;
+    shop.bot
+        .wait_text(u, "You have used 80% of your traffic")
+        .await;
 
     // The renewal buys a new period and a fresh allowance: the counter is reset, once.
     let before = shop.expires(u).await;
