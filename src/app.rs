@@ -15,7 +15,7 @@ use crate::actors::maintenance::{
 };
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling, SyncKind};
-use crate::actors::notifier::{Notifier, NotifierJobs, TelegramSender};
+use crate::actors::notifier::{Notifier, NotifierJobs, SupportTarget, TelegramSender};
 use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -229,6 +229,10 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             Arc::clone(&metrics),
             settings.jobs.clone(),
             settings.marzban.is_some(),
+            SupportTarget::new(
+                settings.bot.support_chat_id,
+                settings.public_base_url.clone(),
+            ),
         )?,
     );
     NotifierJobs::register(&mut handlers, notifier.clone());

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod sql_types;
 pub mod stats;
 pub mod subscriptions;
+pub mod support;
 pub mod sync;
 pub mod telegram;
 pub mod users;
