@@ -132,6 +132,9 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         settings.database_connect_timeout,
     )?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    metrics
+        .support_sla
+        .set(settings.bot.support_sla.as_secs() as i64);
     let jwt = JwtKeys::new(&web::auth::resolve_jwt_secret(settings)?, settings.jwt_ttl);
     let actors = ActorRegistry::new(Arc::clone(&metrics));
 

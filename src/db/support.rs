@@ -149,9 +149,9 @@ pub async fn record_incoming(
             )
             .set((
                 support_conversations::state.eq(ConversationState::Open),
-                support_conversations::waiting_since.eq(diesel::dsl::sql::<
-                    Nullable<Timestamptz>,
-                >("COALESCE(waiting_since, now())")),
+                support_conversations::waiting_since.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                    "COALESCE(waiting_since, now())",
+                )),
                 support_conversations::last_message_at.eq(diesel::dsl::now),
             ))
             .returning(support_conversations::id)
@@ -346,15 +346,49 @@ pub async fn mark_delivered(conn: &mut PgConn, ids: &[SupportMessageId]) -> Quer
         .await
 }
 
-/// Newest first; `state` filters, `before` pages (ids below it).
+/// Newest first, a page (1-based) of `per_page`; `state` filters. With the total count.
 pub async fn list(
     conn: &mut PgConn,
     state: Option<ConversationState>,
-    before: Option<ConversationId>,
-    limit: i64,
+    page: i64,
+    per_page: i64,
+) -> QueryResult<(Vec<ConversationSummary>, i64)> {
+    let filtered = || {
+        let mut query = support_conversations::table.into_boxed();
+        if let Some(state) = state {
+            query = query.filter(support_conversations::state.eq(state));
+        }
+        query
+    };
+    let total: i64 = filtered().count().get_result(conn).await?;
+    let ids: Vec<ConversationId> = filtered()
+        .order(support_conversations::id.desc())
+        .offset((page - 1).saturating_mul(per_page))
+        .limit(per_page)
+        .select(support_conversations::id)
+        .load(conn)
+        .await?;
+    Ok((summaries(conn, &ids).await?, total))
+}
+
+/// A conversation, the user's telegram id, username, first name, language, and its messages.
+type SummaryRow = (
+    ConversationRow,
+    i64,
+    Option<String>,
+    Option<String>,
+    Language,
+    i64,
+);
+
+/// The conversations `ids` with who they are with, in the order of `ids`.
+async fn summaries(
+    conn: &mut PgConn,
+    ids: &[ConversationId],
 ) -> QueryResult<Vec<ConversationSummary>> {
-    let mut query = support_conversations::table
+    let rows: Vec<SummaryRow> = support_conversations::table
         .inner_join(users::table)
+        .filter(support_conversations::id.eq_any(ids))
         .select((
             ConversationRow::as_select(),
             users::telegram_id,
@@ -363,21 +397,12 @@ pub async fn list(
             users::language,
             diesel::dsl::sql::<BigInt>(
                 "(SELECT count(*) FROM support_messages m \
-                  WHERE m.conversation_id = support_conversations.id)",
+                      WHERE m.conversation_id = support_conversations.id)",
             ),
         ))
-        .order(support_conversations::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(state) = state {
-        query = query.filter(support_conversations::state.eq(state));
-    }
-    if let Some(before) = before {
-        query = query.filter(support_conversations::id.lt(before));
-    }
-    let rows: Vec<(ConversationRow, i64, Option<String>, Option<String>, Language, i64)> =
-        query.load(conn).await?;
-    Ok(rows
+        .load(conn)
+        .await?;
+    let mut out: Vec<ConversationSummary> = rows
         .into_iter()
         .map(
             |(conversation, telegram_id, username, first_name, language, messages)| {
@@ -391,22 +416,32 @@ pub async fn list(
                 }
             },
         )
-        .collect())
+        .collect();
+    out.sort_by_key(|c| ids.iter().position(|id| *id == c.conversation.id));
+    Ok(out)
 }
 
-/// The conversations not closed, the longest waiting first (`/tickets`).
+/// One conversation with who it is with.
+pub async fn summary(
+    conn: &mut PgConn,
+    id: ConversationId,
+) -> QueryResult<Option<ConversationSummary>> {
+    Ok(summaries(conn, &[id]).await?.pop())
+}
+
+/// The conversations not closed, the longest waiting first, then the latest answered (`/tickets`).
 pub async fn not_closed(conn: &mut PgConn, limit: i64) -> QueryResult<Vec<ConversationSummary>> {
-    let mut all = list(conn, Some(ConversationState::Open), None, limit).await?;
-    all.extend(list(conn, Some(ConversationState::Answered), None, limit).await?);
-    all.sort_by_key(|c| {
-        (
-            c.conversation.waiting_since.is_none(),
-            c.conversation.waiting_since,
-            std::cmp::Reverse(c.conversation.last_message_at),
-        )
-    });
-    all.truncate(limit as usize);
-    Ok(all)
+    let ids: Vec<ConversationId> = support_conversations::table
+        .filter(support_conversations::state.ne(ConversationState::Closed))
+        .order((
+            support_conversations::waiting_since.asc().nulls_last(),
+            support_conversations::last_message_at.desc(),
+        ))
+        .limit(limit)
+        .select(support_conversations::id)
+        .load(conn)
+        .await?;
+    summaries(conn, &ids).await
 }
 
 /// Remembers a post of the bot in a team chat for `conversation`.

@@ -183,7 +183,11 @@ mod tests {
             .collect();
         let b = batch(&run);
         assert!(b.texts.len() >= 3);
-        assert!(b.texts.iter().all(|t| t.1.chars().count() <= MAX_BATCH_TEXT));
+        assert!(
+            b.texts
+                .iter()
+                .all(|t| t.1.chars().count() <= MAX_BATCH_TEXT)
+        );
         let huge = batch(&[msg(1, SupportMessageKind::Text, &"y".repeat(10_000))]);
         assert_eq!(huge.texts[0].1.chars().count(), MAX_BATCH_TEXT);
     }

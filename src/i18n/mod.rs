@@ -24,6 +24,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ),
             ("bot.ftl", include_str!("../../locales/en/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/en/alerts.ftl")),
+            ("support.ftl", include_str!("../../locales/en/support.ftl")),
         ],
     ),
     (
@@ -35,6 +36,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ),
             ("bot.ftl", include_str!("../../locales/ru/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/ru/alerts.ftl")),
+            ("support.ftl", include_str!("../../locales/ru/support.ftl")),
         ],
     ),
 ];

@@ -19,6 +19,7 @@ pub mod handler;
 pub mod payments;
 pub mod qr;
 pub mod storage;
+pub mod support;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -209,7 +210,7 @@ impl BotActor {
 async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<()> {
     for language in [Language::En, Language::Ru] {
         let commands: Vec<BotCommand> = [
-            "start", "buy", "status", "trial", "referral", "promo", "settings", "help",
+            "start", "buy", "status", "trial", "referral", "promo", "settings", "help", "support",
         ]
         .into_iter()
         .map(|c| {

@@ -127,6 +127,11 @@ pub fn user_label(user: &User) -> String {
 }
 
 impl Shared {
+    /// Whether someone reads support questions (the group, or admins).
+    pub(super) fn takes_questions(&self) -> bool {
+        self.support.chat.is_some() || !self.alerts.telegram.is_empty()
+    }
+
     #[tracing::instrument(skip(self))]
     pub(super) async fn deliver_support(&self, job: SupportJob) -> Result<(), JobError> {
         match job {
@@ -219,12 +224,16 @@ impl Shared {
             let texts = plan.texts.len();
             for (i, (first, text)) in plan.texts.iter().enumerate() {
                 let mut html = format!("{header}\n{}", escape_html(text));
-                if i + 1 == texts && let Some(line) = &left_out {
+                if i + 1 == texts
+                    && let Some(line) = &left_out
+                {
                     html.push_str(&format!("\n\n{line}"));
                 }
                 posts.push((format!("support:in:{first}:{chat}"), Post::Text(html)));
             }
-            if texts == 0 && let Some(line) = &left_out {
+            if texts == 0
+                && let Some(line) = &left_out
+            {
                 posts.push((
                     format!("support:in:{}:{chat}:more", pending[0].id),
                     Post::Text(format!("{header}\n{line}")),
@@ -314,7 +323,10 @@ impl Shared {
                 Ok(Some(topic))
             }
             Err(SendError::Refused(e)) if e.to_ascii_lowercase().contains("not a forum") => {
-                tracing::info!(chat, "SUPPORT_CHAT_ID has no topics: conversations share the group");
+                tracing::info!(
+                    chat,
+                    "SUPPORT_CHAT_ID has no topics: conversations share the group"
+                );
                 if let Ok(mut forum) = self.support.forum.lock() {
                     *forum = Some(false);
                 }
@@ -420,7 +432,13 @@ impl Shared {
             .on_channel(&d, To::User(&user), async {
                 match media {
                     Some((from, message_id)) => telegram
-                        .copy(user.telegram_id, None, from, message_id, Priority::Notification)
+                        .copy(
+                            user.telegram_id,
+                            None,
+                            from,
+                            message_id,
+                            Priority::Notification,
+                        )
                         .await
                         .map(|_| ()),
                     None => telegram.send(user.telegram_id, &html, &[], false).await,
