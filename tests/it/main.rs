@@ -32,3 +32,4 @@ mod operations;
 mod payments;
 mod properties;
 mod scheduler;
+mod support_conversations;
