@@ -413,3 +413,47 @@ async fn a_banned_user_gets_no_conversation() {
         shop.messages(ADMIN_ID)
     );
 }
+
+#[actix_rt::test]
+async fn a_failed_payment_message_offers_support_and_the_button_opens_it() {
+    use vpn_shop::db::notifications;
+    use vpn_shop::domain::Money;
+    use vpn_shop::domain::notifications::{FailureReason, Notification, NotifyJob};
+
+    let shop = support_shop(&[]).await;
+    let user = 7111;
+    shop.say(user, "/start").await;
+    let user_id: vpn_shop::domain::UserId = users::table
+        .filter(users::telegram_id.eq(user))
+        .select(users::id)
+        .first(&mut shop.app.db.connect().await)
+        .await
+        .expect("registered");
+    let job = NotifyJob {
+        user_id,
+        notification: Notification::PaymentFailed {
+            plan: "1 month".into(),
+            amount: Money::rub_kopecks(19900),
+            reason: FailureReason::InsufficientFunds,
+        },
+        dedup_key: format!("payment_failed:{user_id}:1"),
+    };
+    notifications::enqueue_once(&mut shop.app.db.connect().await, &job, 20)
+        .await
+        .expect("enqueued");
+    let failed = wait_for(&shop, user, "did not go through").await;
+    let data = buttons(&failed[0])
+        .into_iter()
+        .find(|(text, _)| text == "✉️ Write to support")
+        .map(|(_, data)| data)
+        .expect("a support button under the failed payment");
+    let prompt = shop.press(user, failed[0].message_id, &data).await;
+    assert!(
+        prompt.text.contains("Describe the problem"),
+        "{}",
+        prompt.text
+    );
+    let ack = shop.say(user, "My card was charged twice").await;
+    assert!(ack.text.contains(ACK), "{}", ack.text);
+    wait_for(&shop, ADMIN_ID, "My card was charged twice").await;
+}
