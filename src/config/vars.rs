@@ -402,7 +402,7 @@ pub const VARS: &[Var] = &[
         "SUPPORT_SLA",
         Some("12h"),
         "4h",
-        "How long a subscriber may wait for the first answer before the `SupportConversationWaiting` Prometheus alert fires (exported as `vpn_shop_support_sla_seconds`).",
+        "How long a subscriber may wait for the first answer before the `VpnShopSupportWaiting` Prometheus alert fires (exported as `vpn_shop_support_sla_seconds`).",
     ),
     var(
         "TERMS_TEXT",

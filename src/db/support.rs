@@ -68,6 +68,16 @@ pub struct SupportMessageRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A post of the bot in a team chat that belongs to a conversation.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = support_forwards, check_for_backend(diesel::pg::Pg))]
+pub struct SupportForward {
+    pub chat_id: i64,
+    pub message_id: i32,
+    pub conversation_id: ConversationId,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A conversation with who it is with, as lists show it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
