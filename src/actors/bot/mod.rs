@@ -213,6 +213,8 @@ async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<
             "start", "buy", "status", "trial", "referral", "promo", "settings", "help", "support",
         ]
         .into_iter()
+        // `/support` only where someone reads the questions.
+        .filter(|c| *c != "support" || deps.settings.bot.takes_questions())
         .map(|c| {
             BotCommand::new(
                 c,
