@@ -26,6 +26,7 @@ pub mod sql_types;
 pub mod stats;
 pub mod subscriptions;
 pub mod support;
+pub mod support_posts;
 pub mod sync;
 pub mod telegram;
 pub mod users;

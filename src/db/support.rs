@@ -1,5 +1,5 @@
 //! Support conversations (`support_conversations`), their messages (`support_messages`) and the
-//! bot's posts of them in the team's chats (`support_forwards`). Recording a message runs in the
+//! bot's posts of them in the team's chats (`db::support_posts`). Recording a message runs in the
 //! caller's transaction and enqueues its delivery (`support_deliver`) with it.
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::db::PgConn;
 use crate::db::jobs::{self, NewJob};
-use crate::db::schema::{support_conversations, support_forwards, support_messages, users};
+use crate::db::schema::{support_conversations, support_messages, users};
 use crate::domain::support::{
     BATCH_DELAY, ConversationState, Direction, SUPPORT_JOB, SupportJob, SupportMessageKind,
 };
@@ -66,16 +66,6 @@ pub struct SupportMessageRow {
     pub created_at: DateTime<Utc>,
     /// Passed on to the team (`in`) or delivered to the subscriber (`out`).
     pub delivered_at: Option<DateTime<Utc>>,
-}
-
-/// A post of the bot in a team chat that belongs to a conversation.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = support_forwards, check_for_backend(diesel::pg::Pg))]
-pub struct SupportForward {
-    pub chat_id: i64,
-    pub message_id: i32,
-    pub conversation_id: ConversationId,
-    pub created_at: DateTime<Utc>,
 }
 
 /// A conversation with who it is with, as lists show it.
@@ -452,76 +442,6 @@ pub async fn not_closed(conn: &mut PgConn, limit: i64) -> QueryResult<Vec<Conver
         .load(conn)
         .await?;
     summaries(conn, &ids).await
-}
-
-/// Remembers a post of the bot in a team chat for `conversation`.
-pub async fn record_forward(
-    conn: &mut PgConn,
-    chat_id: i64,
-    message_id: i32,
-    conversation: ConversationId,
-) -> QueryResult<()> {
-    diesel::insert_into(support_forwards::table)
-        .values((
-            support_forwards::chat_id.eq(chat_id),
-            support_forwards::message_id.eq(message_id),
-            support_forwards::conversation_id.eq(conversation),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// The conversation a post of the bot in a team chat belongs to.
-pub async fn conversation_of_post(
-    conn: &mut PgConn,
-    chat_id: i64,
-    message_id: i32,
-) -> QueryResult<Option<ConversationId>> {
-    support_forwards::table
-        .find((chat_id, message_id))
-        .select(support_forwards::conversation_id)
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// Whether the team chat has seen the conversation's card.
-pub async fn has_posts_in(
-    conn: &mut PgConn,
-    conversation: ConversationId,
-    chat_id: i64,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        support_forwards::table
-            .filter(support_forwards::conversation_id.eq(conversation))
-            .filter(support_forwards::chat_id.eq(chat_id)),
-    ))
-    .get_result(conn)
-    .await
-}
-
-/// The newest conversation of a forum topic (topics are one per conversation).
-pub async fn conversation_of_topic(
-    conn: &mut PgConn,
-    topic_id: i32,
-) -> QueryResult<Option<ConversationId>> {
-    support_conversations::table
-        .filter(support_conversations::topic_id.eq(topic_id))
-        .order(support_conversations::id.desc())
-        .select(support_conversations::id)
-        .first(conn)
-        .await
-        .optional()
-}
-
-pub async fn set_topic(conn: &mut PgConn, id: ConversationId, topic_id: i32) -> QueryResult<()> {
-    diesel::update(support_conversations::table.find(id))
-        .set(support_conversations::topic_id.eq(topic_id))
-        .execute(conn)
-        .await
-        .map(|_| ())
 }
 
 /// What the support gauges show.

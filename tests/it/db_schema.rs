@@ -79,7 +79,7 @@ async fn every_table_loads_through_its_row_type() {
         row_counts => RowCount,
         support_conversations => db::support::ConversationRow,
         support_messages => db::support::SupportMessageRow,
-        support_forwards => db::support::SupportForward,
+        support_forwards => db::support_posts::SupportForward,
     );
 
     // Every table of the database is covered above.

@@ -16,6 +16,7 @@ use crate::actors::notifier::Priority;
 use crate::db::PgConn;
 use crate::db::audit::{self, AuditRecord};
 use crate::db::support::{self as db, Answered, NewSupportMessage};
+use crate::db::support_posts as posts;
 use crate::domain::support::{ConversationState, SupportMessageKind};
 use crate::domain::{ConversationId, Language};
 use crate::i18n::{self, Args};
@@ -82,12 +83,12 @@ async fn conversation_of(
     in_group: bool,
 ) -> anyhow::Result<Option<ConversationId>> {
     if let Some(reply) = m.reply_to_message()
-        && let Some(id) = db::conversation_of_post(conn, m.chat.id.0, reply.id.0).await?
+        && let Some(id) = posts::conversation_of_post(conn, m.chat.id.0, reply.id.0).await?
     {
         return Ok(Some(id));
     }
     if in_group && let Some(ThreadId(MessageId(topic))) = m.thread_id {
-        return Ok(db::conversation_of_topic(conn, topic).await?);
+        return Ok(posts::conversation_of_topic(conn, topic).await?);
     }
     Ok(None)
 }

@@ -17,6 +17,7 @@ use crate::actors::job_runner::JobError;
 use crate::db::models::User;
 use crate::db::notifications::Delivery;
 use crate::db::support::{self as db, ConversationRow, SupportMessageRow};
+use crate::db::support_posts as posts;
 use crate::db::{subscriptions, users};
 use crate::domain::support::{Pending, SupportJob, batch};
 use crate::domain::{ConversationId, Language, NotificationChannel, SupportMessageId};
@@ -198,7 +199,7 @@ impl Shared {
             }
             let first_time = {
                 let mut conn = self.pool.get().await?;
-                !db::has_posts_in(&mut conn, id, chat).await?
+                !posts::has_posts_in(&mut conn, id, chat).await?
             };
             let header = t(
                 "support-header",
@@ -276,7 +277,7 @@ impl Shared {
                     && let Some(message_id) = posted.lock().ok().and_then(|s| *s)
                 {
                     let mut conn = self.pool.get().await?;
-                    db::record_forward(&mut conn, chat, message_id, id).await?;
+                    posts::record_forward(&mut conn, chat, message_id, id).await?;
                 }
                 self.tally(SUPPORT_KIND, "telegram", &outcome, &mut transient);
             }
@@ -318,7 +319,7 @@ impl Shared {
                     *forum = Some(true);
                 }
                 let mut conn = self.pool.get().await?;
-                db::set_topic(&mut conn, conversation.id, topic).await?;
+                posts::set_topic(&mut conn, conversation.id, topic).await?;
                 conversation.topic_id = Some(topic);
                 Ok(Some(topic))
             }
