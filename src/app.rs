@@ -15,7 +15,7 @@ use crate::actors::maintenance::{
 };
 use crate::actors::marzban::{MarzbanSyncer, PanelJobs};
 use crate::actors::messages::{Drain, StopScheduling, SyncKind};
-use crate::actors::notifier::{Notifier, NotifierJobs, TelegramSender};
+use crate::actors::notifier::{Notifier, NotifierJobs, SupportTarget, TelegramSender};
 use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
@@ -132,6 +132,9 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         settings.database_connect_timeout,
     )?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    metrics
+        .support_sla
+        .set(settings.bot.support_sla.as_secs() as i64);
     let jwt = JwtKeys::new(&web::auth::resolve_jwt_secret(settings)?, settings.jwt_ttl);
     let actors = ActorRegistry::new(Arc::clone(&metrics));
 
@@ -229,6 +232,10 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             Arc::clone(&metrics),
             settings.jobs.clone(),
             settings.marzban.is_some(),
+            SupportTarget::new(
+                settings.bot.support_chat_id,
+                settings.public_base_url.clone(),
+            ),
         )?,
     );
     NotifierJobs::register(&mut handlers, notifier.clone());

@@ -31,6 +31,7 @@ command-referral = Invite friends
 command-promo = Apply a promo code
 command-settings = Language, email, auto-renewal
 command-help = Help and support
+command-support = Write to the shop's team
 
 ## Trial
 
@@ -158,7 +159,7 @@ help-text = <b>Help</b>
     /paysupport: help with a payment
     /terms: terms of service
 help-support = Support: { $contact }
-help-no-support = Write your question here; the shop's team reads it.
+help-write-here = ✉️ Write your question right here (or press the button below): the shop's team reads it and answers in this chat.
 paysupport-text = <b>Help with a payment</b>
     If you paid and your access was not extended within a few minutes, write to support with your order number (shown when you paid) — we check every payment by hand and refund anything charged by mistake.
 terms-default = <b>Terms of service</b>

@@ -77,6 +77,10 @@ pub struct BotSettings {
     /// Bytes of traffic a trial gets on the panel; `None`: unlimited.
     pub trial_traffic_limit: Option<i64>,
     pub support_contact: Option<String>,
+    /// The team's group for support conversations (`SUPPORT_CHAT_ID`).
+    pub support_chat_id: Option<i64>,
+    /// The longest a subscriber should wait for a first answer (`SUPPORT_SLA`).
+    pub support_sla: Duration,
     pub terms_text: Option<String>,
     /// `@username` or a numeric chat id.
     pub required_channel: Option<String>,
@@ -88,6 +92,11 @@ pub struct BotSettings {
 impl BotSettings {
     pub fn is_admin(&self, telegram_id: i64) -> bool {
         self.admin_ids.contains(&telegram_id)
+    }
+
+    /// Whether someone reads what subscribers write to the bot (a support group or admins).
+    pub fn takes_questions(&self) -> bool {
+        self.support_chat_id.is_some() || !self.admin_ids.is_empty()
     }
 }
 
@@ -116,6 +125,8 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
         trial_days: r.required("TRIAL_DAYS", |v| parse_int(v, 0, 365))?,
         trial_traffic_limit: r.required("TRIAL_TRAFFIC_LIMIT", parse_traffic_limit)?,
         support_contact: r.optional("SUPPORT_CONTACT", |v| non_empty(v, 200))?,
+        support_chat_id: r.optional("SUPPORT_CHAT_ID", parse_group_id)?,
+        support_sla: r.required("SUPPORT_SLA", super::parse_duration)?,
         terms_text: r
             .optional("TERMS_TEXT", |v| non_empty(v, 3500))?
             .map(|t| t.replace("\\n", "\n")),
@@ -169,6 +180,14 @@ fn parse_ids(v: &str) -> Result<Vec<i64>, String> {
             )),
         })
         .collect()
+}
+
+/// A group's chat id: negative (supergroups are -100…).
+fn parse_group_id(v: &str) -> Result<i64, String> {
+    match v.trim().parse::<i64>() {
+        Ok(id) if id < 0 => Ok(id),
+        _ => Err("must be a group's chat id, a negative number like -1001234567890".into()),
+    }
 }
 
 fn parse_channel(v: &str) -> Result<String, String> {

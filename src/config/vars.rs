@@ -393,6 +393,18 @@ pub const VARS: &[Var] = &[
         "Who subscribers write to for help (a @username, an email or a URL), shown by /help and /paysupport.",
     ),
     var(
+        "SUPPORT_CHAT_ID",
+        None,
+        "-1001234567890",
+        "The Telegram group (its id, negative) where subscribers' questions arrive and the team answers them by replying; with topics turned on, one topic per conversation. The bot must be an administrator of the group (with the right to manage topics). Unset: questions go to each of the ADMIN_TELEGRAM_IDS in their chat with the bot; with neither, the bot takes no questions.",
+    ),
+    var(
+        "SUPPORT_SLA",
+        Some("12h"),
+        "4h",
+        "How long a subscriber may wait for the first answer before the `VpnShopSupportWaiting` Prometheus alert fires (exported as `vpn_shop_support_sla_seconds`).",
+    ),
+    var(
         "TERMS_TEXT",
         None,
         "Access is for personal use. Refunds within 3 days: write to support.",

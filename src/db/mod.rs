@@ -25,6 +25,8 @@ pub mod schema;
 pub mod sql_types;
 pub mod stats;
 pub mod subscriptions;
+pub mod support;
+pub mod support_posts;
 pub mod sync;
 pub mod telegram;
 pub mod users;

@@ -371,6 +371,48 @@ diesel::table! {
 }
 
 diesel::table! {
+    support_conversations (id) {
+        id -> Int8,
+        user_id -> Int8,
+        state -> Text,
+        topic_id -> Nullable<Int4>,
+        opened_at -> Timestamptz,
+        waiting_since -> Nullable<Timestamptz>,
+        last_message_at -> Timestamptz,
+        first_response_at -> Nullable<Timestamptz>,
+        answered_at -> Nullable<Timestamptz>,
+        answered_by -> Nullable<Text>,
+        closed_at -> Nullable<Timestamptz>,
+        closed_by -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    support_forwards (chat_id, message_id) {
+        chat_id -> Int8,
+        message_id -> Int4,
+        conversation_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    support_messages (id) {
+        id -> Int8,
+        conversation_id -> Int8,
+        direction -> Text,
+        author -> Nullable<Text>,
+        kind -> Text,
+        body -> Nullable<Text>,
+        chat_id -> Nullable<Int8>,
+        message_id -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     sync_runs (id) {
         id -> Int8,
         kind -> Text,
@@ -436,6 +478,9 @@ diesel::joinable!(revoked_tokens -> admins (admin_id));
 diesel::joinable!(scheduled_tasks -> jobs (last_job_id));
 diesel::joinable!(subscriptions -> plans (plan_id));
 diesel::joinable!(subscriptions -> users (user_id));
+diesel::joinable!(support_conversations -> users (user_id));
+diesel::joinable!(support_forwards -> support_conversations (conversation_id));
+diesel::joinable!(support_messages -> support_conversations (conversation_id));
 diesel::joinable!(users -> promo_codes (pending_promo_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -464,6 +509,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     row_counts,
     scheduled_tasks,
     subscriptions,
+    support_conversations,
+    support_forwards,
+    support_messages,
     sync_runs,
     telegram_updates,
     users,

@@ -62,6 +62,9 @@ text_enum_sql!(
     alerts::AlertKind,
     alerts::AlertState,
     alerts::Anomaly,
+    support::ConversationState,
+    support::Direction,
+    support::SupportMessageKind,
 );
 
 id_sql!(
@@ -74,6 +77,8 @@ id_sql!(
     AdminId,
     BroadcastId,
     AlertId,
+    ConversationId,
+    SupportMessageId,
 );
 
 /// A catalogue text per language as a `jsonb` object (see `domain::localized`).

@@ -36,3 +36,11 @@ id_newtype!(
     /// A row of `alerts` (an admin alert).
     AlertId
 );
+id_newtype!(
+    /// A row of `support_conversations`.
+    ConversationId
+);
+id_newtype!(
+    /// A row of `support_messages`.
+    SupportMessageId
+);

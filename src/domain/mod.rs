@@ -17,6 +17,7 @@ pub mod panel;
 pub mod password;
 pub mod pricing;
 pub mod roles;
+pub mod support;
 
 pub use enums::*;
 pub use ids::*;

@@ -163,6 +163,15 @@ impl Notification {
         )
     }
 
+    /// Carries a "write to support" button (when someone reads support questions): a payment
+    /// that did not go through.
+    pub const fn offers_support(&self) -> bool {
+        matches!(
+            self,
+            Notification::PaymentFailed { .. } | Notification::AutoRenewalFailed { .. }
+        )
+    }
+
     /// Ends with the subscription link (the user needs it now).
     pub const fn with_link(&self) -> bool {
         matches!(

@@ -25,6 +25,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ),
             ("bot.ftl", include_str!("../../locales/en/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/en/alerts.ftl")),
+            ("support.ftl", include_str!("../../locales/en/support.ftl")),
         ],
     ),
     (
@@ -36,6 +37,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ),
             ("bot.ftl", include_str!("../../locales/ru/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/ru/alerts.ftl")),
+            ("support.ftl", include_str!("../../locales/ru/support.ftl")),
         ],
     ),
 ];

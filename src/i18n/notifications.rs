@@ -35,6 +35,8 @@ pub struct Rendered {
 pub const CALLBACK_MENU: &str = "menu";
 pub const CALLBACK_BUY: &str = "buy";
 pub const CALLBACK_STATUS: &str = "status";
+/// Write to the team (under failed-payment messages, when someone reads support questions).
+pub const CALLBACK_SUPPORT: &str = "support";
 
 /// Renders a templated notification. `None` for a broadcast, whose text an admin wrote.
 pub fn render(n: &Notification, to: &Recipient<'_>, offset: FixedOffset) -> Option<Rendered> {

@@ -76,6 +76,9 @@ pub const MEMORY_KINDS: [&str; 2] = ["total", "used"];
 /// `outcome` of `auto_renewals_total` (YooKassa's saved cards are the only automatic charge).
 pub const AUTO_RENEWAL_OUTCOMES: [&str; 3] = ["succeeded", "failed", "pending"];
 
+/// `state` of `support_conversations` (closed ones are not counted).
+pub const SUPPORT_STATES: [&str; 2] = ["open", "answered"];
+
 /// The HTTP series of the scrape itself: the first scrape of `/metrics` counts from an existing
 /// 0. (Other routes and statuses appear when first requested: they are not known in advance.)
 const SCRAPE_ROUTE: (&str, &str, &str) = ("GET", "/metrics", "200");
@@ -140,6 +143,9 @@ impl Metrics {
         for outcome in AUTO_RENEWAL_OUTCOMES {
             self.auto_renewals
                 .with_label_values(&[PaymentProvider::Yookassa.as_str(), outcome]);
+        }
+        for state in SUPPORT_STATES {
+            self.support_conversations.with_label_values(&[state]);
         }
         self.zero_revenue();
     }

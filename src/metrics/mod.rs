@@ -123,6 +123,14 @@ pub struct Metrics {
     pub subscriptions_active: IntGaugeVec,
     /// `kind`: active subscriptions ending within 3 days.
     pub subscriptions_expiring: IntGaugeVec,
+    /// Support conversations not closed, by state (`open`: waiting for an answer, `answered`).
+    pub support_conversations: IntGaugeVec,
+    /// Seconds the longest-waiting subscriber has waited for an answer.
+    pub support_oldest_waiting: IntGauge,
+    /// `SUPPORT_SLA` in seconds (the alert rule compares the wait with it).
+    pub support_sla: IntGauge,
+    /// Time from a conversation's opening to its first answer.
+    pub support_first_response: prometheus::Histogram,
     /// `provider`, `currency`: paid minus refunded, all time, in the currency's major unit.
     pub revenue: GaugeVec,
     /// When the business gauges were last read (they are read at most every
@@ -435,6 +443,33 @@ impl Metrics {
             .namespace(NAMESPACE),
             &["kind"],
         )?;
+        let support_conversations = IntGaugeVec::new(
+            Opts::new(
+                "support_conversations",
+                "Support conversations not closed, by state (open: the subscriber waits for an answer; answered).",
+            )
+            .namespace(NAMESPACE),
+            &["state"],
+        )?;
+        let support_oldest_waiting = gauge(
+            "support_oldest_waiting_seconds",
+            "Seconds the longest-waiting subscriber has waited for an answer (0: nobody waits).",
+        )?;
+        let support_sla = gauge(
+            "support_sla_seconds",
+            "SUPPORT_SLA: how long a subscriber may wait for an answer before the alert fires.",
+        )?;
+        let support_first_response = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "support_first_response_seconds",
+                "Time from a support conversation's first message to the team's first answer.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![
+                60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
+                172800.0,
+            ]),
+        )?;
         let revenue = GaugeVec::new(
             Opts::new(
                 "revenue",
@@ -490,6 +525,10 @@ impl Metrics {
             Box::new(users_trial_converted.clone()),
             Box::new(subscriptions_active.clone()),
             Box::new(subscriptions_expiring.clone()),
+            Box::new(support_conversations.clone()),
+            Box::new(support_oldest_waiting.clone()),
+            Box::new(support_sla.clone()),
+            Box::new(support_first_response.clone()),
             Box::new(revenue.clone()),
         ] {
             declared.extend(families_of(collector.as_ref()));
@@ -550,6 +589,10 @@ impl Metrics {
             users_trial_converted,
             subscriptions_active,
             subscriptions_expiring,
+            support_conversations,
+            support_oldest_waiting,
+            support_sla,
+            support_first_response,
             revenue,
             business_refreshed: std::sync::Mutex::new(None),
         };

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{admin, alerts, auth, broadcasts, health, jobs, sales, users};
+use crate::web::{admin, alerts, auth, broadcasts, health, jobs, sales, support, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +46,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(sales::Api::openapi());
     doc.merge(admin::Api::openapi());
     doc.merge(alerts::Api::openapi());
+    doc.merge(support::Api::openapi());
     doc
 }
 

@@ -127,7 +127,7 @@ async fn refresh_gauges(state: &WebState) {
 /// `vpn_shop_subscriptions_expiring` counts subscriptions ending within this time.
 const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(3);
 
-/// The business gauges (users, trials, paying users, subscriptions, revenue), read from the
+/// The business gauges (users, trials, paying users, subscriptions, revenue, support), read from the
 /// database at most every [`BUSINESS_REFRESH`](crate::metrics::BUSINESS_REFRESH) however many
 /// scrapers there are; in between, the last values are exported.
 async fn refresh_business(state: &WebState) {
@@ -158,11 +158,21 @@ async fn refresh_business(state: &WebState) {
         let unprovisioned = crate::db::paid_access::flagged(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((counts, subscriptions, revenue, unprovisioned))
+        let support = crate::db::support::counts(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((counts, subscriptions, revenue, unprovisioned, support))
     };
     let problem = match tokio::time::timeout(Duration::from_secs(2), read).await {
-        Ok(Ok((counts, subscriptions, revenue, unprovisioned))) => {
+        Ok(Ok((counts, subscriptions, revenue, unprovisioned, support))) => {
             let m = &state.metrics;
+            m.support_conversations
+                .with_label_values(&["open"])
+                .set(support.open);
+            m.support_conversations
+                .with_label_values(&["answered"])
+                .set(support.answered);
+            m.support_oldest_waiting.set(support.oldest_waiting_seconds);
             m.paid_unprovisioned.set(unprovisioned);
             m.users.set(counts.users);
             m.users_new_24h.set(counts.users_new_24h);

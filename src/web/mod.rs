@@ -11,6 +11,7 @@ pub mod health;
 pub mod jobs;
 pub mod ratelimit;
 pub mod sales;
+pub mod support;
 pub mod users;
 pub mod webhooks;
 
@@ -100,7 +101,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(users::routes)
             .configure(sales::routes)
             .configure(admin::routes)
-            .configure(alerts::routes),
+            .configure(alerts::routes)
+            .configure(support::routes),
     )
     .service(web::resource("/docs").get(|| async {
         HttpResponse::PermanentRedirect()

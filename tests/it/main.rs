@@ -33,3 +33,4 @@ mod operations;
 mod payments;
 mod properties;
 mod scheduler;
+mod support_conversations;

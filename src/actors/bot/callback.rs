@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::domain::alerts::AlertKind;
 use crate::domain::broadcast::Segment;
 use crate::domain::{AlertId, JobId, Language, PaymentProvider, PlanId, UserId};
-use crate::i18n::notifications::{CALLBACK_BUY, CALLBACK_MENU, CALLBACK_STATUS};
+use crate::i18n::notifications::{CALLBACK_BUY, CALLBACK_MENU, CALLBACK_STATUS, CALLBACK_SUPPORT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Callback {
@@ -19,6 +19,8 @@ pub enum Callback {
     Promo,
     Settings,
     Help,
+    /// Write to the team (support conversations).
+    Support,
     Connect,
     Plan(PlanId),
     Pay {
@@ -82,6 +84,7 @@ impl Callback {
             Callback::Promo => "promo".into(),
             Callback::Settings => "settings".into(),
             Callback::Help => "help".into(),
+            Callback::Support => CALLBACK_SUPPORT.into(),
             Callback::Connect => "connect".into(),
             Callback::Plan(id) => format!("plan:{}", id.0),
             Callback::Pay {
@@ -144,6 +147,7 @@ impl Callback {
             ("promo", None, _, _) => Callback::Promo,
             ("settings", None, _, _) => Callback::Settings,
             ("help", None, _, _) => Callback::Help,
+            (CALLBACK_SUPPORT, None, _, _) => Callback::Support,
             ("connect", None, _, _) => Callback::Connect,
             ("plan", Some(_), None, _) => Callback::Plan(PlanId(id(a)?)),
             ("pay", Some(_), Some(provider), auto) => Callback::Pay {
@@ -217,6 +221,7 @@ mod tests {
             Callback::Promo,
             Callback::Settings,
             Callback::Help,
+            Callback::Support,
             Callback::Connect,
             Callback::Plan(PlanId(i64::MAX)),
             Callback::Pay {

@@ -951,21 +951,44 @@ pub async fn auto_renew_off(ctx: &Ctx) -> anyhow::Result<()> {
     .await
 }
 
-fn support_line(ctx: &Ctx) -> String {
-    match &ctx.deps.settings.bot.support_contact {
-        Some(contact) => ctx.ta("help-support", &Args::new().text("contact", contact)),
-        None => ctx.t("help-no-support"),
+/// How to reach the shop: write here when someone reads it (support conversations), the
+/// `SUPPORT_CONTACT` when set; nothing is promised when neither is.
+fn support_lines(ctx: &Ctx) -> Vec<String> {
+    let mut lines = Vec::new();
+    if ctx.deps.settings.bot.takes_questions() {
+        lines.push(ctx.t("help-write-here"));
     }
+    if let Some(contact) = &ctx.deps.settings.bot.support_contact {
+        lines.push(ctx.ta("help-support", &Args::new().text("contact", contact)));
+    }
+    lines
+}
+
+/// The text with the support lines under it, and the keyboard: "write to support" when
+/// someone reads questions, then `last`.
+fn with_support(ctx: &Ctx, text: String, last: Vec<InlineKeyboardButton>) -> (String, Keyboard) {
+    let lines = support_lines(ctx);
+    let text = if lines.is_empty() {
+        text
+    } else {
+        format!("{text}\n\n{}", lines.join("\n"))
+    };
+    let mut keyboard = Vec::new();
+    if ctx.deps.settings.bot.takes_questions() {
+        keyboard.push(vec![ctx.button("button-support", Callback::Support)]);
+    }
+    keyboard.push(last);
+    (text, keyboard)
 }
 
 pub async fn help(ctx: &Ctx) -> anyhow::Result<()> {
-    let text = format!("{}\n\n{}", ctx.t("help-text"), support_line(ctx));
-    ctx.show(text, vec![back(ctx, Callback::Menu)]).await
+    let (text, keyboard) = with_support(ctx, ctx.t("help-text"), back(ctx, Callback::Menu));
+    ctx.show(text, keyboard).await
 }
 
 pub async fn paysupport(ctx: &Ctx) -> anyhow::Result<()> {
-    let text = format!("{}\n\n{}", ctx.t("paysupport-text"), support_line(ctx));
-    ctx.send(text, vec![back(ctx, Callback::Menu)]).await
+    let (text, keyboard) = with_support(ctx, ctx.t("paysupport-text"), back(ctx, Callback::Menu));
+    ctx.send(text, keyboard).await
 }
 
 pub async fn terms(ctx: &Ctx) -> anyhow::Result<()> {

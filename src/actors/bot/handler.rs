@@ -17,7 +17,7 @@ use super::callback::Callback;
 use super::context::{Ctx, Deps};
 use super::storage::DialogueState;
 use super::throttle::Verdict;
-use super::{admin, flows, payments};
+use super::{admin, flows, payments, support};
 use crate::db::telegram;
 use crate::db::users::{self, TelegramProfile};
 use crate::domain::Language;
@@ -129,6 +129,11 @@ async fn handle(bot: &Bot, update: &Update, deps: &Arc<Deps>) -> anyhow::Result<
         }
         UpdateKind::MyChatMember(change) => {
             chat_member(change, deps).await?;
+            Ok("handled")
+        }
+        // The team's support group: answers, /tickets, /close.
+        UpdateKind::Message(m) if Some(m.chat.id.0) == deps.settings.bot.support_chat_id => {
+            support::team_message(deps, m).await?;
             Ok("handled")
         }
         UpdateKind::Message(m) if m.chat.is_private() => {
@@ -292,7 +297,16 @@ async fn chat_member(change: &ChatMemberUpdated, deps: &Deps) -> anyhow::Result<
 
 /// A command, or the text a dialogue waits for.
 async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
+    // An admin answering a support conversation in their chat with the bot, or /tickets, /close.
+    if ctx.is_admin() && support::from_admin(ctx, m).await? {
+        return Ok(());
+    }
+    let takes_questions = ctx.deps.settings.bot.takes_questions();
     let Some(text) = m.text().map(str::trim) else {
+        // A photo or a document (a payment screenshot) goes to the team as it is.
+        if takes_questions && ctx.state().await? == DialogueState::Idle {
+            return support::from_subscriber(ctx, m).await;
+        }
         return ctx
             .send(ctx.t("unknown-input"), flows::menu_keyboard(ctx))
             .await;
@@ -319,12 +333,13 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
             "settings" => flows::settings(ctx).await,
             "help" => flows::help(ctx).await,
             "paysupport" => flows::paysupport(ctx).await,
+            "support" => support::prompt(ctx).await,
             "terms" => flows::terms(ctx).await,
             "cancel" => {
                 ctx.send(ctx.t("cancelled"), flows::menu_keyboard(ctx))
                     .await
             }
-            "admin" | "stats" | "user" | "grant" | "broadcast" | "alerts" => {
+            "admin" | "stats" | "user" | "grant" | "broadcast" | "alerts" | "tickets" | "close" => {
                 if ctx.is_admin() {
                     admin::command(ctx, &name, args).await
                 } else {
@@ -342,6 +357,8 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
         };
     }
     match ctx.state().await? {
+        // Free text is a question for the team, when someone reads them.
+        DialogueState::Idle if takes_questions => support::from_subscriber(ctx, m).await,
         DialogueState::Idle => {
             ctx.send(ctx.t("unknown-input"), flows::menu_keyboard(ctx))
                 .await
@@ -386,6 +403,7 @@ async fn on_callback(ctx: &Ctx, q: &CallbackQuery) -> anyhow::Result<()> {
         Callback::Promo => flows::promo(ctx, "").await,
         Callback::Settings => flows::settings(ctx).await,
         Callback::Help => flows::help(ctx).await,
+        Callback::Support => support::prompt(ctx).await,
         Callback::Connect => flows::connect(ctx).await,
         Callback::Plan(plan) => flows::choose_method(ctx, plan).await,
         Callback::Pay {

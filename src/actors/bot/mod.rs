@@ -19,6 +19,7 @@ pub mod handler;
 pub mod payments;
 pub mod qr;
 pub mod storage;
+pub mod support;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -209,9 +210,11 @@ impl BotActor {
 async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<()> {
     for language in [Language::En, Language::Ru] {
         let commands: Vec<BotCommand> = [
-            "start", "buy", "status", "trial", "referral", "promo", "settings", "help",
+            "start", "buy", "status", "trial", "referral", "promo", "settings", "help", "support",
         ]
         .into_iter()
+        // `/support` only where someone reads the questions.
+        .filter(|c| *c != "support" || deps.settings.bot.takes_questions())
         .map(|c| {
             BotCommand::new(
                 c,

@@ -125,7 +125,7 @@ impl Shared {
 
     /// The language an admin reads alerts in on Telegram: the one they use in the bot (their
     /// `users` row, once they have talked to it), else `ADMIN_LANGUAGE`.
-    async fn admin_language(&self, chat: i64) -> Result<Language, JobError> {
+    pub(super) async fn admin_language(&self, chat: i64) -> Result<Language, JobError> {
         let mut conn = self.pool.get().await?;
         Ok(users::find_by_telegram_id(&mut conn, chat)
             .await?

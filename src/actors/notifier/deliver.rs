@@ -10,7 +10,7 @@ use crate::db::{subscriptions, users};
 use crate::domain::NotificationChannel;
 use crate::domain::notifications::{Notification, NotifyJob};
 use crate::domain::panel::DesiredUser;
-use crate::i18n::notifications::{Recipient, email_html, render};
+use crate::i18n::notifications::{CALLBACK_SUPPORT, Recipient, email_html, render};
 
 /// Attempts of a notification that wait for the subscription link before it is sent without it
 /// (with the backoff of the job queue: about a minute and a half).
@@ -102,14 +102,25 @@ impl Shared {
         let mut transient = Vec::new();
         if let Some(telegram) = &self.telegram {
             let d = delivery(NotificationChannel::Telegram);
-            let button = MessageButton::Callback {
+            let mut buttons = vec![MessageButton::Callback {
                 text: rendered.button.text.clone(),
                 data: rendered.button.callback.to_owned(),
-            };
+            }];
+            // A payment that failed: the team can be asked, when someone reads questions.
+            if job.notification.offers_support() && self.takes_questions() {
+                buttons.push(MessageButton::Callback {
+                    text: crate::i18n::message(
+                        user.language,
+                        "button-support",
+                        &Default::default(),
+                    ),
+                    data: CALLBACK_SUPPORT.to_owned(),
+                });
+            }
             let outcome = self
                 .on_channel(&d, To::User(&user), async {
                     telegram
-                        .send(user.telegram_id, &rendered.html, &[button], false)
+                        .send(user.telegram_id, &rendered.html, &buttons, false)
                         .await
                 })
                 .await?;

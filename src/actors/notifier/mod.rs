@@ -9,6 +9,7 @@ mod broadcast;
 mod deliver;
 mod email;
 mod scan;
+mod support;
 mod telegram;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use futures_util::future::LocalBoxFuture;
 pub use alerts::ALERT_KIND;
 pub use email::{MailError, Mailer};
 pub use scan::ScanReport;
+pub use support::{SUPPORT_KIND, SupportTarget};
 pub use telegram::{MessageButton, Priority, SendError, TelegramSender};
 
 use crate::actors::job_runner::{JobError, JobHandler, JobHandlers};
@@ -32,6 +34,7 @@ use crate::db::models::Job;
 use crate::domain::BroadcastId;
 use crate::domain::alerts::{ALERT_JOB, AlertJob};
 use crate::domain::notifications::{KINDS, NOTIFY_JOB, NotifyJob};
+use crate::domain::support::{SUPPORT_JOB, SupportJob};
 use crate::metrics::Metrics;
 
 /// Job kind and task name of the scan.
@@ -49,6 +52,8 @@ pub(crate) struct Shared {
     jobs: JobSettings,
     /// A panel issues links: notifications that carry one wait a little for it.
     waits_for_links: bool,
+    /// Where support conversations are passed on.
+    support: SupportTarget,
 }
 
 pub struct Notifier {
@@ -58,6 +63,9 @@ pub struct Notifier {
 impl Notifier {
     /// A factory of notifiers for the supervisor (instances share the senders; the Telegram one
     /// is the bot's too). Says once which channels are off and why.
+    // Each dependency by value for the one call site (app.rs); a struct for it would only move
+    // the list.
+    #[allow(clippy::too_many_arguments)]
     pub fn factory(
         pool: PgPool,
         telegram: Option<Arc<TelegramSender>>,
@@ -66,6 +74,7 @@ impl Notifier {
         metrics: Arc<Metrics>,
         jobs: JobSettings,
         waits_for_links: bool,
+        support: SupportTarget,
     ) -> anyhow::Result<impl Fn() -> Notifier + Send + Sync + 'static> {
         let telegram = match telegram {
             Some(sender) => Some(sender),
@@ -94,7 +103,7 @@ impl Notifier {
                  (GET /api/v1/alerts)"
             );
         }
-        for kind in KINDS.into_iter().chain([ALERT_KIND]) {
+        for kind in KINDS.into_iter().chain([ALERT_KIND, SUPPORT_KIND]) {
             for channel in ["telegram", "email"] {
                 for outcome in ["sent", "failed", "skipped"] {
                     metrics
@@ -115,6 +124,7 @@ impl Notifier {
             metrics,
             jobs,
             waits_for_links,
+            support,
         });
         Ok(move || Notifier {
             shared: Arc::clone(&shared),
@@ -162,6 +172,11 @@ pub struct DeliverBroadcast(pub BroadcastId);
 #[rtype(result = "Result<(), JobError>")]
 pub struct DeliverAlert(pub AlertJob);
 
+/// Deliver a support message (to the team or to the subscriber).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), JobError>")]
+pub struct DeliverSupport(pub SupportJob);
+
 /// Find who must be warned now.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ScanReport, JobError>")]
@@ -191,6 +206,14 @@ impl Handler<DeliverAlert> for Notifier {
     }
 }
 
+impl Handler<DeliverSupport> for Notifier {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: DeliverSupport, _: &mut Context<Self>) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.deliver_support(msg.0).await })
+    }
+}
+
 impl Handler<Scan> for Notifier {
     type Result = ResponseFuture<Result<ScanReport, JobError>>;
     fn handle(&mut self, _: Scan, _: &mut Context<Self>) -> Self::Result {
@@ -199,8 +222,8 @@ impl Handler<Scan> for Notifier {
     }
 }
 
-/// The job handler of `notify`, `alert_deliver`, `broadcast_deliver` and `notifications_scan`
-/// jobs.
+/// The job handler of `notify`, `alert_deliver`, `support_deliver`, `broadcast_deliver` and
+/// `notifications_scan` jobs.
 #[derive(Clone)]
 pub struct NotifierJobs {
     notifier: ActorHandle<Notifier>,
@@ -211,6 +234,7 @@ impl NotifierJobs {
         let jobs = NotifierJobs { notifier };
         handlers.register(NOTIFY_JOB, jobs.clone(), None);
         handlers.register(ALERT_JOB, jobs.clone(), None);
+        handlers.register(SUPPORT_JOB, jobs.clone(), None);
         // One broadcast slice at a time per replica: the budget is shared anyway.
         handlers.register(BROADCAST_JOB, jobs.clone(), Some(1));
         handlers.register(SCAN_JOB, jobs, Some(1));
@@ -240,6 +264,13 @@ impl JobHandler for NotifierJobs {
                     let payload: AlertJob =
                         serde_json::from_value(job.payload).map_err(bad_payload)?;
                     addr.send(DeliverAlert(payload))
+                        .await
+                        .map_err(unavailable)?
+                }
+                SUPPORT_JOB => {
+                    let payload: SupportJob =
+                        serde_json::from_value(job.payload).map_err(bad_payload)?;
+                    addr.send(DeliverSupport(payload))
                         .await
                         .map_err(unavailable)?
                 }

@@ -432,7 +432,7 @@ fn poisoned() -> RequestError {
     )))
 }
 
-fn classify(error: RequestError) -> SendError {
+pub(super) fn classify(error: RequestError) -> SendError {
     match error {
         RequestError::Api(
             api @ (ApiError::BotBlocked

@@ -53,7 +53,7 @@ const NOT_MODIFIED: &str = "message is not modified: specified new message conte
 const OPT_IN_UPDATES: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
 
 /// The methods this fake implements; any other name answers 404 like an unknown method.
-const METHODS: [&str; 33] = [
+const METHODS: [&str; 34] = [
     "getMe",
     "logOut",
     "close",
@@ -66,6 +66,7 @@ const METHODS: [&str; 33] = [
     "sendDocument",
     "sendInvoice",
     "copyMessage",
+    "createForumTopic",
     "editMessageText",
     "editMessageReplyMarkup",
     "deleteMessage",
@@ -422,6 +423,82 @@ impl FakeTelegram {
             let message = st.user_message(from_id, content);
             st.push(json!({ "message": message }))
         })
+    }
+
+    /// A photo (with `caption`) from `from_id` in its private chat with the bot.
+    pub fn push_photo(&self, from_id: i64, caption: Option<&str>) -> i64 {
+        self.update(|st| {
+            let mut content = Map::new();
+            content.insert(
+                "photo".into(),
+                media_json(
+                    "photo",
+                    &json!({"size": 48_213, "content_type": "image/jpeg"}),
+                ),
+            );
+            if let Some(caption) = caption {
+                content.insert("caption".into(), caption.into());
+            }
+            let message = st.user_message(from_id, content);
+            st.push(json!({ "message": message }))
+        })
+    }
+
+    /// A text message from `from_id` in group `chat_id`, replying to message `reply_to` of that
+    /// chat or written in forum topic `thread`; a leading `/command` gets its entity.
+    pub fn push_group_message(
+        &self,
+        chat_id: i64,
+        from_id: i64,
+        text: &str,
+        reply_to: Option<i64>,
+        thread: Option<i64>,
+    ) -> i64 {
+        self.update(|st| {
+            let mut content = Map::new();
+            content.insert("text".into(), text.into());
+            if text.starts_with('/') {
+                let command = text.split_whitespace().next().unwrap_or(text);
+                content.insert(
+                    "entities".into(),
+                    json!([{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]),
+                );
+            }
+            let message = st.group_message(chat_id, from_id, content, reply_to, thread);
+            st.push(json!({ "message": message }))
+        })
+    }
+
+    /// A text message from `from_id` in its private chat with the bot that replies to message
+    /// `reply_to` of that chat (an admin answering a forwarded question).
+    pub fn push_reply(&self, from_id: i64, text: &str, reply_to: i64) -> i64 {
+        self.update(|st| {
+            let mut content = Map::new();
+            content.insert("text".into(), text.into());
+            if let Some(replied) = st.messages.get(&(from_id, reply_to)) {
+                content.insert("reply_to_message".into(), replied.json.clone());
+            }
+            let message = st.user_message(from_id, content);
+            st.push(json!({ "message": message }))
+        })
+    }
+
+    /// Turns topics on in supergroup `chat_id` (a forum): `createForumTopic` works there and
+    /// messages may name a topic.
+    pub fn set_forum(&self, chat_id: i64) {
+        self.state().forums.entry(chat_id).or_default();
+    }
+
+    /// The topics created in forum `chat_id`: (thread id, name).
+    pub fn topics(&self, chat_id: i64) -> Vec<(i64, String)> {
+        let mut topics: Vec<(i64, String)> = self
+            .state()
+            .forums
+            .get(&chat_id)
+            .map(|t| t.iter().map(|(id, name)| (*id, name.clone())).collect())
+            .unwrap_or_default();
+        topics.sort();
+        topics
     }
 
     /// A press of an inline button with `data` under message `message_id` of the private chat.
@@ -1163,6 +1240,8 @@ struct State {
     users: HashMap<i64, Value>,
     /// `@username` (lowercase) → the id given to that channel.
     channels: HashMap<String, i64>,
+    /// Supergroups with topics turned on, each with its topics (thread id → name).
+    forums: HashMap<i64, HashMap<i64, String>>,
     updates: VecDeque<Value>,
     next_update_id: i64,
     /// The allowed_updates setting (`None`: the default set).
@@ -1236,6 +1315,7 @@ impl State {
             last_message_id: HashMap::new(),
             users: HashMap::new(),
             channels: HashMap::new(),
+            forums: HashMap::new(),
             updates: VecDeque::new(),
             next_update_id: 1,
             allowed_updates: None,
@@ -1319,6 +1399,7 @@ impl State {
                 self.send(method, p, now)
             }
             "editMessageText" | "editMessageReplyMarkup" => self.edit(method, p, now),
+            "createForumTopic" => self.create_forum_topic(p, now),
             "deleteMessage" => self.delete_message(p),
             "sendChatAction" => self.chat_action(p),
             "answerCallbackQuery" => self.answer_callback(p),
@@ -1560,7 +1641,11 @@ impl State {
         } else {
             "group"
         };
-        json!({"id": chat_id, "type": kind, "title": format!("Chat {chat_id}")})
+        let mut chat = json!({"id": chat_id, "type": kind, "title": format!("Chat {chat_id}")});
+        if self.forums.contains_key(&chat_id) {
+            chat["is_forum"] = true.into();
+        }
+        chat
     }
 
     /// The chat a `chat_id`-like parameter names: an id, or `@channel` (given a stable id).
@@ -1674,6 +1759,14 @@ impl State {
             Ok(content) => content,
             Err(reply) => return reply,
         };
+        // In a forum, `message_thread_id` must name one of its topics; elsewhere it is ignored.
+        let thread = match (self.forums.get(&chat_id), p_i64(p, "message_thread_id")) {
+            (Some(topics), Some(thread)) if !topics.contains_key(&thread) => {
+                return Reply::bad_request("message thread not found");
+            }
+            (Some(_), thread) => thread,
+            (None, _) => None,
+        };
         if let Err(reply) = self.admit(method, chat_id, now) {
             return reply;
         }
@@ -1682,6 +1775,10 @@ impl State {
             "message_id": message_id, "from": bot_user(), "chat": self.chat(chat_id),
             "date": unix_now(),
         });
+        if let Some(thread) = thread {
+            message["message_thread_id"] = thread.into();
+            message["is_topic_message"] = true.into();
+        }
         extend(&mut message, content.fields);
         self.messages.insert(
             (chat_id, message_id),
@@ -1870,6 +1967,91 @@ impl State {
             at: now,
         });
         Reply::ok(message)
+    }
+
+    /// `createForumTopic`: only in a supergroup with topics turned on; the topic's id is the id
+    /// of its service message (`forum_topic_created`), as in Telegram.
+    fn create_forum_topic(&mut self, p: &Map<String, Value>, now: Instant) -> Reply {
+        let chat_id = match self.resolve_chat(p, "chat_id") {
+            Ok(id) => id,
+            Err(reply) => return reply,
+        };
+        if let Err(reply) = self.gate("createForumTopic", chat_id) {
+            return reply;
+        }
+        if !self.forums.contains_key(&chat_id) {
+            return Reply::bad_request("the chat is not a forum");
+        }
+        let name = p_text(p, "name").unwrap_or_default();
+        if name.is_empty() {
+            return Reply::bad_request("TOPIC_NAME_EMPTY");
+        }
+        if name.chars().count() > 128 {
+            return Reply::bad_request("TOPIC_NAME_INVALID");
+        }
+        if let Err(reply) = self.admit("createForumTopic", chat_id, now) {
+            return reply;
+        }
+        let thread = self.next_message_id(chat_id);
+        let icon_color = 7_322_096;
+        let message = json!({
+            "message_id": thread, "from": bot_user(), "chat": self.chat(chat_id),
+            "date": unix_now(), "message_thread_id": thread, "is_topic_message": true,
+            "forum_topic_created": {"name": name, "icon_color": icon_color},
+        });
+        self.messages.insert(
+            (chat_id, thread),
+            StoredMessage {
+                from_bot: true,
+                json: message,
+            },
+        );
+        if let Some(topics) = self.forums.get_mut(&chat_id) {
+            topics.insert(thread, name.clone());
+        }
+        Reply::ok(json!({"message_thread_id": thread, "name": name, "icon_color": icon_color}))
+    }
+
+    /// A message from `from_id` in group `chat_id` (stored): a reply to message `reply_to` of
+    /// that chat, or in forum topic `thread` — where a message that replies to nothing else
+    /// replies to the topic's creation, as Telegram delivers it.
+    fn group_message(
+        &mut self,
+        chat_id: i64,
+        from_id: i64,
+        content: Map<String, Value>,
+        reply_to: Option<i64>,
+        thread: Option<i64>,
+    ) -> Value {
+        let message_id = self.next_message_id(chat_id);
+        let mut message = json!({
+            "message_id": message_id, "from": self.user(from_id), "chat": self.chat(chat_id),
+            "date": unix_now(),
+        });
+        if let Some(thread) = thread {
+            message["message_thread_id"] = thread.into();
+            message["is_topic_message"] = true.into();
+        }
+        let replied = reply_to
+            .or(thread)
+            .and_then(|id| self.messages.get(&(chat_id, id)))
+            .map(|m| m.json.clone());
+        if let Some(mut replied) = replied {
+            // Telegram does not nest replies.
+            if let Some(object) = replied.as_object_mut() {
+                object.remove("reply_to_message");
+            }
+            message["reply_to_message"] = replied;
+        }
+        extend(&mut message, content);
+        self.messages.insert(
+            (chat_id, message_id),
+            StoredMessage {
+                from_bot: false,
+                json: message.clone(),
+            },
+        );
+        message
     }
 
     fn delete_message(&mut self, p: &Map<String, Value>) -> Reply {

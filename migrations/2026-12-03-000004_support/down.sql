@@ -1,0 +1,3 @@
+DROP TABLE support_forwards;
+DROP TABLE support_messages;
+DROP TABLE support_conversations;
