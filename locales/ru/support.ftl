@@ -23,8 +23,23 @@ support-card = 🆘 <b>Обращение #{ $id }</b>: новое
     <b>Admin API:</b> { $link }
     <i>Чтобы ответить, ответьте (reply) на любое сообщение обращения (в теме — просто напишите); /close закрывает его.</i>
 support-card-none = нет
-support-card-subscription = { $status } ({ $trial }), до { $date }
-support-card-payment = заказ #{ $id }, { $amount } за «{ $plan }» через { $provider }, { $status }, { $date }
+support-card-subscription = { $status ->
+        [active] активна
+        [expired] истекла
+        [disabled] отключена
+       *[other] { $status }
+    } ({ $trial ->
+        [trial] пробная
+       *[other] оплаченная
+    }), до { $date }
+support-card-payment = заказ #{ $id }, { $amount } за «{ $plan }» через { $provider }, { $status ->
+        [pending] ожидает оплаты
+        [succeeded] оплачен
+        [canceled] отменён
+        [expired] истёк
+        [refunded] возвращён
+       *[other] { $status }
+    }, { $date }
 support-media-left-out = <i>{ $count ->
         [one] Ещё { $count } файл не скопирован
         [few] Ещё { $count } файла не скопированы

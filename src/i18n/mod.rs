@@ -314,6 +314,37 @@ mod tests {
     }
 
     #[test]
+    fn the_support_card_names_states_in_the_readers_language() {
+        let subscription = |lang| {
+            message(
+                lang,
+                "support-card-subscription",
+                &Args::new()
+                    .text("status", "active")
+                    .text("trial", "trial")
+                    .text("date", "1 Jan"),
+            )
+        };
+        assert_eq!(subscription(Language::Ru), "активна (пробная), до 1 Jan");
+        assert_eq!(subscription(Language::En), "active (trial), until 1 Jan");
+        let payment = message(
+            Language::Ru,
+            "support-card-payment",
+            &Args::new()
+                .text("id", "7")
+                .text("amount", "199 ₽")
+                .text("plan", "1 месяц")
+                .text("provider", "yookassa")
+                .text("status", "refunded")
+                .text("date", "1 Jan"),
+        );
+        assert_eq!(
+            payment,
+            "заказ #7, 199 ₽ за «1 месяц» через yookassa, возвращён, 1 Jan"
+        );
+    }
+
+    #[test]
     fn values_are_escaped_and_missing_messages_do_not_panic() {
         let text = message(
             Language::En,
