@@ -8,11 +8,11 @@ use std::sync::Mutex;
 
 use teloxide::payloads::{CopyMessageSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, LinkPreviewOptions, MessageId, ParseMode, ThreadId};
+use teloxide::types::{ChatId, MessageId, ThreadId};
 
 use super::Shared;
 use super::deliver::{Outcome, To};
-use super::telegram::{Priority, SendError, TelegramSender, classify};
+use super::telegram::{Priority, SendError, TelegramSender, classify, html_message};
 use crate::actors::job_runner::JobError;
 use crate::db::models::User;
 use crate::db::notifications::Delivery;
@@ -57,16 +57,7 @@ impl TelegramSender {
         priority: Priority,
     ) -> Result<i32, SendError> {
         self.message(chat, priority, |bot| {
-            let request = bot
-                .send_message(ChatId(chat), html)
-                .parse_mode(ParseMode::Html)
-                .link_preview_options(LinkPreviewOptions {
-                    is_disabled: true,
-                    url: None,
-                    prefer_small_media: false,
-                    prefer_large_media: false,
-                    show_above_text: false,
-                });
+            let request = html_message(bot, chat, html);
             match thread {
                 Some(t) => request.message_thread_id(ThreadId(MessageId(t))),
                 None => request,

@@ -111,6 +111,24 @@ pub struct TelegramSender {
     paused_until: Mutex<DateTime<Utc>>,
 }
 
+/// `sendMessage` of `html` to `chat`, parsed as HTML, without a link preview: how the notifier
+/// writes every text message.
+pub(super) fn html_message(
+    bot: &Bot,
+    chat: i64,
+    html: &str,
+) -> teloxide::requests::JsonRequest<teloxide::payloads::SendMessage> {
+    bot.send_message(ChatId(chat), html)
+        .parse_mode(ParseMode::Html)
+        .link_preview_options(LinkPreviewOptions {
+            is_disabled: true,
+            url: None,
+            prefer_small_media: false,
+            prefer_large_media: false,
+            show_above_text: false,
+        })
+}
+
 impl TelegramSender {
     pub fn new(
         settings: &TelegramSettings,
@@ -248,16 +266,7 @@ impl TelegramSender {
         };
         let result = self
             .message(chat_id, priority, |bot| {
-                let request = bot
-                    .send_message(ChatId(chat_id), html)
-                    .parse_mode(ParseMode::Html)
-                    .link_preview_options(LinkPreviewOptions {
-                        is_disabled: true,
-                        url: None,
-                        prefer_small_media: false,
-                        prefer_large_media: false,
-                        show_above_text: false,
-                    });
+                let request = html_message(bot, chat_id, html);
                 match &markup {
                     Some(markup) => request.reply_markup(markup.clone()),
                     None => request,

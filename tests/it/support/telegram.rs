@@ -411,15 +411,7 @@ impl FakeTelegram {
     /// its `bot_command` entity.
     pub fn push_message(&self, from_id: i64, text: &str) -> i64 {
         self.update(|st| {
-            let mut content = Map::new();
-            content.insert("text".into(), text.into());
-            if text.starts_with('/') {
-                let command = text.split_whitespace().next().unwrap_or(text);
-                content.insert(
-                    "entities".into(),
-                    json!([{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]),
-                );
-            }
+            let content = text_content(text);
             let message = st.user_message(from_id, content);
             st.push(json!({ "message": message }))
         })
@@ -455,15 +447,7 @@ impl FakeTelegram {
         thread: Option<i64>,
     ) -> i64 {
         self.update(|st| {
-            let mut content = Map::new();
-            content.insert("text".into(), text.into());
-            if text.starts_with('/') {
-                let command = text.split_whitespace().next().unwrap_or(text);
-                content.insert(
-                    "entities".into(),
-                    json!([{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]),
-                );
-            }
+            let content = text_content(text);
             let message = st.group_message(chat_id, from_id, content, reply_to, thread);
             st.push(json!({ "message": message }))
         })
@@ -2911,6 +2895,20 @@ fn set_or_remove(target: &mut Value, key: &str, value: Option<Value>) {
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// The content of a text message: `text`, and the `bot_command` entity of a leading `/command`.
+fn text_content(text: &str) -> Map<String, Value> {
+    let mut content = Map::new();
+    content.insert("text".into(), text.into());
+    if text.starts_with('/') {
+        let command = text.split_whitespace().next().unwrap_or(text);
+        content.insert(
+            "entities".into(),
+            json!([{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]),
+        );
+    }
+    content
 }
 
 fn utf16_len(text: &str) -> usize {
