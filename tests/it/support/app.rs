@@ -44,6 +44,18 @@ pub fn test_settings(
         .expect("valid test settings")
 }
 
+/// The argon2 hash of `pw`, made once per test process and password: hashing is deliberately
+/// slow (~0.2 s here), and a few hundred tests create admins. Logging in still verifies it.
+fn hash_of(pw: &str) -> String {
+    static HASHES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut hashes = HASHES.lock().unwrap_or_else(|e| e.into_inner());
+    hashes
+        .entry(pw.to_owned())
+        .or_insert_with(|| password::hash(pw).expect("hash"))
+        .clone()
+}
+
 /// Must be called inside an actix System (`#[actix_rt::test]`).
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDb::new().await;
@@ -68,7 +80,7 @@ impl TestApp {
 
     /// Creates an admin account directly in the database.
     pub async fn create_admin(&self, username: &str, pw: &str, role: AdminRole) {
-        let hash = password::hash(pw).expect("hash");
+        let hash = hash_of(pw);
         let mut conn = self.db.connect().await;
         admins::create(&mut conn, username, &hash, role)
             .await

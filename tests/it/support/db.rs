@@ -1,4 +1,5 @@
-//! A fresh database per test, cloned from a template migrated once per test process.
+//! A fresh database per test, cloned from a template migrated once per schema (kept between
+//! test processes, named after a digest of `migrations/`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -17,6 +18,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// processes can be recognised and removed.
 const PREFIX: &str = "vpnshop_test_";
 
+/// Prefix of the kept templates; the digest of `migrations/` follows.
+const TEMPLATE_PREFIX: &str = "vpnshop_tpl_";
+
 /// A database of its own for one test; dropped (best effort) when the value is dropped.
 pub struct TestDb {
     pub name: String,
@@ -32,25 +36,56 @@ async fn admin_connection() -> (AsyncPgConnection, String) {
     (conn, admin_url)
 }
 
+/// The migrated template of this schema: `vpnshop_tpl_<digest of migrations/>`, kept between
+/// test processes so that only the first run after a change of `migrations/` pays for migrating
+/// (~7 s on 2 cores). It is built under a name of this process and renamed when complete, under
+/// an advisory lock, so that a process killed half-way or two processes starting at once never
+/// leave or use a half-migrated template.
 async fn template() -> &'static str {
     TEMPLATE
         .get_or_init(|| async {
             let (mut conn, _) = admin_connection().await;
             drop_leftovers(&mut conn).await;
-            let name = format!("{PREFIX}{}_template", std::process::id());
-            execute(
-                &mut conn,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
-            execute(&mut conn, &format!("CREATE DATABASE {name}")).await;
-            let url = pg::server().await.url_for(&name);
-            db::run_migrations(&url)
-                .await
-                .unwrap_or_else(|e| panic!("migrating the template database: {e:#}"));
+            let name = format!("{TEMPLATE_PREFIX}{}", env!("VPN_SHOP_MIGRATIONS_DIGEST"));
+            execute(&mut conn, "SELECT pg_advisory_lock(7364836)").await;
+            if !database_exists(&mut conn, &name).await {
+                let building = format!("{PREFIX}{}_template", std::process::id());
+                execute(
+                    &mut conn,
+                    &format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+                )
+                .await;
+                execute(&mut conn, &format!("CREATE DATABASE {building}")).await;
+                let url = pg::server().await.url_for(&building);
+                db::run_migrations(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrating the template database: {e:#}"));
+                execute(
+                    &mut conn,
+                    &format!("ALTER DATABASE {building} RENAME TO {name}"),
+                )
+                .await;
+                let now = chrono::Utc::now().timestamp();
+                execute(&mut conn, &format!("COMMENT ON DATABASE {name} IS '{now}'")).await;
+            }
+            execute(&mut conn, "SELECT pg_advisory_unlock(7364836)").await;
             name
         })
         .await
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap_or_else(|e| panic!("looking for database {name}: {e}"));
+    n > 0
 }
 
 async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
@@ -66,7 +101,8 @@ struct Name {
     datname: String,
 }
 
-/// Drops databases left by test processes that no longer run.
+/// Drops databases left by test processes that no longer run, and templates of other schemas
+/// unused for a day.
 async fn drop_leftovers(conn: &mut AsyncPgConnection) {
     let names: Vec<Name> = diesel::sql_query(format!(
         "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
@@ -87,6 +123,23 @@ async fn drop_leftovers(conn: &mut AsyncPgConnection) {
                 .execute(conn)
                 .await;
         }
+    }
+    // Templates of other schemas (another branch, an older commit) untouched for a day. Without
+    // FORCE: a template in use is left alone.
+    let stale: Vec<Name> = diesel::sql_query(format!(
+        "SELECT datname::text AS datname FROM pg_database \
+         WHERE datname LIKE '{TEMPLATE_PREFIX}%' AND datname <> '{TEMPLATE_PREFIX}{}' \
+         AND coalesce(shobj_description(oid, 'pg_database'), '0') ~ '^[0-9]+$' \
+         AND shobj_description(oid, 'pg_database')::bigint < extract(epoch FROM now()) - 86400",
+        env!("VPN_SHOP_MIGRATIONS_DIGEST")
+    ))
+    .load(conn)
+    .await
+    .unwrap_or_default();
+    for Name { datname } in stale {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname}"))
+            .execute(conn)
+            .await;
     }
 }
 
