@@ -628,3 +628,35 @@ async fn a_pasarguard_shop_gives_a_trial_and_syncs() {
     );
     assert_eq!(fixed.group_ids, [1]);
 }
+
+/// PasarGuard without an API key: the admin login form, its token reused; a wrong password is
+/// refused naming the settings to check.
+#[actix_rt::test]
+async fn pasarguard_signs_in_with_a_login_when_no_api_key_is_set() {
+    let fake = FakePasarGuard::start();
+    let login = |password: &str| {
+        let mut env = fake.env(false);
+        env.retain(|(k, _)| k != "PASARGUARD_API_KEY");
+        env.push(("PASARGUARD_USERNAME".into(), pg::ADMIN_USERNAME.into()));
+        env.push(("PASARGUARD_PASSWORD".into(), password.into()));
+        let settings = Settings::from_raw(&RawConfig::layered(None, None, env).unwrap()).unwrap();
+        Panel::new(&settings.panel.unwrap(), Arc::new(Metrics::new().unwrap())).unwrap()
+    };
+    let panel = login(pg::ADMIN_PASSWORD);
+    create(&panel, "vpnshop_16", &desired(30, 0)).await;
+    assert_eq!(
+        panel.get_user("vpnshop_16").await.unwrap().username,
+        "vpnshop_16"
+    );
+    assert_eq!(fake.logins(), 1, "the token is reused");
+    let e = login("wrong").probe().await.unwrap_err();
+    match e {
+        PanelError::Unauthorized(detail) => {
+            assert!(
+                detail.contains("PASARGUARD_USERNAME and PASARGUARD_PASSWORD"),
+                "{detail}"
+            )
+        }
+        other => panic!("not a refusal: {other:?}"),
+    }
+}
