@@ -24,7 +24,7 @@ use diesel_async::RunQueryDsl;
 use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
 use vpn_shop::actors::marzban::MarzbanSyncer;
 use vpn_shop::actors::messages::{RunSync, SyncKind};
-use vpn_shop::clients::marzban::{MarzbanClient, UserQuery};
+use vpn_shop::clients::panel::{Panel, UserQuery};
 use vpn_shop::config::{RawConfig, Settings};
 use vpn_shop::metrics::Metrics;
 
@@ -104,7 +104,7 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     )?;
     let settings = Settings::from_raw(&raw)?;
-    let marzban = settings.marzban.clone().expect("panel configured");
+    let marzban = settings.panel.clone().expect("panel configured");
     let metrics = Arc::new(Metrics::new()?);
     let pool = vpn_shop::db::build_pool(&url, 16, Duration::from_secs(5))?;
     let syncer = MarzbanSyncer::factory(
@@ -134,7 +134,7 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
         };
 
     // The panel's own listing time: every page, nothing else.
-    let client = MarzbanClient::new(&marzban, Arc::clone(&metrics))?;
+    let client = Panel::new(&marzban, Arc::clone(&metrics))?;
     let list_all = async || {
         let mut offset = 0;
         loop {

@@ -107,7 +107,7 @@ pub struct RunningApp {
     pub actors: Arc<ActorRegistry>,
     pub job_runner: ActorHandle<JobRunner>,
     pub scheduler: ActorHandle<Scheduler>,
-    /// `None` without `MARZBAN_URL`.
+    /// `None` without a panel URL (`MARZBAN_URL`, or `PASARGUARD_URL`).
     pub marzban: Option<ActorHandle<MarzbanSyncer>>,
     pub notifier: ActorHandle<Notifier>,
     pub payments: ActorHandle<PaymentProcessor>,
@@ -155,7 +155,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             settings: settings.alerts.clone(),
             offset: settings.notifications.display_offset,
             max_attempts: settings.jobs.max_attempts,
-            sync_kinds: if settings.marzban.is_some() {
+            sync_kinds: if settings.panel.is_some() {
                 SyncKind::ALL.iter().map(|k| k.as_str()).collect()
             } else {
                 Vec::new()
@@ -182,27 +182,24 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         );
         tasks.push(TaskSpec::new(BACKUP, interval));
     }
-    let marzban_syncer = match &settings.marzban {
-        Some(marzban) => {
+    let marzban_syncer = match &settings.panel {
+        Some(panel) => {
             let factory = MarzbanSyncer::factory(
                 pool.clone(),
-                marzban.clone(),
+                panel.clone(),
                 Arc::clone(&metrics),
                 settings.jobs.max_attempts,
                 settings.alerts.panel_down_after,
             )?;
             let syncer = actors.supervise("marzban", factory);
-            PanelJobs::register(&mut handlers, syncer.clone(), marzban.write_concurrency);
-            tasks.extend(MarzbanSyncer::tasks(
-                marzban,
-                settings.alerts.check_interval,
-            ));
+            PanelJobs::register(&mut handlers, syncer.clone(), panel.write_concurrency);
+            tasks.extend(MarzbanSyncer::tasks(panel, settings.alerts.check_interval));
             Some(syncer)
         }
         None => {
             tracing::warn!(
-                "MARZBAN_URL is not set: panel provisioning and syncs are off \
-                 (provision jobs wait in the queue); set MARZBAN_URL, MARZBAN_USERNAME and MARZBAN_PASSWORD"
+                "the panel's URL is not set (MARZBAN_URL, or PASARGUARD_URL with PANEL_KIND=pasarguard): \
+                 panel provisioning and syncs are off (provision jobs wait in the queue)"
             );
             None
         }
@@ -231,7 +228,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             settings.alerts.clone(),
             Arc::clone(&metrics),
             settings.jobs.clone(),
-            settings.marzban.is_some(),
+            settings.panel.is_some(),
             SupportTarget::new(
                 settings.bot.support_chat_id,
                 settings.public_base_url.clone(),

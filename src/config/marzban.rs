@@ -1,23 +1,15 @@
-//! Settings of the Marzban panel connection and its scheduled syncs.
+//! Settings of the Marzban panel connection (`PANEL_KIND=marzban`, the default).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use reqwest::Url;
 use serde_json::{Map, Value};
 
-use super::parse::{parse_base_url, parse_int};
-use super::{ConfigError, Reader, Secret, parse_duration};
+use super::parse::parse_base_url;
+use super::{ConfigError, Reader, Secret};
 
 /// Protocols a Marzban 0.8.4 user can have.
 const PROTOCOLS: [&str; 4] = ["vmess", "vless", "trojan", "shadowsocks"];
-
-/// What `panel_cleanup` does to long-expired users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CleanupAction {
-    Disable,
-    Delete,
-}
 
 #[derive(Debug, Clone)]
 pub struct MarzbanSettings {
@@ -29,23 +21,9 @@ pub struct MarzbanSettings {
     pub proxies: Map<String, Value>,
     /// Protocol → inbound tags for new users; a protocol not listed gets all its inbounds.
     pub inbounds: BTreeMap<String, Vec<String>>,
-    pub username_prefix: String,
-    pub write_concurrency: usize,
-    pub timeout: Duration,
-    pub page_size: u32,
-    pub sync_subscriptions_interval: Duration,
-    pub sync_status_interval: Duration,
-    pub sync_traffic_interval: Duration,
-    pub stats_interval: Duration,
-    pub cleanup_interval: Duration,
-    pub cleanup_after_days: u32,
-    pub cleanup_action: CleanupAction,
-    /// How long paid access may be missing on the panel before `paid_unprovisioned` counts it.
-    pub paid_unprovisioned_after: Duration,
-    pub paid_unprovisioned_interval: Duration,
 }
 
-/// `None` without `MARZBAN_URL`; then the other MARZBAN_* variables are not read.
+/// `None` without `MARZBAN_URL`; then the other MARZBAN_* connection variables are not read.
 pub(super) fn read(r: &Reader<'_>) -> Result<Option<MarzbanSettings>, ConfigError> {
     let Some(url) = r.optional("MARZBAN_URL", parse_base_url)? else {
         return Ok(None);
@@ -64,24 +42,6 @@ pub(super) fn read(r: &Reader<'_>) -> Result<Option<MarzbanSettings>, ConfigErro
         url,
         proxies,
         inbounds,
-        username_prefix: r.required("MARZBAN_USERNAME_PREFIX", parse_prefix)?,
-        write_concurrency: r.required("MARZBAN_WRITE_CONCURRENCY", |v| parse_int(v, 1, 64))?,
-        timeout: r.required("MARZBAN_TIMEOUT", parse_duration)?,
-        page_size: r.required("MARZBAN_PAGE_SIZE", |v| parse_int(v, 1, 1000))?,
-        sync_subscriptions_interval: r
-            .required("MARZBAN_SYNC_SUBSCRIPTIONS_INTERVAL", parse_duration)?,
-        sync_status_interval: r.required("MARZBAN_SYNC_STATUS_INTERVAL", parse_duration)?,
-        sync_traffic_interval: r.required("MARZBAN_SYNC_TRAFFIC_INTERVAL", parse_duration)?,
-        stats_interval: r.required("MARZBAN_STATS_INTERVAL", parse_duration)?,
-        cleanup_interval: r.required("MARZBAN_CLEANUP_INTERVAL", parse_duration)?,
-        cleanup_after_days: r.required("MARZBAN_CLEANUP_AFTER_DAYS", |v| parse_int(v, 1, 3650))?,
-        cleanup_action: r.required("MARZBAN_CLEANUP_ACTION", |v| match v {
-            "disable" => Ok(CleanupAction::Disable),
-            "delete" => Ok(CleanupAction::Delete),
-            _ => Err("must be `disable` or `delete`".to_owned()),
-        })?,
-        paid_unprovisioned_after: r.required("PAID_UNPROVISIONED_AFTER", parse_duration)?,
-        paid_unprovisioned_interval: r.required("PAID_UNPROVISIONED_INTERVAL", parse_duration)?,
     }))
 }
 
@@ -140,24 +100,11 @@ fn parse_inbounds(
     Ok(inbounds)
 }
 
-/// The prefix plus a Telegram id (at most 16 digits) must stay within the panel's 32 characters
-/// of `[a-z0-9_]`.
-fn parse_prefix(value: &str) -> Result<String, String> {
-    let valid = (1..=16).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if valid {
-        Ok(value.to_owned())
-    } else {
-        Err("use 1 to 16 characters of a-z, 0-9 and _".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RawConfig, Settings};
+    use crate::config::{CleanupAction, PanelConnection, RawConfig, Settings};
+    use std::time::Duration;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
@@ -179,21 +126,27 @@ mod tests {
         assert!(
             settings(&[("MARZBAN_USERNAME", "x")])
                 .unwrap()
-                .marzban
+                .panel
                 .is_none()
         );
     }
 
     #[test]
     fn defaults_with_url() {
-        let m = settings(&BASE).unwrap().marzban.unwrap();
+        let p = settings(&BASE).unwrap().panel.unwrap();
+        let PanelConnection::Marzban(m) = &p.connection else {
+            panic!("not Marzban");
+        };
         assert_eq!(m.subscription_base_url, m.url);
-        assert_eq!(Value::Object(m.proxies), serde_json::json!({"vless": {}}));
+        assert_eq!(
+            Value::Object(m.proxies.clone()),
+            serde_json::json!({"vless": {}})
+        );
         assert!(m.inbounds.is_empty());
-        assert_eq!(m.username_prefix, "vpnshop_");
-        assert_eq!((m.write_concurrency, m.page_size), (4, 100));
-        assert_eq!(m.sync_traffic_interval, Duration::from_secs(300));
-        assert_eq!(m.cleanup_action, CleanupAction::Disable);
+        assert_eq!(p.username_prefix, "vpnshop_");
+        assert_eq!((p.write_concurrency, p.page_size), (4, 100));
+        assert_eq!(p.sync_traffic_interval, Duration::from_secs(300));
+        assert_eq!(p.cleanup_action, CleanupAction::Disable);
     }
 
     #[test]
@@ -221,14 +174,22 @@ mod tests {
             ("MARZBAN_INBOUNDS", r#"{"vless":["VLESS TCP REALITY"]}"#),
         ]))
         .unwrap()
-        .marzban
-        .unwrap();
+        .panel
+        .unwrap()
+        .connection;
+        let PanelConnection::Marzban(m) = m else {
+            panic!("not Marzban");
+        };
         assert_eq!(m.proxies["vless"]["flow"], "xtls-rprx-vision");
         assert_eq!(m.inbounds["vless"], vec!["VLESS TCP REALITY"]);
         let m = settings(&with(&[("MARZBAN_PROXIES", "vless, trojan")]))
             .unwrap()
-            .marzban
-            .unwrap();
+            .panel
+            .unwrap()
+            .connection;
+        let PanelConnection::Marzban(m) = m else {
+            panic!("not Marzban");
+        };
         assert_eq!(
             m.proxies.keys().collect::<Vec<_>>(),
             vec!["trojan", "vless"]

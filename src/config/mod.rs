@@ -6,7 +6,9 @@
 mod alerts;
 mod marzban;
 mod notifications;
+mod panel;
 mod parse;
+mod pasarguard;
 mod payments;
 mod telegram;
 mod vars;
@@ -20,10 +22,12 @@ use std::time::Duration;
 use reqwest::Url;
 
 pub use alerts::AlertSettings;
-pub use marzban::{CleanupAction, MarzbanSettings};
+pub use marzban::MarzbanSettings;
 pub use notifications::{NotificationSettings, SmtpSettings, SmtpTls};
+pub use panel::{CleanupAction, PanelConnection, PanelSettings};
 use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use parse::{format_duration, parse_duration, parse_traffic_limit};
+pub use pasarguard::{PasarGuardAuth, PasarGuardSettings};
 pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
 pub use telegram::{BotSettings, ClientApp, TelegramMode, TelegramSettings};
 pub use vars::{SECTIONS, VARS, Var, reference_markdown};
@@ -340,8 +344,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub watchdog_interval: Duration,
     pub shutdown_timeout: Duration,
-    /// `None`: no `MARZBAN_URL`, provisioning and panel syncs are off.
-    pub marzban: Option<MarzbanSettings>,
+    /// `None`: the panel of `PANEL_KIND` has no URL set; provisioning and panel syncs are off.
+    pub panel: Option<PanelSettings>,
     /// `None`: no `TELEGRAM_BOT_TOKEN`, the bot and Telegram notifications are off.
     pub telegram: Option<TelegramSettings>,
     /// The bot's flows (trial, support, admins, mode).
@@ -355,9 +359,9 @@ pub struct Settings {
 impl Settings {
     /// Prefix of the shop's users on the panel (kept without a panel, for when one comes).
     pub fn panel_username_prefix(&self) -> &str {
-        self.marzban
+        self.panel
             .as_ref()
-            .map_or("vpnshop_", |m| m.username_prefix.as_str())
+            .map_or("vpnshop_", |p| p.username_prefix.as_str())
     }
 }
 
@@ -561,7 +565,7 @@ impl Settings {
             },
             watchdog_interval: r.required("WATCHDOG_INTERVAL", parse_duration)?,
             shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", parse_duration)?,
-            marzban: marzban::read(&r)?,
+            panel: panel::read(&r)?,
             notifications: notifications::read(&r, telegram.as_ref().map(|t| t.max_rate))?,
             payments: payments::read(&r, telegram.is_some())?,
             alerts: alerts::read(&r, &bot.admin_ids)?,
@@ -709,7 +713,7 @@ mod tests {
         // (some variables only count together with others, like the MARZBAN_* group).
         let all: Vec<(&str, &str)> = VARS.iter().map(|v| (v.name, v.example)).collect();
         let s = settings(&all).unwrap_or_else(|e| panic!("an example is rejected: {e}"));
-        assert!(s.marzban.is_some());
+        assert!(s.panel.is_some());
     }
 
     #[test]

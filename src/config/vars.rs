@@ -222,6 +222,12 @@ pub const VARS: &[Var] = &[
         "On SIGINT/SIGTERM, how long running requests and jobs may take to finish.",
     ),
     var(
+        "PANEL_KIND",
+        Some("marzban"),
+        "pasarguard",
+        "The panel the shop drives: `marzban` (0.8.4), `pasarguard` (5.1+) or `remnawave` (not supported yet: refused at start). Only the settings of that panel are read; the MARZBAN_USERNAME_PREFIX … MARZBAN_CLEANUP_ACTION settings below apply to every panel.",
+    ),
+    var(
         "MARZBAN_URL",
         None,
         "https://panel.example.com:8000",
@@ -255,6 +261,40 @@ pub const VARS: &[Var] = &[
         None,
         "{\"vless\":[\"VLESS TCP REALITY\"]}",
         "Inbound tags per protocol for new users, as JSON. Unset, or a protocol not listed: all its inbounds.",
+    ),
+    var(
+        "PASARGUARD_URL",
+        None,
+        "https://pasarguard.example.com:8000",
+        "Base URL of the PasarGuard panel (without /api), with PANEL_KIND=pasarguard. Unset: provisioning and panel syncs are off.",
+    ),
+    secret(
+        "PASARGUARD_API_KEY",
+        "pg_key_6f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",
+        "API key of a PasarGuard admin (sent as X-Api-Key). When set, PASARGUARD_USERNAME and PASARGUARD_PASSWORD are not used.",
+    ),
+    var(
+        "PASARGUARD_USERNAME",
+        None,
+        "shop",
+        "PasarGuard admin the shop logs in as when PASARGUARD_API_KEY is unset (a database admin: env admins may not log in in production).",
+    ),
+    secret(
+        "PASARGUARD_PASSWORD",
+        "pasarguard-admin-password",
+        "Password of PASARGUARD_USERNAME.",
+    ),
+    var(
+        "PASARGUARD_GROUP_IDS",
+        None,
+        "1,3",
+        "Groups new users join (ids of GET /api/groups), comma-separated; required with PASARGUARD_URL (a user without groups cannot connect).",
+    ),
+    var(
+        "PASARGUARD_SUBSCRIPTION_BASE_URL",
+        None,
+        "https://sub.example.com",
+        "Prefix for the relative subscription URLs PasarGuard returns (when its subscription URL prefix is empty). Default: PASARGUARD_URL.",
     ),
     var(
         "MARZBAN_USERNAME_PREFIX",
@@ -635,7 +675,7 @@ pub const VARS: &[Var] = &[
 /// group together, in this order) and runs to the next one.
 pub const SECTIONS: &[(&str, &str)] = &[
     ("DATABASE_URL", "General settings"),
-    ("MARZBAN_URL", "Marzban panel settings"),
+    ("PANEL_KIND", "Panel settings"),
     ("TELEGRAM_BOT_TOKEN", "Telegram and notification settings"),
     ("YOOKASSA_SHOP_ID", "Payment settings"),
 ];

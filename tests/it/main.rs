@@ -30,6 +30,7 @@ mod marzban;
 mod monitoring;
 mod notifications;
 mod operations;
+mod panel_contract;
 mod payments;
 mod properties;
 mod scheduler;

@@ -12,9 +12,8 @@
 use futures_util::StreamExt;
 
 use super::Shared;
-use super::provision::utc;
 use crate::actors::job_runner::JobError;
-use crate::clients::marzban::PanelError;
+use crate::clients::panel::{PanelError, PanelUser};
 use crate::db::paid_access::{self, Suspect};
 use crate::db::subscriptions::{self, PanelReport};
 use crate::domain::{PanelUserStatus, UserId};
@@ -28,7 +27,7 @@ const MAX_CHECKED: i64 = 1_000;
 /// What the panel says of one suspect.
 enum Verdict {
     /// It gives the access paid for; its report, to store.
-    Given(Box<crate::clients::marzban::UserResponse>),
+    Given(Box<PanelUser>),
     /// It does not: why.
     Missing(String),
 }
@@ -69,7 +68,7 @@ impl Shared {
                         expire: user.expire,
                         used_bytes: user.used_traffic,
                         lifetime_used_bytes: user.lifetime_used_traffic,
-                        online_at: utc(user.online_at),
+                        online_at: user.online_at,
                         subscription_url: None,
                     };
                     subscriptions::record_panel_report(&mut conn, suspect.user_id, &report).await?;
@@ -100,7 +99,7 @@ impl Shared {
     /// the database knows says so, and nothing says otherwise).
     async fn verdict(&self, suspect: &Suspect) -> Verdict {
         let paid_until = suspect.expires_at.timestamp();
-        match self.client.get_user(&suspect.panel_username).await {
+        match self.panel.get_user(&suspect.panel_username).await {
             Err(PanelError::NotFound) => Verdict::Missing("no panel user".into()),
             Err(e) => Verdict::Missing(format!("the panel could not be read: {e}")),
             Ok(user) if user.status == PanelUserStatus::Disabled => {

@@ -18,7 +18,7 @@ impl Shared {
     /// One probe; `true` when the panel answered.
     #[tracing::instrument(skip(self))]
     pub(super) async fn probe_panel(&self) -> Result<bool, JobError> {
-        let answer = self.client.probe().await;
+        let answer = self.panel.probe().await;
         let mut conn = self.pool.get().await?;
         let (after, attempts) = (self.panel_down_after, self.max_attempts);
         let up = answer.is_ok();

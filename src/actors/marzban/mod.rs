@@ -1,4 +1,5 @@
-//! MarzbanSyncer: provisioning and the scheduled syncs with the Marzban panel.
+//! MarzbanSyncer: provisioning and the scheduled syncs with the panel (Marzban or another, through
+//! the panel interface `clients::panel::Panel`).
 //!
 //! The database says what each user has paid for; this actor makes the panel match it. It drains
 //! `provision` and `panel_*` jobs (through [`PanelJobs`], registered with the job runner) and runs
@@ -32,8 +33,8 @@ use crate::actors::messages::{
 };
 use crate::actors::scheduler::TaskSpec;
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::clients::marzban::{MarzbanClient, PanelError};
-use crate::config::MarzbanSettings;
+use crate::clients::panel::{Panel, PanelError};
+use crate::config::PanelSettings;
 use crate::db::PgPool;
 use crate::db::models::Job;
 use crate::domain::UserId;
@@ -87,7 +88,7 @@ impl SyncKind {
         }
     }
 
-    fn interval(self, settings: &MarzbanSettings) -> Duration {
+    fn interval(self, settings: &PanelSettings) -> Duration {
         match self {
             SyncKind::Subscriptions => settings.sync_subscriptions_interval,
             SyncKind::Status => settings.sync_status_interval,
@@ -115,8 +116,8 @@ pub fn provision_job(user_id: UserId) -> crate::db::jobs::NewJob {
 /// What the per-user operations and the syncs share.
 pub(crate) struct Shared {
     pool: PgPool,
-    client: MarzbanClient,
-    settings: MarzbanSettings,
+    panel: Panel,
+    settings: PanelSettings,
     metrics: Arc<Metrics>,
     /// Attempts of the jobs this actor enqueues (notifications).
     max_attempts: i32,
@@ -131,18 +132,18 @@ pub struct MarzbanSyncer {
 
 impl MarzbanSyncer {
     /// A factory of syncers for the supervisor: every instance (a restarted one too) shares the
-    /// client and its cached panel token.
+    /// panel adapter and its cached panel token.
     pub fn factory(
         pool: PgPool,
-        settings: MarzbanSettings,
+        settings: PanelSettings,
         metrics: Arc<Metrics>,
         max_attempts: i32,
         panel_down_after: Duration,
     ) -> anyhow::Result<impl Fn() -> MarzbanSyncer + Send + Sync + 'static> {
-        let client = MarzbanClient::new(&settings, Arc::clone(&metrics))?;
+        let panel = Panel::new(&settings, Arc::clone(&metrics))?;
         let shared = Arc::new(Shared {
             pool,
-            client,
+            panel,
             settings,
             metrics,
             max_attempts,
@@ -156,7 +157,7 @@ impl MarzbanSyncer {
 
     /// The periodic tasks of the syncs, of the `paid_unprovisioned` check and of the panel's
     /// health probe (every `health_interval`), with their configured intervals.
-    pub fn tasks(settings: &MarzbanSettings, health_interval: Duration) -> Vec<TaskSpec> {
+    pub fn tasks(settings: &PanelSettings, health_interval: Duration) -> Vec<TaskSpec> {
         SyncKind::ALL
             .iter()
             .map(|kind| TaskSpec::new(kind.job_kind(), kind.interval(settings)))
@@ -173,9 +174,10 @@ impl MarzbanSyncer {
 pub(crate) fn job_error(context: &str, error: PanelError) -> JobError {
     let message = format!("{context}: {error}");
     match error {
-        PanelError::Validation { .. } | PanelError::BadRequest(_) | PanelError::Forbidden(_) => {
-            JobError::permanent(message)
-        }
+        PanelError::Validation { .. }
+        | PanelError::BadRequest(_)
+        | PanelError::Forbidden(_)
+        | PanelError::Unsupported { .. } => JobError::permanent(message),
         _ => JobError::retryable(message),
     }
 }
@@ -184,7 +186,11 @@ impl Actor for MarzbanSyncer {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        tracing::info!(panel = %self.shared.settings.url, "Marzban syncer started");
+        tracing::info!(
+            panel = %self.shared.panel.url(),
+            kind = self.shared.panel.kind().as_str(),
+            "panel syncer started"
+        );
     }
 }
 

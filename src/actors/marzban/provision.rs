@@ -1,25 +1,18 @@
 //! Per-user panel operations: provision (create or reconcile), disable, enable, reset traffic,
 //! revoke the link, delete. Each ends only when the panel answered the final state.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Shared, job_error};
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::PanelOp;
-use crate::clients::marzban::{PanelError, UserCreate, UserModify, UserResponse};
+use crate::clients::panel::{NewUser, PanelError, PanelUser};
 use crate::db::PgConn;
 use crate::db::models::Subscription;
 use crate::db::panel_lock::PanelWriteLock;
 use crate::db::subscriptions::{self, PanelReport};
 use crate::domain::UserId;
 use crate::domain::panel::{DesiredUser, drift};
-
-/// The panel's naive UTC timestamps as UTC.
-pub(super) fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
-    t.map(|t| t.and_utc())
-}
 
 /// What a provision run did to the panel user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,17 +92,17 @@ impl Shared {
             }
             PanelOp::ResetTraffic => {
                 let (sub, telegram_id) = subscription(conn, user_id).await?;
-                match self.client.reset_usage(&sub.panel_username).await {
+                match self.panel.reset_usage(&sub.panel_username).await {
                     // Nothing to reset on a user the panel does not have; provision creates it.
                     Ok(_) | Err(PanelError::NotFound) => {}
                     Err(e) => return Err(job_error("resetting traffic", e)),
                 }
-                // The reset also made a disabled user active (0.8.4): re-apply the status.
+                // A reset may have made a disabled user active (Marzban 0.8.4): re-apply the status.
                 self.provision(conn, &sub, telegram_id).await.map(drop)
             }
             PanelOp::RevokeSubscription => {
                 let (sub, telegram_id) = subscription(conn, user_id).await?;
-                let user = match self.client.revoke_subscription(&sub.panel_username).await {
+                let user = match self.panel.revoke_subscription(&sub.panel_username).await {
                     Ok(user) => user,
                     // A user created now gets fresh credentials anyway.
                     Err(PanelError::NotFound) => {
@@ -117,16 +110,14 @@ impl Shared {
                     }
                     Err(e) => return Err(job_error("revoking the subscription", e)),
                 };
-                let url = self
-                    .client
-                    .absolute_subscription_url(&user.subscription_url);
-                self.record(conn, user_id, &user, Some(&url)).await?;
+                self.record(conn, user_id, &user, Some(&user.subscription_url))
+                    .await?;
                 tracing::info!("subscription link revoked; new link stored");
                 Ok(())
             }
             PanelOp::Delete => {
                 let (sub, _) = subscription(conn, user_id).await?;
-                self.client
+                self.panel
                     .delete_user(&sub.panel_username)
                     .await
                     .map_err(|e| job_error("deleting the panel user", e))?;
@@ -162,7 +153,7 @@ impl Shared {
                 // after this lock is released.
                 return Ok(false);
             }
-            self.client
+            self.panel
                 .delete_user(&sub.panel_username)
                 .await
                 .map_err(|e| job_error("deleting the panel user", e))?;
@@ -188,18 +179,19 @@ impl Shared {
     ) -> Result<Provisioned, JobError> {
         let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
         let name = sub.panel_username.as_str();
-        let (user, outcome) = match self.client.get_user(name).await {
+        let (user, outcome) = match self.panel.get_user(name).await {
             Ok(user) => self.bring_in_line(conn, sub, &desired, user).await?,
             Err(PanelError::NotFound) if !desired.needs_panel_user(Utc::now()) => {
                 // A disabled or expired subscription needs no panel user.
                 return Ok(Provisioned::NotNeeded);
             }
             Err(PanelError::NotFound) => {
-                match self
-                    .client
-                    .create_user(&self.new_user(name, telegram_id, &desired))
-                    .await
-                {
+                let new = NewUser {
+                    username: name,
+                    telegram_id,
+                    desired: &desired,
+                };
+                match self.panel.create_user(&new).await {
                     Ok(user) => {
                         tracing::info!(
                             username = name,
@@ -219,7 +211,7 @@ impl Shared {
                     }
                     Err(PanelError::AlreadyExists) => {
                         let user = self
-                            .client
+                            .panel
                             .get_user(name)
                             .await
                             .map_err(|e| job_error("reading the existing panel user", e))?;
@@ -236,11 +228,10 @@ impl Shared {
                 "the panel did not apply the wanted state: still differs in {left:?}"
             )));
         }
-        let url = self
-            .client
-            .absolute_subscription_url(&user.subscription_url);
         let link = (outcome == Provisioned::Created || sub.subscription_url.is_none())
-            .then_some(url.as_str());
+            .then_some(user.subscription_url.as_str())
+            // PasarGuard leaves it out of some answers: an empty one is no link.
+            .filter(|url| !url.is_empty());
         self.record(conn, sub.user_id, &user, link).await?;
         Ok(outcome)
     }
@@ -251,8 +242,8 @@ impl Shared {
         conn: &mut PgConn,
         sub: &Subscription,
         desired: &DesiredUser,
-        user: UserResponse,
-    ) -> Result<(UserResponse, Provisioned), JobError> {
+        user: PanelUser,
+    ) -> Result<(PanelUser, Provisioned), JobError> {
         let (user, reset) = self.reset_owed_traffic(conn, sub, desired, user).await?;
         let (user, modified) = self.reconcile(desired, user).await?;
         let outcome = if reset || modified {
@@ -266,22 +257,22 @@ impl Shared {
     /// A new paid period of a traffic plan starts with a fresh allowance: resets the panel's
     /// counter once per period (`traffic_period` ahead of `traffic_reset_period`), recorded right
     /// after the panel answered, so a retry of a later step does not reset again. A user the
-    /// database wants disabled keeps the reset owed until it is enabled (in 0.8.4 a reset makes a
-    /// disabled user active). Returns the panel's state after it, and whether it reset.
+    /// database wants disabled keeps the reset owed until it is enabled (in Marzban 0.8.4 a reset
+    /// makes a disabled user active). Returns the panel's state after it, and whether it reset.
     async fn reset_owed_traffic(
         &self,
         conn: &mut PgConn,
         sub: &Subscription,
         desired: &DesiredUser,
-        user: UserResponse,
-    ) -> Result<(UserResponse, bool), JobError> {
+        user: PanelUser,
+    ) -> Result<(PanelUser, bool), JobError> {
         if sub.traffic_reset_period >= sub.traffic_period
             || desired.status == crate::domain::panel::WantedStatus::Disabled
         {
             return Ok((user, false));
         }
         let reset = self
-            .client
+            .panel
             .reset_usage(&user.username)
             .await
             .map_err(|e| job_error("resetting traffic for the new period", e))?;
@@ -295,56 +286,26 @@ impl Shared {
     async fn reconcile(
         &self,
         desired: &DesiredUser,
-        user: UserResponse,
-    ) -> Result<(UserResponse, bool), JobError> {
+        user: PanelUser,
+    ) -> Result<(PanelUser, bool), JobError> {
         let changes = drift(desired, &user.state());
         if changes.is_empty() {
             return Ok((user, false));
         }
-        let body = UserModify::from_drift(&changes, &user);
         let updated = self
-            .client
-            .modify_user(&user.username, &body)
+            .panel
+            .modify_user(&user, &changes)
             .await
             .map_err(|e| job_error("modifying the panel user", e))?;
         tracing::info!(username = %user.username, ?changes, "panel user brought in line with the database");
         Ok((updated, true))
     }
 
-    fn new_user(&self, name: &str, telegram_id: i64, desired: &DesiredUser) -> UserCreate {
-        // Every protocol is listed: an empty list means all of its inbounds, and leaving the key
-        // out would create a user with every inbound excluded.
-        let inbounds: BTreeMap<String, Vec<String>> = self
-            .settings
-            .proxies
-            .keys()
-            .map(|protocol| {
-                let tags = self
-                    .settings
-                    .inbounds
-                    .get(protocol)
-                    .cloned()
-                    .unwrap_or_default();
-                (protocol.clone(), tags)
-            })
-            .collect();
-        UserCreate {
-            username: name.to_owned(),
-            proxies: self.settings.proxies.clone(),
-            inbounds,
-            expire: desired.expire,
-            data_limit: desired.data_limit,
-            data_limit_reset_strategy: "no_reset",
-            status: "active",
-            note: format!("vpn-shop: telegram {telegram_id}"),
-        }
-    }
-
     async fn record(
         &self,
         conn: &mut PgConn,
         user_id: UserId,
-        user: &UserResponse,
+        user: &PanelUser,
         subscription_url: Option<&str>,
     ) -> Result<(), JobError> {
         subscriptions::record_panel_report(
@@ -355,7 +316,7 @@ impl Shared {
                 expire: user.expire,
                 used_bytes: user.used_traffic,
                 lifetime_used_bytes: user.lifetime_used_traffic,
-                online_at: utc(user.online_at),
+                online_at: user.online_at,
                 subscription_url,
             },
         )

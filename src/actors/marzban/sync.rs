@@ -10,10 +10,10 @@ use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 
 use super::Shared;
-use super::provision::{Provisioned, utc};
+use super::provision::Provisioned;
 use crate::actors::job_runner::JobError;
 use crate::actors::messages::SyncKind;
-use crate::clients::marzban::{UserQuery, UserResponse};
+use crate::clients::panel::{PanelUser, UserQuery};
 use crate::config::CleanupAction;
 use crate::db::models::{NewPanelStats, Subscription};
 use crate::db::notifications;
@@ -115,7 +115,7 @@ impl Shared {
             Ok(mut conn) => match subscriptions::all(&mut conn).await {
                 Ok(all) => all
                     .into_iter()
-                    .map(|(sub, tg)| (sub.panel_username.to_ascii_lowercase(), (sub, tg)))
+                    .map(|(sub, tg)| (self.panel.username_key(&sub.panel_username), (sub, tg)))
                     .collect(),
                 Err(e) => return Err((counts, e.into())),
             },
@@ -131,7 +131,7 @@ impl Shared {
             };
             let mut drifted = Vec::new();
             for user in users {
-                let Some((sub, _)) = wanted.remove(&user.username.to_ascii_lowercase()) else {
+                let Some((sub, _)) = wanted.remove(&self.panel.username_key(&user.username)) else {
                     unknown += 1;
                     continue;
                 };
@@ -215,7 +215,7 @@ impl Shared {
             Ok((listed_from, all)) => (
                 listed_from,
                 all.into_iter()
-                    .map(|(sub, _)| (sub.panel_username.to_ascii_lowercase(), sub))
+                    .map(|(sub, _)| (self.panel.username_key(&sub.panel_username), sub))
                     .collect(),
             ),
             Err(e) => return Err((counts, e)),
@@ -231,7 +231,7 @@ impl Shared {
                 let mut batch = UsageBatch::default();
                 let mut crossed = Vec::new();
                 for user in &users {
-                    let Some(sub) = subs.get(&user.username.to_ascii_lowercase()) else {
+                    let Some(sub) = subs.get(&self.panel.username_key(&user.username)) else {
                         continue;
                     };
                     counts.checked += 1;
@@ -239,7 +239,7 @@ impl Shared {
                         &sub.panel_username,
                         user.status,
                         user.expire,
-                        utc(user.online_at),
+                        user.online_at,
                         user.used_traffic,
                         user.lifetime_used_traffic,
                     );
@@ -310,10 +310,10 @@ impl Shared {
         Ok(())
     }
 
-    /// `GET /api/system` into `panel_stats` and the panel gauges.
+    /// The panel's system stats into `panel_stats` and the panel gauges.
     async fn collect_stats(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let counts = SyncCounts::default();
-        let stats = match self.client.system().await {
+        let stats = match self.panel.system().await {
             Ok(stats) => stats,
             Err(e) => {
                 return Err((
@@ -339,12 +339,16 @@ impl Shared {
         m.panel_bandwidth
             .with_label_values(&["outgoing"])
             .set(stats.outgoing_bandwidth);
-        m.panel_bandwidth_speed
-            .with_label_values(&["incoming"])
-            .set(stats.incoming_bandwidth_speed);
-        m.panel_bandwidth_speed
-            .with_label_values(&["outgoing"])
-            .set(stats.outgoing_bandwidth_speed);
+        for (direction, speed) in [
+            ("incoming", stats.incoming_bandwidth_speed),
+            ("outgoing", stats.outgoing_bandwidth_speed),
+        ] {
+            if let Some(speed) = speed {
+                m.panel_bandwidth_speed
+                    .with_label_values(&[direction])
+                    .set(speed);
+            }
+        }
         m.panel_cpu_usage.set(stats.cpu_usage);
         m.panel_memory
             .with_label_values(&["total"])
@@ -367,8 +371,9 @@ impl Shared {
             users_limited: stats.users_limited,
             incoming_bandwidth: stats.incoming_bandwidth,
             outgoing_bandwidth: stats.outgoing_bandwidth,
-            incoming_bandwidth_speed: stats.incoming_bandwidth_speed,
-            outgoing_bandwidth_speed: stats.outgoing_bandwidth_speed,
+            // A panel that does not report speeds (PasarGuard) stores 0 (the columns are NOT NULL).
+            incoming_bandwidth_speed: stats.incoming_bandwidth_speed.unwrap_or(0),
+            outgoing_bandwidth_speed: stats.outgoing_bandwidth_speed.unwrap_or(0),
         };
         let stored = async {
             let mut conn = self.pool.get().await?;
@@ -426,7 +431,7 @@ struct Pages<'a> {
 }
 
 impl Pages<'_> {
-    async fn next(&mut self) -> anyhow::Result<Option<Vec<UserResponse>>> {
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<PanelUser>>> {
         if self.done {
             return Ok(None);
         }
@@ -437,7 +442,7 @@ impl Pages<'_> {
         };
         let page = self
             .shared
-            .client
+            .panel
             .list_users(&query, self.offset, self.shared.settings.page_size)
             .await
             .context("listing the panel's users")?;
@@ -447,7 +452,12 @@ impl Pages<'_> {
         Ok(Some(
             page.users
                 .into_iter()
-                .filter(|u| u.username.to_ascii_lowercase().starts_with(prefix))
+                .filter(|u| {
+                    self.shared
+                        .panel
+                        .username_key(&u.username)
+                        .starts_with(prefix)
+                })
                 .collect(),
         ))
     }

@@ -124,11 +124,11 @@ pub async fn run_sync(
     kind: web::Path<String>,
 ) -> AppResult<web::Json<SyncResult>> {
     let kind = sync_kind("kind", &kind)?;
-    let syncer = match (&state.settings.marzban, &state.marzban) {
+    let syncer = match (&state.settings.panel, &state.marzban) {
         (Some(_), Some(syncer)) => syncer,
         _ => {
             return Err(AppError::Conflict(
-                "no Marzban panel is configured (MARZBAN_URL): there is nothing to sync with"
+                "no panel is configured (MARZBAN_URL, or PASARGUARD_URL with PANEL_KIND=pasarguard): there is nothing to sync with"
                     .into(),
             ));
         }

@@ -40,7 +40,7 @@ async fn enqueue_panel_job(
     let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
-    let panel = state.settings.marzban.is_some();
+    let panel = state.settings.panel.is_some();
     let mut conn = state.pool.get().await?;
     let job_id = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -49,7 +49,8 @@ async fn enqueue_panel_job(
                 .ok_or_else(|| AppError::not_found(format!("user {id}")))?;
             if !panel {
                 return Err(AppError::Conflict(
-                    "no Marzban panel is configured (MARZBAN_URL)".into(),
+                    "no panel is configured (MARZBAN_URL, or PASARGUARD_URL with PANEL_KIND=pasarguard)"
+                        .into(),
                 ));
             }
             let Some((sub, _)) = subscriptions::find_by_user(conn, id).await? else {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bot;
 pub mod db;
 pub mod marzban;
+pub mod pasarguard;
 pub mod payments;
 pub mod pg;
 pub mod server;
