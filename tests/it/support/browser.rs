@@ -3,8 +3,8 @@
 //! (no extra client crate). [`Browser::start`] returns `None` — the caller skips with a message —
 //! only when the browser is not installed and `REQUIRE_BROWSER` is unset (CI sets it).
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
