@@ -189,3 +189,26 @@ done-unban = Unbanned.
 done-reset-traffic = Traffic reset queued.
 done-revoke-link = Link revocation queued.
 done-email = Email saved.
+
+# Payments
+nav-payments = Payments
+filter-any = any
+payments-user = User id
+payments-filter = Show
+payments-found = { $n ->
+    [one] { $n } payment
+   *[other] { $n } payments
+}
+payments-none = No payments match — clear the filter, or wait for the first sale.
+payment-title = Payment
+payment-paid = Paid
+payment-external = Provider's id
+payment-reason = Why
+payment-refunds = Refunds
+payment-no-refunds = No refunds.
+payment-days-back = { $n ->
+    [one] { $n } day taken back
+   *[other] { $n } days taken back
+}
+payment-events = Events from the provider
+payment-no-events = No events received.

@@ -193,3 +193,28 @@ done-unban = Разблокирован.
 done-reset-traffic = Сброс трафика поставлен в очередь.
 done-revoke-link = Отзыв ссылки поставлен в очередь.
 done-email = Email сохранён.
+
+# Payments
+nav-payments = Платежи
+filter-any = любой
+payments-user = Id пользователя
+payments-filter = Показать
+payments-found = { $n ->
+    [one] { $n } платёж
+    [few] { $n } платежа
+   *[other] { $n } платежей
+}
+payments-none = Платежей не найдено — сбросьте фильтр или дождитесь первой продажи.
+payment-title = Платёж
+payment-paid = Оплачен
+payment-external = Id у провайдера
+payment-reason = Причина
+payment-refunds = Возвраты
+payment-no-refunds = Возвратов нет.
+payment-days-back = { $n ->
+    [one] { $n } день списан
+    [few] { $n } дня списано
+   *[other] { $n } дней списано
+}
+payment-events = События от провайдера
+payment-no-events = Событий не было.

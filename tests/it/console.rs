@@ -5,10 +5,12 @@
 //! `target/screenshots/`.
 
 use chrono::Utc;
+use diesel::ExpressionMethods as _;
 use diesel_async::RunQueryDsl;
 use reqwest::header;
 use reqwest::redirect::Policy;
-use vpn_shop::domain::AdminRole;
+use vpn_shop::db::schema::payments;
+use vpn_shop::domain::{AdminRole, Currency, PaymentProvider, PaymentStatus};
 
 use crate::support::app::{TestApp, spawn_app};
 use crate::support::browser::Browser;
@@ -210,8 +212,38 @@ async fn console_sessions_are_strict_cookies_behind_a_strict_policy() {
     assert_eq!(dashboard.status(), 200);
     assert!(dashboard.text().await.unwrap().contains("Dashboard"));
 
-    // Only the token's hash is stored; an idle session ends.
+    // 26 users: two pages of 25, and the pager keeps the search.
     let mut conn = app.db.connect().await;
+    for i in 0..26 {
+        Subscriber::new(500_000 + i).insert(&mut conn).await;
+    }
+    let html = get_page(&app, "/admin/users", &session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("26 users") && html.contains("1 / 2"),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/admin/users?q=&amp;page=2\""),
+        "{html}"
+    );
+    let html = get_page(&app, "/admin/users?q=&page=2", &session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("class=\"user-link\"").count(), 1);
+    let html = get_page(&app, "/admin/users?q=500001", &session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("1 user") && !html.contains("1 / 2"), "{html}");
+
+    // Only the token's hash is stored; an idle session ends.
     let token = session.split_once('=').unwrap().1;
     let stored: i64 = diesel::sql_query(
         "SELECT count(*) AS n FROM admin_sessions WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
@@ -347,6 +379,24 @@ async fn a_reseller_runs_users_from_the_browser() {
     subscriber.email = Some("ivan@example.com");
     let user = subscriber.insert(&mut conn).await;
     Subscriber::new(700_999_000).insert(&mut conn).await;
+    for (provider, amount, currency) in [
+        (PaymentProvider::Yookassa, 29_900, Currency::Rub),
+        (PaymentProvider::Stars, 150, Currency::Xtr),
+    ] {
+        diesel::insert_into(payments::table)
+            .values((
+                payments::user_id.eq(user),
+                payments::provider.eq(provider),
+                payments::status.eq(PaymentStatus::Succeeded),
+                payments::amount_minor.eq(amount),
+                payments::currency.eq(currency),
+                payments::days.eq(30),
+                payments::paid_at.eq(Some(Utc::now())),
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 
     // Log in.
     browser.goto(&app.url("/admin/")).await;
@@ -364,6 +414,25 @@ async fn a_reseller_runs_users_from_the_browser() {
     assert_eq!(cookie["httpOnly"], true);
     assert_eq!(cookie["sameSite"], "Strict");
     browser.screenshots("dashboard").await;
+
+    let source = browser.source().await;
+    assert!(
+        source.contains("299 ₽") && source.contains("150 ⭐"),
+        "today's revenue"
+    );
+
+    // The payments, filtered by provider, and one payment's page.
+    browser.click("nav.menu a[href='/admin/payments']").await;
+    assert_eq!(browser.find_all("a.payment-link").await.len(), 2);
+    browser.screenshots("payments").await;
+    browser
+        .goto(&app.url("/admin/payments?provider=stars&status=&user_id="))
+        .await;
+    assert_eq!(browser.find_all("a.payment-link").await.len(), 1);
+    browser.click("a.payment-link").await;
+    assert!(browser.text("h1").await.starts_with("Payment"));
+    assert!(browser.source().await.contains("150 ⭐"));
+    browser.screenshots("payment").await;
 
     // Find the user by Telegram id.
     browser.click("nav.menu a[href='/admin/users']").await;

@@ -1,10 +1,11 @@
-//! The admin console under `/admin/`: login, dashboard, users. The same accounts, roles,
+//! The admin console under `/admin/`: login, dashboard, users, payments. The same accounts, roles,
 //! lockout and audit log as the REST API; every action calls the function its API route calls.
 //! Viewers read; operators act on users; the role is checked by the handler (a hidden button
 //! is a courtesy, [`Console`] is the rule).
 
 mod dashboard;
 mod login;
+mod payments;
 mod users;
 
 use actix_web::{HttpMessage as _, HttpRequest, web};
@@ -33,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/language").post(set_language))
                 .service(web::resource("/").get(dashboard::show))
                 .configure(users::routes)
+                .configure(payments::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),
@@ -53,7 +55,7 @@ pub struct Nav {
     pub csrf: String,
     /// The page's path, where the language switch comes back to.
     pub path: String,
-    /// Which menu entry is the current page: `dashboard`, `users`.
+    /// Which menu entry is the current page: `dashboard`, `users`, `payments`.
     pub section: &'static str,
 }
 
@@ -67,6 +69,7 @@ impl Layout {
         let language = session.map_or_else(|| browser_language(req), |s| s.language);
         let section = match req.path() {
             p if p.starts_with("/admin/users") => "users",
+            p if p.starts_with("/admin/payments") => "payments",
             _ => "dashboard",
         };
         Layout {

@@ -50,8 +50,8 @@ struct UsersPage {
     id_match: Option<UserRefView>,
     page: i64,
     pages: i64,
-    /// The query string of the search, for the pager's links.
-    q_param: String,
+    /// The search's address, for the pager's links.
+    pager_href: String,
 }
 
 #[derive(Deserialize)]
@@ -126,7 +126,10 @@ pub async fn list(
             .filter(|u| !items.iter().any(|i| i.id == u.id)),
         _ => None,
     };
-    let q_param = serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default();
+    let pager_href = format!(
+        "/admin/users?{}",
+        serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default()
+    );
     let pages = ((total + per_page - 1) / per_page).max(1);
     render(
         StatusCode::OK,
@@ -138,7 +141,7 @@ pub async fn list(
             id_match,
             page,
             pages,
-            q_param,
+            pager_href,
         },
     )
 }
