@@ -8,10 +8,10 @@ mod login;
 mod payments;
 mod users;
 
-use actix_web::{HttpMessage as _, HttpRequest, web};
+use actix_web::{HttpRequest, web};
 use serde::Deserialize;
 
-use super::session::{Console, ConsoleSession, CsrfForm, Current};
+use super::session::{Console, ConsoleSession, CsrfForm};
 use crate::db::admin_sessions;
 use crate::domain::{AdminRole, Language};
 use crate::error::{AppError, AppResult};
@@ -88,12 +88,6 @@ impl Layout {
     /// The layout of a page of a live session.
     pub fn of(req: &HttpRequest, session: &ConsoleSession) -> Layout {
         Layout::for_request(req, Some(session))
-    }
-
-    /// The layout of a request without a session (the login page).
-    pub fn anonymous(req: &HttpRequest) -> Layout {
-        let current = req.extensions().get::<Current>().cloned();
-        Layout::for_request(req, current.as_ref().and_then(|c| c.0.as_ref()))
     }
 }
 
