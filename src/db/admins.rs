@@ -248,7 +248,8 @@ pub async fn clear_failures(conn: &mut PgConn, username: &str) -> QueryResult<()
         .map(|_| ())
 }
 
-/// Removes throttle rows whose window and lock are over, and revoked tokens past their expiry.
+/// Removes throttle rows whose window and lock are over, revoked tokens past their expiry and
+/// console sessions past their end.
 pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
     let throttles = diesel::sql_query(
         "DELETE FROM login_throttle WHERE window_started_at < now() - make_interval(secs => $1) \
@@ -262,5 +263,6 @@ pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
     )
     .execute(conn)
     .await?;
-    Ok(throttles + tokens)
+    let sessions = crate::db::admin_sessions::prune_expired(conn).await?;
+    Ok(throttles + tokens + sessions)
 }

@@ -4,6 +4,7 @@
 //! Queries are functions over `&mut AsyncPgConnection`, so the same function runs inside or
 //! outside a transaction; handlers and actors open the transactions.
 
+pub mod admin_sessions;
 pub mod admins;
 pub mod alerts;
 pub mod audit;

@@ -1,6 +1,19 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Bytea,
+        admin_id -> Int8,
+        csrf_token -> Text,
+        language -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        remote_addr -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     admins (id) {
         id -> Int8,
         username -> Text,
@@ -456,6 +469,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(admin_sessions -> admins (admin_id));
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(broadcasts -> admins (created_by_admin_id));
 diesel::joinable!(notification_keys -> users (user_id));
@@ -484,6 +498,7 @@ diesel::joinable!(support_messages -> support_conversations (conversation_id));
 diesel::joinable!(users -> promo_codes (pending_promo_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    admin_sessions,
     admins,
     alert_settings,
     alert_watches,

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod checkout;
 pub mod notifications;
+pub mod pages;
 
 use std::sync::LazyLock;
 
@@ -26,6 +27,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ("bot.ftl", include_str!("../../locales/en/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/en/alerts.ftl")),
             ("support.ftl", include_str!("../../locales/en/support.ftl")),
+            ("console.ftl", include_str!("../../locales/en/console.ftl")),
         ],
     ),
     (
@@ -38,6 +40,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ("bot.ftl", include_str!("../../locales/ru/bot.ftl")),
             ("alerts.ftl", include_str!("../../locales/ru/alerts.ftl")),
             ("support.ftl", include_str!("../../locales/ru/support.ftl")),
+            ("console.ftl", include_str!("../../locales/ru/console.ftl")),
         ],
     ),
 ];

@@ -7,8 +7,8 @@
 mod accounts;
 mod history;
 mod panel;
-mod session;
-mod stats;
+pub(crate) mod session;
+pub(crate) mod stats;
 
 use actix_web::web;
 use utoipa::OpenApi;

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{Secret, Settings};
-use crate::db::admins;
+use crate::db::models::Admin;
+use crate::db::{PgPool, admins};
 use crate::domain::{AdminId, AdminRole, password};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
@@ -158,6 +159,39 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> AppResult<HttpResponse> {
     let LoginRequest { username, password } = body.into_inner();
+    let remote = crate::web::remote_addr(&req);
+    let admin = verify_login(&state.pool, &username, password, remote.as_deref()).await?;
+    let now = Utc::now();
+    let claims = Claims {
+        sub: admin.id.to_string(),
+        name: admin.username.clone(),
+        role: admin.role,
+        iat: now.timestamp(),
+        exp: now.timestamp() + state.jwt.ttl.as_secs() as i64,
+        jti: uuid::Uuid::new_v4(),
+        iat_us: Some(now.timestamp_micros()),
+    };
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.jwt.encoding)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("signing a token failed: {e}")))?;
+    tracing::info!(admin = %admin.username, role = %admin.role, remote = ?remote, "admin logged in");
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token: token,
+        token_type: "bearer".into(),
+        expires_in: state.jwt.ttl.as_secs(),
+        role: admin.role,
+    }))
+}
+
+/// Checks a username and password the way every admin login does (the API's and the web
+/// console's): field limits, the failed-login lockout (five failures in 15 minutes lock the
+/// username; 429), a decoy check for unknown names, disabled accounts refused. The account on
+/// success, its failures cleared and its login recorded.
+pub async fn verify_login(
+    pool: &PgPool,
+    username: &str,
+    password: String,
+    remote: Option<&str>,
+) -> AppResult<Admin> {
     let username = username.trim().to_lowercase();
     if username.is_empty() || username.chars().count() > 64 {
         return Err(AppError::validation(
@@ -171,8 +205,7 @@ pub async fn login(
             format!("must be 1 to {} characters", password::MAX_PASSWORD_CHARS),
         ));
     }
-    let remote = crate::web::remote_addr(&req);
-    let mut conn = state.pool.get().await?;
+    let mut conn = pool.get().await?;
     // Counted before the (slow) check, so concurrent guesses cannot all pass a lock that is
     // only written after it.
     let locks_until = match admins::reserve_attempt(&mut conn, &username).await? {
@@ -200,25 +233,7 @@ pub async fn login(
     };
     admins::clear_failures(&mut conn, &username).await?;
     admins::record_login(&mut conn, admin.id).await?;
-    let now = Utc::now();
-    let claims = Claims {
-        sub: admin.id.to_string(),
-        name: admin.username.clone(),
-        role: admin.role,
-        iat: now.timestamp(),
-        exp: now.timestamp() + state.jwt.ttl.as_secs() as i64,
-        jti: uuid::Uuid::new_v4(),
-        iat_us: Some(now.timestamp_micros()),
-    };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.jwt.encoding)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("signing a token failed: {e}")))?;
-    tracing::info!(admin = %admin.username, role = %admin.role, remote = ?remote, "admin logged in");
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        access_token: token,
-        token_type: "bearer".into(),
-        expires_in: state.jwt.ttl.as_secs(),
-        role: admin.role,
-    }))
+    Ok(admin)
 }
 
 /// 429 with `Retry-After` for a username locked until `until`.

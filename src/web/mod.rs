@@ -1,6 +1,7 @@
 //! The HTTP server (actix-web): admin REST API under `/api/v1` (JWT + roles), operational
-//! endpoints, OpenAPI + Swagger UI. Every error, 404 and 405 included, is a JSON
-//! `{"error": {"code", "message"}}` body.
+//! endpoints, OpenAPI + Swagger UI, and the server-rendered web pages (`pages`: the admin
+//! console at `/admin/`). Every error of the API, 404 and 405 included, is a JSON
+//! `{"error": {"code", "message"}}` body; the pages show errors as HTML pages.
 
 pub mod admin;
 pub mod alerts;
@@ -9,6 +10,7 @@ pub mod broadcasts;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod pages;
 pub mod ratelimit;
 pub mod sales;
 pub mod support;
@@ -80,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/health").get(health::health))
     .service(web::resource("/ready").get(health::ready))
     .service(web::resource("/metrics").get(health::metrics))
+    .configure(pages::configure)
     .service(
         web::scope("/api/v1")
             // Outermost last: the rate limit answers before the token costs a database query.
@@ -184,12 +187,13 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 fn json_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    // JSON errors of the API, and the HTML error pages of the web pages, are answers already.
+    let is_answer = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if is_answer {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -3,7 +3,7 @@
 //! One submodule per resource; what they share (pages, removal answers, RFC 3339 parameters,
 //! nullable PATCH fields, the audit row) is here.
 
-mod payments;
+pub(crate) mod payments;
 mod plan_input;
 mod plans;
 mod promo_codes;

@@ -23,11 +23,12 @@ use crate::domain::email::normalize_email;
 use crate::domain::panel::panel_username;
 use crate::domain::{Language, SubscriptionStatus, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::web::auth::{Require, role};
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 use crate::web::jobs::pagination;
 use crate::web::{WebState, time_range};
 
 pub use panel::JobAccepted;
+pub(crate) use panel::enqueue_panel_job;
 pub use subscriptions::{SubscriptionItem, SubscriptionPage};
 pub use views::{
     PaymentItem, ReferralsView, SubscriptionSummary, SubscriptionView, UserDetail, UserListItem,
@@ -87,7 +88,7 @@ const PROFILE_PAYMENTS: i64 = 20;
 /// Longest admin note.
 const MAX_NOTE_CHARS: usize = 1000;
 /// Most days one extension gives.
-const MAX_EXTEND_DAYS: i64 = 3650;
+pub(crate) const MAX_EXTEND_DAYS: i64 = 3650;
 /// Longest reason of an extension.
 const MAX_REASON_CHARS: usize = 500;
 
@@ -244,13 +245,19 @@ pub async fn get_user(
     state: web::Data<WebState>,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<UserDetail>> {
-    let id = UserId(id.into_inner());
     let mut conn = state.pool.get().await?;
-    let user = users::find(&mut conn, id)
+    Ok(web::Json(
+        user_detail(&mut conn, UserId(id.into_inner())).await?,
+    ))
+}
+
+/// A user's profile, subscription, latest payments and referrals (the API's and the console's).
+pub(crate) async fn user_detail(conn: &mut crate::db::PgConn, id: UserId) -> AppResult<UserDetail> {
+    let user = users::find(conn, id)
         .await?
         .ok_or_else(|| user_not_found(id))?;
-    let subscription = SubscriptionView::load(&mut conn, id).await?;
-    let payments = users::recent_payments(&mut conn, id, PROFILE_PAYMENTS)
+    let subscription = SubscriptionView::load(conn, id).await?;
+    let payments = users::recent_payments(conn, id, PROFILE_PAYMENTS)
         .await?
         .into_iter()
         .map(|p| PaymentItem {
@@ -264,8 +271,8 @@ pub async fn get_user(
             paid_at: p.paid_at,
         })
         .collect();
-    let r = users::referral_summary(&mut conn, id).await?;
-    Ok(web::Json(UserDetail {
+    let r = users::referral_summary(conn, id).await?;
+    Ok(UserDetail {
         user: user.into(),
         subscription,
         payments,
@@ -280,7 +287,7 @@ pub async fn get_user(
             invited_paid: r.invited_paid,
             bonus_days_earned: r.bonus_days_earned,
         },
-    }))
+    })
 }
 
 /// A field that is in the body, even as `null` (`Some(None)`), unlike one that is left out.
@@ -433,9 +440,22 @@ pub async fn update_user(
     id: web::Path<i64>,
     body: web::Bytes,
 ) -> AppResult<web::Json<UserProfile>> {
-    let id = UserId(id.into_inner());
     let patch = UserPatch::parse(&body)?;
     let remote = crate::web::remote_addr(&req);
+    let user = update_profile(&state, &admin, remote, UserId(id.into_inner()), patch).await?;
+    Ok(web::Json(user.into()))
+}
+
+/// Applies `patch` to user `id` (the API's `PATCH /users/{id}` and the console's profile
+/// actions): validated, audit-logged as `user.update`, a ban or unban followed by a `provision`
+/// job, all in one transaction. A patch that changes nothing returns the user as it is.
+pub(crate) async fn update_profile(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: UserId,
+    patch: UserPatch,
+) -> AppResult<User> {
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let mut conn = state.pool.get().await?;
@@ -475,7 +495,7 @@ pub async fn update_user(
         })
         .await?;
     tracing::info!(user = %id, admin = %admin.username, "user updated");
-    Ok(web::Json(user.into()))
+    Ok(user)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -515,8 +535,29 @@ pub async fn extend_subscription(
     id: web::Path<i64>,
     body: web::Json<ExtendRequest>,
 ) -> AppResult<web::Json<SubscriptionView>> {
-    let id = UserId(id.into_inner());
-    let ExtendRequest { days, reason } = body.into_inner();
+    let remote = crate::web::remote_addr(&req);
+    let view = extend(
+        &state,
+        &admin,
+        remote,
+        UserId(id.into_inner()),
+        body.into_inner(),
+    )
+    .await?;
+    Ok(web::Json(view))
+}
+
+/// Gives user `id` more days (the API's `POST /users/{id}/extend` and the console's extend
+/// action): validated, added in a transaction with the `provision` job and the `user.extend`
+/// audit row. The subscription as stored after it.
+pub(crate) async fn extend(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: UserId,
+    request: ExtendRequest,
+) -> AppResult<SubscriptionView> {
+    let ExtendRequest { days, reason } = request;
     if !(1..=MAX_EXTEND_DAYS).contains(&days) {
         return Err(AppError::validation(
             "days",
@@ -534,7 +575,6 @@ pub async fn extend_subscription(
     let days = i32::try_from(days).unwrap_or(1);
     // The same fallback as the payments: without a panel the name is kept for when one comes.
     let prefix = state.settings.panel_username_prefix();
-    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let mut conn = state.pool.get().await?;
@@ -572,5 +612,5 @@ pub async fn extend_subscription(
         })
         .await?;
     tracing::info!(user = %id, days, admin = %admin.username, "subscription extended");
-    Ok(web::Json(view))
+    Ok(view)
 }

@@ -15,6 +15,7 @@ mod bot;
 mod bot_payments;
 mod catalogue;
 mod cli;
+mod console;
 mod database_outage;
 mod db_schema;
 mod deployment;

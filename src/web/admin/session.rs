@@ -48,28 +48,37 @@ pub async fn logout(
     state: web::Data<WebState>,
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
-    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
+    let remote = crate::web::remote_addr(&req);
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         admins::revoke_token(conn, admin.token_id, admin.id, admin.expires_at).await?;
-        audit::record(
-            conn,
-            AuditRecord {
-                admin_id: Some(admin.id),
-                actor,
-                action: "auth.logout".into(),
-                target_type: Some("admin".into()),
-                target_id: Some(admin.id.to_string()),
-                remote_addr: remote,
-                ..Default::default()
-            },
-        )
-        .await?;
-        Ok(())
+        audit_logout(conn, &admin, remote).await
     })
     .await?;
     tracing::info!("admin logged out");
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The audit row of a logout, from the API or the web console (in the logout's transaction).
+pub(crate) async fn audit_logout(
+    conn: &mut crate::db::PgConn,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+) -> AppResult<()> {
+    audit::record(
+        conn,
+        AuditRecord {
+            admin_id: Some(admin.id),
+            actor: admin.actor(),
+            action: "auth.logout".into(),
+            target_type: Some("admin".into()),
+            target_id: Some(admin.id.to_string()),
+            remote_addr: remote,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Checks `plain` against the account's current password, counting a wrong one as a failed

@@ -9,6 +9,7 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::db::PgPool;
 use crate::db::stats::{self, RevenueRow, Windows};
 use crate::domain::{Currency, PaymentProvider};
 use crate::error::{AppError, AppResult, ErrorBody};
@@ -107,6 +108,8 @@ pub struct Churn {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Revenue {
     pub today: RevenueTotals,
+    /// Today and the 6 days before it.
+    pub last_7_days: RevenueTotals,
     pub last_30_days: RevenueTotals,
     /// The 30 days of `last_30_days`, oldest first; days without payments are there, empty.
     pub by_day: Vec<RevenueDay>,
@@ -197,6 +200,7 @@ fn revenue(rows: &[RevenueRow], w: &Windows) -> Revenue {
     let today = w.today.date_naive();
     Revenue {
         today: totals(rows.iter().filter(|r| r.day >= today)),
+        last_7_days: totals(rows.iter().filter(|r| r.day >= w.since_7d.date_naive())),
         last_30_days: totals(rows),
         by_day: w
             .days()
@@ -244,8 +248,12 @@ pub async fn overview(
     _admin: Require<role::Viewer>,
     state: web::Data<WebState>,
 ) -> AppResult<web::Json<StatsOverview>> {
+    Ok(web::Json(load_overview(&state.pool).await?))
+}
+
+/// The overview as of now (the API's `GET /stats/overview` and the console's dashboard).
+pub(crate) async fn load_overview(pool: &PgPool) -> AppResult<StatsOverview> {
     let w = Windows::at(Utc::now());
-    let pool = &state.pool;
     // Three connections, three server processes: the statements take milliseconds each and
     // run side by side instead of one after the other.
     let (users, subscriptions, (paying_users, revenue_rows)) = futures_util::try_join!(
@@ -256,7 +264,7 @@ pub async fn overview(
             stats::revenue_by_day(c, w.since_30d).await?
         )),
     )?;
-    Ok(web::Json(StatsOverview {
+    Ok(StatsOverview {
         generated_at: w.now,
         periods: Periods {
             today_from: w.today,
@@ -291,7 +299,7 @@ pub async fn overview(
             churned: subscriptions.churned,
             rate: ratio(subscriptions.churned, subscriptions.churn_base),
         },
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -378,6 +386,17 @@ mod tests {
         assert_eq!(
             currencies,
             [("RUB", 2, 74_800, 54_900), ("XTR", 3, 450, 300)]
+        );
+        let week: Vec<_> = r
+            .last_7_days
+            .by_currency
+            .iter()
+            .map(|t| (t.currency.as_str(), t.amount_minor))
+            .collect();
+        assert_eq!(
+            week,
+            [("RUB", 74_800), ("XTR", 450)],
+            "February is not this week"
         );
         let month: Vec<_> = r
             .last_30_days

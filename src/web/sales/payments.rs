@@ -196,7 +196,7 @@ pub struct PaymentListQuery {
 }
 
 impl PaymentListQuery {
-    fn filter(&self) -> AppResult<OrderFilter> {
+    pub(crate) fn filter(&self) -> AppResult<OrderFilter> {
         let (from, to) = time_range(("from", self.from.as_deref()), ("to", self.to.as_deref()))?;
         let filter = OrderFilter {
             provider: self
@@ -269,19 +269,27 @@ pub async fn get_payment(
     state: web::Data<WebState>,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<PaymentDetail>> {
-    let id = PaymentId(id.into_inner());
     let mut conn = state.pool.get().await?;
-    let mut order = payments::find(&mut conn, id)
+    let detail = payment_detail(&mut conn, PaymentId(id.into_inner())).await?;
+    Ok(web::Json(detail))
+}
+
+/// An order with its raw provider answer, events and refunds (the API's and the console's).
+pub(crate) async fn payment_detail(
+    conn: &mut crate::db::PgConn,
+    id: PaymentId,
+) -> AppResult<PaymentDetail> {
+    let mut order = payments::find(conn, id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("payment {id}")))?;
-    let events = payments::events_of(&mut conn, id).await?;
-    let refunds = payments::refunds_of(&mut conn, id).await?;
-    Ok(web::Json(PaymentDetail {
+    let events = payments::events_of(conn, id).await?;
+    let refunds = payments::refunds_of(conn, id).await?;
+    Ok(PaymentDetail {
         raw_payload: order.raw_payload.take(),
         payment: order.into(),
         events: events.into_iter().map(EventView::from).collect(),
         refunds: refunds.into_iter().map(RefundView::from).collect(),
-    }))
+    })
 }
 
 /// A refund to make.

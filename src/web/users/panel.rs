@@ -26,9 +26,8 @@ pub struct JobAccepted {
     pub kind: String,
 }
 
-/// Enqueues `kind` for the user, with an audit row `action`: 404 for an unknown user, 409 without
-/// a panel or a subscription.
-async fn enqueue_panel_job(
+/// Answers 202 with the job of a panel operation on user `id` (see [`enqueue_panel_job`]).
+async fn accept_panel_job(
     state: web::Data<WebState>,
     admin: AuthenticatedAdmin,
     req: HttpRequest,
@@ -36,8 +35,24 @@ async fn enqueue_panel_job(
     kind: &'static str,
     action: &'static str,
 ) -> AppResult<HttpResponse> {
-    let id = UserId(id);
     let remote = crate::web::remote_addr(&req);
+    let job_id = enqueue_panel_job(&state, &admin, remote, UserId(id), kind, action).await?;
+    Ok(HttpResponse::Accepted().json(JobAccepted {
+        job_id,
+        kind: kind.to_owned(),
+    }))
+}
+
+/// Enqueues `kind` for the user, with an audit row `action` (the API's panel operations and the
+/// console's): 404 for an unknown user, 409 without a panel or a subscription.
+pub(crate) async fn enqueue_panel_job(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: UserId,
+    kind: &'static str,
+    action: &'static str,
+) -> AppResult<JobId> {
     let actor = admin.actor();
     let max_attempts = state.settings.jobs.max_attempts;
     let panel = state.settings.panel.is_some();
@@ -89,10 +104,7 @@ async fn enqueue_panel_job(
         })
         .await?;
     tracing::info!(user = %id, job = %job_id, kind, admin = %admin.username, "panel operation queued");
-    Ok(HttpResponse::Accepted().json(JobAccepted {
-        job_id,
-        kind: kind.to_owned(),
-    }))
+    Ok(job_id)
 }
 
 /// Reset the user's traffic counter on the panel (a `panel_reset_traffic` job). Audit-logged.
@@ -116,7 +128,7 @@ pub async fn reset_traffic(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    enqueue_panel_job(
+    accept_panel_job(
         state,
         admin.admin,
         req,
@@ -149,7 +161,7 @@ pub async fn revoke_link(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    enqueue_panel_job(
+    accept_panel_job(
         state,
         admin.admin,
         req,
@@ -183,7 +195,7 @@ pub async fn remove_from_panel(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    enqueue_panel_job(
+    accept_panel_job(
         state,
         admin.admin,
         req,

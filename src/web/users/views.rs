@@ -43,7 +43,7 @@ pub struct UserListItem {
 }
 
 impl UserListItem {
-    pub(super) fn new(u: UserRow, s: Option<SubscriptionBrief>) -> Self {
+    pub(crate) fn new(u: UserRow, s: Option<SubscriptionBrief>) -> Self {
         UserListItem {
             id: u.id,
             telegram_id: u.telegram_id,

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bot;
+pub mod browser;
 pub mod db;
 pub mod marzban;
 pub mod pasarguard;

@@ -1,0 +1,214 @@
+# The admin web console (/admin). Plain text: the page escapes it.
+console-name = vpn-shop console
+nav-label = Main menu
+nav-dashboard = Dashboard
+nav-users = Users
+nav-logout = Log out
+role-viewer = viewer
+role-operator = operator
+role-admin = admin
+yes = yes
+no = no
+
+error-forbidden = Not allowed
+error-not-found = Not found
+error-conflict = Cannot do that now
+error-invalid = Please check what you entered
+error-too-many = Too many attempts
+error-server = Something went wrong on our side
+error-other = The request failed
+error-back = Back to the dashboard
+
+login-title = Log in
+login-username = Username
+login-password = Password
+login-submit = Log in
+login-hint = Accounts are made with “vpn-shop admin create” on the server.
+login-wrong = Wrong username or password.
+login-missing = Enter your username and password.
+login-locked = Too many failed attempts. Try again in { $n ->
+    [one] { $n } minute
+   *[other] { $n } minutes
+}.
+
+dash-subscriptions = Subscriptions
+dash-active = active subscriptions
+dash-trials = running trials
+dash-conversion = trial → paid
+dash-expiring = end within 3 days
+dash-alerts = Open alerts
+dash-dead-jobs = dead jobs
+dash-sales-chart = Sales per day, last 30 days
+dash-no-sales = No sales in the last 30 days yet — share the bot’s link or a trial to get the first ones.
+dash-chart-max = Top of the scale: { $n ->
+    [one] { $n } sale
+   *[other] { $n } sales
+} a day.
+dash-no-sales-period = No sales in this period.
+dash-provider = Provider
+dash-sales = Sales
+dash-revenue = Revenue
+dash-refunded = refunded
+dash-total = Total
+dash-panel = Panel syncs
+dash-no-panel = No panel is connected: set MARZBAN_URL to provision subscribers.
+dash-no-syncs = No sync has run yet.
+dash-no-alerts = Nothing needs your attention.
+dash-generated = As of
+period-today = Today
+period-7d = Last 7 days
+period-30d = Last 30 days
+provider-yookassa = YooKassa
+provider-wata = Wata
+provider-stars = Telegram Stars
+provider-free = Free (promo)
+sync-subscriptions = Subscriptions
+sync-status = Status
+sync-traffic = Traffic
+sync-stats = Panel stats
+sync-cleanup = Cleanup
+run-running = running
+run-succeeded = ok
+run-failed = failed
+alert-kind-payment-flagged = Payment flagged
+alert-kind-refund-made = Refund made
+alert-kind-job-dead = Job failed for good
+alert-kind-panel-down = Panel down
+alert-kind-sync-failing = Sync failing
+alert-kind-backup-failed = Backup failed
+alert-kind-webhook-probing = Webhook probing
+alert-kind-paid-unprovisioned = Paid but not provisioned
+alert-kind-sale = Sale
+alert-kind-digest = Digest
+
+users-search-label = Search by user id (#12), Telegram id, username or email
+users-search-placeholder = 123456789, @name, name@example.com
+users-search = Search
+users-id-match = User with this id:
+users-found = { $n ->
+    [one] { $n } user
+   *[other] { $n } users
+}
+users-none-yet = No users yet — they appear here when they start the bot.
+users-none-found = Nobody matches. Check the spelling, or search by Telegram id.
+pager = Pages
+pager-prev = Previous
+pager-next = Next
+
+user-title = User
+user-id = Id
+user-no-name = no username
+user-name = Name
+user-telegram = Telegram id
+user-subscription = Subscription
+user-joined = Joined
+user-banned = banned
+user-bot-blocked = blocked the bot
+user-trial = trial
+user-until = until
+user-no-subscription = No subscription.
+user-status = Status
+user-plan = Plan
+user-expires = Ends
+user-days-left = { $n ->
+    [one] { $n } day left
+   *[other] { $n } days left
+}
+user-traffic = Traffic this period
+user-traffic-lifetime = Traffic in total
+user-panel = Panel account
+user-panel-unknown = not synced yet
+user-online = Last online
+user-synced = Last synced
+user-auto-renew = Auto-renewal
+user-link = Subscription link
+user-profile = Profile
+user-email = Email
+user-last-seen = Last seen
+user-trial-used = Trial taken
+user-note = Note
+user-referrals = Referrals
+user-invited-by = Invited by
+user-invited = Invited
+user-invited-paid = paid
+user-bonus-days = Bonus days (earned + received)
+user-actions = Actions
+user-payments = Payments
+user-no-payments = No payments yet.
+user-notifications = Notifications
+user-no-notifications = Nothing was sent to this user yet.
+status-active = active
+status-expired = expired
+status-disabled = disabled
+payment-amount = Amount
+payment-days = Days
+payment-created = Created
+payment-pending = pending
+payment-succeeded = paid
+payment-canceled = canceled
+payment-expired = expired
+payment-refunded = refunded
+notification-kind = Kind
+notification-channel = Channel
+
+action-days = Days to add
+action-reason = Reason (kept in the audit log)
+action-extend = Extend…
+action-email = Set email…
+action-ban = Ban…
+action-unban = Unban…
+action-reset-traffic = Reset traffic…
+action-revoke-link = Revoke link…
+
+confirm-title-extend = Extend the subscription?
+confirm-title-ban = Ban this user?
+confirm-title-unban = Unban this user?
+confirm-title-reset-traffic = Reset the traffic?
+confirm-title-revoke-link = Revoke the subscription link?
+confirm-title-email = Change the email?
+confirm-what-extend = The days are added to the time left (an ended subscription restarts from now); the panel follows.
+confirm-what-ban = The subscription is disabled on the panel at once; the days stay and come back with an unban.
+confirm-what-unban = The subscription is enabled again on the panel.
+confirm-what-reset-traffic = The traffic counter of this period goes back to zero on the panel.
+confirm-what-revoke-link = The old link stops working at once; the user needs the new one from the bot.
+confirm-what-email = Receipts and notices go to this address; leave it empty to remove it.
+confirm-do-extend = Yes, extend
+confirm-do-ban = Yes, ban
+confirm-do-unban = Yes, unban
+confirm-do-reset-traffic = Yes, reset
+confirm-do-revoke-link = Yes, revoke the link
+confirm-do-email = Yes, change it
+confirm-expiry-now = Currently ends
+confirm-expiry-after = Will end
+confirm-email-now = Now
+confirm-email-after = Will be
+confirm-cancel = Cancel
+done-extend = Extended. The panel is being updated.
+done-ban = Banned.
+done-unban = Unbanned.
+done-reset-traffic = Traffic reset queued.
+done-revoke-link = Link revocation queued.
+done-email = Email saved.
+
+# Payments
+nav-payments = Payments
+filter-any = any
+payments-user = User id
+payments-filter = Show
+payments-found = { $n ->
+    [one] { $n } payment
+   *[other] { $n } payments
+}
+payments-none = No payments match — clear the filter, or wait for the first sale.
+payment-title = Payment
+payment-paid = Paid
+payment-external = Provider's id
+payment-reason = Why
+payment-refunds = Refunds
+payment-no-refunds = No refunds.
+payment-days-back = { $n ->
+    [one] { $n } day taken back
+   *[other] { $n } days taken back
+}
+payment-events = Events from the provider
+payment-no-events = No events received.

@@ -1,0 +1,220 @@
+# Веб-консоль администратора (/admin). Простой текст: страница его экранирует.
+console-name = Консоль vpn-shop
+nav-label = Главное меню
+nav-dashboard = Сводка
+nav-users = Пользователи
+nav-logout = Выйти
+role-viewer = наблюдатель
+role-operator = оператор
+role-admin = администратор
+yes = да
+no = нет
+
+error-forbidden = Нет доступа
+error-not-found = Не найдено
+error-conflict = Сейчас это сделать нельзя
+error-invalid = Проверьте введённые данные
+error-too-many = Слишком много попыток
+error-server = Что-то сломалось на нашей стороне
+error-other = Запрос не выполнен
+error-back = К сводке
+
+login-title = Вход
+login-username = Имя пользователя
+login-password = Пароль
+login-submit = Войти
+login-hint = Учётные записи создаются командой «vpn-shop admin create» на сервере.
+login-wrong = Неверное имя пользователя или пароль.
+login-missing = Введите имя пользователя и пароль.
+login-locked = Слишком много неудачных попыток. Попробуйте через { $n ->
+    [one] { $n } минуту
+    [few] { $n } минуты
+   *[other] { $n } минут
+}.
+
+dash-subscriptions = Подписки
+dash-active = активных подписок
+dash-trials = пробных периодов идёт
+dash-conversion = пробный → платный
+dash-expiring = закончатся за 3 дня
+dash-alerts = Открытые оповещения
+dash-dead-jobs = упавших задач
+dash-sales-chart = Продажи по дням за 30 дней
+dash-no-sales = За 30 дней продаж ещё нет — поделитесь ссылкой на бота или пробным периодом.
+dash-chart-max = Верх шкалы: { $n ->
+    [one] { $n } продажа
+    [few] { $n } продажи
+   *[other] { $n } продаж
+} в день.
+dash-no-sales-period = За этот период продаж нет.
+dash-provider = Способ оплаты
+dash-sales = Продажи
+dash-revenue = Выручка
+dash-refunded = возвращено
+dash-total = Итого
+dash-panel = Синхронизация с панелью
+dash-no-panel = Панель не подключена: задайте MARZBAN_URL, чтобы выдавать доступ.
+dash-no-syncs = Синхронизаций ещё не было.
+dash-no-alerts = Всё спокойно.
+dash-generated = Данные на
+period-today = Сегодня
+period-7d = 7 дней
+period-30d = 30 дней
+provider-yookassa = ЮKassa
+provider-wata = Wata
+provider-stars = Telegram Stars
+provider-free = Бесплатно (промокод)
+sync-subscriptions = Подписки
+sync-status = Статусы
+sync-traffic = Трафик
+sync-stats = Статистика панели
+sync-cleanup = Очистка
+run-running = идёт
+run-succeeded = успешно
+run-failed = ошибка
+alert-kind-payment-flagged = Подозрительный платёж
+alert-kind-refund-made = Возврат
+alert-kind-job-dead = Задача не выполнилась
+alert-kind-panel-down = Панель недоступна
+alert-kind-sync-failing = Синхронизация не проходит
+alert-kind-backup-failed = Резервная копия не создана
+alert-kind-webhook-probing = Подбор вебхуков
+alert-kind-paid-unprovisioned = Оплачено, но доступа нет
+alert-kind-sale = Продажа
+alert-kind-digest = Дайджест
+
+users-search-label = Поиск по id (#12), Telegram id, имени пользователя или email
+users-search-placeholder = 123456789, @name, name@example.com
+users-search = Найти
+users-id-match = Пользователь с этим id:
+users-found = { $n ->
+    [one] { $n } пользователь
+    [few] { $n } пользователя
+   *[other] { $n } пользователей
+}
+users-none-yet = Пользователей пока нет — они появятся, когда запустят бота.
+users-none-found = Никого не нашлось. Проверьте написание или ищите по Telegram id.
+pager = Страницы
+pager-prev = Назад
+pager-next = Дальше
+
+user-title = Пользователь
+user-id = Id
+user-no-name = без имени
+user-name = Имя
+user-telegram = Telegram id
+user-subscription = Подписка
+user-joined = С нами с
+user-banned = заблокирован
+user-bot-blocked = заблокировал бота
+user-trial = пробная
+user-until = до
+user-no-subscription = Подписки нет.
+user-status = Статус
+user-plan = Тариф
+user-expires = Заканчивается
+user-days-left = { $n ->
+    [one] остался { $n } день
+    [few] осталось { $n } дня
+   *[other] осталось { $n } дней
+}
+user-traffic = Трафик за период
+user-traffic-lifetime = Трафик всего
+user-panel = Учётная запись в панели
+user-panel-unknown = ещё не синхронизирована
+user-online = Был в сети
+user-synced = Синхронизирован
+user-auto-renew = Автопродление
+user-link = Ссылка подписки
+user-profile = Профиль
+user-email = Email
+user-last-seen = Последний визит
+user-trial-used = Пробный период взят
+user-note = Заметка
+user-referrals = Рефералы
+user-invited-by = Пригласил
+user-invited = Пригласил сам
+user-invited-paid = оплатили
+user-bonus-days = Бонусные дни (заработано + получено)
+user-actions = Действия
+user-payments = Платежи
+user-no-payments = Платежей пока нет.
+user-notifications = Уведомления
+user-no-notifications = Этому пользователю ещё ничего не отправлялось.
+status-active = активна
+status-expired = истекла
+status-disabled = отключена
+payment-amount = Сумма
+payment-days = Дней
+payment-created = Создан
+payment-pending = ожидает
+payment-succeeded = оплачен
+payment-canceled = отменён
+payment-expired = истёк
+payment-refunded = возвращён
+notification-kind = Тип
+notification-channel = Канал
+
+action-days = Сколько дней добавить
+action-reason = Причина (останется в журнале)
+action-extend = Продлить…
+action-email = Сменить email…
+action-ban = Заблокировать…
+action-unban = Разблокировать…
+action-reset-traffic = Сбросить трафик…
+action-revoke-link = Отозвать ссылку…
+
+confirm-title-extend = Продлить подписку?
+confirm-title-ban = Заблокировать пользователя?
+confirm-title-unban = Разблокировать пользователя?
+confirm-title-reset-traffic = Сбросить трафик?
+confirm-title-revoke-link = Отозвать ссылку подписки?
+confirm-title-email = Сменить email?
+confirm-what-extend = Дни добавятся к оставшемуся сроку (закончившаяся подписка начнётся заново с текущего момента); панель обновится.
+confirm-what-ban = Подписка сразу отключится в панели; дни сохранятся и вернутся после разблокировки.
+confirm-what-unban = Подписка снова включится в панели.
+confirm-what-reset-traffic = Счётчик трафика за период в панели обнулится.
+confirm-what-revoke-link = Старая ссылка сразу перестанет работать; новую пользователь получит в боте.
+confirm-what-email = Чеки и уведомления будут приходить на этот адрес; оставьте поле пустым, чтобы удалить его.
+confirm-do-extend = Да, продлить
+confirm-do-ban = Да, заблокировать
+confirm-do-unban = Да, разблокировать
+confirm-do-reset-traffic = Да, сбросить
+confirm-do-revoke-link = Да, отозвать ссылку
+confirm-do-email = Да, сменить
+confirm-expiry-now = Заканчивается сейчас
+confirm-expiry-after = Будет заканчиваться
+confirm-email-now = Сейчас
+confirm-email-after = Будет
+confirm-cancel = Отмена
+done-extend = Продлено. Панель обновляется.
+done-ban = Заблокирован.
+done-unban = Разблокирован.
+done-reset-traffic = Сброс трафика поставлен в очередь.
+done-revoke-link = Отзыв ссылки поставлен в очередь.
+done-email = Email сохранён.
+
+# Payments
+nav-payments = Платежи
+filter-any = любой
+payments-user = Id пользователя
+payments-filter = Показать
+payments-found = { $n ->
+    [one] { $n } платёж
+    [few] { $n } платежа
+   *[other] { $n } платежей
+}
+payments-none = Платежей не найдено — сбросьте фильтр или дождитесь первой продажи.
+payment-title = Платёж
+payment-paid = Оплачен
+payment-external = Id у провайдера
+payment-reason = Причина
+payment-refunds = Возвраты
+payment-no-refunds = Возвратов нет.
+payment-days-back = { $n ->
+    [one] { $n } день списан
+    [few] { $n } дня списано
+   *[other] { $n } дней списано
+}
+payment-events = События от провайдера
+payment-no-events = Событий не было.

@@ -1,0 +1,289 @@
+//! Cookie sessions of the web pages, stored server-side (`db::admin_sessions`): the cookie
+//! (HttpOnly, SameSite=Strict, and `Secure` with the `__Host-` prefix when `PUBLIC_BASE_URL` is
+//! https) carries a random token whose SHA-256 finds the row. A session ends after
+//! [`SESSION_IDLE`] without a request, [`SESSION_LIFETIME`] after login, at logout, or when the
+//! account is disabled or its password or role changes — the rules of the API's tokens.
+//!
+//! Every form carries the session's CSRF token; [`CsrfForm`] refuses a POST without the right
+//! one (403). The login form, before any session, uses a double-submit token in a cookie of its
+//! own. Roles are checked by [`Console`], ready at once like the API's `Require`.
+
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use chrono::Utc;
+use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::db::admin_sessions::{self, AdminSession};
+use crate::db::admins;
+use crate::domain::{AdminId, Language};
+use crate::error::{AppError, AppResult};
+use crate::web::WebState;
+use crate::web::auth::{AuthenticatedAdmin, role::Role};
+
+/// A session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+/// A session ends this long after login, however busy.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest form body the pages accept.
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// A live console session: who, in which language, with which CSRF token.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    pub admin: AuthenticatedAdmin,
+    pub csrf: String,
+    pub language: Language,
+    token_hash: Vec<u8>,
+}
+
+impl ConsoleSession {
+    pub fn token_hash(&self) -> &[u8] {
+        &self.token_hash
+    }
+}
+
+/// What [`load_session`] found, kept in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Current(pub Option<ConsoleSession>);
+
+/// Whether cookies get `Secure` and the `__Host-` prefix: the shop is reached over https.
+pub fn secure(state: &WebState) -> bool {
+    state.settings.public_base_url.scheme() == "https"
+}
+
+/// The name of a cookie: `__Host-` prefixed over https (the browser then insists on `Secure`,
+/// `Path=/` and no `Domain`).
+pub fn cookie_name(state: &WebState, base: &str) -> String {
+    if secure(state) {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// The session cookie's base name.
+pub const SESSION_COOKIE: &str = "vpnshop_admin";
+/// The login form's double-submit cookie's base name.
+pub const LOGIN_COOKIE: &str = "vpnshop_login";
+
+/// The value of cookie `name` of the request.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/, Secure over https; `max_age`
+/// `None` deletes the cookie.
+pub fn set_cookie(state: &WebState, base: &str, value: &str, max_age: Option<Duration>) -> String {
+    let name = cookie_name(state, base);
+    let age = max_age.map_or(0, |a| a.as_secs());
+    let mut out = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}");
+    if secure(state) {
+        out.push_str("; Secure");
+    }
+    out
+}
+
+/// 32 random bytes as hex.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Opens a session for `admin` (after a successful login); the `Set-Cookie` value to send.
+pub async fn open(
+    state: &WebState,
+    admin_id: AdminId,
+    language: Language,
+    remote: Option<String>,
+) -> AppResult<String> {
+    let token = random_token();
+    let now = Utc::now();
+    let lifetime = chrono::Duration::from_std(SESSION_LIFETIME)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session lifetime: {e}")))?;
+    let session = AdminSession {
+        token_hash: hash_token(&token),
+        admin_id,
+        csrf_token: random_token(),
+        language,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + lifetime,
+        remote_addr: remote,
+    };
+    let mut conn = state.pool.get().await?;
+    admin_sessions::create(&mut conn, &session).await?;
+    Ok(set_cookie(
+        state,
+        SESSION_COOKIE,
+        &token,
+        Some(SESSION_LIFETIME),
+    ))
+}
+
+/// Middleware of the page scopes: finds the request's live session (if any) and keeps it in
+/// the extensions as [`Current`]. A database that cannot be asked answers 503 at once.
+pub async fn load_session(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let current = match find_session(req.request()).await {
+        Ok(session) => Current(session),
+        Err(e) => return Err(e.into()),
+    };
+    req.extensions_mut().insert(current);
+    next.call(req).await
+}
+
+async fn find_session(req: &HttpRequest) -> AppResult<Option<ConsoleSession>> {
+    let state = req
+        .app_data::<web::Data<WebState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("web state missing")))?;
+    let Some(token) = cookie(req, &cookie_name(&state, SESSION_COOKIE)) else {
+        return Ok(None);
+    };
+    let token_hash = hash_token(&token);
+    let mut conn = state.pool.get().await?;
+    let Some(session) = admin_sessions::touch_live(&mut conn, &token_hash, SESSION_IDLE).await?
+    else {
+        return Ok(None);
+    };
+    let Some(admin) = admins::find(&mut conn, session.admin_id)
+        .await?
+        .filter(|a| a.active)
+    else {
+        return Ok(None);
+    };
+    // A password or role change ends the sessions opened before it, as it ends API tokens.
+    if session.created_at < admin.tokens_valid_after {
+        admin_sessions::delete(&mut conn, &token_hash).await?;
+        return Ok(None);
+    }
+    // The session's id in the audit log and the logs: the first half of the token's hash.
+    let token_id = uuid::Uuid::from_slice(&token_hash[..16]).unwrap_or_default();
+    Ok(Some(ConsoleSession {
+        admin: AuthenticatedAdmin {
+            id: admin.id,
+            username: admin.username,
+            role: admin.role,
+            token_id,
+            expires_at: session.expires_at,
+        },
+        csrf: session.csrf_token,
+        language: session.language,
+        token_hash,
+    }))
+}
+
+/// The live session of a request; 401 (shown as the login page) without one.
+pub fn session_of(req: &HttpRequest) -> AppResult<ConsoleSession> {
+    match req.extensions().get::<Current>() {
+        Some(Current(Some(session))) => Ok(session.clone()),
+        Some(Current(None)) => Err(AppError::Unauthorized("log in to the console".into())),
+        None => Err(AppError::Internal(anyhow::anyhow!(
+            "a page outside the load_session middleware"
+        ))),
+    }
+}
+
+/// A console session whose role includes `R`: the login page without a session, 403 with a
+/// role below `R`. Ready at once, so as a handler's first argument it answers before the form
+/// is read.
+pub struct Console<R: Role> {
+    pub session: ConsoleSession,
+    role: PhantomData<R>,
+}
+
+impl<R: Role> std::ops::Deref for Console<R> {
+    type Target = ConsoleSession;
+    fn deref(&self) -> &ConsoleSession {
+        &self.session
+    }
+}
+
+impl<R: Role> FromRequest for Console<R> {
+    type Error = AppError;
+    type Future = Ready<AppResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(session_of(req).and_then(|session| {
+            session.admin.require(R::ROLE)?;
+            Ok(Console {
+                session,
+                role: PhantomData,
+            })
+        }))
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// An `application/x-www-form-urlencoded` form of a console session whose `csrf` field matches
+/// the session's token; 403 otherwise (a forged or stale form), before `T` is looked at.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, AppResult<Self>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = session_of(req);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let session = session?;
+            let body = body
+                .await
+                .map_err(|e| AppError::BadRequest(format!("reading the form failed: {e}")))?;
+            if body.len() > FORM_LIMIT {
+                return Err(AppError::BadRequest(format!(
+                    "form larger than {FORM_LIMIT} bytes"
+                )));
+            }
+            let CsrfField { csrf } = serde_urlencoded::from_bytes(&body).unwrap_or(CsrfField {
+                csrf: String::new(),
+            });
+            if csrf.is_empty() || !same_secret(&csrf, &session.csrf) {
+                tracing::warn!(admin = %session.admin.username, "form refused: missing or wrong CSRF token");
+                return Err(AppError::Forbidden(
+                    "this form's security token is missing or out of date; reload the page and try again"
+                        .into(),
+                ));
+            }
+            serde_urlencoded::from_bytes(&body)
+                .map(CsrfForm)
+                .map_err(|e| AppError::validation("form", e.to_string()))
+        })
+    }
+}
