@@ -241,7 +241,7 @@ pub async fn show(
         chart: sales_chart(&overview.revenue.by_day),
         overview,
         expiring_3d,
-        panel_configured: state.settings.marzban.is_some(),
+        panel_configured: state.settings.panel.is_some(),
         syncs,
         alerts,
         dead_jobs,
