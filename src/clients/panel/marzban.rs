@@ -137,6 +137,7 @@ impl MarzbanClient {
             subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
             username: user.username,
             id: None,
+            uuid: None,
             status: user.status,
             expire: user.expire,
             data_limit: user.data_limit,

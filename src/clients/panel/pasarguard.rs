@@ -173,6 +173,7 @@ impl PasarGuardClient {
             subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
             username: user.username,
             id: Some(user.id),
+            uuid: None,
             status: user.status,
             expire: user.expire.map(|t| t.timestamp()),
             // 0 (how a create stores "unlimited") and null both mean unlimited.
@@ -403,6 +404,7 @@ mod tests {
         let current = PanelUser {
             username: "vpnshop_1".into(),
             id: Some(7),
+            uuid: None,
             status: PanelUserStatus::Active,
             expire: Some(10),
             data_limit: None,
