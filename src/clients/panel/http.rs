@@ -126,6 +126,44 @@ impl<E> UserModify<E> {
     }
 }
 
+/// What the adapters share above the HTTP calls: an answer of one user, in the panel's own shape
+/// (`User`), becomes the shop's [`PanelUser`] through the adapter's `shop_user`.
+pub(crate) trait UserApi {
+    type User: DeserializeOwned;
+
+    fn http(&self) -> &PanelHttp;
+
+    fn shop_user(&self, user: Self::User) -> PanelUser;
+
+    /// A call answered by one user.
+    async fn user_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        endpoint: &'static str,
+        retry: Retry,
+    ) -> Result<PanelUser, PanelError> {
+        let user: Self::User = self
+            .http()
+            .send(method, path, body, endpoint, retry)
+            .await?;
+        Ok(self.shop_user(user))
+    }
+
+    /// `POST path` with the panel's create body. Not retried: after a timeout the user may
+    /// exist, which the caller finds out from the `AlreadyExists` of its next attempt.
+    async fn create_with(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<PanelUser, PanelError> {
+        let body = serde_json::to_value(body).map_err(|e| PanelError::Decode(e.to_string()))?;
+        self.user_call(Method::POST, path, Some(&body), "create_user", Retry::Once)
+            .await
+    }
+}
+
 /// How a call may be repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use super::http::{Auth, ErrorShape, PanelHttp, Retry};
+use super::http::{Auth, ErrorShape, PanelHttp, Retry, UserApi};
 use super::{Capabilities, NewUser, PanelError, PanelUser, SystemStats, UserQuery, UsersPage};
 use crate::config::{PanelSettings, RemnawaveSettings};
 use crate::domain::PanelUserStatus;
@@ -73,9 +73,10 @@ pub fn generation_of(version: &str) -> Result<Generation, PanelError> {
     }
 }
 
+/// Every answer: `{"response": …}`.
 #[derive(Deserialize)]
-struct Envelope<T> {
-    response: T,
+pub struct Envelope<T> {
+    pub response: T,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,18 +364,6 @@ impl RemnawaveClient {
         })
     }
 
-    async fn user_call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        endpoint: &'static str,
-        retry: Retry,
-    ) -> Result<PanelUser, PanelError> {
-        let user: Envelope<User> = self.http.send(method, path, body, endpoint, retry).await?;
-        Ok(user.response.into_shop())
-    }
-
     /// The user named exactly `username` (case-sensitive; kept in 2.8 and 3.x).
     pub async fn get_user(&self, username: &str) -> Result<PanelUser, PanelError> {
         self.generation().await?;
@@ -402,16 +391,8 @@ impl RemnawaveClient {
     /// timeout finds the username taken (A019), `AlreadyExists`.
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<PanelUser, PanelError> {
         self.generation().await?;
-        let body = serde_json::to_value(self.create_body(user))
-            .map_err(|e| PanelError::Decode(e.to_string()))?;
-        self.user_call(
-            Method::POST,
-            "/api/users",
-            Some(&body),
-            "create_user",
-            Retry::Once,
-        )
-        .await
+        self.create_with("/api/users", &self.create_body(user))
+            .await
     }
 
     /// `PATCH /api/users` with absolute values (safe to repeat), then the status through its
@@ -671,6 +652,18 @@ impl RemnawaveClient {
             });
         }
         Ok(())
+    }
+}
+
+impl UserApi for RemnawaveClient {
+    type User = Envelope<User>;
+
+    fn http(&self) -> &PanelHttp {
+        &self.http
+    }
+
+    fn shop_user(&self, user: Envelope<User>) -> PanelUser {
+        user.response.into_shop()
     }
 }
 
