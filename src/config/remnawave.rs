@@ -17,6 +17,9 @@ pub struct RemnawaveSettings {
     pub extra_headers: ExtraHeaders,
     /// `hwidDeviceLimit` of new users; `None`: the panel's fallback limit.
     pub device_limit: Option<u32>,
+    /// The panel's `WEBHOOK_SECRET_HEADER`: when set, `POST /webhooks/panel` takes its signed
+    /// user events.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// Parsed once at start; `Debug` does not show the values (they are often credentials).
@@ -51,6 +54,7 @@ pub(super) fn read(r: &Reader<'_>) -> Result<Option<RemnawaveSettings>, ConfigEr
             .optional("REMNAWAVE_EXTRA_HEADERS", parse_extra_headers)?
             .unwrap_or_default(),
         device_limit: r.optional("REMNAWAVE_DEVICE_LIMIT", |v| parse_int(v, 0, 1000))?,
+        webhook_secret: r.optional("REMNAWAVE_WEBHOOK_SECRET", parse_webhook_secret)?,
         url,
     }))
 }
@@ -70,6 +74,15 @@ fn parse_squads(value: &str) -> Result<Vec<uuid::Uuid>, String> {
         return Err("at least one internal squad is needed".into());
     }
     Ok(squads)
+}
+
+/// As the panel requires of `WEBHOOK_SECRET_HEADER`: at least 32 of `a-zA-Z0-9`.
+fn parse_webhook_secret(value: &str) -> Result<Secret, String> {
+    if value.len() >= 32 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(Secret::new(value))
+    } else {
+        Err("use the panel's WEBHOOK_SECRET_HEADER: at least 32 letters and digits".into())
+    }
 }
 
 /// Headers the adapter sets itself; another value would break the calls.

@@ -318,6 +318,11 @@ pub const VARS: &[Var] = &[
         "{\"X-Api-Key\":\"caddy-api-key\"}",
         "Headers sent on every call to the panel, as a JSON object, for a proxy that guards it (caddy-with-auth's X-Api-Key, a gate cookie). X-Forwarded-For: 127.0.0.1 and X-Forwarded-Proto: https are always sent (Remnawave drops requests without them) unless set here.",
     ),
+    secret(
+        "REMNAWAVE_WEBHOOK_SECRET",
+        "Xq7vK2mP9zR4tN8wB3cF6hJ1lD5sG0aY",
+        "The panel's WEBHOOK_SECRET_HEADER. When set, POST /webhooks/panel takes Remnawave's user events (signed with it in X-Remnawave-Signature) and brings the user up to date at once instead of at the next sync. Unset: the webhook answers 404.",
+    ),
     var(
         "REMNAWAVE_DEVICE_LIMIT",
         None,

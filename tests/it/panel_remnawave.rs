@@ -212,3 +212,86 @@ async fn extra_headers_pass_a_guarding_proxy() {
     create(&guarded, "vpnshop_23", &desired(30, 0)).await;
     assert!(fake.user("vpnshop_23").is_some());
 }
+
+/// Remnawave's signed user events at `/webhooks/panel`: a wrong signature or a stale timestamp
+/// is refused (401); a genuine one brings the user up to date at once, without waiting for a
+/// sync (here: a user disabled on the panel behind the shop's back is enabled again).
+#[actix_rt::test]
+async fn a_signed_panel_event_refreshes_the_user_and_a_forged_one_is_refused() {
+    const SECRET: &str = "Xq7vK2mP9zR4tN8wB3cF6hJ1lD5sG0aY";
+    let fake = FakeRemnawave::start(rw::V3);
+    let mut env = fake.env(false);
+    env.extend(
+        [
+            ("REMNAWAVE_WEBHOOK_SECRET", SECRET),
+            ("JOB_POLL_INTERVAL", "200ms"),
+            ("JOB_BACKOFF_BASE", "100ms"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = crate::support::app::spawn_app(&pairs).await;
+    let ends = chrono::Utc::now() + chrono::TimeDelta::days(20);
+    crate::support::db::Subscriber {
+        expires_at: Some(ends),
+        ..crate::support::db::Subscriber::new(3001)
+    }
+    .insert(&mut app.db.connect().await)
+    .await;
+    let mut user = fake.new_user("vpnshop_3001");
+    user.expire_at = ends;
+    fake.insert_user(user);
+    // The syncs run once at start; the next ones are hours away.
+    crate::support::wait_until("the syncs at start", || async {
+        fake.count("GET", "/api/users") > 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    fake.update_user("vpnshop_3001", |u| u.status = "DISABLED".into());
+    let listed = fake.count("GET", "/api/users");
+
+    let event = |timestamp: chrono::DateTime<chrono::Utc>| {
+        let mut data = json!({"username": "vpnshop_3001", "id": 1, "status": "DISABLED"});
+        data["expireAt"] = json!(ends.to_rfc3339());
+        json!({"scope": "user", "event": "user.disabled", "timestamp": timestamp.to_rfc3339(),
+            "data": data})
+        .to_string()
+    };
+    let send = async |body: String, signature: String| {
+        app.http
+            .post(app.url("/webhooks/panel"))
+            .header("Content-Type", "application/json")
+            .header("User-Agent", "Remnawave")
+            .header("X-Remnawave-Signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let body = event(chrono::Utc::now());
+    let forged = vpn_shop::web::panel_webhook::signature("another-secret", body.as_bytes());
+    assert_eq!(send(body.clone(), forged).await, 401);
+    let stale = event(chrono::Utc::now() - chrono::TimeDelta::hours(1));
+    let signed = vpn_shop::web::panel_webhook::signature(SECRET, stale.as_bytes());
+    assert_eq!(send(stale, signed).await, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        fake.user("vpnshop_3001").unwrap().status,
+        "DISABLED",
+        "nothing done"
+    );
+
+    let signed = vpn_shop::web::panel_webhook::signature(SECRET, body.as_bytes());
+    assert_eq!(send(body, signed).await, 200);
+    crate::support::wait_until("the user enabled again", || async {
+        fake.user("vpnshop_3001").unwrap().status == "ACTIVE"
+    })
+    .await;
+    assert_eq!(
+        fake.count("GET", "/api/users"),
+        listed,
+        "no sync ran: the event did it"
+    );
+}
