@@ -19,8 +19,9 @@ use crate::actors::notifier::{Notifier, NotifierJobs, SupportTarget, TelegramSen
 use crate::actors::payments::{PaymentClients, PaymentJobs, PaymentProcessor};
 use crate::actors::scheduler::{Scheduler, TaskSpec};
 use crate::actors::supervisor::{ActorHandle, ActorRegistry};
-use crate::config::Settings;
+use crate::clients::panel::{Panel, PanelError};
 use crate::config::TelegramMode;
+use crate::config::{PanelSettings, Settings};
 use crate::db::embedded::{ClusterLocation, EmbeddedPostgres};
 use crate::db::{self, PgPool};
 use crate::metrics::Metrics;
@@ -107,7 +108,7 @@ pub struct RunningApp {
     pub actors: Arc<ActorRegistry>,
     pub job_runner: ActorHandle<JobRunner>,
     pub scheduler: ActorHandle<Scheduler>,
-    /// `None` without a panel URL (`MARZBAN_URL`, or `PASARGUARD_URL`).
+    /// `None` without a panel URL (`MARZBAN_URL`, `PASARGUARD_URL` or `REMNAWAVE_URL`).
     pub marzban: Option<ActorHandle<MarzbanSyncer>>,
     pub notifier: ActorHandle<Notifier>,
     pub payments: ActorHandle<PaymentProcessor>,
@@ -116,6 +117,29 @@ pub struct RunningApp {
     server: web::RunningServer,
     watchdog: actix_rt::task::JoinHandle<()>,
     settings: Settings,
+}
+
+/// Reads the panel's version where the adapter depends on it (Remnawave 2.8 or 3.x) and refuses
+/// to start on one it cannot speak. A panel that cannot be reached now does not stop the shop:
+/// the adapter reads the version again before its first call.
+async fn check_panel_version(panel: &PanelSettings, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
+    let adapter = Panel::new(panel, Arc::clone(metrics))?;
+    match adapter.check_version().await {
+        Ok(Some(version)) => {
+            tracing::info!(kind = adapter.kind().as_str(), %version, "panel version supported");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(PanelError::Incompatible(why)) => anyhow::bail!("{why}"),
+        Err(e) => {
+            tracing::warn!(
+                kind = adapter.kind().as_str(),
+                error = %e,
+                "could not read the panel's version at start; it is read again before the first panel call"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Migrates the database, starts the actors under supervision and the HTTP server. Must run
@@ -184,6 +208,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
     }
     let marzban_syncer = match &settings.panel {
         Some(panel) => {
+            check_panel_version(panel, &metrics).await?;
             let factory = MarzbanSyncer::factory(
                 pool.clone(),
                 panel.clone(),
@@ -198,7 +223,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
         }
         None => {
             tracing::warn!(
-                "the panel's URL is not set (MARZBAN_URL, or PASARGUARD_URL with PANEL_KIND=pasarguard): \
+                "the panel's URL is not set (MARZBAN_URL, or PASARGUARD_URL / REMNAWAVE_URL with PANEL_KIND): \
                  panel provisioning and syncs are off (provision jobs wait in the queue)"
             );
             None

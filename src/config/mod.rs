@@ -10,6 +10,7 @@ mod panel;
 mod parse;
 mod pasarguard;
 mod payments;
+mod remnawave;
 mod telegram;
 mod vars;
 
@@ -29,6 +30,7 @@ use parse::{default_public_url, parse_base_url, parse_database_url, parse_int};
 pub use parse::{format_duration, parse_duration, parse_traffic_limit};
 pub use pasarguard::{PasarGuardAuth, PasarGuardSettings};
 pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
+pub use remnawave::{ExtraHeaders, RemnawaveSettings};
 pub use telegram::{BotSettings, ClientApp, TelegramMode, TelegramSettings};
 pub use vars::{SECTIONS, VARS, Var, reference_markdown};
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::marzban::{self, MarzbanSettings};
 use super::parse::parse_int;
 use super::pasarguard::{self, PasarGuardSettings};
+use super::remnawave::{self, RemnawaveSettings};
 use super::{ConfigError, Reader, parse_duration};
 
 /// What `panel_cleanup` does to long-expired users.
@@ -16,11 +17,12 @@ pub enum CleanupAction {
     Delete,
 }
 
-/// `PANEL_KIND` (`remnawave` is refused while it has no adapter).
+/// `PANEL_KIND`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PanelKindSetting {
     Marzban,
     PasarGuard,
+    Remnawave,
 }
 
 /// The connection to the configured panel.
@@ -28,6 +30,7 @@ enum PanelKindSetting {
 pub enum PanelConnection {
     Marzban(MarzbanSettings),
     PasarGuard(PasarGuardSettings),
+    Remnawave(RemnawaveSettings),
 }
 
 #[derive(Debug, Clone)]
@@ -51,20 +54,16 @@ pub struct PanelSettings {
 
 /// `None` when the chosen panel's URL is unset; then its other variables are not read.
 pub(super) fn read(r: &Reader<'_>) -> Result<Option<PanelSettings>, ConfigError> {
-    let kind = r.required("PANEL_KIND", |v| {
-        match v {
+    let kind = r.required("PANEL_KIND", |v| match v {
         "marzban" => Ok(PanelKindSetting::Marzban),
         "pasarguard" => Ok(PanelKindSetting::PasarGuard),
-        "remnawave" => Err(
-            "Remnawave is not supported yet; use `marzban` or `pasarguard` (see the Panels chapter)"
-                .to_owned(),
-        ),
+        "remnawave" => Ok(PanelKindSetting::Remnawave),
         _ => Err("must be `marzban`, `pasarguard` or `remnawave`".to_owned()),
-    }
     })?;
     let connection = match kind {
         PanelKindSetting::Marzban => marzban::read(r)?.map(PanelConnection::Marzban),
         PanelKindSetting::PasarGuard => pasarguard::read(r)?.map(PanelConnection::PasarGuard),
+        PanelKindSetting::Remnawave => remnawave::read(r)?.map(PanelConnection::Remnawave),
     };
     let Some(connection) = connection else {
         return Ok(None);
@@ -93,7 +92,7 @@ pub(super) fn read(r: &Reader<'_>) -> Result<Option<PanelSettings>, ConfigError>
 }
 
 /// The prefix plus a Telegram id (at most 16 digits) must stay within the panels' username rules
-/// (Marzban: 32 characters of `[a-z0-9_]`).
+/// (Marzban: 32 characters of `[a-z0-9_]`; Remnawave: 36).
 fn parse_prefix(value: &str) -> Result<String, String> {
     let valid = (1..=16).contains(&value.len())
         && value

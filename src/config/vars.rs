@@ -225,7 +225,7 @@ pub const VARS: &[Var] = &[
         "PANEL_KIND",
         Some("marzban"),
         "pasarguard",
-        "The panel the shop drives: `marzban` (0.8.4), `pasarguard` (5.1+) or `remnawave` (not supported yet: refused at start). Only the settings of that panel are read; the MARZBAN_USERNAME_PREFIX … MARZBAN_CLEANUP_ACTION settings below apply to every panel.",
+        "The panel the shop drives: `marzban` (0.8.4), `pasarguard` (5.1+) or `remnawave` (2.8 or 3.x). Only the settings of that panel are read; the MARZBAN_USERNAME_PREFIX … MARZBAN_CLEANUP_ACTION settings below apply to every panel.",
     ),
     var(
         "MARZBAN_URL",
@@ -295,6 +295,39 @@ pub const VARS: &[Var] = &[
         None,
         "https://sub.example.com",
         "Prefix for the relative subscription URLs PasarGuard returns (when its subscription URL prefix is empty). Default: PASARGUARD_URL.",
+    ),
+    var(
+        "REMNAWAVE_URL",
+        None,
+        "https://remnawave.example.com",
+        "Base URL of the Remnawave panel (without /api), with PANEL_KIND=remnawave; 2.8 and 3.x are supported, found out at start from GET /api/system/metadata. Unset: provisioning and panel syncs are off.",
+    ),
+    secret(
+        "REMNAWAVE_TOKEN",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.signature",
+        "API token made in the panel's API Tokens page (sent as a bearer token; admin logins are refused by Remnawave's API). Required with REMNAWAVE_URL.",
+    ),
+    var(
+        "REMNAWAVE_SQUADS",
+        None,
+        "3c1e8a4b-2f6d-4e8a-9b1c-7d2e5f6a8b9c",
+        "Internal squads new users join (uuids of GET /api/internal-squads), comma-separated; required with REMNAWAVE_URL (a user without squads cannot connect).",
+    ),
+    secret(
+        "REMNAWAVE_EXTRA_HEADERS",
+        "{\"X-Api-Key\":\"caddy-api-key\"}",
+        "Headers sent on every call to the panel, as a JSON object, for a proxy that guards it (caddy-with-auth's X-Api-Key, a gate cookie). X-Forwarded-For: 127.0.0.1 and X-Forwarded-Proto: https are always sent (Remnawave drops requests without them) unless set here.",
+    ),
+    secret(
+        "REMNAWAVE_WEBHOOK_SECRET",
+        "Xq7vK2mP9zR4tN8wB3cF6hJ1lD5sG0aY",
+        "The panel's WEBHOOK_SECRET_HEADER. When set, POST /webhooks/panel takes Remnawave's user events (signed with it in X-Remnawave-Signature) and brings the user up to date at once instead of at the next sync. Unset: the webhook answers 404.",
+    ),
+    var(
+        "REMNAWAVE_DEVICE_LIMIT",
+        None,
+        "3",
+        "Devices (HWID) a new user may connect, sent as hwidDeviceLimit (0: no limit for that user). Unset: the panel's fallback limit applies.",
     ),
     var(
         "MARZBAN_USERNAME_PREFIX",

@@ -23,7 +23,7 @@ pub const BOT_UPDATE_KINDS: [&str; 7] = [
 pub const BOT_UPDATE_OUTCOMES: [&str; 5] = ["handled", "duplicate", "banned", "throttled", "error"];
 
 /// `endpoint` of `panel_requests_total` and `panel_request_duration_seconds`.
-pub const PANEL_ENDPOINTS: [&str; 11] = [
+pub const PANEL_ENDPOINTS: [&str; 14] = [
     "login",
     "get_user",
     "create_user",
@@ -35,6 +35,9 @@ pub const PANEL_ENDPOINTS: [&str; 11] = [
     "system",
     "inbounds",
     "probe",
+    "metadata",
+    "enable_user",
+    "disable_user",
 ];
 
 /// `provider`, `endpoint` of `provider_requests_total` and `provider_request_duration_seconds`.

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod health;
 pub mod jobs;
 pub mod pages;
+pub mod panel_webhook;
 pub mod ratelimit;
 pub mod sales;
 pub mod support;
@@ -79,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/webhooks/yookassa").post(webhooks::yookassa))
     .service(web::resource("/webhooks/wata").post(webhooks::wata))
     .service(web::resource("/webhooks/telegram").post(webhooks::telegram))
+    .service(web::resource("/webhooks/panel").post(panel_webhook::panel))
     .service(web::resource("/health").get(health::health))
     .service(web::resource("/ready").get(health::ready))
     .service(web::resource("/metrics").get(health::metrics))

@@ -70,7 +70,10 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
 
 /// 429 for an address that has spent its budget of refused webhooks, before its request is
 /// read, verified or recorded (see `count_refusal`).
-fn turned_away(state: &WebState, remote: Option<IpAddr>) -> Option<crate::error::AppError> {
+pub(crate) fn turned_away(
+    state: &WebState,
+    remote: Option<IpAddr>,
+) -> Option<crate::error::AppError> {
     let (limiter, ip) = (state.webhook_refusals.as_ref()?, remote?);
     let retry_after = limiter
         .peek(RateLimiter::address_key(ip), Instant::now())
@@ -84,7 +87,7 @@ fn turned_away(state: &WebState, remote: Option<IpAddr>) -> Option<crate::error:
 
 /// Counts a refusal against the sender's address. Only refusals count, so a genuine provider
 /// (whose requests are never refused) is never turned away, however often it retries.
-fn count_refusal(state: &WebState, remote: Option<IpAddr>) {
+pub(crate) fn count_refusal(state: &WebState, remote: Option<IpAddr>) {
     if let (Some(limiter), Some(ip)) = (&state.webhook_refusals, remote) {
         // Over the budget already (a request that was let through concurrently): the bucket
         // is full, which is all that matters.

@@ -15,6 +15,7 @@ use support::bot::{BotShop, bot_shop, button, buttons};
 use support::db::Subscriber;
 use support::marzban::FakeUser;
 use support::payments::Providers;
+use support::remnawave::{self as rw, FakeRemnawave};
 use support::telegram::{SentMessage, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
@@ -436,6 +437,100 @@ async fn renewing_through_the_bot_adds_the_period_to_the_time_left() {
         "10 days left + 30, not now + 30: {}",
         sub.expires_at
     );
+}
+
+/// The same sale on a Remnawave panel (`PANEL_KIND=remnawave`, 2.8 or 3.x): the paid period
+/// lands on the Remnawave user, in its squad, the chat gets Remnawave's link; a renewal adds the
+/// period and keeps the link; a change made on the panel is undone by the subscription sync.
+async fn a_sale_on_remnawave(version: &str) {
+    let remnawave = FakeRemnawave::start(version);
+    let url = remnawave.url();
+    let shop = shop(&[
+        ("PANEL_KIND", "remnawave"),
+        ("REMNAWAVE_URL", url.as_str()),
+        ("REMNAWAVE_TOKEN", rw::API_TOKEN),
+        ("REMNAWAVE_SQUADS", rw::SQUADS[0].0),
+    ])
+    .await;
+    let u = 2010;
+    let name = format!("vpnshop_{u}");
+    let on_panel = async |shop: &Shop| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sub = shop.subscription(u).await.expect("a subscription");
+            let panel = remnawave.user(&name);
+            if panel.as_ref().map(|p| p.expire_at.timestamp()) == Some(sub.expires_at.timestamp())
+                && panel.as_ref().is_some_and(|p| p.status == "ACTIVE")
+            {
+                return sub;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Remnawave {version}: {panel:?} vs {sub:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let order = shop.buy_yookassa(u).await;
+    let message = shop.bot.wait_text(u, PAID).await;
+    let sub = on_panel(&shop).await;
+    assert!(close(
+        sub.expires_at,
+        order_paid_at(&shop, &order).await + days(PLAN_DAYS)
+    ));
+    let link = sub.subscription_url.clone().expect("a link");
+    assert!(
+        link.starts_with(&format!("https://{}/", rw::SUB_PUBLIC_DOMAIN)),
+        "{link}"
+    );
+    assert!(remnawave.subscription_valid(&link));
+    assert!(
+        message.text.contains(&format!("{LINK}{link}</code>")),
+        "{}",
+        message.text
+    );
+    let user = remnawave.user(&name).unwrap();
+    assert_eq!(user.squads, [rw::SQUADS[0].0.to_owned()]);
+    assert_eq!(user.telegram_id, Some(u));
+    assert_eq!(user.traffic_limit_bytes, 0);
+
+    // Renewal: the period is added to the time left; the link stays.
+    let first_end = sub.expires_at;
+    shop.buy_yookassa(u).await;
+    let renewed = loop {
+        let sub = on_panel(&shop).await;
+        if sub.expires_at > first_end {
+            break sub;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(close(renewed.expires_at, first_end + days(PLAN_DAYS)));
+    assert_eq!(renewed.subscription_url.as_deref(), Some(link.as_str()));
+
+    // Behind the shop's back: shortened and disabled on the panel; the sync puts it back.
+    remnawave.update_user(&name, |user| {
+        user.expire_at = Utc::now() + days(1);
+        user.status = "DISABLED".into();
+    });
+    run_sync(&shop, SyncKind::Subscriptions).await;
+    let fixed = remnawave.user(&name).unwrap();
+    assert_eq!(fixed.status, "ACTIVE");
+    assert_eq!(fixed.expire_at.timestamp(), renewed.expires_at.timestamp());
+    assert!(remnawave.users_without_squads().is_empty());
+}
+
+async fn order_paid_at(shop: &Shop, order: &Payment) -> DateTime<Utc> {
+    shop.order(order.id).await.paid_at.expect("paid")
+}
+
+#[actix_rt::test]
+async fn buying_on_remnawave_2_8_carries_the_sale_to_the_panel() {
+    a_sale_on_remnawave(rw::V2).await;
+}
+
+#[actix_rt::test]
+async fn buying_on_remnawave_3_carries_the_sale_to_the_panel() {
+    a_sale_on_remnawave(rw::V3).await;
 }
 
 /// The referral row of `invitee`, if any: (inviter, rewarded payment).

@@ -83,6 +83,50 @@ fn check_config_prints_every_setting_with_secrets_masked() {
     assert!(stdout.ends_with("configuration OK\n"));
 }
 
+/// A Remnawave shop's settings are validated and shown like the others, the token and the extra
+/// headers (often a proxy's key) masked.
+#[test]
+fn check_config_shows_the_remnawave_settings_with_the_token_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let squad = "3c1e8a4b-2f6d-4e8a-9b1c-7d2e5f6a8b9c";
+    let out = run(
+        dir.path(),
+        &[
+            ("PANEL_KIND", "remnawave"),
+            ("REMNAWAVE_URL", "https://rw.example.com"),
+            ("REMNAWAVE_TOKEN", "eyJ-secret-token"),
+            ("REMNAWAVE_SQUADS", squad),
+            ("REMNAWAVE_EXTRA_HEADERS", r#"{"X-Api-Key":"caddy-secret"}"#),
+        ],
+        &["check-config"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("https://rw.example.com") && stdout.contains(squad),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("eyJ-secret-token") && !stdout.contains("caddy-secret"),
+        "{stdout}"
+    );
+    let out = run(
+        dir.path(),
+        &[
+            ("PANEL_KIND", "remnawave"),
+            ("REMNAWAVE_URL", "https://rw.example.com"),
+            ("REMNAWAVE_TOKEN", "eyJ-secret-token"),
+        ],
+        &["check-config"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("REMNAWAVE_SQUADS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_bad_value_stops_start_up_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,7 @@ mod monitoring;
 mod notifications;
 mod operations;
 mod panel_contract;
+mod panel_remnawave;
 mod payments;
 mod properties;
 mod scheduler;

@@ -1,5 +1,5 @@
 //! The panel contract: one suite of behaviours every adapter of `clients::panel::Panel` must show,
-//! run against each adapter's fake (Marzban 0.8.4, PasarGuard 5.2), each fake following its
+//! run against each adapter's fake (Marzban 0.8.4, PasarGuard 5.2, Remnawave 2.8 and 3.x), each fake following its
 //! reference document. Create, extend, disable, enable, reset, revoke, delete; paging over more
 //! than 1,000 users; a panel answering 5xx, timing out or refusing the credentials; a user removed
 //! on the panel behind the shop's back; and Marzban 0.8.4's DELETE that answers 500. At the end, a
@@ -24,6 +24,7 @@ use vpn_shop::metrics::Metrics;
 use crate::support::app::spawn_app;
 use crate::support::marzban::{self as mz, FakePanel};
 use crate::support::pasarguard::{self as pg, FakePasarGuard};
+use crate::support::remnawave::{self as rw, FakeRemnawave};
 use crate::support::telegram::{self as tg, FakeTelegram};
 
 const GIB: i64 = 1 << 30;
@@ -31,7 +32,7 @@ const PREFIX: &str = "vpnshop_";
 
 /// A user as the fake panel stores it, in the suite's terms.
 #[derive(Debug, Clone, PartialEq)]
-struct Stored {
+pub(crate) struct Stored {
     status: String,
     expire: Option<i64>,
     data_limit: Option<i64>,
@@ -39,7 +40,7 @@ struct Stored {
 }
 
 /// What the suite needs of a fake panel.
-trait ContractFake {
+pub(crate) trait ContractFake {
     /// The shop's settings that point at this fake (right credentials unless `wrong`).
     fn env(&self, wrong_credentials: bool) -> Vec<(String, String)>;
     fn stored(&self, username: &str) -> Option<Stored>;
@@ -132,6 +133,51 @@ impl ContractFake for FakePasarGuard {
     }
 }
 
+impl ContractFake for FakeRemnawave {
+    fn env(&self, wrong: bool) -> Vec<(String, String)> {
+        let token = if wrong {
+            "eyJ.wrong.token"
+        } else {
+            rw::API_TOKEN
+        };
+        env(&[
+            ("PANEL_KIND", "remnawave"),
+            ("REMNAWAVE_URL", &self.url()),
+            ("REMNAWAVE_TOKEN", token),
+            ("REMNAWAVE_SQUADS", rw::SQUADS[0].0),
+        ])
+    }
+    fn stored(&self, username: &str) -> Option<Stored> {
+        self.user(username).map(|u| Stored {
+            status: u.status.to_lowercase(),
+            expire: Some(u.expire_at.timestamp()),
+            data_limit: Some(u.traffic_limit_bytes).filter(|l| *l > 0),
+            used: u.used_traffic_bytes,
+        })
+    }
+    fn seed(&self, username: &str, used: i64) {
+        let mut user = self.new_user(username);
+        user.used_traffic_bytes = used;
+        user.lifetime_used_traffic_bytes = used;
+        self.insert_user(user);
+    }
+    fn set_used(&self, username: &str, used: i64) {
+        self.update_user(username, |u| u.used_traffic_bytes = used);
+    }
+    fn remove(&self, username: &str) -> bool {
+        self.remove_user(username)
+    }
+    fn fail_next(&self, n: usize, status: u16) {
+        FakeRemnawave::fail_next(self, n, status)
+    }
+    fn time_out_next(&self, n: usize, delay: Duration) {
+        FakeRemnawave::time_out_next(self, n, delay)
+    }
+    fn subscription_valid(&self, url: &str) -> bool {
+        FakeRemnawave::subscription_valid(self, url)
+    }
+}
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -144,14 +190,14 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The adapter the shop would build from these settings.
-fn panel(fake: &impl ContractFake, wrong_credentials: bool) -> Panel {
+pub(crate) fn panel(fake: &impl ContractFake, wrong_credentials: bool) -> Panel {
     let raw = RawConfig::layered(None, None, fake.env(wrong_credentials)).expect("raw settings");
     let settings = Settings::from_raw(&raw).expect("valid settings");
     let panel = settings.panel.expect("a panel is configured");
     Panel::new(&panel, Arc::new(Metrics::new().expect("metrics"))).expect("the adapter")
 }
 
-fn desired(days: i64, limit: i64) -> DesiredUser {
+pub(crate) fn desired(days: i64, limit: i64) -> DesiredUser {
     DesiredUser {
         expire: (Utc::now() + chrono::TimeDelta::days(days)).timestamp(),
         data_limit: limit,
@@ -159,7 +205,7 @@ fn desired(days: i64, limit: i64) -> DesiredUser {
     }
 }
 
-async fn create(
+pub(crate) async fn create(
     panel: &Panel,
     username: &str,
     wanted: &DesiredUser,
@@ -483,6 +529,12 @@ macro_rules! contract {
 
 contract!(marzban, FakePanel::start(), "MARZBAN_PASSWORD");
 contract!(pasarguard, FakePasarGuard::start(), "PASARGUARD_API_KEY");
+contract!(
+    remnawave_2_8,
+    FakeRemnawave::start(rw::V2),
+    "REMNAWAVE_TOKEN"
+);
+contract!(remnawave_3, FakeRemnawave::start(rw::V3), "REMNAWAVE_TOKEN");
 
 /// Marzban 0.8.4 answers 500 to the DELETE of a user an env-file sudoer created, yet deletes it:
 /// the adapter checks and counts it as deleted.

@@ -177,7 +177,8 @@ pub(crate) fn job_error(context: &str, error: PanelError) -> JobError {
         PanelError::Validation { .. }
         | PanelError::BadRequest(_)
         | PanelError::Forbidden(_)
-        | PanelError::Unsupported { .. } => JobError::permanent(message),
+        | PanelError::Unsupported { .. }
+        | PanelError::Incompatible(_) => JobError::permanent(message),
         _ => JobError::retryable(message),
     }
 }

@@ -1,11 +1,13 @@
 //! The HTTP plumbing the panel adapters share: authentication (the admin login form with a cached
-//! token re-fetched once on a 401, or a static API key), a timeout on every call, retries with
-//! backoff for idempotent calls, the write semaphore, request metrics and the mapping of the
-//! panels' `{"detail": …}` error bodies (Marzban and its fork PasarGuard answer alike).
+//! token re-fetched once on a 401, a static API key or a static bearer token), headers sent on
+//! every call, a timeout on every call, retries with backoff for idempotent calls, the write
+//! semaphore, request metrics and the mapping of the panels' error bodies (Marzban's and its fork
+//! PasarGuard's `{"detail": …}`, Remnawave's `{"message", "errorCode"}`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,9 @@ pub enum PanelError {
     Transport(String),
     #[error("unexpected answer from the panel: {0}")]
     Decode(String),
+    /// The panel's version is one the adapter does not speak.
+    #[error("{0}")]
+    Incompatible(String),
     /// The shop asked for something this panel does not have (see `Capabilities`).
     #[error("{panel} does not support {feature}")]
     Unsupported {
@@ -68,6 +73,11 @@ pub(crate) enum Auth {
     },
     /// A static key sent as `X-Api-Key` (PasarGuard 5.1+); a 401 is final.
     ApiKey { key: Secret, variable: &'static str },
+    /// A static token sent as `Authorization: Bearer` (Remnawave's API tokens); a 401 is final.
+    Bearer {
+        token: Secret,
+        variable: &'static str,
+    },
 }
 
 impl Auth {
@@ -75,7 +85,7 @@ impl Auth {
     fn variables(&self) -> &'static str {
         match self {
             Auth::Login { variables, .. } => variables,
-            Auth::ApiKey { variable, .. } => variable,
+            Auth::ApiKey { variable, .. } | Auth::Bearer { variable, .. } => variable,
         }
     }
 
@@ -116,6 +126,44 @@ impl<E> UserModify<E> {
     }
 }
 
+/// What the adapters share above the HTTP calls: an answer of one user, in the panel's own shape
+/// (`User`), becomes the shop's [`PanelUser`] through the adapter's `shop_user`.
+pub(crate) trait UserApi {
+    type User: DeserializeOwned;
+
+    fn http(&self) -> &PanelHttp;
+
+    fn shop_user(&self, user: Self::User) -> PanelUser;
+
+    /// A call answered by one user.
+    async fn user_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        endpoint: &'static str,
+        retry: Retry,
+    ) -> Result<PanelUser, PanelError> {
+        let user: Self::User = self
+            .http()
+            .send(method, path, body, endpoint, retry)
+            .await?;
+        Ok(self.shop_user(user))
+    }
+
+    /// `POST path` with the panel's create body. Not retried: after a timeout the user may
+    /// exist, which the caller finds out from the `AlreadyExists` of its next attempt.
+    async fn create_with(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<PanelUser, PanelError> {
+        let body = serde_json::to_value(body).map_err(|e| PanelError::Decode(e.to_string()))?;
+        self.user_call(Method::POST, path, Some(&body), "create_user", Retry::Once)
+            .await
+    }
+}
+
 /// How a call may be repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -136,12 +184,24 @@ struct TokenResponse {
     access_token: String,
 }
 
+/// How a panel words its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// FastAPI's `{"detail": "…"}`, `{"detail": {"<field>": "…"}}` on 422 (Marzban, PasarGuard).
+    Detail,
+    /// NestJS: `{"message", "errorCode"}`, zod's `{"message", "errors": [{"path", "message"}]}`.
+    Remnawave,
+}
+
 /// One panel's HTTP connection: base URL, credentials, limits, metrics.
 pub(crate) struct PanelHttp {
     http: reqwest::Client,
     base: Url,
     subscription_base: Url,
     auth: Auth,
+    /// Sent on every call.
+    headers: HeaderMap,
+    errors: ErrorShape,
     writes: Semaphore,
     metrics: Arc<Metrics>,
 }
@@ -165,9 +225,22 @@ impl PanelHttp {
             base,
             subscription_base,
             auth,
+            headers: HeaderMap::new(),
+            errors: ErrorShape::Detail,
             writes: Semaphore::new(write_concurrency),
             metrics,
         })
+    }
+
+    /// Sends `headers` on every call.
+    pub(crate) fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    pub(crate) fn with_error_shape(mut self, errors: ErrorShape) -> Self {
+        self.errors = errors;
+        self
     }
 
     pub(crate) fn base(&self) -> &Url {
@@ -218,7 +291,7 @@ impl PanelHttp {
                 tracing::info!(admin = %username, "logged in to the panel");
                 Ok(token.access_token)
             }
-            status => match error_of(status, response).await {
+            status => match error_of(self.errors, status, response).await {
                 PanelError::Unauthorized(detail) => Err(PanelError::Unauthorized(format!(
                     "{detail} (check {variables})"
                 ))),
@@ -231,6 +304,7 @@ impl PanelHttp {
     async fn credential(&self) -> Result<String, PanelError> {
         match &self.auth {
             Auth::ApiKey { key, .. } => Ok(key.expose().to_owned()),
+            Auth::Bearer { token, .. } => Ok(token.expose().to_owned()),
             Auth::Login {
                 username,
                 password,
@@ -249,7 +323,7 @@ impl PanelHttp {
     }
 
     /// Forgets `stale` (unless another call already replaced it) and logs in again; `None` for
-    /// an API key, which cannot be renewed.
+    /// an API key or token, which cannot be renewed.
     async fn refresh(&self, stale: &str) -> Result<Option<String>, PanelError> {
         let Auth::Login {
             username,
@@ -337,9 +411,10 @@ impl PanelHttp {
             let mut request = self
                 .http
                 .request(method.clone(), self.url(path))
+                .headers(self.headers.clone())
                 .query(query);
             request = match &self.auth {
-                Auth::Login { .. } => request.bearer_auth(&credential),
+                Auth::Login { .. } | Auth::Bearer { .. } => request.bearer_auth(&credential),
                 Auth::ApiKey { .. } => request.header("X-Api-Key", &credential),
             };
             if let Some(body) = body {
@@ -357,7 +432,7 @@ impl PanelHttp {
                             credential = fresh;
                             continue;
                         }
-                        None => match error_of(response.status(), response).await {
+                        None => match error_of(self.errors, response.status(), response).await {
                             PanelError::Unauthorized(detail) => PanelError::Unauthorized(format!(
                                 "{detail} (check {})",
                                 self.auth.variables()
@@ -366,7 +441,7 @@ impl PanelHttp {
                         },
                     }
                 }
-                Ok(response) => error_of(response.status(), response).await,
+                Ok(response) => error_of(self.errors, response.status(), response).await,
                 Err(e) => e,
             };
             let retryable = match error {
@@ -422,9 +497,64 @@ impl PanelHttp {
     }
 }
 
-/// Maps a non-success answer to a [`PanelError`], reading the panel's `{"detail": …}` body.
-async fn error_of(status: StatusCode, response: reqwest::Response) -> PanelError {
+/// Maps a non-success answer to a [`PanelError`], reading the panel's error body.
+async fn error_of(
+    shape: ErrorShape,
+    status: StatusCode,
+    response: reqwest::Response,
+) -> PanelError {
     let body: Value = response.json().await.unwrap_or(Value::Null);
+    match shape {
+        ErrorShape::Detail => detail_error(status, &body),
+        ErrorShape::Remnawave => remnawave_error(status, &body),
+    }
+}
+
+/// Remnawave: business errors carry an `errorCode` (A019/A020: the username or short id is
+/// taken); zod's validation errors an `errors` list; 401/403/404 Nest's defaults.
+pub(crate) fn remnawave_error(status: StatusCode, body: &Value) -> PanelError {
+    let message = match &body["message"] {
+        Value::String(s) => s.clone(),
+        Value::Null => status.canonical_reason().unwrap_or("").to_owned(),
+        other => other.to_string(),
+    };
+    let code = body["errorCode"].as_str().unwrap_or("");
+    let described = if code.is_empty() {
+        message.clone()
+    } else {
+        format!("{message} ({code})")
+    };
+    match status.as_u16() {
+        404 => PanelError::NotFound,
+        401 => PanelError::Unauthorized(described),
+        403 => PanelError::Forbidden(described),
+        400 if matches!(code, "A019" | "A020") => PanelError::AlreadyExists,
+        400 => match body["errors"].as_array().and_then(|e| e.first()) {
+            Some(first) => PanelError::Validation {
+                field: first["path"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .map(|s| s.as_str().map_or_else(|| s.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "body".to_owned()),
+                message: first["message"].as_str().unwrap_or(&message).to_owned(),
+            },
+            None => PanelError::BadRequest(described),
+        },
+        s if s >= 500 => PanelError::Server {
+            status: s,
+            detail: described,
+        },
+        _ => PanelError::BadRequest(described),
+    }
+}
+
+/// Marzban and PasarGuard: `{"detail": "…"}`, or `{"detail": {"<field>": "…"}}` on 422.
+fn detail_error(status: StatusCode, body: &Value) -> PanelError {
     let detail = match &body["detail"] {
         Value::String(s) => s.clone(),
         Value::Null => status.canonical_reason().unwrap_or("").to_owned(),

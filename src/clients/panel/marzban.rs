@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::http::{Auth, PanelHttp, Retry, UserModify};
+use super::http::{Auth, PanelHttp, Retry, UserApi, UserModify};
 use super::{Capabilities, NewUser, PanelError, PanelUser, SystemStats, UserQuery, UsersPage};
 use crate::config::{MarzbanSettings, PanelSettings};
 use crate::domain::PanelUserStatus;
@@ -131,37 +131,9 @@ impl MarzbanClient {
         self.http.base()
     }
 
-    /// The shop's view of a panel answer, with an absolute subscription URL.
-    fn shop_user(&self, user: UserResponse) -> PanelUser {
-        PanelUser {
-            subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
-            username: user.username,
-            id: None,
-            status: user.status,
-            expire: user.expire,
-            data_limit: user.data_limit,
-            used_traffic: user.used_traffic,
-            lifetime_used_traffic: user.lifetime_used_traffic,
-            online_at: user.online_at.map(|t| t.and_utc()),
-            next_plan: user.next_plan.filter(|p| !p.is_null()),
-        }
-    }
-
     fn user_path(username: &str, suffix: &str) -> String {
         // Panel usernames are [a-z0-9_@.-]: nothing to escape in a path segment.
         format!("/api/user/{username}{suffix}")
-    }
-
-    async fn user_call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        endpoint: &'static str,
-        retry: Retry,
-    ) -> Result<PanelUser, PanelError> {
-        let user: UserResponse = self.http.send(method, path, body, endpoint, retry).await?;
-        Ok(self.shop_user(user))
     }
 
     pub async fn get_user(&self, username: &str) -> Result<PanelUser, PanelError> {
@@ -197,16 +169,7 @@ impl MarzbanClient {
     /// Creates an active user. Not retried: after a timeout the user may exist, which the caller finds
     /// out from the 409 of its next attempt.
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<PanelUser, PanelError> {
-        let body = serde_json::to_value(self.user_create(user))
-            .map_err(|e| PanelError::Decode(e.to_string()))?;
-        self.user_call(
-            Method::POST,
-            "/api/user",
-            Some(&body),
-            "create_user",
-            Retry::Once,
-        )
-        .await
+        self.create_with("/api/user", &self.user_create(user)).await
     }
 
     /// Modifies a user with absolute values: safe to repeat.
@@ -309,6 +272,31 @@ impl MarzbanClient {
 
     pub async fn inbounds(&self) -> Result<BTreeMap<String, Vec<Inbound>>, PanelError> {
         self.http.get("/api/inbounds", &[], "inbounds").await
+    }
+}
+
+impl UserApi for MarzbanClient {
+    type User = UserResponse;
+
+    fn http(&self) -> &PanelHttp {
+        &self.http
+    }
+
+    /// The shop's view of a panel answer, with an absolute subscription URL.
+    fn shop_user(&self, user: UserResponse) -> PanelUser {
+        PanelUser {
+            subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
+            username: user.username,
+            id: None,
+            uuid: None,
+            status: user.status,
+            expire: user.expire,
+            data_limit: user.data_limit,
+            used_traffic: user.used_traffic,
+            lifetime_used_traffic: user.lifetime_used_traffic,
+            online_at: user.online_at.map(|t| t.and_utc()),
+            next_plan: user.next_plan.filter(|p| !p.is_null()),
+        }
     }
 }
 

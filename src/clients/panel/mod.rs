@@ -6,6 +6,7 @@
 mod http;
 pub mod marzban;
 pub mod pasarguard;
+pub mod remnawave;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 pub use http::PanelError;
 pub use marzban::MarzbanClient;
 pub use pasarguard::PasarGuardClient;
+pub use remnawave::RemnawaveClient;
 
 use crate::config::{PanelConnection, PanelSettings};
 use crate::domain::PanelUserStatus;
@@ -25,8 +27,10 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PanelUser {
     pub username: String,
-    /// The panel's own numeric id, when it has one (PasarGuard).
+    /// The panel's own numeric id, when it has one (PasarGuard, Remnawave).
     pub id: Option<i64>,
+    /// The panel's own uuid, when it has one (Remnawave 2.x addresses users by it).
+    pub uuid: Option<String>,
     pub status: PanelUserStatus,
     /// Unix seconds; `None`: never expires.
     pub expire: Option<i64>,
@@ -138,6 +142,7 @@ pub struct Capabilities {
 pub enum PanelKind {
     Marzban,
     PasarGuard,
+    Remnawave,
 }
 
 impl PanelKind {
@@ -145,6 +150,7 @@ impl PanelKind {
         match self {
             PanelKind::Marzban => "marzban",
             PanelKind::PasarGuard => "pasarguard",
+            PanelKind::Remnawave => "remnawave",
         }
     }
 
@@ -153,6 +159,7 @@ impl PanelKind {
         match self {
             PanelKind::Marzban => "Marzban",
             PanelKind::PasarGuard => "PasarGuard",
+            PanelKind::Remnawave => "Remnawave",
         }
     }
 
@@ -160,6 +167,7 @@ impl PanelKind {
         match self {
             PanelKind::Marzban => marzban::CAPABILITIES,
             PanelKind::PasarGuard => pasarguard::CAPABILITIES,
+            PanelKind::Remnawave => remnawave::CAPABILITIES,
         }
     }
 
@@ -184,6 +192,7 @@ impl PanelKind {
 pub enum Panel {
     Marzban(MarzbanClient),
     PasarGuard(PasarGuardClient),
+    Remnawave(RemnawaveClient),
 }
 
 /// Calls the same method on whichever adapter it is.
@@ -192,6 +201,7 @@ macro_rules! dispatch {
         match $panel {
             Panel::Marzban($client) => $call,
             Panel::PasarGuard($client) => $call,
+            Panel::Remnawave($client) => $call,
         }
     };
 }
@@ -205,6 +215,9 @@ impl Panel {
             PanelConnection::PasarGuard(p) => {
                 Panel::PasarGuard(PasarGuardClient::new(settings, p, metrics)?)
             }
+            PanelConnection::Remnawave(r) => {
+                Panel::Remnawave(RemnawaveClient::new(settings, r, metrics)?)
+            }
         })
     }
 
@@ -212,6 +225,7 @@ impl Panel {
         match self {
             Panel::Marzban(_) => PanelKind::Marzban,
             Panel::PasarGuard(_) => PanelKind::PasarGuard,
+            Panel::Remnawave(_) => PanelKind::Remnawave,
         }
     }
 
@@ -307,6 +321,15 @@ impl Panel {
 
     pub async fn system(&self) -> Result<SystemStats, PanelError> {
         dispatch!(self, c => c.system().await)
+    }
+
+    /// At start: the panel's version where the adapter depends on it (Remnawave), `None` for
+    /// the others. `Incompatible`: a version the adapter cannot speak; the shop must not start.
+    pub async fn check_version(&self) -> Result<Option<String>, PanelError> {
+        match self {
+            Panel::Remnawave(c) => Ok(Some(c.detect().await?.version.clone())),
+            Panel::Marzban(_) | Panel::PasarGuard(_) => Ok(None),
+        }
     }
 
     /// One cheap authenticated read, not repeated, counted apart (endpoint `probe`): is the

@@ -13,7 +13,7 @@ use reqwest::{Method, Url};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::http::{Auth, PanelHttp, Retry, UserModify};
+use super::http::{Auth, PanelHttp, Retry, UserApi, UserModify};
 use super::{Capabilities, NewUser, PanelError, PanelUser, SystemStats, UserQuery, UsersPage};
 use crate::config::{PanelSettings, PasarGuardAuth, PasarGuardSettings};
 use crate::domain::PanelUserStatus;
@@ -168,36 +168,8 @@ impl PasarGuardClient {
         self.http.base()
     }
 
-    fn shop_user(&self, user: UserResponse) -> PanelUser {
-        PanelUser {
-            subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
-            username: user.username,
-            id: Some(user.id),
-            status: user.status,
-            expire: user.expire.map(|t| t.timestamp()),
-            // 0 (how a create stores "unlimited") and null both mean unlimited.
-            data_limit: user.data_limit.filter(|l| *l > 0),
-            used_traffic: user.used_traffic,
-            lifetime_used_traffic: user.lifetime_used_traffic,
-            online_at: user.online_at,
-            next_plan: user.next_plan.filter(|p| !p.is_null()),
-        }
-    }
-
     fn by_id(id: i64, suffix: &str) -> String {
         format!("/api/user/by-id/{id}{suffix}")
-    }
-
-    async fn user_call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        endpoint: &'static str,
-        retry: Retry,
-    ) -> Result<PanelUser, PanelError> {
-        let user: UserResponse = self.http.send(method, path, body, endpoint, retry).await?;
-        Ok(self.shop_user(user))
     }
 
     /// The user named exactly `username` (case-sensitive), with its subscription URL.
@@ -234,16 +206,7 @@ impl PasarGuardClient {
 
     /// Creates an active user in the configured groups (201). Not retried.
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<PanelUser, PanelError> {
-        let body = serde_json::to_value(self.user_create(user))
-            .map_err(|e| PanelError::Decode(e.to_string()))?;
-        self.user_call(
-            Method::POST,
-            "/api/user",
-            Some(&body),
-            "create_user",
-            Retry::Once,
-        )
-        .await
+        self.create_with("/api/user", &self.user_create(user)).await
     }
 
     /// Modifies a user by id with absolute values: safe to repeat.
@@ -370,6 +333,31 @@ impl PasarGuardClient {
     }
 }
 
+impl UserApi for PasarGuardClient {
+    type User = UserResponse;
+
+    fn http(&self) -> &PanelHttp {
+        &self.http
+    }
+
+    fn shop_user(&self, user: UserResponse) -> PanelUser {
+        PanelUser {
+            subscription_url: self.http.absolute_subscription_url(&user.subscription_url),
+            username: user.username,
+            id: Some(user.id),
+            uuid: None,
+            status: user.status,
+            expire: user.expire.map(|t| t.timestamp()),
+            // 0 (how a create stores "unlimited") and null both mean unlimited.
+            data_limit: user.data_limit.filter(|l| *l > 0),
+            used_traffic: user.used_traffic,
+            lifetime_used_traffic: user.lifetime_used_traffic,
+            online_at: user.online_at,
+            next_plan: user.next_plan.filter(|p| !p.is_null()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +391,7 @@ mod tests {
         let current = PanelUser {
             username: "vpnshop_1".into(),
             id: Some(7),
+            uuid: None,
             status: PanelUserStatus::Active,
             expire: Some(10),
             data_limit: None,

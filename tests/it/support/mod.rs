@@ -12,6 +12,7 @@ pub mod marzban;
 pub mod pasarguard;
 pub mod payments;
 pub mod pg;
+pub mod remnawave;
 pub mod server;
 pub mod smtp;
 pub mod telegram;

@@ -1,18 +1,21 @@
 //! The HTTP plumbing every fake shares: a listener on 127.0.0.1, a thread with its own actix
 //! System (so any runtime, or none, can drive the fake), the server handle and a bounded stop.
-//! A fake keeps its own state and routes and hands them over as a `configure` function.
+//! A fake keeps its own state and routes and hands them over as a `configure` function; one that
+//! must drop a connection without answering (as Remnawave does) starts with
+//! [`FakeServer::start_droppable`] and calls [`drop_connection`].
 //! Self-contained: `benches/` include this file by path next to the fakes.
 
 // Each includer (the test binary, a bench) uses a different subset of this API.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpServer, web};
 
 /// How long a stop may take before the fake gives up waiting for its thread.
 const STOP_WITHIN: Duration = Duration::from_secs(5);
@@ -24,6 +27,7 @@ pub struct FakeServer {
     name: String,
     addr: SocketAddr,
     configure: Configure,
+    droppable: bool,
     running: Mutex<Option<Running>>,
 }
 
@@ -40,17 +44,35 @@ impl FakeServer {
         name: &str,
         configure: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
     ) -> FakeServer {
+        Self::start_with(name, configure, false)
+    }
+
+    /// Like [`FakeServer::start`], and each request can reach its connection's socket, so that
+    /// the fake can close it without an answer ([`drop_connection`]).
+    pub fn start_droppable(
+        name: &str,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    ) -> FakeServer {
+        Self::start_with(name, configure, true)
+    }
+
+    fn start_with(
+        name: &str,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+        droppable: bool,
+    ) -> FakeServer {
         let listener =
             TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind the {name}: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("the {name} address: {e}"));
         let configure: Configure = Arc::new(configure);
-        let running = run(name, listener, Arc::clone(&configure));
+        let running = run(name, listener, Arc::clone(&configure), droppable);
         FakeServer {
             name: name.to_owned(),
             addr,
             configure,
+            droppable,
             running: Mutex::new(Some(running)),
         }
     }
@@ -86,7 +108,12 @@ impl FakeServer {
             // keep the port.
             let listener = TcpListener::bind(self.addr)
                 .unwrap_or_else(|e| panic!("bind the {name} again on {}: {e}", self.addr));
-            *running = Some(run(name, listener, Arc::clone(&self.configure)));
+            *running = Some(run(
+                name,
+                listener,
+                Arc::clone(&self.configure),
+                self.droppable,
+            ));
         }
     }
 
@@ -106,8 +133,20 @@ impl Drop for FakeServer {
     }
 }
 
+/// A second handle on a connection's socket (a duplicated descriptor), kept in the connection's
+/// data of a droppable fake.
+#[derive(Clone)]
+struct Socket(Arc<TcpStream>);
+
+/// Closes the connection `req` came on, both ways, so that no answer reaches the client (it sees
+/// the connection closed); whether the fake could (it must be started droppable).
+pub fn drop_connection(req: &HttpRequest) -> bool {
+    req.conn_data::<Socket>()
+        .is_some_and(|socket| socket.0.shutdown(Shutdown::Both).is_ok())
+}
+
 /// Serves `listener` on a new thread with its own actix System; returns once it listens.
-fn run(name: &str, listener: TcpListener, configure: Configure) -> Running {
+fn run(name: &str, listener: TcpListener, configure: Configure, droppable: bool) -> Running {
     let (handle_tx, handle_rx) = mpsc::channel();
     let thread_name = name.to_owned();
     let thread = std::thread::Builder::new()
@@ -118,12 +157,25 @@ fn run(name: &str, listener: TcpListener, configure: Configure) -> Running {
                 let server = HttpServer::new(move || {
                     let configure = Arc::clone(&configure);
                     App::new().configure(move |config| configure(config))
-                })
-                .workers(2)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)?
-                .run();
+                });
+                let server = if droppable {
+                    server.on_connect(|connection, data| {
+                        let socket = connection
+                            .downcast_ref::<actix_web::rt::net::TcpStream>()
+                            .and_then(|tcp| tcp.as_fd().try_clone_to_owned().ok());
+                        if let Some(fd) = socket {
+                            data.insert(Socket(Arc::new(TcpStream::from(fd))));
+                        }
+                    })
+                } else {
+                    server
+                };
+                let server = server
+                    .workers(2)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .listen(listener)?
+                    .run();
                 let _ = handle_tx.send(server.handle());
                 server.await
             });
