@@ -239,6 +239,7 @@ bc-sent = Sent
 bc-failed = Failed
 bc-blocked = Blocked the bot
 bc-eta = Time left
+bc-created = Created
 bc-waiting = Waiting to start
 bc-started = Started
 bc-finished = Finished

@@ -244,6 +244,7 @@ bc-sent = Отправлено
 bc-failed = Ошибок
 bc-blocked = Заблокировали бота
 bc-eta = Осталось
+bc-created = Создана
 bc-waiting = Ждёт начала
 bc-started = Начата
 bc-finished = Закончена

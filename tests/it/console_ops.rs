@@ -254,6 +254,33 @@ async fn an_operator_sends_a_broadcast_and_watches_its_progress_reach_100_percen
         html.contains("100 %") && html.contains("id=\"bc-sent\">20<"),
         "{html}"
     );
+    // The script is our own file, under the policy's script-src 'self': no inline script.
+    let script = html
+        .split("<script src=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the console's script")
+        .to_owned();
+    assert!(
+        script.starts_with("/assets/console.") && script.ends_with(".js"),
+        "{script}"
+    );
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "one script, no inline one"
+    );
+    let (status, body) = get_page(&app, &script, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("data-poll") && !body.contains("eval("));
+    // The fragment the script polls: the same partial, without the page around it.
+    let (status, fragment) =
+        get_page(&app, &format!("/admin/broadcasts/{id}/progress"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        fragment.trim_start().starts_with("<div id=\"progress\"") && !fragment.contains("<html"),
+        "{fragment}"
+    );
 
     // A long one, canceled while it runs (after a confirmation).
     many_users(&app, 630_000, 300).await;
@@ -284,6 +311,10 @@ async fn an_operator_sends_a_broadcast_and_watches_its_progress_reach_100_percen
     browser.click("nav.menu a[href='/admin/broadcasts']").await;
     assert_eq!(browser.find_all("a.broadcast-link").await.len(), 2);
     browser.screenshots("broadcasts").await;
+    browser.click("a.broadcast-link").await;
+    browser.click("form[action='/admin/language'] button").await;
+    assert!(browser.source().await.contains("Получателей"));
+    browser.screenshots("broadcast-ru").await;
 
     // A form without the session's token changes nothing.
     let status = post_form(
@@ -390,6 +421,34 @@ async fn dead_jobs_are_retried_and_discarded_and_a_viewer_can_do_neither() {
         rows[0]["before"]["last_error"],
         "panel unreachable: connection refused"
     );
+
+    // Without a bot a broadcast cannot go out: the form says so (the API's 409), nothing is stored.
+    let (cookie, csrf) = session_of(&browser).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("text", "<b>Hello</b>"),
+        ("segment", "all"),
+        ("language", ""),
+        ("confirm", "yes"),
+    ];
+    let resp = reqwest::Client::new()
+        .post(app.url("/admin/broadcasts/new"))
+        .header(header::COOKIE, &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("id=\"refused\"") && html.contains("TELEGRAM_BOT_TOKEN"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<strong>Hello</strong>"),
+        "the preview stays: {html}"
+    );
+    assert!(app.audit_rows("broadcast.create").await.is_empty());
 
     // A viewer reads but finds no action; forged POSTs are refused.
     let dead = dead_job(&app, 3).await;

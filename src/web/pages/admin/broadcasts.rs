@@ -297,15 +297,17 @@ async fn submit(
                 Ok(broadcast) => {
                     return Ok(see_other(&format!("/admin/broadcasts/{}", broadcast.id)));
                 }
-                Err(e @ (AppError::Validation { .. } | AppError::Conflict(_))) => e.to_string(),
+                Err(e @ (AppError::Validation { .. } | AppError::Conflict(_))) => e,
                 Err(e) => return Err(e),
             },
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
+        // Shown on the form, with the status the API answers (422, or 409 without a bot).
+        let status = actix_web::ResponseError::status_code(&refused);
         let preview = preview_of(&state, &form).await?;
         return render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &compose_page(&req, &console, form, preview, Some(refused)),
+            status,
+            &compose_page(&req, &console, form, preview, Some(refused.to_string())),
         );
     }
     let preview = preview_of(&state, &form).await?;
