@@ -299,7 +299,23 @@ async fn an_operator_sends_a_broadcast_and_watches_its_progress_reach_100_percen
     browser.screenshots("broadcast-cancel").await;
     browser.click("#confirm").await;
     assert!(browser.current_url().await.ends_with("?done=cancel"));
-    assert_eq!(browser.text("#bc-status").await, "canceled");
+    assert_eq!(browser.live_text("#bc-status").await, "canceled");
+    assert!(browser.find_all("#cancel").await.is_empty());
+    // The batch in flight still goes out; the page follows it to the final count.
+    wait_until_within(
+        "the final count on the page",
+        Duration::from_secs(30),
+        || async {
+            browser
+                .live_attribute("#progress", "data-poll")
+                .await
+                .is_none()
+                && browser.live_text("#bc-sent").await == (telegram.sent_count() - 20).to_string()
+        },
+    )
+    .await;
+    let sent: usize = browser.live_text("#bc-sent").await.parse().unwrap();
+    assert!((1..320).contains(&sent), "stopped part way: {sent}");
     let status: BroadcastStatus = broadcasts::table
         .order(broadcasts::id.desc())
         .select(broadcasts::status)

@@ -350,7 +350,7 @@ pub struct Progress {
     pub eta: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// Still queued or running: the page keeps polling, and it may be canceled.
+    /// Still queued or running, or its last batch still going out: the page keeps polling.
     pub live: bool,
     /// The reader may cancel it (operator or admin).
     pub can_cancel: bool,
@@ -358,9 +358,18 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn of(b: &Broadcast, rate: u32, tr: Tr, can_cancel: bool, csrf: &str) -> Progress {
+    /// `delivering`: a delivery job of it is still at work (after a cancel, its last batch is
+    /// still being sent and counted).
+    fn of(
+        b: &Broadcast,
+        rate: u32,
+        tr: Tr,
+        delivering: bool,
+        can_cancel: bool,
+        csrf: &str,
+    ) -> Progress {
         let done = i64::from(b.sent) + i64::from(b.failed) + i64::from(b.blocked);
-        let live = matches!(b.status, BroadcastStatus::Queued | BroadcastStatus::Running);
+        let running = matches!(b.status, BroadcastStatus::Queued | BroadcastStatus::Running);
         let percent = match (b.status, i64::from(b.total)) {
             (BroadcastStatus::Completed, _) => 100,
             (_, 0) => 0,
@@ -377,8 +386,8 @@ impl Progress {
             eta: b.eta_seconds(rate).map(|s| eta_text(tr, s)),
             started_at: b.started_at,
             finished_at: b.finished_at,
-            live,
-            can_cancel: can_cancel && live,
+            live: running || delivering,
+            can_cancel: can_cancel && running,
             csrf: csrf.to_owned(),
         }
     }
@@ -426,6 +435,19 @@ async fn find(state: &WebState, id: i64) -> AppResult<Broadcast> {
         .ok_or_else(|| AppError::not_found(format!("broadcast {id}")))
 }
 
+/// A broadcast and whether its delivery is still at work.
+async fn find_with_delivery(state: &WebState, id: i64) -> AppResult<(Broadcast, bool)> {
+    let broadcast = find(state, id).await?;
+    let delivering = match broadcast.status {
+        BroadcastStatus::Queued | BroadcastStatus::Running => true,
+        _ => {
+            let mut conn = state.pool.get().await?;
+            broadcasts::delivery_active(&mut conn, broadcast.id).await?
+        }
+    };
+    Ok((broadcast, delivering))
+}
+
 /// `GET /admin/broadcasts/{id}`: the message, its audience and its progress.
 async fn show(
     console: Console<role::Viewer>,
@@ -434,13 +456,14 @@ async fn show(
     id: web::Path<i64>,
     query: web::Query<ShowQuery>,
 ) -> AppResult<HttpResponse> {
-    let broadcast = find(&state, id.into_inner()).await?;
+    let (broadcast, delivering) = find_with_delivery(&state, id.into_inner()).await?;
     let audience = audience_of(&broadcast);
     let layout = Layout::of(&req, &console);
     let progress = Progress::of(
         &broadcast,
         state.settings.notifications.broadcast_rate,
         layout.tr,
+        delivering,
         console.admin.role.allows(AdminRole::Operator),
         &console.csrf,
     );
@@ -465,7 +488,7 @@ async fn progress(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let broadcast = find(&state, id.into_inner()).await?;
+    let (broadcast, delivering) = find_with_delivery(&state, id.into_inner()).await?;
     let tr = Layout::of(&req, &console).tr;
     render(
         StatusCode::OK,
@@ -475,6 +498,7 @@ async fn progress(
                 &broadcast,
                 state.settings.notifications.broadcast_rate,
                 tr,
+                delivering,
                 console.admin.role.allows(AdminRole::Operator),
                 &console.csrf,
             ),
