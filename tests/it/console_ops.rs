@@ -630,6 +630,31 @@ async fn an_admin_runs_a_sync_reads_the_audit_log_and_manages_accounts() {
             .await
             .contains("prefix ends with a dot")
     );
+
+    // 25 entries a page, the filter kept by the pager.
+    diesel::sql_query(
+        "INSERT INTO audit_log (actor, action, target_type, target_id) \
+         SELECT 'cli', 'user.extend', 'user', g::text FROM generate_series(1, 30) g",
+    )
+    .execute(&mut app.db.connect().await)
+    .await
+    .unwrap();
+    let (cookie, _) = session_of(&browser).await;
+    let (status, html) = get_page(&app, "/admin/audit?action=user.", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("30 entries") && html.contains("1 / 2"),
+        "{html}"
+    );
+    assert_eq!(html.matches("class=\"card audit-entry\"").count(), 25);
+    // (askama writes the filter's `&` as `&#38;`.)
+    assert!(
+        html.contains("href=\"/admin/audit?admin_id=&#38;action=user.&amp;page=2\""),
+        "{}",
+        &html[html.find("class=\"pager\"").unwrap_or(0)..]
+    );
+    let (_, html) = get_page(&app, "/admin/audit?admin_id=&action=user.&page=2", &cookie).await;
+    assert_eq!(html.matches("class=\"card audit-entry\"").count(), 5);
     browser.quit().await;
     app.shutdown().await;
 }
