@@ -558,6 +558,16 @@ async fn an_admin_runs_a_sync_reads_the_audit_log_and_manages_accounts() {
     let rows = app.audit_rows("sync.run").await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["after"]["outcome"], "succeeded");
+    // A run that fails says so, and the history keeps its error.
+    panel.set_outage(true);
+    browser.click("#run-stats").await;
+    panel.set_outage(false);
+    assert!(browser.current_url().await.ends_with("?failed=stats"));
+    assert!(browser.text("#failed").await.contains("failed"));
+    assert!(browser.text("#sync-stats").await.contains("failed"));
+    assert!(!browser.find_all("table.runs .error-text").await.is_empty());
+    let rows = app.audit_rows("sync.run").await;
+    assert_eq!(rows[1]["after"]["outcome"], "failed");
 
     // Admin accounts: a refused form keeps what was typed and says why.
     browser.click("nav.menu a[href='/admin/admins']").await;
@@ -614,6 +624,7 @@ async fn an_admin_runs_a_sync_reads_the_audit_log_and_manages_accounts() {
             "admin.update",
             "admin.update",
             "admin.create",
+            "sync.run",
             "sync.run"
         ]
     );
