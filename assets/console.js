@@ -21,12 +21,13 @@
     function tick() {
       fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } })
         .then(function (r) {
-          if (!r.ok) { throw new Error(String(r.status)); }
+          // A redirect is the login page (the session ended): not a fragment.
+          if (!r.ok || r.redirected) { throw new Error(String(r.status)); }
           return r.text();
         })
         .then(function (html) {
           var next = fragment(html);
-          if (!next) { throw new Error("empty fragment"); }
+          if (!next || next.id !== el.id) { throw new Error("not the fragment"); }
           el.replaceWith(next);
           el = next;
           failures = 0;
@@ -50,12 +51,12 @@
       var mine = ++seq;
       var body = new URLSearchParams(new FormData(form));
       fetch(url, { method: "POST", credentials: "same-origin", body: body, headers: { Accept: "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
         .then(function (html) {
           var old = document.getElementById("preview");
           if (html === null || !old || mine !== seq) { return; }
           var next = fragment(html);
-          if (next) { old.replaceWith(next); }
+          if (next && next.id === "preview") { old.replaceWith(next); }
         })
         .catch(function () { /* the Preview button still works */ });
     }
