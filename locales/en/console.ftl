@@ -190,6 +190,151 @@ done-reset-traffic = Traffic reset queued.
 done-revoke-link = Link revocation queued.
 done-email = Email saved.
 
+# Operations: broadcasts, jobs, syncs, audit log, admin accounts
+nav-broadcasts = Broadcasts
+nav-jobs = Jobs
+nav-syncs = Syncs
+nav-audit = Audit log
+nav-admins = Admins
+
+bc-title = Broadcast
+bc-compose = New broadcast
+bc-none = No broadcasts yet — write the first one to tell your subscribers about new servers or a sale.
+bc-message = Message
+bc-audience = Audience
+bc-segment = Who
+bc-language = Language
+bc-language-any = every language
+bc-handled = Handled
+bc-remaining = Not sent yet
+bc-text = Text (Telegram HTML)
+bc-text-hint = Allowed: <b>bold</b>, <i>italic</i>, <u>, <s>, <a href="…">link</a>, <code>, <pre>, <blockquote>, <tg-spoiler>. Write &lt; &gt; &amp; for < > &.
+bc-button-text = Button label (optional)
+bc-button-url = Button link
+bc-preview = Preview
+bc-preview-do = Preview
+bc-preview-empty = Type the message and press Preview to see it as subscribers will, with how many will receive it.
+bc-field-text = Text
+bc-field-button-text = Button label
+bc-field-button-url = Button link
+bc-field-segment = Audience
+bc-field-language = Language
+bc-audience-size = { $n ->
+    [one] { $n } user will receive it now
+   *[other] { $n } users will receive it now
+}
+bc-audience-empty = Nobody is in this audience now: pick another one.
+bc-send-what = Sending starts at once and cannot be undone; it can be canceled while it runs. Banned users and users who blocked the bot are skipped.
+bc-send = { $n ->
+    [one] Send to { $n } user
+   *[other] Send to { $n } users
+}
+bc-status-draft = draft
+bc-status-queued = queued
+bc-status-running = sending
+bc-status-completed = completed
+bc-status-canceled = canceled
+bc-total = Recipients
+bc-sent = Sent
+bc-failed = Failed
+bc-blocked = Blocked the bot
+bc-eta = Time left
+bc-created = Created
+bc-waiting = Waiting to start
+bc-started = Started
+bc-finished = Finished
+bc-reload = Reload to see the latest numbers
+bc-cancel = Cancel the broadcast…
+bc-cancel-title = Cancel this broadcast?
+bc-cancel-what = Nobody who has not received it yet will get it. Those who have, keep it.
+bc-cancel-do = Yes, cancel it
+bc-canceled = Canceled.
+segment-all = everyone
+segment-active = with a running subscription
+segment-expired = whose subscription ended
+segment-trial = on a trial now
+segment-never-paid = who never paid
+language-ru = Russian
+language-en = English
+eta-seconds = { $n ->
+    [one] about { $n } second
+   *[other] about { $n } seconds
+}
+eta-minutes = { $n ->
+    [one] about { $n } minute
+   *[other] about { $n } minutes
+}
+
+jobs-kind = Kind
+jobs-found = { $n ->
+    [one] { $n } job
+   *[other] { $n } jobs
+}
+jobs-none-dead = No dead jobs — everything that had to happen did.
+jobs-none = No jobs match the filter.
+jobs-attempts = Attempts
+jobs-finished = Stopped
+jobs-run-at = Due
+jobs-error = Last error
+jobs-payload = Payload
+jobs-retry = Retry
+jobs-discard = Discard…
+jobs-discard-title = Discard job
+jobs-discard-what = The job is deleted and its work given up; only the audit log keeps it. Retry instead if its cause is fixed.
+jobs-discard-do = Yes, discard it
+jobs-done-retry = Queued again
+jobs-done-discard = Discarded
+job-pending = pending
+job-running = running
+job-done = done
+job-dead = dead
+
+syncs-run = Run now
+syncs-done = finished
+syncs-failed = failed — the error is in the history below
+syncs-never = Not run yet.
+syncs-history = History
+syncs-started = Started
+syncs-checked = checked
+syncs-created = created
+syncs-updated = updated
+syncs-result = Result
+syncs-errors = errors
+
+audit-admin = Admin
+audit-action = Action (user.ban, or user. for all of them)
+audit-found = { $n ->
+    [one] { $n } entry
+   *[other] { $n } entries
+}
+audit-none = Nothing matches — clear the filter.
+audit-details = Before and after
+audit-before = Before
+audit-after = After
+
+admins-you = you
+admins-active = active
+admins-disabled = disabled
+admins-last-login = Last login
+admins-role = Role
+admins-set-role = Change role
+admins-new-password = New password
+admins-set-password = Set password
+admins-disable = Disable
+admins-enable = Enable
+admins-delete = Delete…
+admins-delete-title = Delete this account?
+admins-delete-what = The account can no longer log in and its sessions end. The audit log keeps its entries under its name.
+admins-delete-do = Yes, delete it
+admins-new = New account
+admins-password-hint = At least 12 characters. A changed role or password, or disabling, logs the account out everywhere.
+admins-create = Create account
+admins-done-created = Account created
+admins-done-role = Role changed
+admins-done-active = Account updated
+admins-done-password = Password changed
+admins-done-deleted = Account deleted
+
 # Payments
 nav-payments = Payments
 filter-any = any

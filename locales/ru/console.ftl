@@ -194,6 +194,154 @@ done-reset-traffic = Сброс трафика поставлен в очере�
 done-revoke-link = Отзыв ссылки поставлен в очередь.
 done-email = Email сохранён.
 
+# Операции: рассылки, задачи, синхронизации, журнал, администраторы
+nav-broadcasts = Рассылки
+nav-jobs = Задачи
+nav-syncs = Синхронизации
+nav-audit = Журнал
+nav-admins = Администраторы
+
+bc-title = Рассылка
+bc-compose = Новая рассылка
+bc-none = Рассылок пока не было — напишите первую, чтобы рассказать подписчикам о новых серверах или скидке.
+bc-message = Сообщение
+bc-audience = Получатели
+bc-segment = Кто
+bc-language = Язык
+bc-language-any = любой язык
+bc-handled = Обработано
+bc-remaining = Ещё не отправлено
+bc-text = Текст (Telegram HTML)
+bc-text-hint = Можно: <b>жирный</b>, <i>курсив</i>, <u>, <s>, <a href="…">ссылка</a>, <code>, <pre>, <blockquote>, <tg-spoiler>. Символы < > & пишите как &lt; &gt; &amp;.
+bc-button-text = Текст кнопки (необязательно)
+bc-button-url = Ссылка кнопки
+bc-preview = Предпросмотр
+bc-preview-do = Показать
+bc-preview-empty = Напишите сообщение и нажмите «Показать»: увидите его так, как увидят подписчики, и сколько человек его получат.
+bc-field-text = Текст
+bc-field-button-text = Текст кнопки
+bc-field-button-url = Ссылка кнопки
+bc-field-segment = Получатели
+bc-field-language = Язык
+bc-audience-size = { $n ->
+    [one] Сейчас его получит { $n } пользователь
+    [few] Сейчас его получат { $n } пользователя
+   *[other] Сейчас его получат { $n } пользователей
+}
+bc-audience-empty = Сейчас в эту группу никто не входит: выберите другую.
+bc-send-what = Отправка начнётся сразу, вернуть её нельзя; пока она идёт, её можно отменить. Заблокированные и те, кто заблокировал бота, пропускаются.
+bc-send = { $n ->
+    [one] Отправить { $n } пользователю
+   *[other] Отправить { $n } пользователям
+}
+bc-status-draft = черновик
+bc-status-queued = в очереди
+bc-status-running = идёт отправка
+bc-status-completed = завершена
+bc-status-canceled = отменена
+bc-total = Получателей
+bc-sent = Отправлено
+bc-failed = Ошибок
+bc-blocked = Заблокировали бота
+bc-eta = Осталось
+bc-created = Создана
+bc-waiting = Ждёт начала
+bc-started = Начата
+bc-finished = Закончена
+bc-reload = Обновите страницу, чтобы увидеть свежие цифры
+bc-cancel = Отменить рассылку…
+bc-cancel-title = Отменить рассылку?
+bc-cancel-what = Те, кто ещё не получил сообщение, его не получат. У получивших оно останется.
+bc-cancel-do = Да, отменить
+bc-canceled = Отменена.
+segment-all = все
+segment-active = с действующей подпиской
+segment-expired = с закончившейся подпиской
+segment-trial = на пробном периоде
+segment-never-paid = ни разу не платившие
+language-ru = русский
+language-en = английский
+eta-seconds = { $n ->
+    [one] около { $n } секунды
+   *[other] около { $n } секунд
+}
+eta-minutes = { $n ->
+    [one] около { $n } минуты
+   *[other] около { $n } минут
+}
+
+jobs-kind = Тип
+jobs-found = { $n ->
+    [one] { $n } задача
+    [few] { $n } задачи
+   *[other] { $n } задач
+}
+jobs-none-dead = Остановленных задач нет — всё, что должно было случиться, случилось.
+jobs-none = Под фильтр ничего не подходит.
+jobs-attempts = Попытки
+jobs-finished = Остановлена
+jobs-run-at = Срок
+jobs-error = Последняя ошибка
+jobs-payload = Данные
+jobs-retry = Повторить
+jobs-discard = Удалить…
+jobs-discard-title = Удалить задачу
+jobs-discard-what = Задача будет удалена, её работа не будет сделана; останется только запись в журнале. Если причина устранена, лучше повторить.
+jobs-discard-do = Да, удалить
+jobs-done-retry = Снова в очереди
+jobs-done-discard = Удалена
+job-pending = ждёт
+job-running = выполняется
+job-done = выполнена
+job-dead = остановлена
+
+syncs-run = Запустить
+syncs-done = закончена
+syncs-failed = не удалась — ошибка в истории ниже
+syncs-never = Ещё не запускалась.
+syncs-history = История
+syncs-started = Начало
+syncs-checked = проверено
+syncs-created = создано
+syncs-updated = обновлено
+syncs-result = Итог
+syncs-errors = ошибок
+
+audit-admin = Администратор
+audit-action = Действие (user.ban или user. — все такие)
+audit-found = { $n ->
+    [one] { $n } запись
+    [few] { $n } записи
+   *[other] { $n } записей
+}
+audit-none = Ничего не найдено — сбросьте фильтр.
+audit-details = До и после
+audit-before = До
+audit-after = После
+
+admins-you = вы
+admins-active = активен
+admins-disabled = отключён
+admins-last-login = Последний вход
+admins-role = Роль
+admins-set-role = Сменить роль
+admins-new-password = Новый пароль
+admins-set-password = Задать пароль
+admins-disable = Отключить
+admins-enable = Включить
+admins-delete = Удалить…
+admins-delete-title = Удалить учётную запись?
+admins-delete-what = Войти с ней будет нельзя, её сессии закончатся. Журнал сохранит её записи под её именем.
+admins-delete-do = Да, удалить
+admins-new = Новая учётная запись
+admins-password-hint = Не короче 12 символов. Смена роли или пароля и отключение завершают все сессии учётной записи.
+admins-create = Создать
+admins-done-created = Учётная запись создана
+admins-done-role = Роль изменена
+admins-done-active = Учётная запись изменена
+admins-done-password = Пароль изменён
+admins-done-deleted = Учётная запись удалена
+
 # Payments
 nav-payments = Платежи
 filter-any = любой

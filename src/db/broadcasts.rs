@@ -92,6 +92,24 @@ pub async fn list(conn: &mut PgConn, limit: i64) -> QueryResult<Vec<Broadcast>> 
         .await
 }
 
+/// Whether a delivery job of broadcast `id` is still pending or running: after a cancel, the
+/// batch in flight is still being sent and counted.
+pub async fn delivery_active(conn: &mut PgConn, id: BroadcastId) -> QueryResult<bool> {
+    use crate::db::schema::jobs;
+    use crate::domain::JobState;
+    let n: i64 = jobs::table
+        .filter(jobs::kind.eq(BROADCAST_JOB))
+        .filter(jobs::state.eq_any([JobState::Pending, JobState::Running]))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("payload->>'broadcast_id' = ")
+                .bind::<Text, _>(id.0.to_string()),
+        )
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n > 0)
+}
+
 /// Cancels a queued or running broadcast; `false` when it had already ended.
 pub async fn cancel(conn: &mut PgConn, id: BroadcastId) -> QueryResult<bool> {
     let n =

@@ -343,6 +343,38 @@ pub async fn retry_dead(conn: &mut PgConn, id: JobId) -> Result<Job, RetryError>
     }
 }
 
+/// Why a dead job could not be discarded.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscardError {
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    #[error("job {0} is {1}; only dead jobs can be discarded")]
+    NotDead(JobId, JobState),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// An admin's discard of a dead job: the row is deleted (the caller's audit entry keeps what it
+/// was); the work it stood for is given up.
+pub async fn discard_dead(conn: &mut PgConn, id: JobId) -> Result<Job, DiscardError> {
+    let deleted = diesel::delete(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::state.eq(JobState::Dead)),
+    )
+    .returning(Job::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    match deleted {
+        Some(job) => Ok(job),
+        None => match find(conn, id).await? {
+            None => Err(DiscardError::NotFound(id)),
+            Some(job) => Err(DiscardError::NotDead(id, job.state)),
+        },
+    }
+}
+
 pub async fn find(conn: &mut PgConn, id: JobId) -> QueryResult<Option<Job>> {
     jobs::table
         .find(id)

@@ -22,6 +22,14 @@ pub enum Segment {
 }
 
 impl Segment {
+    pub const ALL: [Segment; 5] = [
+        Segment::All,
+        Segment::Active,
+        Segment::Expired,
+        Segment::Trial,
+        Segment::NeverPaid,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Segment::All => "all",
@@ -203,6 +211,139 @@ fn check_html(html: &str) -> Result<usize, String> {
     }
 }
 
+/// A message that passed [`validate`] as the console shows it in its preview: each Telegram tag
+/// becomes an HTML element without attributes (`strong`, `em`, `u`, `s`, `code`, `pre`,
+/// `blockquote`, a spoiler `span`), a link keeps only an `http(s)://` or `tg://` `href`; text and
+/// entities stay as written (validation allows no bare `<`, `>` or `&`). Safe to insert into a
+/// page: no attribute of the author's reaches it but a checked, escaped link. Anything
+/// unexpected (text that did not pass validation) is escaped rather than kept.
+pub fn preview_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 32);
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        if c != '<' {
+            match c {
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                '&' if !starts_entity(rest) => out.push_str("&amp;"),
+                c => out.push(c),
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let Some(end) = rest.find('>') else {
+            out.push_str("&lt;");
+            rest = &rest[1..];
+            continue;
+        };
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        let (closing, body) = match tag.strip_prefix('/') {
+            Some(name) => (true, name.trim()),
+            None => (false, tag),
+        };
+        let (name, attributes) = body
+            .split_once(char::is_whitespace)
+            .map_or((body, ""), |(n, a)| (n, a.trim()));
+        let name = name.to_ascii_lowercase();
+        let element = match name.as_str() {
+            "b" | "strong" => "strong",
+            "i" | "em" => "em",
+            "u" | "ins" => "u",
+            "s" | "strike" | "del" => "s",
+            "code" => "code",
+            "pre" => "pre",
+            "blockquote" => "blockquote",
+            "a" => "a",
+            "tg-spoiler" | "span" => "span",
+            "tg-emoji" => "span",
+            // Not a Telegram tag: shown as the text it is.
+            _ => {
+                out.push_str("&lt;");
+                out.push_str(&escape_text(tag));
+                out.push_str("&gt;");
+                continue;
+            }
+        };
+        if closing {
+            out.push_str("</");
+            out.push_str(element);
+            out.push('>');
+            continue;
+        }
+        match name.as_str() {
+            "a" => match link_target(attributes) {
+                Some(href) => {
+                    out.push_str("<a href=\"");
+                    out.push_str(&escape_text(&href));
+                    out.push_str("\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">");
+                }
+                None => out.push_str("<a>"),
+            },
+            "tg-spoiler" | "span" => out.push_str("<span class=\"spoiler\">"),
+            _ => {
+                out.push('<');
+                out.push_str(element);
+                out.push('>');
+            }
+        }
+    }
+    out
+}
+
+/// Whether `text` (starting with `&`) starts an entity that [`validate`] accepts.
+fn starts_entity(text: &str) -> bool {
+    let Some(end) = text.find(';').filter(|e| *e <= 10) else {
+        return false;
+    };
+    let entity = &text[1..end];
+    matches!(entity, "lt" | "gt" | "amp" | "quot")
+        || entity.strip_prefix('#').is_some_and(|n| {
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                || n.strip_prefix('x')
+                    .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+}
+
+fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `href` of a link's attributes when it is an `http(s)://` or `tg://` URL, unquoted and
+/// with Telegram's entities (`&amp;`…) read.
+fn link_target(attributes: &str) -> Option<String> {
+    let value = attributes.strip_prefix("href=")?;
+    let value = match value.chars().next()? {
+        q @ ('"' | '\'') => {
+            let inner = &value[1..];
+            &inner[..inner.find(q)?]
+        }
+        _ => value.split(char::is_whitespace).next()?,
+    };
+    let url = value
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let lower = url.to_ascii_lowercase();
+    ["https://", "http://", "tg://"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+        .then_some(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +416,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_preview_keeps_the_formatting_and_nothing_of_the_author_s_markup() {
+        assert_eq!(
+            preview_html("<b>Sale</b> &amp; <i>more</i>\n<tg-spoiler>x</tg-spoiler>"),
+            "<strong>Sale</strong> &amp; <em>more</em>\n<span class=\"spoiler\">x</span>"
+        );
+        assert_eq!(
+            preview_html("<a href=\"https://x.example/?a=1&amp;b=2\">go</a>"),
+            "<a href=\"https://x.example/?a=1&amp;b=2\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">go</a>"
+        );
+        // Attributes Telegram would ignore, and links to anything but the web or Telegram, go.
+        assert_eq!(
+            preview_html("<b onclick=\"alert(1)\">x</b><a href=\"javascript:alert(1)\">y</a>"),
+            "<strong>x</strong><a>y</a>"
+        );
+        assert_eq!(
+            preview_html("<script>alert(1)</script> 1 < 2 & \"q\""),
+            "&lt;script&gt;alert(1)&lt;/script&gt; 1 &lt; 2 &amp; &quot;q&quot;"
+        );
+    }
+
     proptest! {
         #[test]
         fn a_message_is_taken_as_written_or_refused_by_field(
@@ -311,6 +473,37 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+
+        #[test]
+        fn a_preview_never_carries_markup_of_its_own(
+            html in prop_oneof![
+                ".{0,300}",
+                "(<(/?)(b|i|a|span|tg-spoiler|script|img|a href=[\"']?[a-z:/\"'<> ]{0,14}|b on[a-z]{1,5}=\"x\")>|[a-z &;#<>\"'=/]){0,40}",
+            ]
+        ) {
+            let out = preview_html(&html);
+            // Every tag in the output is one of ours, with no attribute but a checked link's.
+            let mut rest = out.as_str();
+            while let Some(at) = rest.find('<') {
+                let end = rest[at..].find('>').map(|e| at + e);
+                prop_assert!(end.is_some(), "an unclosed '<' in {:?}", out);
+                let tag = &rest[at + 1..end.unwrap_or(at)];
+                let name = tag.trim_start_matches('/').split(' ').next().unwrap_or("");
+                prop_assert!(
+                    ["strong", "em", "u", "s", "code", "pre", "blockquote", "a", "span"].contains(&name),
+                    "tag {:?} in {:?}", tag, out
+                );
+                if let Some((_, attrs)) = tag.split_once(' ') {
+                    prop_assert!(
+                        attrs == "class=\"spoiler\""
+                            || (attrs.starts_with("href=\"http") || attrs.starts_with("href=\"tg://"))
+                                && attrs.ends_with("rel=\"noopener noreferrer nofollow\" target=\"_blank\""),
+                        "attributes {:?} in {:?}", attrs, out
+                    );
+                }
+                rest = &rest[end.unwrap_or(at) + 1..];
             }
         }
     }

@@ -4,9 +4,9 @@
 //! `history` (audit log, notification deliveries), `panel` (sync runs, syncs on demand, panel
 //! stats), `stats` (the business overview).
 
-mod accounts;
-mod history;
-mod panel;
+pub(crate) mod accounts;
+pub(crate) mod history;
+pub(crate) mod panel;
 pub(crate) mod session;
 pub(crate) mod stats;
 

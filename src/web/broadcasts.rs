@@ -13,7 +13,7 @@ use crate::domain::BroadcastId;
 use crate::domain::broadcast::{Audience, validate};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::{Require, role};
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewBroadcast {
@@ -55,7 +55,7 @@ pub struct BroadcastView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn view(b: Broadcast, rate: u32) -> BroadcastView {
+pub(crate) fn view(b: Broadcast, rate: u32) -> BroadcastView {
     BroadcastView {
         remaining: b.remaining(),
         eta_seconds: b.eta_seconds(rate),
@@ -96,7 +96,19 @@ pub async fn create_broadcast(
     req: HttpRequest,
     body: web::Json<NewBroadcast>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
+    let remote = crate::web::remote_addr(&req);
+    let broadcast = create(&state, &admin, remote, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(view(broadcast, state.settings.notifications.broadcast_rate)))
+}
+
+/// Creates a broadcast and queues its delivery (the API's `POST /broadcasts` and the console's
+/// send): validated, stored with the `broadcast.create` audit row in one transaction.
+pub(crate) async fn create(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    body: NewBroadcast,
+) -> AppResult<Broadcast> {
     let message = validate(
         &body.text,
         body.button_text.as_deref(),
@@ -109,7 +121,6 @@ pub async fn create_broadcast(
         ));
     }
     let max_attempts = state.settings.jobs.max_attempts;
-    let remote = crate::web::remote_addr(&req);
     let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let broadcast =
@@ -140,7 +151,7 @@ pub async fn create_broadcast(
         })
         .await?;
     tracing::info!(broadcast = %broadcast.id, admin = %admin.username, "broadcast created");
-    Ok(HttpResponse::Created().json(view(broadcast, state.settings.notifications.broadcast_rate)))
+    Ok(broadcast)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -225,8 +236,22 @@ pub async fn cancel_broadcast(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<BroadcastView>> {
-    let id = BroadcastId(id.into_inner());
     let remote = crate::web::remote_addr(&req);
+    let broadcast = cancel(&state, &admin, remote, BroadcastId(id.into_inner())).await?;
+    Ok(web::Json(view(
+        broadcast,
+        state.settings.notifications.broadcast_rate,
+    )))
+}
+
+/// Cancels broadcast `id` (the API's `POST /broadcasts/{id}/cancel` and the console's cancel):
+/// 409 when it already ended; the `broadcast.cancel` audit row in the same transaction.
+pub(crate) async fn cancel(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: BroadcastId,
+) -> AppResult<Broadcast> {
     let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let broadcast =
@@ -261,8 +286,5 @@ pub async fn cancel_broadcast(
         })
         .await?;
     tracing::info!(broadcast = %id, admin = %admin.username, "broadcast canceled");
-    Ok(web::Json(view(
-        broadcast,
-        state.settings.notifications.broadcast_rate,
-    )))
+    Ok(broadcast)
 }

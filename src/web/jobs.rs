@@ -1,5 +1,5 @@
 //! Admin endpoints of the durable job queue and the scheduler: see what is pending or dead,
-//! retry a dead job.
+//! retry or discard a dead job (the console's buttons call the same [`retry`] and [`discard`]).
 
 use actix_web::{HttpRequest, web};
 use diesel_async::AsyncConnection;
@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::audit::{self, AuditRecord};
-use crate::db::jobs::{self, RetryError};
+use crate::db::jobs::{self, DiscardError, RetryError};
 use crate::db::models::{Job, ScheduledTask};
 use crate::db::scheduler;
 use crate::domain::{JobId, JobState};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::{Require, role};
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 
 /// Largest page a list endpoint returns.
 pub const MAX_PER_PAGE: i64 = 200;
@@ -138,8 +138,20 @@ pub async fn retry_job(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<web::Json<Job>> {
-    let id = JobId(id.into_inner());
     let remote = crate::web::remote_addr(&req);
+    let job = retry(&state, &admin, remote, JobId(id.into_inner())).await?;
+    Ok(web::Json(job))
+}
+
+/// Retries dead job `id` (the API's `POST /jobs/{id}/retry` and the console's retry button):
+/// pending now with a fresh set of attempts, with the `job.retry` audit row in the same
+/// transaction. The job as it is after.
+pub(crate) async fn retry(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: JobId,
+) -> AppResult<Job> {
     let mut conn = state.pool.get().await?;
     let actor = admin.actor();
     let job = conn
@@ -170,7 +182,73 @@ pub async fn retry_job(
         })
         .await?;
     tracing::info!(job = %id, kind = %job.kind, admin = %admin.username, "dead job retried");
+    Ok(job)
+}
+
+/// Discard a dead job: it is deleted and its work given up (the audit entry keeps the job as
+/// it was). Audit-logged.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/discard",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job as it was before it was discarded", body = Job),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Needs the operator role", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The job is not dead", body = ErrorBody),
+    )
+)]
+pub async fn discard_job(
+    admin: Require<role::Operator>,
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> AppResult<web::Json<Job>> {
+    let remote = crate::web::remote_addr(&req);
+    let job = discard(&state, &admin, remote, JobId(id.into_inner())).await?;
     Ok(web::Json(job))
+}
+
+/// Discards dead job `id` (the API's `POST /jobs/{id}/discard` and the console's discard
+/// button): deleted, with the `job.discard` audit row (holding the job) in the same
+/// transaction. The job as it was.
+pub(crate) async fn discard(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    id: JobId,
+) -> AppResult<Job> {
+    let mut conn = state.pool.get().await?;
+    let actor = admin.actor();
+    let job = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let job = jobs::discard_dead(conn, id).await.map_err(|e| match e {
+                DiscardError::NotFound(_) => AppError::not_found(format!("job {id}")),
+                DiscardError::NotDead(..) => AppError::Conflict(e.to_string()),
+                DiscardError::Db(e) => e.into(),
+            })?;
+            audit::record(
+                conn,
+                AuditRecord {
+                    admin_id: Some(admin.id),
+                    actor,
+                    action: "job.discard".into(),
+                    target_type: Some("job".into()),
+                    target_id: Some(id.to_string()),
+                    before: Some(job_json(&job)),
+                    remote_addr: remote,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(job)
+        })
+        .await?;
+    tracing::info!(job = %id, kind = %job.kind, admin = %admin.username, "dead job discarded");
+    Ok(job)
 }
 
 /// The scheduler's periodic tasks with their next run and last result.

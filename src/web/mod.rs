@@ -95,6 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/jobs").get(jobs::list_jobs))
             .service(web::resource("/jobs/{id}").get(jobs::get_job))
             .service(web::resource("/jobs/{id}/retry").post(jobs::retry_job))
+            .service(web::resource("/jobs/{id}/discard").post(jobs::discard_job))
             .service(web::resource("/scheduler/tasks").get(jobs::list_tasks))
             .service(
                 web::resource("/broadcasts")

@@ -165,6 +165,7 @@ async fn a_role_below_the_route_is_refused_before_the_body_or_query_is_read() {
     // operator may not make. Malformed path ids too: the role is checked before anything.
     let table = [
         ("POST", "/api/v1/jobs/{id}/retry", Operator),
+        ("POST", "/api/v1/jobs/{id}/discard", Operator),
         ("POST", "/api/v1/broadcasts", Operator),
         ("POST", "/api/v1/broadcasts/{id}/cancel", Operator),
         ("PATCH", "/api/v1/users/{id}", Operator),

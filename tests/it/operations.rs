@@ -230,6 +230,7 @@ async fn docs_serve_swagger_ui_and_the_openapi_document() {
         "/api/v1/jobs",
         "/api/v1/jobs/{id}",
         "/api/v1/jobs/{id}/retry",
+        "/api/v1/jobs/{id}/discard",
         "/api/v1/scheduler/tasks",
         "/api/v1/broadcasts",
         "/api/v1/broadcasts/{id}",
@@ -412,6 +413,74 @@ async fn admins_see_dead_jobs_and_an_operator_retries_one() {
         actions,
         vec![("admin:operator-user".to_owned(), "job.retry".to_owned())]
     );
+    app.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_operator_discards_a_dead_job_and_the_audit_log_keeps_it() {
+    let app = spawn_app(&[]).await;
+    let viewer = app.token_for(AdminRole::Viewer).await;
+    let operator = app.token_for(AdminRole::Operator).await;
+    let conn = &mut app.db.connect().await;
+    let mut ids = Vec::new();
+    for user in [7, 8] {
+        ids.push(
+            jobs::enqueue(
+                conn,
+                NewJob::new("provision", serde_json::json!({"user": user})),
+                5,
+            )
+            .await
+            .unwrap()
+            .unwrap(),
+        );
+    }
+    let (dead, pending) = (ids[0], ids[1]);
+    diesel::update(jobs_table::table.find(dead))
+        .set((
+            jobs_table::state.eq(JobState::Dead),
+            jobs_table::attempts.eq(5),
+            jobs_table::last_error.eq("panel unreachable"),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    let discard = |token: String, id: i64| {
+        let req = app
+            .http
+            .post(app.url(&format!("/api/v1/jobs/{id}/discard")))
+            .bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+
+    let (status, code, _) = error_of(discard(viewer, dead.0).await).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    // Only a dead job: a pending one is still going to run.
+    let (status, code, message) = error_of(discard(operator.clone(), pending.0).await).await;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+    assert!(message.contains("only dead jobs"), "{message}");
+    let (status, _, _) = error_of(discard(operator.clone(), 999_999).await).await;
+    assert_eq!(status, 404);
+
+    let resp = discard(operator.clone(), dead.0).await;
+    assert_eq!(resp.status(), 200);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["state"], "dead");
+    assert_eq!(job["last_error"], "panel unreachable");
+    let left: i64 = jobs_table::table
+        .filter(jobs_table::id.eq_any([dead, pending]))
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the dead job is gone, the pending one stays");
+    assert_eq!(error_of(discard(operator, dead.0).await).await.0, 404);
+
+    let rows = app.audit_rows("job.discard").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["actor"], "admin:operator-user");
+    assert_eq!(rows[0]["target_id"], dead.0.to_string());
+    assert_eq!(rows[0]["before"]["last_error"], "panel unreachable");
     app.shutdown().await;
 }
 

@@ -142,11 +142,24 @@ pub async fn create_admin(
     req: HttpRequest,
     body: web::Json<NewAdmin>,
 ) -> AppResult<HttpResponse> {
+    let remote = crate::web::remote_addr(&req);
+    let created = create(&state, &admin, remote, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(AdminView::from(&created)))
+}
+
+/// Creates an admin account (the API's `POST /admins` and the console's form): the username,
+/// password policy and role checked, the `admin.create` audit row in the same transaction.
+pub(crate) async fn create(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    new: NewAdmin,
+) -> AppResult<Admin> {
     let NewAdmin {
         username,
         password: plain,
         role,
-    } = body.into_inner();
+    } = new;
     let username =
         roles::normalize_username(&username).map_err(|m| AppError::validation("username", m))?;
     password::check_policy(&plain).map_err(|m| AppError::validation("password", m))?;
@@ -159,7 +172,7 @@ pub async fn create_admin(
         return Err(username_taken(&username));
     }
     let hash = hash_password(plain).await?;
-    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
+    let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let created = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -183,8 +196,8 @@ pub async fn create_admin(
             Ok(created)
         })
         .await?;
-    tracing::info!(created = %created.username, role = %created.role, "admin account created");
-    Ok(HttpResponse::Created().json(AdminView::from(&created)))
+    tracing::info!(admin = %admin.username, created = %created.username, role = %created.role, "admin account created");
+    Ok(created)
 }
 
 /// What a change does to the set of active admins.
@@ -277,12 +290,33 @@ pub async fn update_admin(
     id: web::Path<i64>,
     body: web::Json<AdminUpdate>,
 ) -> AppResult<web::Json<AdminView>> {
-    let target_id = AdminId(id.into_inner());
+    let remote = crate::web::remote_addr(&req);
+    let updated = update(
+        &state,
+        &admin,
+        remote,
+        AdminId(id.into_inner()),
+        body.into_inner(),
+    )
+    .await?;
+    Ok(web::Json(AdminView::from(&updated)))
+}
+
+/// Changes account `target_id` (the API's `PATCH /admins/{id}` and the console's role, password
+/// and enable/disable forms): the same checks (not yourself, never the last active admin), the
+/// end of its tokens and sessions where the change calls for it, the `admin.update` audit row.
+pub(crate) async fn update(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    target_id: AdminId,
+    change: AdminUpdate,
+) -> AppResult<Admin> {
     let AdminUpdate {
         role,
         password: plain,
         active,
-    } = body.into_inner();
+    } = change;
     if role.is_none() && plain.is_none() && active.is_none() {
         return Err(AppError::validation(
             "body",
@@ -297,12 +331,12 @@ pub async fn update_admin(
         Some(plain) => Some(hash_password(plain).await?),
         None => None,
     };
-    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
+    let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let updated = conn
         .transaction::<_, AppError, _>(async |conn| {
             let before =
-                lock_for_change(conn, &admin, target_id, &Change::Update { role, active }).await?;
+                lock_for_change(conn, admin, target_id, &Change::Update { role, active }).await?;
             let role_changed = role.is_some_and(|r| r != before.role);
             let disabling = active == Some(false) && before.active;
             let ends_tokens = role_changed || new_hash.is_some() || disabling;
@@ -334,8 +368,8 @@ pub async fn update_admin(
             Ok(after)
         })
         .await?;
-    tracing::info!(target = %updated.username, role = %updated.role, active = updated.active, "admin account changed");
-    Ok(web::Json(AdminView::from(&updated)))
+    tracing::info!(admin = %admin.username, target = %updated.username, role = %updated.role, active = updated.active, "admin account changed");
+    Ok(updated)
 }
 
 /// Delete an account. The audit log keeps its entries under its name. Audit-logged.
@@ -360,12 +394,24 @@ pub async fn delete_admin(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let target_id = AdminId(id.into_inner());
-    let (actor, remote) = (admin.actor(), crate::web::remote_addr(&req));
+    let remote = crate::web::remote_addr(&req);
+    delete(&state, &admin, remote, AdminId(id.into_inner())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes account `target_id` (the API's `DELETE /admins/{id}` and the console's delete): not
+/// yourself, never the last active admin; the `admin.delete` audit row. The account as it was.
+pub(crate) async fn delete(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    target_id: AdminId,
+) -> AppResult<Admin> {
+    let actor = admin.actor();
     let mut conn = state.pool.get().await?;
     let deleted = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let before = lock_for_change(conn, &admin, target_id, &Change::Delete).await?;
+            let before = lock_for_change(conn, admin, target_id, &Change::Delete).await?;
             admins::delete(conn, target_id).await?;
             audit::record(
                 conn,
@@ -384,6 +430,6 @@ pub async fn delete_admin(
             Ok(before)
         })
         .await?;
-    tracing::info!(target = %deleted.username, "admin account deleted");
-    Ok(HttpResponse::NoContent().finish())
+    tracing::info!(admin = %admin.username, target = %deleted.username, "admin account deleted");
+    Ok(deleted)
 }

@@ -47,7 +47,7 @@ pub struct AuditPage {
 }
 
 /// `user.ban` → exact; `user.` or `user.*` → prefix `user.`.
-fn action_filter(text: &str) -> AppResult<Option<ActionFilter>> {
+pub(crate) fn action_filter(text: &str) -> AppResult<Option<ActionFilter>> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);

@@ -13,10 +13,10 @@ use crate::db::models::{PanelStats, SyncRun};
 use crate::db::sync;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::{Require, role};
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 use crate::web::jobs::pagination;
 
-fn sync_kind(field: &str, text: &str) -> AppResult<SyncKind> {
+pub(crate) fn sync_kind(field: &str, text: &str) -> AppResult<SyncKind> {
     SyncKind::ALL
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -124,6 +124,19 @@ pub async fn run_sync(
     kind: web::Path<String>,
 ) -> AppResult<web::Json<SyncResult>> {
     let kind = sync_kind("kind", &kind)?;
+    let remote = crate::web::remote_addr(&req);
+    run_now(&state, &admin, remote, kind).await.map(web::Json)
+}
+
+/// Runs a `kind` sync now and waits for it (the API's `POST /sync/{kind}` and the console's
+/// "run now"): 409 without a panel or while one of the kind runs, 503 when the run failed. The
+/// `sync.run` audit row records who asked and how it ended, either way.
+pub(crate) async fn run_now(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote: Option<String>,
+    kind: SyncKind,
+) -> AppResult<SyncResult> {
     let syncer = match (&state.settings.panel, &state.marzban) {
         (Some(_), Some(syncer)) => syncer,
         _ => {
@@ -178,13 +191,13 @@ pub async fn run_sync(
             target_type: Some("sync".into()),
             target_id: Some(kind.as_str().to_owned()),
             after: Some(after),
-            remote_addr: crate::web::remote_addr(&req),
+            remote_addr: remote,
             ..Default::default()
         },
     )
     .await?;
     tracing::info!(duration_ms, ok = result.is_ok(), "sync run on demand");
-    result.map(web::Json)
+    result
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -39,6 +39,22 @@ static CONSOLE_CSS: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The console's one script (progress polling, live preview): written for the console, no
+/// library; the pages work without it.
+static CONSOLE_JS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "console",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../assets/console.js"),
+    )
+});
+
+/// The path of the script, for `<script src>`.
+pub fn script_href() -> String {
+    format!("/assets/{}", CONSOLE_JS.name)
+}
+
 /// The path of the stylesheet, for `<link href>`.
 pub fn stylesheet_href() -> String {
     format!("/assets/{}", CONSOLE_CSS.name)
@@ -46,7 +62,7 @@ pub fn stylesheet_href() -> String {
 
 /// `GET /assets/{name}`: an embedded file by its hashed name, cacheable for a year.
 pub async fn serve(name: web::Path<String>) -> AppResult<HttpResponse> {
-    let asset = [&*CONSOLE_CSS]
+    let asset = [&*CONSOLE_CSS, &*CONSOLE_JS]
         .into_iter()
         .find(|a| a.name == *name)
         .ok_or_else(|| AppError::not_found(format!("asset {name}")))?;

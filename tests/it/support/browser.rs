@@ -217,6 +217,13 @@ impl Browser {
         }
     }
 
+    /// Clicks an element that does not load a new page (an `<option>` of a select, a checkbox).
+    pub async fn click_here(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd("POST", &format!("/element/{}/click", e.0), json!({}))
+            .await;
+    }
+
     /// Replaces the value of an input.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
@@ -237,6 +244,30 @@ impl Browser {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The text of an element that a script of the page may replace at any moment: found and
+    /// read again when it went stale in between.
+    pub async fn live_text(&self, css: &str) -> String {
+        self.live_read(css, "text").await.unwrap_or_default()
+    }
+
+    /// An attribute of an element that a script of the page may replace (see [`Self::live_text`]).
+    pub async fn live_attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.live_read(css, &format!("attribute/{name}")).await
+    }
+
+    async fn live_read(&self, css: &str, what: &str) -> Option<String> {
+        for _ in 0..50 {
+            if let Some(e) = self.find_all(css).await.into_iter().next() {
+                let url = format!("{}/element/{}/{what}", self.session, e.0);
+                if let Ok(value) = self.try_call("GET", &url, Value::Null).await {
+                    return value.as_str().map(str::to_owned);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no element matching {css} stayed long enough to be read");
     }
 
     pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {

@@ -1,11 +1,18 @@
-//! The admin console under `/admin/`: login, dashboard, users, payments. The same accounts, roles,
+//! The admin console under `/admin/`: login, dashboard, users, payments, broadcasts, jobs and
+//! syncs, the audit log and admin accounts. The same accounts, roles,
 //! lockout and audit log as the REST API; every action calls the function its API route calls.
 //! Viewers read; operators act on users; the role is checked by the handler (a hidden button
 //! is a courtesy, [`Console`] is the rule).
 
+mod admins;
+mod audit;
+mod broadcasts;
 mod dashboard;
+mod jobs;
 mod login;
+mod ops;
 mod payments;
+mod syncs;
 mod users;
 
 use actix_web::{HttpRequest, web};
@@ -35,6 +42,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/").get(dashboard::show))
                 .configure(users::routes)
                 .configure(payments::routes)
+                .configure(broadcasts::routes)
+                .configure(jobs::routes)
+                .configure(syncs::routes)
+                .configure(audit::routes)
+                .configure(admins::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),
@@ -46,6 +58,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct Layout {
     pub tr: Tr,
     pub css: String,
+    /// The console's script, for the pages of a session.
+    pub js: String,
     pub nav: Option<Nav>,
 }
 
@@ -55,8 +69,16 @@ pub struct Nav {
     pub csrf: String,
     /// The page's path, where the language switch comes back to.
     pub path: String,
-    /// Which menu entry is the current page: `dashboard`, `users`, `payments`.
+    /// Which menu entry is the current page: `dashboard`, `users`, `payments`, `broadcasts`,
+    /// `jobs`, `syncs`, `audit`, `admins`.
     pub section: &'static str,
+}
+
+impl Nav {
+    /// Whether the admin-only entries (audit log, admin accounts) are shown.
+    pub fn is_admin(&self) -> bool {
+        self.role.allows(AdminRole::Admin)
+    }
 }
 
 impl Layout {
@@ -70,11 +92,17 @@ impl Layout {
         let section = match req.path() {
             p if p.starts_with("/admin/users") => "users",
             p if p.starts_with("/admin/payments") => "payments",
+            p if p.starts_with("/admin/broadcasts") => "broadcasts",
+            p if p.starts_with("/admin/jobs") => "jobs",
+            p if p.starts_with("/admin/syncs") => "syncs",
+            p if p.starts_with("/admin/audit") => "audit",
+            p if p.starts_with("/admin/admins") => "admins",
             _ => "dashboard",
         };
         Layout {
             tr: Tr::new(language, offset),
             css: super::assets::stylesheet_href(),
+            js: super::assets::script_href(),
             nav: session.map(|s| Nav {
                 username: s.admin.username.clone(),
                 role: s.admin.role,
@@ -143,8 +171,10 @@ mod tests {
     use super::users::Action;
     use crate::actors::messages::SyncKind;
     use crate::domain::alerts::AlertKind;
+    use crate::domain::broadcast::Segment;
     use crate::domain::{
-        AdminRole, Language, PaymentProvider, PaymentStatus, SubscriptionStatus, SyncRunStatus,
+        AdminRole, BroadcastStatus, JobState, Language, PaymentProvider, PaymentStatus,
+        SubscriptionStatus, SyncRunStatus,
     };
     use crate::i18n::has_message;
 
@@ -197,6 +227,41 @@ mod tests {
         ids.extend(SyncRunStatus::ALL.iter().map(|s| key("run", s.as_str())));
         ids.extend(AlertKind::ALL.iter().map(|k| key("alert-kind", k.as_str())));
         ids.extend(SyncKind::ALL.iter().map(|k| key("sync", k.as_str())));
+        ids.extend(
+            BroadcastStatus::ALL
+                .iter()
+                .map(|s| key("bc-status", s.as_str())),
+        );
+        ids.extend(Segment::ALL.iter().map(|s| key("segment", s.as_str())));
+        ids.extend(Language::ALL.iter().map(|l| key("language", l.as_str())));
+        ids.extend(JobState::ALL.iter().map(|s| key("job", s.as_str())));
+        for field in ["text", "button_text", "button_url", "segment", "language"] {
+            ids.push(key("bc-field", field));
+        }
+        for done in ["created", "role", "active", "password", "deleted"] {
+            ids.push(key("admins-done", done));
+        }
+        ids.extend(
+            [
+                "jobs-done-retry",
+                "jobs-done-discard",
+                "eta-seconds",
+                "eta-minutes",
+                "bc-handled",
+                "bc-remaining",
+                "bc-cancel-title",
+                "bc-cancel-what",
+                "bc-cancel-do",
+                "jobs-discard-title",
+                "jobs-discard-what",
+                "jobs-discard-do",
+                "admins-delete-title",
+                "admins-delete-what",
+                "admins-delete-do",
+                "admins-role",
+            ]
+            .map(String::from),
+        );
         for action in Action::ALL {
             for prefix in ["done", "confirm-title", "confirm-what", "confirm-do"] {
                 ids.push(key(prefix, action.slug()));
