@@ -16,6 +16,7 @@ mod bot_payments;
 mod catalogue;
 mod cli;
 mod console;
+mod console_sales;
 mod database_outage;
 mod db_schema;
 mod deployment;

@@ -4,8 +4,11 @@
 //! is a courtesy, [`Console`] is the rule).
 
 mod dashboard;
+mod form;
 mod login;
 mod payments;
+mod plans;
+mod promo_codes;
 mod users;
 
 use actix_web::{HttpRequest, web};
@@ -35,6 +38,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/").get(dashboard::show))
                 .configure(users::routes)
                 .configure(payments::routes)
+                .configure(plans::routes)
+                .configure(promo_codes::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),
@@ -55,7 +60,8 @@ pub struct Nav {
     pub csrf: String,
     /// The page's path, where the language switch comes back to.
     pub path: String,
-    /// Which menu entry is the current page: `dashboard`, `users`, `payments`.
+    /// Which menu entry is the current page: `dashboard`, `users`, `payments`, `plans`,
+    /// `promo-codes`.
     pub section: &'static str,
 }
 
@@ -70,6 +76,8 @@ impl Layout {
         let section = match req.path() {
             p if p.starts_with("/admin/users") => "users",
             p if p.starts_with("/admin/payments") => "payments",
+            p if p.starts_with("/admin/plans") => "plans",
+            p if p.starts_with("/admin/promo-codes") => "promo-codes",
             _ => "dashboard",
         };
         Layout {
@@ -197,6 +205,17 @@ mod tests {
         ids.extend(SyncRunStatus::ALL.iter().map(|s| key("run", s.as_str())));
         ids.extend(AlertKind::ALL.iter().map(|k| key("alert-kind", k.as_str())));
         ids.extend(SyncKind::ALL.iter().map(|k| key("sync", k.as_str())));
+        for done in super::plans::PLAN_DONE {
+            ids.push(key("plan-done", done));
+        }
+        for done in super::promo_codes::PROMO_DONE {
+            ids.push(key("promo-done", done));
+        }
+        ids.extend(
+            crate::domain::PromoKind::ALL
+                .iter()
+                .map(|k| key("promo-kind", k.as_str())),
+        );
         for action in Action::ALL {
             for prefix in ["done", "confirm-title", "confirm-what", "confirm-do"] {
                 ids.push(key(prefix, action.slug()));
