@@ -5,6 +5,10 @@
 //! the server takes to answer it, loopback included) after an uncounted warm-up. The target of
 //! the console: p99 under 20 ms.
 //!
+//! The page shows the overview of a snapshot at most 10 s old (recomputed in the background,
+//! see `web::pages::admin::dashboard`); what a recomputation costs is measured apart, as the
+//! API's `GET /api/v1/stats/overview` one request at a time (`BENCH_OVERVIEWS`, 100).
+//!
 //! Run: `cargo bench --bench console` (uses `TEST_DATABASE_URL` if set, otherwise a throwaway
 //! PostgreSQL cluster). `BENCH_USERS` (100000), `BENCH_PAYMENTS` (300000) and
 //! `BENCH_REQUESTS` (1000: enough for a p99) change it.
@@ -86,6 +90,7 @@ async fn run() -> anyhow::Result<()> {
     let users = env_or("BENCH_USERS", 100_000);
     let payments = env_or("BENCH_PAYMENTS", 300_000);
     let requests = env_or("BENCH_REQUESTS", 1_000).max(1) as usize;
+    let overviews = env_or("BENCH_OVERVIEWS", 100).max(1) as usize;
 
     let db = BenchDb::create("console").await?;
     let mut conn = db.connect().await?;
@@ -140,6 +145,36 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     let lat = Latencies::new(samples);
+
+    // The overview computed for every request: the API's, with a token of the same account.
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "bench", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("API login failed: {login}"))?
+        .to_owned();
+    let mut computed = Vec::with_capacity(overviews);
+    for i in 0..overviews + 5 {
+        let sent = Instant::now();
+        let resp = client
+            .get(format!("{base}/api/v1/stats/overview"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let ok = resp.status().is_success();
+        resp.bytes().await?;
+        if !ok {
+            failures.push("GET /api/v1/stats/overview failed".to_owned());
+        } else if i >= 5 {
+            computed.push(sent.elapsed());
+        }
+    }
+    let computed = Latencies::new(computed);
     app.shutdown().await;
 
     println!();
@@ -160,6 +195,13 @@ async fn run() -> anyhow::Result<()> {
         ms(lat.max_ms()),
         bytes / 1024,
         failures.len()
+    );
+    println!(
+        "| `GET /api/v1/stats/overview` (the overview computed) | {} | {} | {} | {} | — | — |",
+        computed.len(),
+        ms(computed.p50_ms()),
+        computed.tail(),
+        ms(computed.max_ms()),
     );
     let met = lat.tail_ms() < TARGET_P99_MS;
     println!(

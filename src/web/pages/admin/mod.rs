@@ -11,6 +11,8 @@ mod plans;
 mod promo_codes;
 mod users;
 
+pub use dashboard::OverviewSnapshot;
+
 use actix_web::{HttpRequest, web};
 use serde::Deserialize;
 
