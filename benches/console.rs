@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench --bench console` (uses `TEST_DATABASE_URL` if set, otherwise a throwaway
 //! PostgreSQL cluster). `BENCH_USERS` (100000), `BENCH_PAYMENTS` (300000) and
-//! `BENCH_REQUESTS` (1000: enough for a p99) change it.
+//! `BENCH_REQUESTS` (5000: a p99, and long enough to include the snapshot's background
+//! recomputations) change it.
 
 mod common;
 
@@ -89,7 +90,7 @@ async fn console_login(client: &reqwest::Client, base: &str) -> anyhow::Result<S
 async fn run() -> anyhow::Result<()> {
     let users = env_or("BENCH_USERS", 100_000);
     let payments = env_or("BENCH_PAYMENTS", 300_000);
-    let requests = env_or("BENCH_REQUESTS", 1_000).max(1) as usize;
+    let requests = env_or("BENCH_REQUESTS", 5_000).max(1) as usize;
     let overviews = env_or("BENCH_OVERVIEWS", 100).max(1) as usize;
 
     let db = BenchDb::create("console").await?;
