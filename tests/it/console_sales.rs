@@ -616,3 +616,42 @@ async fn a_reseller_refunds_and_sells_from_the_browser() {
     browser.quit().await;
     app.shutdown().await;
 }
+
+/// The dashboard's "active subscriptions" tile.
+fn active_tile(html: &str) -> String {
+    let end = html
+        .find("</span><span class=\"label\">active subscriptions")
+        .expect("the active subscriptions tile");
+    let start = html[..end].rfind('>').expect("its value") + 1;
+    html[start..end].to_owned()
+}
+
+#[actix_rt::test]
+async fn the_dashboard_shows_a_snapshot_and_renews_it_in_the_background() {
+    let app = spawn_app(&[]).await;
+    app.create_admin("vera", PASSWORD, AdminRole::Viewer).await;
+    let viewer = console_login(&app, "vera", PASSWORD).await;
+    let page = || async {
+        get_page(&app, "/admin/", &viewer)
+            .await
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(active_tile(&page().await), "0");
+    Subscriber {
+        expires_at: Some(Utc::now() + Duration::days(30)),
+        ..Subscriber::new(8990)
+    }
+    .insert(&mut app.db.connect().await)
+    .await;
+    // Within its 10 s the snapshot is shown as it is.
+    assert_eq!(active_tile(&page().await), "0");
+    // Then a view starts a recomputation and shows the old one; a later view the new one.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    crate::support::wait_until("the renewed snapshot", || async {
+        active_tile(&page().await) == "1"
+    })
+    .await;
+    app.shutdown().await;
+}
