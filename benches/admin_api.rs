@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BenchDb, Latencies, env_or, ms, start_app, status_mib};
+use common::{BenchDb, Latencies, env_or, ms, seed_shop, start_app, status_mib};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use futures_util::{StreamExt, stream};
@@ -86,61 +86,6 @@ fn request_of(
     }
 }
 
-/// The shop's data, made by PostgreSQL itself (a few seconds).
-async fn seed(
-    conn: &mut diesel_async::AsyncPgConnection,
-    users: u64,
-    payments: u64,
-) -> anyhow::Result<()> {
-    let statements = [
-        format!(
-            "INSERT INTO users (telegram_id, username, first_name, language, email, referral_code, \
-                 trial_used_at, banned, created_at, last_seen_at) \
-             SELECT 100000000 + g, CASE WHEN g % 4 <> 0 THEN 'user_' || g END, 'Name ' || g, \
-                 CASE WHEN g % 3 = 0 THEN 'en' ELSE 'ru' END, \
-                 CASE WHEN g % 5 = 0 THEN 'user' || g || '@example.com' END, 'ref' || g, \
-                 CASE WHEN g % 10 < 4 THEN now() - (g % 365) * interval '1 day' END, g % 200 = 0, \
-                 now() - ((g * 7919) % (365 * 24 * 60)) * interval '1 minute', \
-                 now() - (g % 1000) * interval '1 minute' \
-             FROM generate_series(1, {users}) g"
-        ),
-        "INSERT INTO referrals (inviter_id, invitee_id, invitee_bonus_days, inviter_bonus_days, created_at) \
-         SELECT 1 + (u.id * 31) % (u.id - 1), u.id, 7, CASE WHEN u.id % 20 = 0 THEN 30 ELSE 0 END, u.created_at \
-         FROM users u WHERE u.id % 10 = 0 AND u.id > 1"
-            .to_owned(),
-        "UPDATE users u SET referred_by = r.inviter_id FROM referrals r WHERE r.invitee_id = u.id".to_owned(),
-        "INSERT INTO subscriptions (user_id, plan_id, panel_username, status, is_trial, expires_at, \
-             traffic_used_bytes, subscription_url, created_at) \
-         SELECT u.id, (SELECT id FROM plans ORDER BY id LIMIT 1), 'vpnshop_' || u.telegram_id, \
-             CASE WHEN u.id % 7 < 5 THEN 'active' ELSE 'expired' END, u.id % 10 = 1, \
-             CASE WHEN u.id % 7 < 5 THEN now() + (u.id % 60) * interval '1 day' \
-                  ELSE now() - (u.id % 90) * interval '1 day' END, \
-             (u.id % 1000) * 1048576, 'https://panel.example.com/sub/' || u.id, u.created_at \
-         FROM users u WHERE u.id % 10 < 7"
-            .to_owned(),
-        format!(
-            "INSERT INTO payments (user_id, plan_id, provider, status, amount_minor, currency, days, \
-                 external_id, paid_at, created_at) \
-             SELECT 1 + (g * 7) % {users}, p.id, \
-                 (ARRAY['yookassa', 'wata', 'stars'])[1 + g % 3], \
-                 CASE WHEN g % 10 < 8 THEN 'succeeded' WHEN g % 10 = 8 THEN 'canceled' ELSE 'expired' END, \
-                 CASE WHEN g % 3 = 2 THEN p.price_stars ELSE p.price_minor END, \
-                 CASE WHEN g % 3 = 2 THEN 'XTR' ELSE 'RUB' END, p.days, 'bench-' || g, \
-                 CASE WHEN g % 10 < 8 THEN now() - (g % 525600) * interval '1 minute' END, \
-                 now() - (g % 525600) * interval '1 minute' \
-             FROM generate_series(1, {payments}) g \
-             JOIN plans p ON p.id = (SELECT id FROM plans ORDER BY id OFFSET g % 4 LIMIT 1)"
-        ),
-        // What autovacuum would have done by now: statistics, and the visibility map that lets
-        // the statistics' index-only scans skip the table.
-        "VACUUM ANALYZE".to_owned(),
-    ];
-    for sql in statements {
-        diesel::sql_query(sql).execute(conn).await?;
-    }
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     actix_rt::System::new().block_on(run())
 }
@@ -154,7 +99,7 @@ async fn run() -> anyhow::Result<()> {
     let db = BenchDb::create("api").await?;
     let mut conn = db.connect().await?;
     let started = Instant::now();
-    seed(&mut conn, users, payments).await?;
+    seed_shop(&mut conn, users, payments).await?;
     let seeded = started.elapsed();
     let hash = password::hash("bench password long enough").map_err(anyhow::Error::msg)?;
     vpn_shop::db::admins::create(&mut conn, "bench", &hash, AdminRole::Operator)

@@ -355,6 +355,7 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             .api
             .webhook_refusals
             .map(|(budget, rate)| web::ratelimit::RateLimiter::new(rate, budget)),
+        dashboard: Arc::default(),
     });
     let server = web::start(state, settings.http_bind, settings.shutdown_timeout)?;
     tracing::info!(

@@ -357,3 +357,100 @@ payment-days-back = { $n ->
 }
 payment-events = Events from the provider
 payment-no-events = No events received.
+
+# Refunds
+refund-title = Refund
+refund-amount = Amount to refund
+refund-amount-hint = Leave it empty to refund all that remains:
+refund-submit = Refund…
+refund-confirm-title = Refund this payment?
+refund-confirm-what = The money goes back through the provider, and the paid days are taken back in proportion; the panel follows.
+refund-of = of
+refund-days = Days taken back
+refund-do = Yes, refund
+done-refund = Refunded. The days are taken back and the panel is being updated.
+
+# Plans
+nav-plans = Plans
+plans-none = No plans yet — create the first one below; the bot offers active plans.
+plan-title = Plan
+plan-name = Default name
+plan-name-ru = Name in Russian
+plan-name-en = Name in English
+plan-description-ru = Description in Russian
+plan-description-en = Description in English
+plan-days = Days
+plan-price = Price, ₽
+plan-price-stars = Price in Stars
+plan-traffic = Traffic per period, GiB
+plan-unlimited = unlimited
+plan-sort = Order in the bot
+plan-active = Offered in the bot
+plan-on-sale = on sale
+plan-off-sale = not offered
+plan-new = New plan
+plan-form-hint = Empty Stars price: not sold for Stars. Empty traffic: unlimited. The default name may stay empty when a name per language is given.
+plan-create = Create the plan
+plan-save = Save
+plan-deactivate = Stop offering it
+plan-deactivate-what = Subscribers keep what they bought; the bot no longer offers this plan.
+plan-activate = Offer it again
+plan-done-created = Plan created.
+plan-done-saved = Saved.
+plan-done-activated = The bot offers this plan again.
+plan-done-deactivated = The bot no longer offers this plan.
+
+# Promo codes
+nav-promo-codes = Promo codes
+promo-title = Promo code
+promo-search-label = Codes starting with
+promo-found = { $n ->
+    [one] { $n } code
+   *[other] { $n } codes
+}
+promo-none-yet = No promo codes yet — create one below and share it.
+promo-none-found = No code starts with that.
+promo-code = Code
+promo-kind = Kind
+promo-kind-percent = Percent off
+promo-kind-fixed = Roubles off
+promo-kind-bonus-days = Bonus days
+promo-value = Value
+promo-days = { $n ->
+    [one] { $n } day
+   *[other] { $n } days
+}
+promo-redemptions = Used
+promo-reserved = { $n ->
+    [one] { $n } held by an unpaid order
+   *[other] { $n } held by unpaid orders
+}
+promo-reserved-label = held by unpaid orders
+promo-valid = Valid
+promo-valid-from = Valid from (UTC)
+promo-valid-until = Valid until (UTC)
+promo-min-plan = Only with plans at least as long as
+promo-any-plan = any plan
+promo-kept-days = { $n ->
+    [one] { $n } day (as stored)
+   *[other] { $n } days (as stored)
+}
+promo-max-uses = Uses allowed in total (empty: no limit)
+promo-note = Note for admins
+promo-once-per-user = Once per user
+promo-new-users-only = Only for users who never paid
+promo-active = Can be used
+promo-on = active
+promo-off = inactive
+promo-new = New promo code
+promo-form-hint = Value: percent (1–100), roubles off, or days added. Users may type the code in any case.
+promo-create = Create the code
+promo-save = Save
+promo-deactivate = Deactivate
+promo-activate = Activate
+promo-redeemed-by = Redeemed by
+promo-no-redemptions = Nobody has used this code yet.
+promo-done-created = Promo code created.
+promo-done-saved = Saved.
+promo-done-activated = The code can be used again.
+promo-done-deactivated = The code can no longer be used.

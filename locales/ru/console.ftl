@@ -366,3 +366,104 @@ payment-days-back = { $n ->
 }
 payment-events = События от провайдера
 payment-no-events = Событий не было.
+
+# Refunds
+refund-title = Возврат
+refund-amount = Сумма возврата
+refund-amount-hint = Оставьте пустым, чтобы вернуть весь остаток:
+refund-submit = Вернуть…
+refund-confirm-title = Вернуть этот платёж?
+refund-confirm-what = Деньги вернутся через провайдера, оплаченные дни спишутся пропорционально; панель обновится.
+refund-of = из
+refund-days = Будет списано
+refund-do = Да, вернуть
+done-refund = Возврат сделан. Дни списаны, панель обновляется.
+
+# Plans
+nav-plans = Тарифы
+plans-none = Тарифов пока нет — создайте первый ниже; бот предлагает активные тарифы.
+plan-title = Тариф
+plan-name = Название по умолчанию
+plan-name-ru = Название по-русски
+plan-name-en = Название по-английски
+plan-description-ru = Описание по-русски
+plan-description-en = Описание по-английски
+plan-days = Дней
+plan-price = Цена, ₽
+plan-price-stars = Цена в звёздах
+plan-traffic = Трафик за период, ГиБ
+plan-unlimited = без ограничений
+plan-sort = Порядок в боте
+plan-active = Предлагается в боте
+plan-on-sale = в продаже
+plan-off-sale = не предлагается
+plan-new = Новый тариф
+plan-form-hint = Пустая цена в звёздах — не продаётся за звёзды. Пустой трафик — без ограничений. Название по умолчанию можно не заполнять, если есть название на языке.
+plan-create = Создать тариф
+plan-save = Сохранить
+plan-deactivate = Больше не предлагать
+plan-deactivate-what = Купленное у подписчиков остаётся; бот перестанет предлагать этот тариф.
+plan-activate = Снова предлагать
+plan-done-created = Тариф создан.
+plan-done-saved = Сохранено.
+plan-done-activated = Бот снова предлагает этот тариф.
+plan-done-deactivated = Бот больше не предлагает этот тариф.
+
+# Promo codes
+nav-promo-codes = Промокоды
+promo-title = Промокод
+promo-search-label = Коды, начинающиеся с
+promo-found = { $n ->
+    [one] { $n } код
+    [few] { $n } кода
+   *[other] { $n } кодов
+}
+promo-none-yet = Промокодов пока нет — создайте первый ниже и поделитесь им.
+promo-none-found = Нет кодов, начинающихся так.
+promo-code = Код
+promo-kind = Вид
+promo-kind-percent = Скидка в процентах
+promo-kind-fixed = Скидка в рублях
+promo-kind-bonus-days = Бонусные дни
+promo-value = Значение
+promo-days = { $n ->
+    [one] { $n } день
+    [few] { $n } дня
+   *[other] { $n } дней
+}
+promo-redemptions = Использован
+promo-reserved = { $n ->
+    [one] { $n } занят неоплаченным заказом
+    [few] { $n } заняты неоплаченными заказами
+   *[other] { $n } заняты неоплаченными заказами
+}
+promo-reserved-label = заняты неоплаченными заказами
+promo-valid = Действует
+promo-valid-from = Действует с (UTC)
+promo-valid-until = Действует до (UTC)
+promo-min-plan = Только для тарифов не короче
+promo-any-plan = любой тариф
+promo-kept-days = { $n ->
+    [one] { $n } день (как сохранено)
+    [few] { $n } дня (как сохранено)
+   *[other] { $n } дней (как сохранено)
+}
+promo-max-uses = Всего использований (пусто — без ограничения)
+promo-note = Заметка для админов
+promo-once-per-user = Один раз на пользователя
+promo-new-users-only = Только для тех, кто ещё не платил
+promo-active = Можно использовать
+promo-on = активен
+promo-off = выключен
+promo-new = Новый промокод
+promo-form-hint = Значение: проценты (1–100), рубли скидки или добавляемые дни. Код можно вводить в любом регистре.
+promo-create = Создать код
+promo-save = Сохранить
+promo-deactivate = Выключить
+promo-activate = Включить
+promo-redeemed-by = Кто использовал
+promo-no-redemptions = Этот код ещё никто не использовал.
+promo-done-created = Промокод создан.
+promo-done-saved = Сохранено.
+promo-done-activated = Код снова можно использовать.
+promo-done-deactivated = Код больше нельзя использовать.

@@ -34,8 +34,13 @@ pub async fn create(conn: &mut PgConn, session: &AdminSession) -> QueryResult<()
         .map(|_| ())
 }
 
+/// How stale `last_seen_at` may get before a request writes it again: an idle limit of hours
+/// does not need it to the second, and a write per page view would cost every page a commit
+/// (a flush to disk).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
 /// The session of `token_hash` if it has neither expired nor been idle longer than `idle`;
-/// marks it seen now.
+/// marks it seen now (at most every [`TOUCH_EVERY`]: it may count as idle that much early).
 pub async fn touch_live(
     conn: &mut PgConn,
     token_hash: &[u8],
@@ -45,17 +50,27 @@ pub async fn touch_live(
         diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now() - make_interval(secs => ")
             .bind::<Double, _>(idle.as_secs_f64())
             .sql(")");
-    diesel::update(
-        admin_sessions::table
-            .filter(admin_sessions::token_hash.eq(token_hash))
-            .filter(admin_sessions::expires_at.gt(diesel::dsl::now))
-            .filter(admin_sessions::last_seen_at.gt(idle_cutoff)),
-    )
-    .set(admin_sessions::last_seen_at.eq(diesel::dsl::now))
-    .returning(AdminSession::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    let Some(session) = admin_sessions::table
+        .filter(admin_sessions::token_hash.eq(token_hash))
+        .filter(admin_sessions::expires_at.gt(diesel::dsl::now))
+        .filter(admin_sessions::last_seen_at.gt(idle_cutoff))
+        .select(AdminSession::as_select())
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let every = chrono::Duration::from_std(TOUCH_EVERY).unwrap_or(chrono::Duration::MAX);
+    if session.last_seen_at > Utc::now() - every {
+        return Ok(Some(session));
+    }
+    diesel::update(admin_sessions::table.filter(admin_sessions::token_hash.eq(token_hash)))
+        .set(admin_sessions::last_seen_at.eq(diesel::dsl::now))
+        .returning(AdminSession::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 pub async fn set_language(

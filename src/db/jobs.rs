@@ -441,6 +441,15 @@ pub async fn counts(conn: &mut PgConn) -> QueryResult<Vec<KindStateCount>> {
     .await
 }
 
+/// Jobs that failed for good and wait for an admin (an index-only count of `jobs_dead_idx`).
+pub async fn dead_count(conn: &mut PgConn) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::state.eq(JobState::Dead))
+        .count()
+        .get_result(conn)
+        .await
+}
+
 /// Deletes finished jobs older than `retention` (dead jobs stay for admins), in batches, and
 /// returns how many went. A scheduled task's last job is kept so its result stays readable.
 pub async fn prune_done(conn: &mut PgConn, retention: Duration) -> QueryResult<usize> {

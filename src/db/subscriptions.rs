@@ -560,6 +560,46 @@ pub enum ListState {
     Expired,
 }
 
+/// The subscriptions in `state` (and of trials or not), as of `now`.
+fn filtered(
+    state: Option<ListState>,
+    trial: Option<bool>,
+    now: DateTime<Utc>,
+) -> subscriptions::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = subscriptions::table.into_boxed();
+    match state {
+        None => {}
+        Some(ListState::Active) => {
+            q = q
+                .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+                .filter(subscriptions::expires_at.gt(now));
+        }
+        Some(ListState::Expiring { within_days }) => {
+            q = q
+                .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
+                .filter(subscriptions::expires_at.gt(now))
+                .filter(subscriptions::expires_at.le(now + chrono::Duration::days(within_days)));
+        }
+        Some(ListState::Expired) => q = q.filter(subscriptions::expires_at.le(now)),
+    }
+    if let Some(trial) = trial {
+        q = q.filter(subscriptions::is_trial.eq(trial));
+    }
+    q
+}
+
+/// How many subscriptions [`list`] would list in all (one count, no page).
+pub async fn count(
+    conn: &mut PgConn,
+    state: Option<ListState>,
+    trial: Option<bool>,
+) -> QueryResult<i64> {
+    filtered(state, trial, Utc::now())
+        .count()
+        .get_result(conn)
+        .await
+}
+
 /// A page of subscriptions with their users' id, Telegram id and username, soonest end first,
 /// and how many match in all. The count reads `subscriptions` alone (every row has its user).
 pub async fn list(
@@ -570,30 +610,7 @@ pub async fn list(
     per_page: i64,
 ) -> QueryResult<(Vec<(Subscription, (UserId, i64, Option<String>))>, i64)> {
     let now = Utc::now();
-    let filtered = || {
-        let mut q = subscriptions::table.into_boxed();
-        match state {
-            None => {}
-            Some(ListState::Active) => {
-                q = q
-                    .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
-                    .filter(subscriptions::expires_at.gt(now));
-            }
-            Some(ListState::Expiring { within_days }) => {
-                q = q
-                    .filter(subscriptions::status.ne(SubscriptionStatus::Disabled))
-                    .filter(subscriptions::expires_at.gt(now))
-                    .filter(
-                        subscriptions::expires_at.le(now + chrono::Duration::days(within_days)),
-                    );
-            }
-            Some(ListState::Expired) => q = q.filter(subscriptions::expires_at.le(now)),
-        }
-        if let Some(trial) = trial {
-            q = q.filter(subscriptions::is_trial.eq(trial));
-        }
-        q
-    };
+    let filtered = || filtered(state, trial, now);
     let total = filtered().count().get_result(conn).await?;
     let page_rows: Vec<Subscription> = filtered()
         .select(Subscription::as_select())

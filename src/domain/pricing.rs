@@ -233,6 +233,28 @@ pub fn refund_days(days: i32, amount: i64, refunded_before: i64, refund: i64) ->
     (share(after) - share(before)) as i32
 }
 
+/// What a refund of an order that cost `paid` (of which `refunded_minor` went back already)
+/// takes: `asked`, or all that remains when nothing is asked. `Err` says why not: another
+/// currency, nothing or more than what remains. The PaymentProcessor's rule, and what the
+/// console's confirmation shows before it is asked.
+pub fn refund_amount(
+    paid: Money,
+    refunded_minor: i64,
+    asked: Option<Money>,
+) -> Result<Money, String> {
+    let remaining = Money::new(paid.minor - refunded_minor, paid.currency);
+    let amount = asked.unwrap_or(remaining);
+    if amount.currency != paid.currency {
+        return Err(format!("the payment is in {}", paid.currency));
+    }
+    if amount.minor <= 0 || amount.minor > remaining.minor {
+        return Err(format!(
+            "the amount must be more than 0 and at most {remaining}"
+        ));
+    }
+    Ok(amount)
+}
+
 /// Days of access left, counting a started day as a whole one (0 once the subscription ended).
 pub fn days_left(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let left = (end - now).num_seconds();
@@ -578,5 +600,30 @@ mod tests {
             prop_assert!(new_end >= end + Duration::days(i64::from(days)) || end < now);
             prop_assert_eq!(take_back(new_end, days), end.max(now));
         }
+    }
+
+    #[test]
+    fn a_refund_takes_what_is_asked_or_all_that_remains() {
+        let paid = Money::rub_kopecks(29_900);
+        assert_eq!(refund_amount(paid, 0, None), Ok(paid));
+        assert_eq!(
+            refund_amount(paid, 10_000, None),
+            Ok(Money::rub_kopecks(19_900))
+        );
+        assert_eq!(
+            refund_amount(paid, 10_000, Some(Money::rub_kopecks(19_900))),
+            Ok(Money::rub_kopecks(19_900))
+        );
+        let over = refund_amount(paid, 10_000, Some(Money::rub_kopecks(19_901))).unwrap_err();
+        assert!(over.contains("at most 199.00 RUB"), "{over}");
+        assert!(refund_amount(paid, 0, Some(Money::rub_kopecks(0))).is_err());
+        assert!(
+            refund_amount(paid, 29_900, None).is_err(),
+            "nothing remains"
+        );
+        assert_eq!(
+            refund_amount(paid, 0, Some(Money::stars(5))),
+            Err("the payment is in RUB".to_owned())
+        );
     }
 }

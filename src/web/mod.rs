@@ -57,6 +57,8 @@ pub struct WebState {
     pub bot_inbox: Option<Arc<crate::actors::bot::BotInbox>>,
     /// Refused webhook requests per client address (`WEBHOOK_REFUSAL_LIMIT`); `None`: off.
     pub webhook_refusals: Option<ratelimit::RateLimiter>,
+    /// The console dashboard's overview, recomputed at most every few seconds.
+    pub dashboard: Arc<pages::admin::OverviewSnapshot>,
 }
 
 /// Largest JSON body the API accepts.

@@ -4,10 +4,10 @@
 //! nullable PATCH fields, the audit row) is here.
 
 pub(crate) mod payments;
-mod plan_input;
-mod plans;
-mod promo_codes;
-mod promo_input;
+pub(crate) mod plan_input;
+pub(crate) mod plans;
+pub(crate) mod promo_codes;
+pub(crate) mod promo_input;
 mod referrals;
 
 use actix_web::{HttpRequest, web};
@@ -209,13 +209,13 @@ fn trimmed(field: &str, text: &str, min: usize, max: usize) -> AppResult<String>
 }
 
 /// Who did it and from where, for the audit rows of one request.
-struct Auditor<'a> {
+pub(crate) struct Auditor<'a> {
     admin: &'a AuthenticatedAdmin,
     remote_addr: Option<String>,
 }
 
 impl<'a> Auditor<'a> {
-    fn new(admin: &'a AuthenticatedAdmin, req: &HttpRequest) -> Self {
+    pub(crate) fn new(admin: &'a AuthenticatedAdmin, req: &HttpRequest) -> Self {
         Auditor {
             admin,
             remote_addr: crate::web::remote_addr(req),

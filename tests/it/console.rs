@@ -21,7 +21,7 @@ use crate::support::wait_until;
 const PASSWORD: &str = "a password long enough";
 
 /// A client that shows redirects instead of following them.
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -29,7 +29,7 @@ fn client() -> reqwest::Client {
 }
 
 /// The `name=value` part and the attributes of the `Set-Cookie` of `name`.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
     resp.headers()
         .get_all(header::SET_COOKIE)
         .iter()
@@ -42,7 +42,7 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> 
 }
 
 /// The value of the first hidden `csrf` field of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .expect("a csrf field on the page");
@@ -51,7 +51,7 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// Logs in through the console's form; the session cookie (`name=value`).
-async fn console_login(app: &TestApp, username: &str, password: &str) -> String {
+pub(crate) async fn console_login(app: &TestApp, username: &str, password: &str) -> String {
     let http = client();
     let page = http.get(app.url("/admin/login")).send().await.unwrap();
     let (login_cookie, _) = set_cookie(&page, "vpnshop_login").expect("login cookie");
@@ -331,7 +331,7 @@ async fn console_and_api_share_the_lockout_and_password_changes_end_sessions() {
 }
 
 /// A GET with a session cookie, not following redirects.
-async fn get_page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+pub(crate) async fn get_page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
     client()
         .get(app.url(path))
         .header(header::COOKIE, cookie)
@@ -341,7 +341,12 @@ async fn get_page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response 
 }
 
 /// A POST with a session cookie and form fields, as a forging page (or script) would send it.
-async fn post_form(app: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> u16 {
+pub(crate) async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> u16 {
     client()
         .post(app.url(path))
         .header(header::COOKIE, cookie)

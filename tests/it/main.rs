@@ -17,6 +17,7 @@ mod catalogue;
 mod cli;
 mod console;
 mod console_ops;
+mod console_sales;
 mod database_outage;
 mod db_schema;
 mod deployment;

@@ -20,7 +20,7 @@ use crate::db::models::{Payment, PaymentRefund};
 use crate::db::payments::{NewRefund, REFUND_REQUEST_STALE_AFTER};
 use crate::db::{PgConn, alerts, payments, referrals, subscriptions, users};
 use crate::domain::alerts::{Alert, RefundOrigin};
-use crate::domain::pricing::refund_days;
+use crate::domain::pricing::{refund_amount, refund_days};
 use crate::domain::{Money, PaymentProvider, PaymentStatus, RefundState};
 
 /// The longest refund `description` sent to YooKassa. Its reference names no limit; the fake in
@@ -121,20 +121,12 @@ impl Shared {
                         humanize_hours(REFUND_REQUEST_STALE_AFTER),
                     )));
                 }
-                let remaining = order.amount_minor - order.refunded_minor;
-                let amount = msg.amount.unwrap_or(Money::new(remaining, order.currency));
-                if amount.currency != order.currency {
-                    return Err(RefundError::Invalid(format!(
-                        "the payment is in {}",
-                        order.currency
-                    )));
-                }
-                if amount.minor <= 0 || amount.minor > remaining {
-                    return Err(RefundError::Invalid(format!(
-                        "the amount must be more than 0 and at most {}",
-                        Money::new(remaining, order.currency)
-                    )));
-                }
+                let amount = refund_amount(
+                    Money::new(order.amount_minor, order.currency),
+                    order.refunded_minor,
+                    msg.amount,
+                )
+                .map_err(RefundError::Invalid)?;
                 self.check_refundable(&order, amount)?;
                 let request = payments::insert_refund(
                     conn,

@@ -12,13 +12,15 @@ use super::{Page, parse_variant, trimmed};
 use crate::actors::payments::{Refund, RefundError};
 use crate::db::models::{Payment, PaymentEvent, PaymentRefund};
 use crate::db::payments::{self, OrderFilter};
+use crate::db::subscriptions;
+use crate::domain::pricing;
 use crate::domain::{
     Currency, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus,
     PlanId, PromoCodeId, UserId,
 };
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::WebState;
-use crate::web::auth::{Require, role};
+use crate::web::auth::{AuthenticatedAdmin, Require, role};
 use crate::web::jobs::pagination;
 use crate::web::time_range;
 
@@ -357,26 +359,37 @@ pub async fn refund_payment(
     id: web::Path<i64>,
     body: web::Json<RefundRequest>,
 ) -> AppResult<web::Json<RefundDone>> {
-    let id = PaymentId(id.into_inner());
     let body = body.into_inner();
-    let reason = trimmed("reason", &body.reason, 1, MAX_REASON_CHARS)?;
+    let done = refund(
+        &state,
+        &admin,
+        crate::web::remote_addr(&req),
+        PaymentId(id.into_inner()),
+        body.amount_minor,
+        &body.reason,
+    )
+    .await?;
+    Ok(web::Json(done))
+}
+
+/// An admin's refund (the API's and the console's): the reason and the amount checked, then
+/// the PaymentProcessor refunds at the provider, takes the days back and writes the audit row.
+pub(crate) async fn refund(
+    state: &WebState,
+    admin: &AuthenticatedAdmin,
+    remote_addr: Option<String>,
+    id: PaymentId,
+    amount_minor: Option<i64>,
+    reason: &str,
+) -> AppResult<RefundDone> {
+    let reason = trimmed("reason", reason, 1, MAX_REASON_CHARS)?;
     let order = {
         let mut conn = state.pool.get().await?;
         payments::find(&mut conn, id)
             .await?
             .ok_or_else(|| AppError::not_found(format!("payment {id}")))?
     };
-    if let Some(amount) = body.amount_minor
-        && !(1..=order.amount_minor).contains(&amount)
-    {
-        return Err(AppError::validation(
-            "amount_minor",
-            format!(
-                "must be between 1 and {} (the order's amount)",
-                order.amount_minor
-            ),
-        ));
-    }
+    check_amount(&order, amount_minor)?;
     let processor = state.payments.as_ref().ok_or_else(|| {
         AppError::Conflict("no payment provider is configured: nothing can be refunded".into())
     })?;
@@ -384,11 +397,11 @@ pub async fn refund_payment(
         .addr()
         .send(Refund {
             payment_id: id,
-            amount: body.amount_minor.map(|m| Money::new(m, order.currency)),
+            amount: amount_minor.map(|m| Money::new(m, order.currency)),
             reason,
             actor: admin.actor(),
             admin_id: Some(admin.id),
-            remote_addr: crate::web::remote_addr(&req),
+            remote_addr,
         })
         .await
         .map_err(|e| AppError::Unavailable(format!("the payment processor did not answer: {e}")))?
@@ -397,14 +410,79 @@ pub async fn refund_payment(
     let order = payments::find(&mut conn, id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("payment {id}")))?;
-    tracing::info!(order = %id, refunded = %result.refunded, admin = %admin.username, "refund through the admin API");
-    Ok(web::Json(RefundDone {
+    tracing::info!(order = %id, refunded = %result.refunded, admin = %admin.username, "refund by an admin");
+    Ok(RefundDone {
         refunded_minor: result.refunded.minor,
         currency: result.refunded.currency,
         days_taken_back: result.days_taken_back,
         new_end: result.new_end,
         payment: order.into(),
-    }))
+    })
+}
+
+/// The API's bounds of an asked amount: 1 to the order's amount.
+fn check_amount(order: &Payment, amount_minor: Option<i64>) -> AppResult<()> {
+    match amount_minor {
+        Some(amount) if !(1..=order.amount_minor).contains(&amount) => Err(AppError::validation(
+            "amount_minor",
+            format!(
+                "must be between 1 and {} (the order's amount)",
+                order.amount_minor
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a refund would do, before it is asked: the amount (all that remains when none is
+/// given), the days taken back and the subscription's end before and after. The checks and the
+/// computation are the refund's own (`pricing::refund_amount`, `pricing::refund_days`).
+#[derive(Debug)]
+pub(crate) struct RefundPreview {
+    pub amount: Money,
+    pub days_taken_back: i32,
+    pub current_end: Option<DateTime<Utc>>,
+    pub new_end: Option<DateTime<Utc>>,
+}
+
+pub(crate) async fn refund_preview(
+    conn: &mut crate::db::PgConn,
+    id: PaymentId,
+    amount_minor: Option<i64>,
+    reason: &str,
+) -> AppResult<RefundPreview> {
+    trimmed("reason", reason, 1, MAX_REASON_CHARS)?;
+    let order = payments::find(conn, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("payment {id}")))?;
+    if !matches!(
+        order.status,
+        PaymentStatus::Succeeded | PaymentStatus::Refunded
+    ) {
+        return Err(refund_error(RefundError::NotPaid(order.id, order.status)));
+    }
+    check_amount(&order, amount_minor)?;
+    let amount = pricing::refund_amount(
+        Money::new(order.amount_minor, order.currency),
+        order.refunded_minor,
+        amount_minor.map(|m| Money::new(m, order.currency)),
+    )
+    .map_err(|m| refund_error(RefundError::Invalid(m)))?;
+    let days_taken_back = pricing::refund_days(
+        order.days + order.bonus_days,
+        order.amount_minor,
+        order.refunded_minor,
+        amount.minor,
+    );
+    let current_end = subscriptions::find_by_user(conn, order.user_id)
+        .await?
+        .map(|(s, _)| s.expires_at);
+    Ok(RefundPreview {
+        amount,
+        days_taken_back,
+        current_end,
+        new_end: current_end.map(|end| pricing::take_back(end, days_taken_back)),
+    })
 }
 
 #[cfg(test)]

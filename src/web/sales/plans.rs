@@ -160,8 +160,18 @@ pub async fn create_plan(
     req: HttpRequest,
     body: web::Json<NewPlan>,
 ) -> AppResult<HttpResponse> {
-    let values = body.into_inner().check(min_price(&state))?;
-    let auditor = Auditor::new(&admin, &req);
+    let plan = create(&state, &Auditor::new(&admin, &req), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(PlanView::from(plan)))
+}
+
+/// A new plan, checked, inserted and audit-logged in one transaction (the API's and the
+/// console's).
+pub(crate) async fn create(
+    state: &WebState,
+    auditor: &Auditor<'_>,
+    new: NewPlan,
+) -> AppResult<Plan> {
+    let values = new.check(min_price(state))?;
     let mut conn = state.pool.get().await?;
     let plan = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -178,8 +188,8 @@ pub async fn create_plan(
             Ok(plan)
         })
         .await?;
-    tracing::info!(plan = %plan.id, admin = %admin.username, "plan created");
-    Ok(HttpResponse::Created().json(PlanView::from(plan)))
+    tracing::info!(plan = %plan.id, admin = %auditor.admin.username, "plan created");
+    Ok(plan)
 }
 
 /// Change a plan: only the fields given. Orders already made keep their price and days.
@@ -207,12 +217,22 @@ pub async fn update_plan(
     body: web::Json<PlanPatch>,
 ) -> AppResult<web::Json<PlanView>> {
     let id = PlanId(id.into_inner());
-    let patch = body.into_inner();
+    let plan = update(&state, &Auditor::new(&admin, &req), id, body.into_inner()).await?;
+    Ok(web::Json(plan.into()))
+}
+
+/// A plan changed by `patch`, checked as a whole, under the plan's lock, audit-logged (the
+/// API's and the console's).
+pub(crate) async fn update(
+    state: &WebState,
+    auditor: &Auditor<'_>,
+    id: PlanId,
+    patch: PlanPatch,
+) -> AppResult<Plan> {
     if patch.is_empty() {
         return Err(AppError::validation("body", "no field to change"));
     }
-    let min_price = min_price(&state);
-    let auditor = Auditor::new(&admin, &req);
+    let min_price = min_price(state);
     let mut conn = state.pool.get().await?;
     let plan = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -235,8 +255,8 @@ pub async fn update_plan(
             Ok(plan)
         })
         .await?;
-    tracing::info!(plan = %id, admin = %admin.username, "plan updated");
-    Ok(web::Json(plan.into()))
+    tracing::info!(plan = %id, admin = %auditor.admin.username, "plan updated");
+    Ok(plan)
 }
 
 /// Delete a plan; one that orders or subscriptions name is deactivated instead (no longer

@@ -180,8 +180,18 @@ pub async fn create_promo_code(
     req: HttpRequest,
     body: web::Json<NewPromo>,
 ) -> AppResult<HttpResponse> {
-    let draft = body.into_inner().draft()?;
-    let auditor = Auditor::new(&admin, &req);
+    let promo = create(&state, &Auditor::new(&admin, &req), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(PromoView::from(promo)))
+}
+
+/// A new promo code, checked, inserted and audit-logged in one transaction (the API's and the
+/// console's).
+pub(crate) async fn create(
+    state: &WebState,
+    auditor: &Auditor<'_>,
+    new: NewPromo,
+) -> AppResult<PromoCode> {
+    let draft = new.draft()?;
     let mut conn = state.pool.get().await?;
     let promo = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -201,8 +211,8 @@ pub async fn create_promo_code(
             Ok(promo)
         })
         .await?;
-    tracing::info!(promo = %promo.id, code = %promo.code, admin = %admin.username, "promo code created");
-    Ok(HttpResponse::Created().json(PromoView::from(promo)))
+    tracing::info!(promo = %promo.id, code = %promo.code, admin = %auditor.admin.username, "promo code created");
+    Ok(promo)
 }
 
 /// Change a promo code: only the fields given. Audit-logged (`promo.update`).
@@ -230,11 +240,21 @@ pub async fn update_promo_code(
     body: web::Json<PromoPatch>,
 ) -> AppResult<web::Json<PromoView>> {
     let id = PromoCodeId(id.into_inner());
-    let patch = body.into_inner();
+    let promo = update(&state, &Auditor::new(&admin, &req), id, body.into_inner()).await?;
+    Ok(web::Json(promo.into()))
+}
+
+/// A promo code changed by `patch`, checked as a whole (its uses so far included), under the
+/// code's lock, audit-logged (the API's and the console's).
+pub(crate) async fn update(
+    state: &WebState,
+    auditor: &Auditor<'_>,
+    id: PromoCodeId,
+    patch: PromoPatch,
+) -> AppResult<PromoCode> {
     if patch.is_empty() {
         return Err(AppError::validation("body", "no field to change"));
     }
-    let auditor = Auditor::new(&admin, &req);
     let mut conn = state.pool.get().await?;
     let promo = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -261,8 +281,8 @@ pub async fn update_promo_code(
             Ok(promo)
         })
         .await?;
-    tracing::info!(promo = %id, admin = %admin.username, "promo code updated");
-    Ok(web::Json(promo.into()))
+    tracing::info!(promo = %id, admin = %auditor.admin.username, "promo code updated");
+    Ok(promo)
 }
 
 /// Delete a promo code that was never used; one that was redeemed or priced an order is

@@ -1,6 +1,16 @@
 //! `GET /admin/`: the dashboard. The numbers are the API's (`GET /stats/overview`, the
 //! subscription list, the sync runs, the firing alerts, the job counts); this module only
 //! shapes them for the page, with the sales of the last 30 days as a server-rendered SVG chart.
+//!
+//! The overview's aggregates read the whole users, subscriptions and payments indexes (about
+//! 100 ms at 100,000 users, see the console benchmark), too slow for every page view: the page
+//! shows an [`OverviewSnapshot`] at most [`FRESH_FOR`] old, recomputed in the background when
+//! it is older (the page says "as of" when); one older than [`STALE_AT_MOST`] is recomputed
+//! before the page is shown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +19,7 @@ use askama::Template;
 use super::Layout;
 use crate::actors::messages::SyncKind;
 use crate::db::subscriptions::{self, ListState};
-use crate::db::{alerts, jobs, sync};
+use crate::db::{PgPool, alerts, jobs, sync};
 use crate::domain::{Currency, PaymentProvider, SyncRunStatus};
 use crate::error::AppResult;
 use crate::web::WebState;
@@ -22,7 +32,7 @@ use crate::web::pages::session::Console;
 #[template(path = "admin/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
-    overview: StatsOverview,
+    overview: Arc<StatsOverview>,
     periods: Vec<Period>,
     chart: Chart,
     expiring_3d: i64,
@@ -185,20 +195,74 @@ pub fn sales_chart(days: &[RevenueDay]) -> Chart {
     }
 }
 
+/// A snapshot this young is shown as it is.
+pub const FRESH_FOR: Duration = Duration::from_secs(10);
+/// A snapshot older than this (nobody looked for a while) is recomputed before it is shown.
+pub const STALE_AT_MOST: Duration = Duration::from_secs(300);
+
+/// The last overview computed for the dashboard, shared by the pages of one process.
+#[derive(Default)]
+pub struct OverviewSnapshot {
+    latest: std::sync::Mutex<Option<(Instant, Arc<StatsOverview>)>>,
+    /// A background recomputation is running (one at a time).
+    refreshing: AtomicBool,
+}
+
+impl OverviewSnapshot {
+    /// The overview to show: the snapshot while fresh; while merely stale, the snapshot and a
+    /// recomputation in the background; otherwise computed now.
+    pub async fn get(self: &Arc<Self>, pool: &PgPool) -> AppResult<Arc<StatsOverview>> {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((at, overview)) = latest {
+            let age = at.elapsed();
+            if age < FRESH_FOR {
+                return Ok(overview);
+            }
+            if age < STALE_AT_MOST {
+                if !self.refreshing.swap(true, Ordering::AcqRel) {
+                    let (snapshot, pool) = (Arc::clone(self), pool.clone());
+                    actix_web::rt::spawn(async move {
+                        match load_overview(&pool).await {
+                            Ok(overview) => {
+                                snapshot.store(overview);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "recomputing the dashboard's overview failed")
+                            }
+                        }
+                        snapshot.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                return Ok(overview);
+            }
+        }
+        Ok(self.store(load_overview(pool).await?))
+    }
+
+    fn store(&self, overview: StatsOverview) -> Arc<StatsOverview> {
+        let overview = Arc::new(overview);
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), Arc::clone(&overview)));
+        overview
+    }
+}
+
 /// `GET /admin/`: the shop at a glance.
 pub async fn show(
     console: Console<role::Viewer>,
     state: web::Data<WebState>,
     req: HttpRequest,
 ) -> AppResult<HttpResponse> {
-    let overview = load_overview(&state.pool).await?;
+    let overview = state.dashboard.get(&state.pool).await?;
     let mut conn = state.pool.get().await?;
-    let (_, expiring_3d) = subscriptions::list(
+    let expiring_3d = subscriptions::count(
         &mut conn,
         Some(ListState::Expiring { within_days: 3 }),
         None,
-        1,
-        1,
     )
     .await?;
     let mut syncs = Vec::new();
@@ -225,12 +289,7 @@ pub async fn show(
             raised_at: a.raised_at,
         })
         .collect();
-    let dead_jobs = jobs::counts(&mut conn)
-        .await?
-        .iter()
-        .filter(|c| c.state == "dead")
-        .map(|c| c.count)
-        .sum();
+    let dead_jobs = jobs::dead_count(&mut conn).await?;
     let page = DashboardPage {
         layout: Layout::of(&req, &console),
         periods: vec![

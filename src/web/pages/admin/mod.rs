@@ -8,12 +8,17 @@ mod admins;
 mod audit;
 mod broadcasts;
 mod dashboard;
+mod form;
 mod jobs;
 mod login;
 mod ops;
 mod payments;
+mod plans;
+mod promo_codes;
 mod syncs;
 mod users;
+
+pub use dashboard::OverviewSnapshot;
 
 use actix_web::{HttpRequest, web};
 use serde::Deserialize;
@@ -47,6 +52,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(syncs::routes)
                 .configure(audit::routes)
                 .configure(admins::routes)
+                .configure(plans::routes)
+                .configure(promo_codes::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),
@@ -69,8 +76,8 @@ pub struct Nav {
     pub csrf: String,
     /// The page's path, where the language switch comes back to.
     pub path: String,
-    /// Which menu entry is the current page: `dashboard`, `users`, `payments`, `broadcasts`,
-    /// `jobs`, `syncs`, `audit`, `admins`.
+    /// Which menu entry is the current page: `dashboard`, `users`, `payments`, `plans`,
+    /// `promo-codes`, `broadcasts`, `jobs`, `syncs`, `audit`, `admins`.
     pub section: &'static str,
 }
 
@@ -97,6 +104,8 @@ impl Layout {
             p if p.starts_with("/admin/syncs") => "syncs",
             p if p.starts_with("/admin/audit") => "audit",
             p if p.starts_with("/admin/admins") => "admins",
+            p if p.starts_with("/admin/plans") => "plans",
+            p if p.starts_with("/admin/promo-codes") => "promo-codes",
             _ => "dashboard",
         };
         Layout {
@@ -261,6 +270,17 @@ mod tests {
                 "admins-role",
             ]
             .map(String::from),
+        );
+        for done in super::plans::PLAN_DONE {
+            ids.push(key("plan-done", done));
+        }
+        for done in super::promo_codes::PROMO_DONE {
+            ids.push(key("promo-done", done));
+        }
+        ids.extend(
+            crate::domain::PromoKind::ALL
+                .iter()
+                .map(|k| key("promo-kind", k.as_str())),
         );
         for action in Action::ALL {
             for prefix in ["done", "confirm-title", "confirm-what", "confirm-do"] {

@@ -1,28 +1,36 @@
 //! The console's payments: the list filtered by provider, status and user (the API's
-//! `GET /payments` filter, parsed by the same code), and a payment's page with its refunds and
-//! every event received about it (the API's `GET /payments/{id}`).
+//! `GET /payments` filter, parsed by the same code), a payment's page with its refunds and
+//! every event received about it (the API's `GET /payments/{id}`), and the refund (the API's
+//! `POST /payments/{id}/refund`, admin only): a confirmation showing the amount and the days
+//! taken back, then the API's own refund; a refused amount or a provider's refusal is shown on
+//! the form.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use askama::Template;
+use serde::Deserialize;
 
 use super::Layout;
-use crate::db::payments;
-use crate::domain::{PaymentId, PaymentProvider, PaymentStatus};
-use crate::error::AppResult;
+use super::form::{FormError, on_form, optional_money};
+use crate::db::{PgConn, payments};
+use crate::domain::{AdminRole, PaymentId, PaymentProvider, PaymentStatus};
+use crate::error::{AppError, AppResult};
 use crate::web::WebState;
 use crate::web::auth::role;
 use crate::web::jobs::pagination;
-use crate::web::pages::render;
-use crate::web::pages::session::Console;
-use crate::web::sales::payments::{PaymentDetail, PaymentListQuery, PaymentView, payment_detail};
+use crate::web::pages::session::{Console, ConsoleSession, CsrfForm};
+use crate::web::pages::{render, see_other};
+use crate::web::sales::payments::{
+    PaymentDetail, PaymentListQuery, PaymentView, RefundPreview, payment_detail, refund_preview,
+};
 
 /// Payments per page.
 const PER_PAGE: i64 = 25;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/payments").get(list))
-        .service(web::resource("/payments/{id}").get(show));
+        .service(web::resource("/payments/{id}").get(show))
+        .service(web::resource("/payments/{id}/refund").post(refund));
 }
 
 #[derive(Template)]
@@ -99,22 +107,152 @@ pub async fn list(
 struct PaymentPage {
     layout: Layout,
     detail: PaymentDetail,
+    /// The admin may refund (the admin role) and something of a paid order remains.
+    can_refund: bool,
+    /// Minor units not refunded yet.
+    refundable_minor: i64,
+    csrf: String,
+    /// The refund form as the admin filled it.
+    amount: String,
+    reason: String,
+    error: Option<FormError>,
+    /// A refund was just made (`?done=refund`).
+    done: bool,
 }
 
-/// `GET /admin/payments/{id}`: one order, its refunds and its events.
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    done: Option<String>,
+}
+
+/// The refund form as given.
+#[derive(Debug, Default, Deserialize)]
+pub struct RefundForm {
+    /// Present on the second POST: the admin confirmed.
+    confirm: Option<String>,
+    /// A decimal in the order's currency; empty: all that remains.
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn payment_page(
+    conn: &mut PgConn,
+    req: &HttpRequest,
+    session: &ConsoleSession,
+    id: PaymentId,
+    form: RefundForm,
+    error: Option<FormError>,
+    done: bool,
+) -> AppResult<PaymentPage> {
+    let detail = payment_detail(conn, id).await?;
+    let p = &detail.payment;
+    let refundable_minor = p.amount_minor - p.refunded_minor;
+    let paid = matches!(p.status, PaymentStatus::Succeeded | PaymentStatus::Refunded);
+    Ok(PaymentPage {
+        layout: Layout::of(req, session),
+        can_refund: session.admin.role.allows(AdminRole::Admin) && paid && refundable_minor > 0,
+        refundable_minor,
+        csrf: session.csrf.clone(),
+        amount: form.amount,
+        reason: form.reason,
+        error,
+        done,
+        detail,
+    })
+}
+
+/// `GET /admin/payments/{id}`: one order, its refunds and its events, and the refund form for
+/// an admin.
 pub async fn show(
     console: Console<role::Viewer>,
     state: web::Data<WebState>,
     req: HttpRequest,
     id: web::Path<i64>,
+    query: web::Query<ShowQuery>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.pool.get().await?;
-    let detail = payment_detail(&mut conn, PaymentId(id.into_inner())).await?;
-    render(
-        StatusCode::OK,
-        &PaymentPage {
-            layout: Layout::of(&req, &console),
-            detail,
-        },
+    let done = query.done.as_deref() == Some("refund");
+    let page = payment_page(
+        &mut conn,
+        &req,
+        &console,
+        PaymentId(id.into_inner()),
+        RefundForm::default(),
+        None,
+        done,
     )
+    .await?;
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "admin/refund_confirm.html")]
+struct RefundConfirmPage {
+    layout: Layout,
+    payment: PaymentView,
+    preview: RefundPreview,
+    csrf: String,
+    /// The form's fields, sent again with the confirmation.
+    amount: String,
+    reason: String,
+}
+
+/// `POST /admin/payments/{id}/refund`: without `confirm`, what the refund will do; with it, the
+/// API's refund and back to the payment. What the admin can fix is shown on the form.
+pub async fn refund(
+    console: Console<role::Admin>,
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    id: web::Path<i64>,
+    form: CsrfForm<RefundForm>,
+) -> AppResult<HttpResponse> {
+    let id = PaymentId(id.into_inner());
+    let CsrfForm(form) = form;
+    let mut conn = state.pool.get().await?;
+    let order = payments::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("payment {id}")))?;
+    let attempt: AppResult<HttpResponse> = async {
+        let asked = optional_money("amount_minor", &form.amount, order.currency)?.map(|m| m.minor);
+        if form.confirm.is_none() {
+            let preview = refund_preview(&mut conn, id, asked, &form.reason).await?;
+            // The confirmation asks for exactly the amount it shows, not "what remains then".
+            let amount = preview.amount.to_decimal_string();
+            return render(
+                StatusCode::OK,
+                &RefundConfirmPage {
+                    layout: Layout::of(&req, &console),
+                    payment: order.clone().into(),
+                    preview,
+                    csrf: console.csrf.clone(),
+                    amount,
+                    reason: form.reason.clone(),
+                },
+            );
+        }
+        let remote = crate::web::remote_addr(&req);
+        crate::web::sales::payments::refund(
+            &state,
+            &console.admin,
+            remote,
+            id,
+            asked,
+            &form.reason,
+        )
+        .await?;
+        Ok(see_other(&format!("/admin/payments/{id}?done=refund")))
+    }
+    .await;
+    match attempt {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            let status = e.status_code();
+            let error = on_form(e)?;
+            let page =
+                payment_page(&mut conn, &req, &console, id, form, Some(error), false).await?;
+            render(status, &page)
+        }
+    }
 }
