@@ -485,6 +485,23 @@ async fn a_reseller_runs_users_from_the_browser() {
     })
     .await;
 
+    // A note for the admins: confirmed, saved through the API's update, audited.
+    browser.fill("#note", "paid in cash, ticket 42").await;
+    browser.click("#set-note").await;
+    assert!(browser.text("h1").await.contains("note"));
+    assert_eq!(browser.text("#new-note").await, "paid in cash, ticket 42");
+    assert!(
+        app.audit_rows("user.update").await.is_empty(),
+        "nothing before confirming"
+    );
+    browser.click("#confirm").await;
+    assert!(browser.current_url().await.contains("done=note"));
+    assert!(browser.source().await.contains("Note saved."));
+    let rows = app.audit_rows("user.update").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["after"]["note"], "paid in cash, ticket 42");
+    assert_eq!(rows[0]["before"]["note"], serde_json::Value::Null);
+
     // A POST without the CSRF token is refused, and changes nothing.
     let session = format!(
         "vpnshop_admin={}",
@@ -540,7 +557,14 @@ async fn a_reseller_runs_users_from_the_browser() {
         .await
         .expect("viewer session");
     let viewer = format!("vpnshop_admin={}", viewer["value"].as_str().unwrap());
-    for action in ["extend", "ban", "reset-traffic", "revoke-link", "email"] {
+    for action in [
+        "extend",
+        "ban",
+        "reset-traffic",
+        "revoke-link",
+        "email",
+        "note",
+    ] {
         let status = post_form(
             &app,
             &format!("/admin/users/{user}/{action}"),
@@ -551,13 +575,18 @@ async fn a_reseller_runs_users_from_the_browser() {
                 ("days", "7"),
                 ("reason", "forged"),
                 ("email", "x@example.com"),
+                ("note", "forged"),
             ],
         )
         .await;
         assert_eq!(status, 403, "{action} by a viewer");
     }
     assert_eq!(app.audit_rows("user.extend").await.len(), 1);
-    assert!(app.audit_rows("user.update").await.is_empty());
+    assert_eq!(
+        app.audit_rows("user.update").await.len(),
+        1,
+        "the note only"
+    );
     browser.screenshots("user-viewer").await;
 
     // The language follows the admin's choice.

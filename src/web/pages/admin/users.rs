@@ -1,5 +1,5 @@
 //! The console's users: search (user id, Telegram id, username, email), a user's page, and the
-//! actions extend / ban / unban / reset traffic / revoke link / set email. An action is two
+//! actions extend / ban / unban / reset traffic / revoke link / set email / note. An action is two
 //! POSTs: the first shows what will happen and asks to confirm, the second (with `confirm`)
 //! calls the very function the API route calls — same validation, same transaction, same
 //! audit row — and goes back to the user's page.
@@ -218,16 +218,19 @@ pub enum Action {
     ResetTraffic,
     RevokeLink,
     SetEmail,
+    /// The admins' own note on the user (the API's `note`), never shown to the user.
+    SetNote,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Extend,
         Action::Ban,
         Action::Unban,
         Action::ResetTraffic,
         Action::RevokeLink,
         Action::SetEmail,
+        Action::SetNote,
     ];
 
     fn parse(text: &str) -> Option<Action> {
@@ -243,6 +246,7 @@ impl Action {
             Action::ResetTraffic => "reset-traffic",
             Action::RevokeLink => "revoke-link",
             Action::SetEmail => "email",
+            Action::SetNote => "note",
         }
     }
 
@@ -263,6 +267,7 @@ pub struct ActionForm {
     days: Option<String>,
     reason: Option<String>,
     email: Option<String>,
+    note: Option<String>,
 }
 
 #[derive(Template)]
@@ -275,6 +280,7 @@ struct ConfirmPage {
     days: String,
     reason: String,
     email: String,
+    note: String,
     /// The expiry after an extension, for `extend`.
     new_expiry: Option<DateTime<Utc>>,
 }
@@ -296,6 +302,7 @@ pub async fn act(
     let days_text = form.days.clone().unwrap_or_default();
     let reason = form.reason.clone().unwrap_or_default();
     let email = form.email.clone().unwrap_or_default();
+    let note = form.note.clone().unwrap_or_default();
     let days = || -> AppResult<i64> {
         days_text.trim().parse::<i64>().map_err(|_| {
             AppError::validation(
@@ -328,6 +335,7 @@ pub async fn act(
                 days: days_text,
                 reason,
                 email,
+                note,
                 new_expiry,
             },
         );
@@ -353,6 +361,14 @@ pub async fn act(
             let email = Some(email.trim().to_owned()).filter(|e| !e.is_empty());
             let patch = UserPatch {
                 email: Some(email),
+                ..UserPatch::default()
+            };
+            update_profile(&state, admin, remote, id, patch).await?;
+        }
+        Action::SetNote => {
+            // Empty removes it, as in the API.
+            let patch = UserPatch {
+                note: Some(Some(note)),
                 ..UserPatch::default()
             };
             update_profile(&state, admin, remote, id, patch).await?;
