@@ -89,7 +89,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(pages::configure)
     .service(
         web::scope("/api/v1")
-            // Outermost last: the rate limit answers before the token costs a database query.
+            // Outermost last: the rate limit answers before the token costs a database query,
+            // and the body is read only for an authenticated caller.
+            .wrap(actix_web::middleware::from_fn(refuse_nul_text))
             .wrap(actix_web::middleware::from_fn(auth::authenticate))
             .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .service(web::resource("/auth/login").post(auth::login))
@@ -177,6 +179,66 @@ fn json_payload_error(err: actix_web::error::JsonPayloadError) -> AppError {
         }
         other => AppError::BadRequest(other.to_string()),
     }
+}
+
+/// Refuses a JSON body with a NUL character in any of its strings (`\u0000`): PostgreSQL stores
+/// none, in text or in JSON, so it would otherwise fail the write with a 500. Checked here, once,
+/// for every API route; the body is handed on as read.
+async fn refuse_nul_text(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use futures_util::StreamExt;
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if json {
+        let mut payload = req.parts_mut().1.take();
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| AppError::BadRequest(format!("reading the body failed: {e}")))?;
+            if body.len() + chunk.len() > JSON_LIMIT {
+                return Err(
+                    json_payload_error(actix_web::error::JsonPayloadError::Overflow {
+                        limit: JSON_LIMIT,
+                    })
+                    .into(),
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if json_has_nul(&body) {
+            return Err(AppError::validation(
+                "body",
+                "text must not contain the NUL character (\\u0000)",
+            )
+            .into());
+        }
+        req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    }
+    next.call(req).await
+}
+
+/// Whether a JSON text has the escape `\u0000` in a string (a raw NUL byte is no valid JSON, and
+/// the parser refuses it). Escapes are read in pairs, so the text `\\u0000` (an escaped
+/// backslash, then `u0000`) is not one.
+fn json_has_nul(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            if body.get(i + 1) == Some(&b'u') && body.get(i + 2..i + 6) == Some(b"0000".as_slice())
+            {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Routes that did not match anything.
@@ -344,6 +406,17 @@ fn record_request<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(json_has_nul(br#"{"reason":"\u0000"}"#));
+        assert!(json_has_nul(br#"{"a":["x","y\u0000z"]}"#));
+        assert!(json_has_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"a":"\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"a":"\u0001","b":"u0000"}"#));
+        assert!(!json_has_nul(br#"{"a":"\u000"#));
+        assert!(!json_has_nul(b"\\"));
+    }
 
     #[test]
     fn instants_are_rfc3339_with_any_offset() {

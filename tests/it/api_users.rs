@@ -610,6 +610,65 @@ async fn banning_disables_the_subscription_and_unbanning_enables_it() {
     app.shutdown().await;
 }
 
+/// PostgreSQL stores no NUL character, in text or in JSON: a request carrying one (`\u0000`) is
+/// refused at the edge with 422, not answered 500 after a failed write. Found by
+/// `properties::admin_api_takes_any_json` (an extension's reason `"\u0000"`).
+#[actix_rt::test]
+async fn text_with_a_nul_character_is_refused_and_nothing_is_written() {
+    let app = spawn_app(&[]).await;
+    let token = app.token_for(AdminRole::Admin).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(
+        conn,
+        4101,
+        Some(days(10)),
+        SubscriptionStatus::Active,
+        false,
+    )
+    .await;
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/api/v1/users/{user}/extend"),
+            json!({"days": 7, "reason": "\u{0}"}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/users/{user}"),
+            json!({"note": "before\u{0}after"}),
+        ),
+        (
+            "POST",
+            "/api/v1/plans".to_owned(),
+            json!({"name": "Month\u{0}", "days": 30, "price_minor": 29_900}),
+        ),
+    ] {
+        let (status, reply) = app.call(method, &path, Some(&token), Some(body)).await;
+        assert_eq!(status, 422, "{method} {path}: {reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("NUL")),
+            "{reply}"
+        );
+    }
+    // An escaped backslash before `u0000` is text, not a NUL: taken.
+    let (status, reply) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{user}"),
+            Some(&token),
+            Some(json!({"note": "C:\\u0000"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["note"], "C:\\u0000");
+    assert!(app.audit_rows("user.extend").await.is_empty());
+    assert_eq!(app.audit_rows("user.update").await.len(), 1);
+    assert!(app.audit_rows("plan.create").await.is_empty());
+    app.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn an_extension_adds_days_restarts_ended_time_and_creates_a_subscription() {
     let app = spawn_app(&[]).await;

@@ -531,6 +531,25 @@ async fn a_reseller_runs_users_from_the_browser() {
     assert_eq!(status, 403, "a wrong token");
     assert_eq!(app.audit_rows("user.extend").await.len(), 1);
 
+    // A NUL character in a form is refused (PostgreSQL stores none), and nothing is written.
+    let csrf = browser
+        .attribute("form[action='/admin/logout'] input[name=csrf]", "value")
+        .await
+        .expect("the operator's csrf token");
+    let status = post_form(
+        &app,
+        &format!("/admin/users/{user}/note"),
+        &session,
+        &[
+            ("csrf", csrf.as_str()),
+            ("confirm", "yes"),
+            ("note", "a\0b"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "a NUL in a form");
+    assert_eq!(app.audit_rows("user.update").await.len(), 1);
+
     // Log out: back to the login page, and the old cookie opens nothing.
     browser.click("#logout").await;
     assert!(browser.current_url().await.ends_with("/admin/login"));

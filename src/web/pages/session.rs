@@ -281,6 +281,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                         .into(),
                 ));
             }
+            // PostgreSQL stores no NUL character: refused here rather than failing the write. In
+            // a form body it can only come as `%00` (a `%` typed is sent as `%25`) or raw.
+            if body.contains(&0) || body.windows(3).any(|w| w == b"%00") {
+                return Err(AppError::validation(
+                    "form",
+                    "text must not contain the NUL character",
+                ));
+            }
             serde_urlencoded::from_bytes(&body)
                 .map(CsrfForm)
                 .map_err(|e| AppError::validation("form", e.to_string()))
