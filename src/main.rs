@@ -1,5 +1,5 @@
 //! The `vpn-shop` command line: serve · migrate · check-config · config-reference · admin create ·
-//! backup · restore.
+//! backup · restore · panel migrate.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,6 +58,26 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Work with VPN panels other than the configured one.
+    Panel {
+        #[command(subcommand)]
+        command: PanelCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PanelCommand {
+    /// Create every subscription that has access on another panel (same username, expiry, data
+    /// limit, status), read from that panel's settings (e.g. PASARGUARD_*). Safe to repeat.
+    Migrate {
+        /// marzban, pasarguard or remnawave.
+        #[arg(long, value_name = "KIND")]
+        to: String,
+        /// Also store the new panel's subscription links: the last run, with the shop stopped,
+        /// right before starting it with the new PANEL_KIND.
+        #[arg(long)]
+        record_links: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +126,9 @@ fn main() -> ExitCode {
             } => create_admin(settings, &username, role).await,
             Command::Backup { output } => backup(settings, output).await,
             Command::Restore { file, yes } => restore(settings, &file, yes).await,
+            Command::Panel {
+                command: PanelCommand::Migrate { to, record_links },
+            } => panel_migrate(settings, &raw, &to, record_links).await,
             Command::CheckConfig | Command::ConfigReference => Ok(()),
         }
     });
@@ -162,6 +185,53 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
             "applied {} migration(s): {}",
             applied.len(),
             applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn panel_migrate(
+    settings: Settings,
+    raw: &RawConfig,
+    to: &str,
+    record_links: bool,
+) -> anyhow::Result<()> {
+    // The target's settings are read as if PANEL_KIND named it: the same checks as at start.
+    let mut target_raw = raw.clone();
+    target_raw.set("PANEL_KIND", to, config::Source::Env);
+    let target = Settings::from_raw(&target_raw)
+        .map_err(|e| anyhow::anyhow!("the settings of panel `{to}`: {e}"))?
+        .panel
+        .with_context(|| {
+            format!("panel `{to}` is not configured: set its URL and credentials (see `vpn-shop check-config`)")
+        })?;
+    if let Some(current) = &settings.panel
+        && std::mem::discriminant(&current.connection) == std::mem::discriminant(&target.connection)
+    {
+        bail!(
+            "PANEL_KIND is already `{to}`: the scheduled subscription sync keeps that panel in line"
+        );
+    }
+    let metrics = std::sync::Arc::new(vpn_shop::metrics::Metrics::new()?);
+    let panel = vpn_shop::clients::panel::Panel::new(&target, metrics)?;
+    let database = open_database(&settings, true).await?;
+    let result = async {
+        let mut conn = diesel_async::AsyncPgConnection::establish(&database.url)
+            .await
+            .context("connecting to the database")?;
+        vpn_shop::actors::marzban::migrate::migrate(&mut conn, &panel, record_links).await
+    }
+    .await;
+    database.close().await;
+    let report = result?;
+    println!("{} at {}: {report}", panel.kind().name(), panel.url());
+    for (username, error) in &report.failed {
+        println!("  {username}: {error}");
+    }
+    if !report.failed.is_empty() {
+        bail!(
+            "{} users were not migrated; run the command again once the cause is fixed",
+            report.failed.len()
         );
     }
     Ok(())

@@ -438,3 +438,116 @@ async fn a_backup_restored_into_an_empty_database_has_the_same_rows() {
     assert!(!out.status.success());
     assert_eq!(dump(&target).await, before);
 }
+
+/// `panel migrate --to pasarguard` on a shop configured for Marzban: every subscription with
+/// access gets its user on PasarGuard with the same expiry and limit, the others none; a second
+/// run changes nothing; `--record-links` stores PasarGuard's links; the configured panel itself
+/// and an unconfigured one are refused.
+#[tokio::test]
+async fn panel_migrate_copies_the_subscriptions_with_access_and_can_be_repeated() {
+    use crate::support::db::Subscriber;
+    use crate::support::pasarguard::{API_KEY, FakePasarGuard};
+    use chrono::{Duration as Days, Utc};
+    use vpn_shop::db::schema::subscriptions;
+    use vpn_shop::domain::SubscriptionStatus;
+
+    let db = TestDb::new().await;
+    let target = FakePasarGuard::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = db.connect().await;
+    let ends = Utc::now() + Days::days(12);
+    let ends = chrono::DateTime::from_timestamp(ends.timestamp(), 0).unwrap();
+    let mut with_access = Subscriber::new(810_001);
+    with_access.expires_at = Some(ends);
+    with_access.insert(&mut conn).await;
+    let mut limited = Subscriber::new(810_002);
+    limited.expires_at = Some(ends + Days::days(30));
+    limited.traffic_limit = Some(50 << 30);
+    limited.insert(&mut conn).await;
+    let mut ended = Subscriber::new(810_003);
+    ended.expires_at = Some(Utc::now() - Days::days(3));
+    ended.status = SubscriptionStatus::Expired;
+    ended.insert(&mut conn).await;
+    let mut banned = Subscriber::new(810_004);
+    banned.expires_at = Some(ends);
+    banned.status = SubscriptionStatus::Disabled;
+    banned.insert(&mut conn).await;
+
+    let pasarguard = target.url();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MARZBAN_URL", "http://127.0.0.1:9"),
+        ("MARZBAN_USERNAME", "admin"),
+        ("MARZBAN_PASSWORD", "secret"),
+        ("PASARGUARD_URL", pasarguard.as_str()),
+        ("PASARGUARD_API_KEY", API_KEY),
+        ("PASARGUARD_GROUP_IDS", "1"),
+    ];
+    let out = run(
+        dir.path(),
+        &env,
+        &["panel", "migrate", "--to", "pasarguard"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("created 2, updated 0, already in line 0, skipped (no access) 2, failed 0"),
+        "{}",
+        text(&out.stdout)
+    );
+    let user = target.user("vpnshop_810001").expect("created");
+    assert_eq!(user.expire, Some(ends));
+    assert_eq!(user.group_ids, vec![1]);
+    let user = target.user("vpnshop_810002").expect("created");
+    assert_eq!(user.expire, Some(ends + Days::days(30)));
+    assert_eq!(user.data_limit, Some(50 << 30));
+    assert!(target.user("vpnshop_810003").is_none());
+    assert!(target.user("vpnshop_810004").is_none());
+
+    // Changed on the new panel meanwhile: a second run puts it back and creates nothing.
+    target.update_user("vpnshop_810001", |u| u.expire = Some(ends - Days::days(5)));
+    let out = run(
+        dir.path(),
+        &env,
+        &["panel", "migrate", "--to", "pasarguard", "--record-links"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "created 0, updated 1, already in line 1, skipped (no access) 2, failed 0; 2 links recorded"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(target.user("vpnshop_810001").unwrap().expire, Some(ends));
+    assert_eq!(target.user_count(), 2);
+    let links: Vec<Option<String>> = subscriptions::table
+        .order(subscriptions::id)
+        .select(subscriptions::subscription_url)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 4);
+    for link in &links[..2] {
+        let link = link.as_deref().expect("a link recorded");
+        assert!(link.starts_with(&pasarguard), "{link}");
+        assert!(target.subscription_valid(link), "{link}");
+    }
+    assert_eq!(links[2..], [None, None]);
+
+    // The panel the shop already uses, and a panel without settings, are refused.
+    let out = run(dir.path(), &env, &["panel", "migrate", "--to", "marzban"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("PANEL_KIND is already `marzban`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(dir.path(), &env, &["panel", "migrate", "--to", "remnawave"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("panel `remnawave` is not configured"),
+        "{}",
+        text(&out.stderr)
+    );
+}

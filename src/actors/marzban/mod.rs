@@ -10,6 +10,7 @@
 
 mod check;
 mod health;
+pub mod migrate;
 mod provision;
 mod sync;
 
