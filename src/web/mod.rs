@@ -181,8 +181,9 @@ fn json_payload_error(err: actix_web::error::JsonPayloadError) -> AppError {
     }
 }
 
-/// Refuses a JSON body with a NUL character in any of its strings (`\u0000`): PostgreSQL stores
-/// none, in text or in JSON, so it would otherwise fail the write with a 500. Checked here, once,
+/// Refuses (400, as `AppError`'s mapping of a failed text write) a JSON body with a NUL character
+/// in any of its strings (`\u0000`): PostgreSQL stores none, in text or in `jsonb`, and a `jsonb`
+/// write (an audit row's reason) failed with a 500. Checked here, once,
 /// for every API route; the body is handed on as read.
 async fn refuse_nul_text(
     mut req: actix_web::dev::ServiceRequest,
@@ -211,9 +212,8 @@ async fn refuse_nul_text(
             body.extend_from_slice(&chunk);
         }
         if json_has_nul(&body) {
-            return Err(AppError::validation(
-                "body",
-                "text must not contain the NUL character (\\u0000)",
+            return Err(AppError::BadRequest(
+                "text must not contain the NUL character (\\u0000)".to_owned(),
             )
             .into());
         }

@@ -284,9 +284,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             // PostgreSQL stores no NUL character: refused here rather than failing the write. In
             // a form body it can only come as `%00` (a `%` typed is sent as `%25`) or raw.
             if body.contains(&0) || body.windows(3).any(|w| w == b"%00") {
-                return Err(AppError::validation(
-                    "form",
-                    "text must not contain the NUL character",
+                return Err(AppError::BadRequest(
+                    "text must not contain the NUL character".to_owned(),
                 ));
             }
             serde_urlencoded::from_bytes(&body)
