@@ -344,6 +344,8 @@ admins-done-deleted = Account deleted
 nav-payments = Payments
 filter-any = any
 payments-user = User id
+payments-from = From
+payments-to = Until (included)
 payments-filter = Show
 payments-found = { $n ->
     [one] { $n } payment

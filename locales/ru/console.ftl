@@ -351,6 +351,8 @@ admins-done-deleted = Учётная запись удалена
 nav-payments = Платежи
 filter-any = любой
 payments-user = Id пользователя
+payments-from = С
+payments-to = По (включительно)
 payments-filter = Показать
 payments-found = { $n ->
     [one] { $n } платёж

@@ -547,8 +547,35 @@ async fn a_reseller_runs_users_from_the_browser() {
         ],
     )
     .await;
-    assert_eq!(status, 422, "a NUL in a form");
+    assert_eq!(status, 400, "a NUL in a form");
     assert_eq!(app.audit_rows("user.update").await.len(), 1);
+
+    // The payments of a period (days, both included): the two of today, then none.
+    let day = |d: i64| {
+        (Utc::now() + chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    for (from, to, found) in [(day(-1), day(1), 2), (day(2), day(3), 0)] {
+        let page = get_page(
+            &app,
+            &format!("/admin/payments?from={from}&to={to}"),
+            &session,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert_eq!(
+            page.matches("class=\"payment-link\"").count(),
+            found,
+            "{from}..{to}"
+        );
+        assert!(
+            page.contains(&format!("value=\"{from}\"")),
+            "the form keeps the period"
+        );
+    }
 
     // Log out: back to the login page, and the old cookie opens nothing.
     browser.click("#logout").await;

@@ -1,4 +1,4 @@
-//! The console's payments: the list filtered by provider, status and user (the API's
+//! The console's payments: the list filtered by provider, status, user and period (the API's
 //! `GET /payments` filter, parsed by the same code), a payment's page with its refunds and
 //! every event received about it (the API's `GET /payments/{id}`), and the refund (the API's
 //! `POST /payments/{id}/refund`, admin only): a confirmation showing the amount and the days
@@ -45,13 +45,18 @@ struct PaymentsPage {
     provider: String,
     status: String,
     user_id: String,
+    /// The period's first and last day (`YYYY-MM-DD`, the console's time zone), as given.
+    from: String,
+    to: String,
     /// The filter's address, for the pager's links.
     pager_href: String,
     providers: &'static [PaymentProvider],
     statuses: &'static [PaymentStatus],
 }
 
-/// `GET /admin/payments?provider=…&status=…&user_id=…&page=…`: the orders, newest first.
+/// `GET /admin/payments?provider=…&status=…&user_id=…&from=…&to=…&page=…`: the orders, newest
+/// first. `from` and `to` are days of the console's time zone (`DISPLAY_UTC_OFFSET`), both
+/// included; an RFC 3339 time is taken as the API takes it.
 pub async fn list(
     console: Console<role::Viewer>,
     state: web::Data<WebState>,
@@ -59,12 +64,23 @@ pub async fn list(
     query: web::Query<PaymentListQuery>,
 ) -> AppResult<HttpResponse> {
     // An empty field of the form means "any".
+    let offset = state.settings.notifications.display_offset;
+    let from_day = query.from.clone().unwrap_or_default();
+    let to_day = query.to.clone().unwrap_or_default();
     let query = PaymentListQuery {
         provider: query.provider.clone().filter(|v| !v.is_empty()),
         status: query.status.clone().filter(|v| !v.is_empty()),
         user_id: query.user_id.clone().filter(|v| !v.trim().is_empty()),
-        from: query.from.clone().filter(|v| !v.is_empty()),
-        to: query.to.clone().filter(|v| !v.is_empty()),
+        from: query
+            .from
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| day_start(v, offset, 0)),
+        to: query
+            .to
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| day_start(v, offset, 1)),
         page: query.page,
         per_page: Some(PER_PAGE),
     };
@@ -81,6 +97,8 @@ pub async fn list(
             ("provider", provider.as_str()),
             ("status", status.as_str()),
             ("user_id", user_id.as_str()),
+            ("from", from_day.as_str()),
+            ("to", to_day.as_str()),
         ])
         .unwrap_or_default()
     );
@@ -95,11 +113,27 @@ pub async fn list(
             provider,
             status,
             user_id,
+            from: from_day,
+            to: to_day,
             pager_href,
             providers: PaymentProvider::ALL,
             statuses: PaymentStatus::ALL,
         },
     )
+}
+
+/// The start of the day `after` days after the date `value` (`YYYY-MM-DD`) at `offset`, as RFC
+/// 3339; anything else is handed on unchanged, for the API's parser to name.
+fn day_start(value: &str, offset: chrono::FixedOffset, after: u64) -> String {
+    chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.checked_add_days(chrono::Days::new(after)))
+        .and_then(|day| {
+            day.and_time(chrono::NaiveTime::MIN)
+                .and_local_timezone(offset)
+                .single()
+        })
+        .map_or_else(|| value.to_owned(), |start| start.to_rfc3339())
 }
 
 #[derive(Template)]
@@ -254,5 +288,28 @@ pub async fn refund(
                 payment_page(&mut conn, &req, &console, id, form, Some(error), false).await?;
             render(status, &page)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_start;
+
+    #[test]
+    fn a_day_of_the_console_is_its_start_at_the_display_offset() {
+        let moscow = chrono::FixedOffset::east_opt(3 * 3600).unwrap();
+        assert_eq!(
+            day_start("2026-12-01", moscow, 0),
+            "2026-12-01T00:00:00+03:00"
+        );
+        assert_eq!(
+            day_start("2026-12-31", moscow, 1),
+            "2027-01-01T00:00:00+03:00"
+        );
+        assert_eq!(
+            day_start("2026-12-01T10:00:00Z", moscow, 1),
+            "2026-12-01T10:00:00Z"
+        );
+        assert_eq!(day_start("yesterday", moscow, 0), "yesterday");
     }
 }
