@@ -447,12 +447,13 @@ async fn a_burst_of_new_users_all_get_the_menu_within_telegrams_limits() {
             .filter(|m| m.text.contains(&format!("Hello, User {u}!")) && buttons(m).len() == 7)
             .count();
         if menus != 1 || messages.len() != 1 {
-            lost.push((u, messages.len(), menus));
+            let texts: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+            lost.push((u, menus, texts.join(" | ")));
         }
     }
     assert!(
         lost.is_empty(),
-        "{} of {} users did not get exactly one menu (user, messages, menus): {lost:?}",
+        "{} of {} users did not get exactly one menu (user, menus, what they got): {lost:?}",
         lost.len(),
         users.len()
     );

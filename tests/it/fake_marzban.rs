@@ -1382,12 +1382,12 @@ async fn recorder_counts_requests_by_route_pattern() {
     assert!(api.panel.requests().is_empty());
 }
 
-/// Every request stays O(users) at worst: pages anywhere in 10k users, lookups and creates are
-/// quick. (Full pages of 10k users are left to the bench: debug-mode JSON is the cost there.)
+/// Pages anywhere in 10k users, a search, lookups (case-insensitive) and creates answer right.
+/// How fast is the benchmarks' business (`cargo bench --bench marzban_sync`): a time limit here
+/// failed on a busy machine and proved nothing on an idle one.
 #[tokio::test]
-async fn ten_thousand_users_stay_fast() {
+async fn ten_thousand_users_page_search_and_look_up_right() {
     let api = api().await;
-    let started = Instant::now();
     for i in 0..10_000 {
         api.panel.insert_user(FakeUser::new(&format!("tg_{i}")));
     }
@@ -1410,11 +1410,6 @@ async fn ten_thousand_users_stay_fast() {
     }
     assert_eq!(api.panel.user_count(), 10_200);
     assert_eq!(api.panel.users().len(), 10_200);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]

@@ -185,9 +185,7 @@ impl Browser {
     /// (the old document gone, the new one loaded).
     pub async fn click(&self, css: &str) {
         let old = self.find("html").await;
-        let e = self.find(css).await;
-        self.cmd("POST", &format!("/element/{}/click", e.0), json!({}))
-            .await;
+        self.click_element(css).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let gone = self
@@ -219,9 +217,24 @@ impl Browser {
 
     /// Clicks an element that does not load a new page (an `<option>` of a select, a checkbox).
     pub async fn click_here(&self, css: &str) {
-        let e = self.find(css).await;
-        self.cmd("POST", &format!("/element/{}/click", e.0), json!({}))
-            .await;
+        self.click_element(css).await;
+    }
+
+    /// Finds and clicks the element; found again when a script of the page replaced it between
+    /// the two (the console's live preview swaps its form while a message is typed).
+    async fn click_element(&self, css: &str) {
+        for _ in 0..50 {
+            let e = self.find(css).await;
+            let url = format!("{}/element/{}/click", self.session, e.0);
+            match self.try_call("POST", &url, json!({})).await {
+                Ok(_) => return,
+                Err(error) if error.contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("webdriver {url}: {error}"),
+            }
+        }
+        panic!("no element matching {css} stayed long enough to be clicked");
     }
 
     /// Replaces the value of an input.
