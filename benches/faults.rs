@@ -138,7 +138,7 @@ impl Fakes {
             ("MARZBAN_URL", self.panel.url()),
             ("MARZBAN_USERNAME", fake_marzban::ADMIN_USERNAME.to_owned()),
             ("MARZBAN_PASSWORD", fake_marzban::ADMIN_PASSWORD.to_owned()),
-            ("MARZBAN_TIMEOUT", "2s".to_owned()),
+            ("PANEL_TIMEOUT", "2s".to_owned()),
             ("YOOKASSA_SHOP_ID", fake_yookassa::SHOP_ID.to_owned()),
             ("YOOKASSA_SECRET_KEY", fake_yookassa::SECRET_KEY.to_owned()),
             ("YOOKASSA_API_URL", self.yookassa.url()),

@@ -1,17 +1,28 @@
-//! Benchmark of the panel syncs: 10,000 shop users on the fake Marzban panel, synced by the real
-//! MarzbanSyncer against a real PostgreSQL. Prints panel requests by endpoint, writes issued,
-//! wall time and memory for: listing the panel alone, a sync with no drift, a sync with 1 % drift,
-//! and the status sync. A listing and a sync that are not counted warm up first (the client logs
+//! Benchmark of the panel syncs: 10,000 shop users on a fake panel (Marzban unless `BENCH_PANEL`
+//! says `pasarguard`, `remnawave` (3.x) or `remnawave-2.8`), synced by the real MarzbanSyncer
+//! against a real PostgreSQL. Prints the panel requests (listing pages, other reads, writes), wall
+//! time and memory for: listing the panel alone, a sync with no drift, a sync with 1 % drift, and
+//! the status sync. A listing and a sync that are not counted warm up first (the client logs
 //! in, the pools open their connections); then each scenario runs `BENCH_RUNS` times and its wall
 //! time is given as the median and the maximum of those runs.
 //!
 //! Run: `cargo bench --bench marzban_sync` (uses `TEST_DATABASE_URL` if set, otherwise a
-//! throwaway PostgreSQL cluster in /tmp). `BENCH_USERS` (10000) changes the number of users,
-//! `BENCH_RUNS` (5) the runs of each scenario.
+//! throwaway PostgreSQL cluster in /tmp). `BENCH_PANEL` (marzban) picks the panel, `BENCH_USERS`
+//! (10000) changes the number of users, `BENCH_RUNS` (5) the runs of each scenario.
 
 mod common;
 #[path = "../tests/it/support/marzban.rs"]
-mod fake_marzban;
+mod marzban;
+// The bench drives the fakes through `panels` and uses a part of each.
+#[allow(dead_code)]
+#[path = "../tests/it/support/panels.rs"]
+mod panels;
+#[allow(dead_code)]
+#[path = "../tests/it/support/pasarguard.rs"]
+mod pasarguard;
+#[allow(dead_code)]
+#[path = "../tests/it/support/remnawave.rs"]
+mod remnawave;
 #[path = "../tests/it/support/server.rs"]
 mod server;
 
@@ -21,7 +32,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use common::{BenchDb, env_or, status_kib};
 use diesel_async::RunQueryDsl;
-use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
+use panels::{AnyPanel, Kind, PanelFake};
 use vpn_shop::actors::marzban::MarzbanSyncer;
 use vpn_shop::actors::messages::{RunSync, SyncKind};
 use vpn_shop::clients::panel::{Panel, UserQuery};
@@ -35,9 +46,8 @@ struct Row {
     /// One per run, sorted.
     walls: Vec<Duration>,
     lists: usize,
-    gets: usize,
-    puts: usize,
-    posts: usize,
+    reads: usize,
+    writes: usize,
     rss_growth_kib: i64,
 }
 
@@ -61,10 +71,14 @@ impl Row {
 fn main() -> anyhow::Result<()> {
     let users = env_or("BENCH_USERS", 10_000) as i64;
     let runs = env_or("BENCH_RUNS", 5).max(1) as usize;
-    actix_rt::System::new().block_on(run(users, runs))
+    let name = std::env::var("BENCH_PANEL").unwrap_or_else(|_| "marzban".into());
+    let kind = Kind::from_name(&name).ok_or_else(|| {
+        anyhow::anyhow!("BENCH_PANEL={name}: use marzban, pasarguard, remnawave or remnawave-2.8")
+    })?;
+    actix_rt::System::new().block_on(run(kind, users, runs))
 }
 
-async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
+async fn run(kind: Kind, users: i64, runs: usize) -> anyhow::Result<()> {
     let db = BenchDb::create("sync").await?;
     let url = db.url.clone();
 
@@ -83,33 +97,33 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
     ))
     .execute(&mut conn)
     .await?;
-    let panel = FakePanel::start();
+    let panel = AnyPanel::start(kind);
     for i in 1..=users {
-        let mut user = FakeUser::new(&format!("vpnshop_{}", 100_000_000 + i));
-        user.expire = Some(expire);
-        user.data_limit = Some(LIMIT);
-        user.used_traffic = i * 1000;
-        panel.insert_user(user);
+        let name = format!("vpnshop_{}", 100_000_000 + i);
+        panel.seed(&name, i * 1000);
+        panel.edit(&name, |user| {
+            user.expire = Some(expire);
+            user.data_limit = Some(LIMIT);
+        });
     }
 
-    let raw = RawConfig::layered(
-        None,
-        None,
+    let mut env = panel.env(false);
+    env.extend(
         [
             ("DATABASE_URL", url.as_str()),
-            ("MARZBAN_URL", panel.url().as_str()),
-            ("MARZBAN_USERNAME", ADMIN_USERNAME),
-            ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
+            // The shipped default, not the tests' short one.
+            ("PANEL_TIMEOUT", "10s"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )?;
+    );
+    let raw = RawConfig::layered(None, None, env)?;
     let settings = Settings::from_raw(&raw)?;
-    let marzban = settings.panel.clone().expect("panel configured");
+    let panel_settings = settings.panel.clone().expect("panel configured");
     let metrics = Arc::new(Metrics::new()?);
     let pool = vpn_shop::db::build_pool(&url, 16, Duration::from_secs(5))?;
     let syncer = MarzbanSyncer::factory(
         pool,
-        marzban.clone(),
+        panel_settings.clone(),
         Arc::clone(&metrics),
         20,
         std::time::Duration::from_secs(120),
@@ -119,22 +133,21 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     // The requests are those of the last run (every run makes the same ones).
     let measure =
-        |scenario: &'static str, mut walls: Vec<Duration>, rss_before: u64, panel: &FakePanel| {
+        |scenario: &'static str, mut walls: Vec<Duration>, rss_before: u64, panel: &AnyPanel| {
             let rss_after = status_kib("VmHWM:");
             walls.sort_unstable();
             Row {
                 scenario,
                 walls,
-                lists: panel.count("GET", "/api/users"),
-                gets: panel.count("GET", "/api/user/{username}"),
-                puts: panel.count("PUT", "/api/user/{username}"),
-                posts: panel.count("POST", "/api/user"),
+                lists: panel.lists(),
+                reads: panel.reads(),
+                writes: panel.writes(),
                 rss_growth_kib: rss_after as i64 - rss_before as i64,
             }
         };
 
     // The panel's own listing time: every page, nothing else.
-    let client = Panel::new(&marzban, Arc::clone(&metrics))?;
+    let client = Panel::new(&panel_settings, Arc::clone(&metrics))?;
     let list_all = async || {
         let mut offset = 0;
         loop {
@@ -142,7 +155,9 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
                 search: Some("vpnshop_"),
                 status: None,
             };
-            let page = client.list_users(&query, offset, marzban.page_size).await?;
+            let page = client
+                .list_users(&query, offset, panel_settings.page_size)
+                .await?;
             offset += page.users.len() as u64;
             if page.users.is_empty() || offset >= page.total {
                 break;
@@ -185,7 +200,7 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
             // The drift again: the previous run wrote it back.
             for i in 0..drift {
                 let name = format!("vpnshop_{}", 100_000_001 + i * 100);
-                panel.update_user(&name, |u| u.expire = Some(expire + 86_400));
+                panel.edit(&name, |u| u.expire = Some(expire + 86_400));
             }
             panel.clear_requests();
             let started = Instant::now();
@@ -207,28 +222,27 @@ async fn run(users: i64, runs: usize) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "marzban sync benchmark: {users} users, page size {}, write concurrency {}, {runs} runs of \
+        "{} sync benchmark: {users} users, page size {}, write concurrency {}, {runs} runs of \
          each scenario after a warm-up, {} cores",
-        marzban.page_size,
-        marzban.write_concurrency,
+        kind.name(),
+        panel_settings.page_size,
+        panel_settings.write_concurrency,
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
     println!(
-        "| scenario | wall time | GET /api/users | GET /api/user | PUT /api/user | POST /api/user | writes (per run) | peak RSS growth |"
+        "| scenario | wall time | listing pages | other reads | writes (per run) | peak RSS growth |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} MiB |",
+            "| {} | {} | {} | {} | {} | {} MiB |",
             r.scenario,
             r.wall(),
             r.lists,
-            r.gets,
-            r.puts,
-            r.posts,
-            r.puts + r.posts,
+            r.reads,
+            r.writes,
             r.rss_growth_kib.max(0) / 1024
         );
     }

@@ -1,5 +1,6 @@
-//! Benchmark of a purchase end to end: the real app with the fake YooKassa, the fake Marzban
-//! panel answering every request after 60 ms, and the fake Telegram Bot API. Orders are created
+//! Benchmark of a purchase end to end: the real app with the fake YooKassa, a fake panel (Marzban
+//! unless `BENCH_PANEL` says `pasarguard`, `remnawave` (3.x) or `remnawave-2.8`) answering every
+//! request after 60 ms, and the fake Telegram Bot API. Orders are created
 //! through the PaymentProcessor's checkout (`CreateCheckout`) and paid at the fake YooKassa
 //! beforehand (not timed); then their `payment.succeeded` webhooks are POSTed to
 //! `/webhooks/yookassa`, `BENCH_CONCURRENCY` purchases in flight. Each purchase is timed from its
@@ -21,22 +22,32 @@
 //! panel and Bot API calls made, and memory, then a `BENCH-RESULT` line for `bench/run`.
 //!
 //! The app runs with its real defaults (`JOB_POLL_INTERVAL` 5 s — new jobs wake the runner
-//! through LISTEN/NOTIFY —, `TELEGRAM_MAX_RATE` 25/s, `MARZBAN_WRITE_CONCURRENCY` and
+//! through LISTEN/NOTIFY —, `TELEGRAM_MAX_RATE` 25/s, `PANEL_WRITE_CONCURRENCY` and
 //! `JOB_CONCURRENCY` as shipped); only `YOOKASSA_CHECK_IP=false` (the webhooks come from
 //! 127.0.0.1) and `PAYMENT_POLL_AFTER=24h` (the poller must not confirm the orders before their
 //! webhook) are set.
 //!
 //! Run: `cargo bench --bench purchase` (uses `TEST_DATABASE_URL` if set, otherwise a throwaway
-//! PostgreSQL cluster). `BENCH_PURCHASES` (measured, 1000), `BENCH_WARMUP` (20),
+//! PostgreSQL cluster). `BENCH_PANEL` (marzban), `BENCH_PURCHASES` (measured, 1000), `BENCH_WARMUP` (20),
 //! `BENCH_CONCURRENCY` (purchases in flight, 4) and `BENCH_PANEL_LATENCY_MS` (60) change it.
 
 mod common;
 #[path = "../tests/it/support/marzban.rs"]
-mod fake_marzban;
+mod marzban;
+// The bench drives the fakes through `panels` and uses a part of each.
 #[path = "../tests/it/support/telegram.rs"]
 mod fake_telegram;
 #[path = "../tests/it/support/yookassa.rs"]
 mod fake_yookassa;
+#[allow(dead_code)]
+#[path = "../tests/it/support/panels.rs"]
+mod panels;
+#[allow(dead_code)]
+#[path = "../tests/it/support/pasarguard.rs"]
+mod pasarguard;
+#[allow(dead_code)]
+#[path = "../tests/it/support/remnawave.rs"]
+mod remnawave;
 #[path = "../tests/it/support/server.rs"]
 mod server;
 
@@ -47,10 +58,10 @@ use std::time::{Duration, Instant};
 use common::{BenchDb, Latencies, env_or, ms, start_app_with_settings, status_mib};
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use fake_marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
 use fake_telegram::{FakeTelegram, TOKEN};
 use fake_yookassa::FakeYooKassa;
 use futures_util::{StreamExt, stream};
+use panels::{AnyPanel, Kind, PanelFake};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use vpn_shop::domain::panel::panel_username;
@@ -301,6 +312,12 @@ async fn run() -> anyhow::Result<bool> {
     let warmup = env_or("BENCH_WARMUP", 20) as usize;
     let concurrency = env_or("BENCH_CONCURRENCY", 4).max(1) as usize;
     let panel_latency = Duration::from_millis(env_or("BENCH_PANEL_LATENCY_MS", 60));
+    let panel_name = std::env::var("BENCH_PANEL").unwrap_or_else(|_| "marzban".into());
+    let kind = Kind::from_name(&panel_name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "BENCH_PANEL={panel_name}: use marzban, pasarguard, remnawave or remnawave-2.8"
+        )
+    })?;
 
     let db = BenchDb::create("buy").await?;
     let mut conn = db.connect().await?;
@@ -317,28 +334,29 @@ async fn run() -> anyhow::Result<bool> {
         .collect();
 
     let yookassa = FakeYooKassa::start();
-    let panel = FakePanel::start();
+    let panel = AnyPanel::start(kind);
     panel.set_latency(panel_latency);
     let telegram = FakeTelegram::start();
-    let (yookassa_url, panel_url, tg_url) = (yookassa.url(), panel.url(), telegram.url());
-    let (app, _data_dir, settings) = start_app_with_settings(
-        &db,
-        &[
-            ("YOOKASSA_SHOP_ID", fake_yookassa::SHOP_ID),
-            ("YOOKASSA_SECRET_KEY", fake_yookassa::SECRET_KEY),
-            ("YOOKASSA_API_URL", yookassa_url.as_str()),
-            // The webhooks come from 127.0.0.1; each is still confirmed with YooKassa's API.
-            ("YOOKASSA_CHECK_IP", "false"),
-            // The poller must not confirm the orders before their webhook.
-            ("PAYMENT_POLL_AFTER", "24h"),
-            ("MARZBAN_URL", panel_url.as_str()),
-            ("MARZBAN_USERNAME", ADMIN_USERNAME),
-            ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", tg_url.as_str()),
-        ],
-    )
-    .await?;
+    let (yookassa_url, tg_url) = (yookassa.url(), telegram.url());
+    let panel_env = panel.env(false);
+    let mut env: Vec<(&str, &str)> = panel_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend_from_slice(&[
+        // The shipped default, not the tests' short one.
+        ("PANEL_TIMEOUT", "10s"),
+        ("YOOKASSA_SHOP_ID", fake_yookassa::SHOP_ID),
+        ("YOOKASSA_SECRET_KEY", fake_yookassa::SECRET_KEY),
+        ("YOOKASSA_API_URL", yookassa_url.as_str()),
+        // The webhooks come from 127.0.0.1; each is still confirmed with YooKassa's API.
+        ("YOOKASSA_CHECK_IP", "false"),
+        // The poller must not confirm the orders before their webhook.
+        ("PAYMENT_POLL_AFTER", "24h"),
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", tg_url.as_str()),
+    ]);
+    let (app, _data_dir, settings) = start_app_with_settings(&db, &env).await?;
     let prefix = settings.panel_username_prefix().to_owned();
     let base = format!("http://{}", app.http_addr());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -416,7 +434,7 @@ async fn run() -> anyhow::Result<bool> {
     for (telegram_id, username) in &expected {
         // The expiry was set by a payment of this run: one period from a moment since the first
         // webhook (a few seconds of slack for clocks and rounding).
-        let expire = panel.user(username).and_then(|u| u.expire);
+        let expire = panel.stored(username).and_then(|u| u.expire);
         let slack = first_post.elapsed().as_secs() as i64 + 5;
         if !expire.is_some_and(|e| (wanted_expire - slack..=wanted_expire + 5).contains(&e)) {
             left_wrong.push(format!("{username}: panel expire {expire:?}"));
@@ -432,7 +450,7 @@ async fn run() -> anyhow::Result<bool> {
 
     println!();
     println!(
-        "purchase benchmark: {purchases} YooKassa purchases measured after {warmup} not counted, \
+        "purchase benchmark on {panel_name}: {purchases} YooKassa purchases measured after {warmup} not counted, \
          {concurrency} in flight, fake panel latency {} ms, JOB_POLL_INTERVAL {:?}, \
          JOB_CONCURRENCY {}, TELEGRAM_MAX_RATE {}/s, {} cores",
         panel_latency.as_millis(),
@@ -469,8 +487,8 @@ async fn run() -> anyhow::Result<bool> {
         wall.as_secs_f64()
     );
     let mut by_route: Vec<(String, usize)> = Vec::new();
-    for r in panel.requests() {
-        let key = format!("{} {}", r.method, r.route);
+    for (method, route) in panel.routes() {
+        let key = format!("{method} {route}");
         match by_route.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
             None => by_route.push((key, 1)),
@@ -500,7 +518,7 @@ async fn run() -> anyhow::Result<bool> {
         println!("FAILED: {problems} problems, e.g. {first}");
     }
     println!(
-        "BENCH-RESULT purchases={purchases} warmup={warmup} complete={complete} \
+        "BENCH-RESULT panel={panel_name} purchases={purchases} warmup={warmup} complete={complete} \
          concurrency={concurrency} answer_p50_ms={:.1} answer_tail={} provision_p50_ms={:.1} \
          provision_tail={} message_p50_ms={:.1} message_tail={} purchases_per_s={throughput:.1} \
          rss_idle_mib={idle_rss} rss_peak_mib={peak_rss}",

@@ -117,6 +117,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init(settings.log_format, &settings.rust_log);
+    for (old, new) in raw.deprecated_names() {
+        tracing::warn!(
+            deprecated = old,
+            current = new,
+            "{old} is the deprecated name of {new}; rename it (the old name still works)"
+        );
+    }
     let result = actix_rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve => serve(settings).await,

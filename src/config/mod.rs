@@ -32,7 +32,7 @@ pub use pasarguard::{PasarGuardAuth, PasarGuardSettings};
 pub use payments::{PaymentSettings, WataSettings, YooKassaSettings};
 pub use remnawave::{ExtraHeaders, RemnawaveSettings};
 pub use telegram::{BotSettings, ClientApp, TelegramMode, TelegramSettings};
-pub use vars::{SECTIONS, VARS, Var, reference_markdown};
+pub use vars::{RENAMED, SECTIONS, VARS, Var, reference_markdown};
 
 /// A value that must never reach a log or a terminal: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -94,13 +94,27 @@ pub enum ConfigError {
     },
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
+    #[error(
+        "{old} and {new} are both set, to different values: {old} is the deprecated name of {new}; keep only {new}"
+    )]
+    Renamed {
+        old: &'static str,
+        new: &'static str,
+    },
 }
 
 /// Raw layered values before parsing: variable name → (value, source). Empty values are unset.
+/// A value given under a setting's deprecated name ([`RENAMED`]) counts for the setting.
 #[derive(Debug, Clone, Default)]
 pub struct RawConfig {
     values: BTreeMap<&'static str, (String, Source)>,
+    /// Current name → the deprecated name its value in effect was given under.
+    given_as: BTreeMap<&'static str, &'static str>,
 }
+
+/// The values given under deprecated names while the sources are layered: current name →
+/// (deprecated name, value, source).
+type UnderOldNames = BTreeMap<&'static str, (&'static str, String, Source)>;
 
 impl RawConfig {
     /// Layers the sources in precedence order: `toml` < `dotenv` < `env`.
@@ -110,24 +124,85 @@ impl RawConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RawConfig, ConfigError> {
         let mut raw = RawConfig::default();
+        let mut old = UnderOldNames::new();
         if let Some((path, text)) = toml {
-            for (key, value) in parse_toml(path, text)? {
-                raw.set(key, value, Source::Toml(path.to_owned()));
+            for ((var, old_name), value) in parse_toml(path, text)? {
+                raw.put(
+                    &mut old,
+                    var,
+                    old_name,
+                    value,
+                    Source::Toml(path.to_owned()),
+                );
             }
         }
         if let Some((path, pairs)) = dotenv {
             for (key, value) in pairs {
-                if let Some(var) = lookup(&key) {
-                    raw.set(var.name, value, Source::DotEnv(path.to_owned()));
+                if let Some((var, old_name)) = resolve(&key) {
+                    raw.put(
+                        &mut old,
+                        var,
+                        old_name,
+                        value,
+                        Source::DotEnv(path.to_owned()),
+                    );
                 }
             }
         }
         for (key, value) in env {
-            if let Some(var) = lookup(&key) {
-                raw.set(var.name, value, Source::Env);
+            if let Some((var, old_name)) = resolve(&key) {
+                raw.put(&mut old, var, old_name, value, Source::Env);
+            }
+        }
+        for (name, (old_name, value, source)) in old {
+            match raw.values.get(name) {
+                Some((current, _)) if current.trim() != value.trim() => {
+                    return Err(ConfigError::Renamed {
+                        old: old_name,
+                        new: name,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    raw.values.insert(name, (value, source));
+                    raw.given_as.insert(name, old_name);
+                }
             }
         }
         Ok(raw)
+    }
+
+    /// One value of one source, under the setting's name or (`old_name`) its deprecated one.
+    fn put(
+        &mut self,
+        old: &mut UnderOldNames,
+        var: &'static Var,
+        old_name: Option<&'static str>,
+        value: String,
+        source: Source,
+    ) {
+        match old_name {
+            None => self.set(var.name, value, source),
+            Some(_) if value.trim().is_empty() => {
+                old.remove(var.name);
+            }
+            Some(old_name) => {
+                old.insert(var.name, (old_name, value, source));
+            }
+        }
+    }
+
+    /// The settings whose value in effect was given under a deprecated name: (old, current).
+    pub fn deprecated_names(&self) -> Vec<(&'static str, &'static str)> {
+        self.given_as
+            .iter()
+            .map(|(new, old)| (*old, *new))
+            .collect()
+    }
+
+    /// The name the value of `var` was given under: its own, or the deprecated one.
+    fn given_name(&self, var: &'static Var) -> &'static str {
+        self.given_as.get(var.name).copied().unwrap_or(var.name)
     }
 
     /// Reads the real sources: `config_file` if given, `./.env` if present, the process environment.
@@ -167,6 +242,7 @@ impl RawConfig {
 
     pub fn set(&mut self, name: &'static str, value: impl Into<String>, source: Source) {
         let value = value.into();
+        self.given_as.remove(name);
         if value.trim().is_empty() {
             self.values.remove(name);
         } else {
@@ -187,7 +263,21 @@ fn lookup(name: &str) -> Option<&'static Var> {
     VARS.iter().find(|v| v.name.eq_ignore_ascii_case(name))
 }
 
-fn parse_toml(path: &Path, text: &str) -> Result<Vec<(&'static str, String)>, ConfigError> {
+/// The setting `name` stands for, and the deprecated name when it is one ([`RENAMED`]).
+fn resolve(name: &str) -> Option<(&'static Var, Option<&'static str>)> {
+    if let Some(var) = lookup(name) {
+        return Some((var, None));
+    }
+    let (old, new) = RENAMED
+        .iter()
+        .find(|(old, _)| old.eq_ignore_ascii_case(name))?;
+    Some((lookup(new)?, Some(*old)))
+}
+
+/// A setting of the file: the variable, the deprecated name it was given under, its value.
+type FileSetting = ((&'static Var, Option<&'static str>), String);
+
+fn parse_toml(path: &Path, text: &str) -> Result<Vec<FileSetting>, ConfigError> {
     let file_error = |problem: String| ConfigError::File {
         path: path.display().to_string(),
         problem,
@@ -198,7 +288,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<(&'static str, String)>, Co
     table
         .into_iter()
         .map(|(key, value)| {
-            let var = lookup(&key).ok_or_else(|| {
+            let var = resolve(&key).ok_or_else(|| {
                 file_error(format!(
                     "unknown setting '{key}' (settings are the variable names, e.g. HTTP_BIND)"
                 ))
@@ -215,7 +305,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<(&'static str, String)>, Co
                     )));
                 }
             };
-            Ok((var.name, value))
+            Ok((var, value))
         })
         .collect()
 }
@@ -391,7 +481,7 @@ impl Reader<'_> {
                 parse(value.trim())
                     .map(Some)
                     .map_err(|problem| ConfigError::Invalid {
-                        var: var.name,
+                        var: self.raw.given_name(var),
                         value: if var.secret {
                             "***".into()
                         } else {
@@ -585,7 +675,10 @@ pub fn describe(raw: &RawConfig, settings: &Settings) -> String {
     for var in VARS {
         let line = match (raw.get(var), var.name) {
             (Some((_, source)), _) if var.secret => format!("*** ({source})"),
-            (Some((value, source)), _) => format!("{value} ({source})"),
+            (Some((value, source)), _) => match raw.given_as.get(var.name) {
+                Some(old) => format!("{value} ({source}, as {old}, deprecated)"),
+                None => format!("{value} ({source})"),
+            },
             (None, "PUBLIC_BASE_URL") => {
                 format!("{} (derived from HTTP_BIND)", settings.public_base_url)
             }

@@ -38,6 +38,30 @@ const fn secret(name: &'static str, example: &'static str, help: &'static str) -
     }
 }
 
+/// Settings that were renamed, as (deprecated name, current name): the deprecated name is still
+/// accepted (`check-config` and the log at start say so); both set to different values is
+/// refused at start. The panel settings shared by every panel were named `MARZBAN_*` before
+/// other panels existed.
+pub const RENAMED: &[(&str, &str)] = &[
+    ("MARZBAN_USERNAME_PREFIX", "PANEL_USERNAME_PREFIX"),
+    ("MARZBAN_WRITE_CONCURRENCY", "PANEL_WRITE_CONCURRENCY"),
+    ("MARZBAN_TIMEOUT", "PANEL_TIMEOUT"),
+    ("MARZBAN_PAGE_SIZE", "PANEL_PAGE_SIZE"),
+    (
+        "MARZBAN_SYNC_SUBSCRIPTIONS_INTERVAL",
+        "PANEL_SYNC_SUBSCRIPTIONS_INTERVAL",
+    ),
+    ("MARZBAN_SYNC_STATUS_INTERVAL", "PANEL_SYNC_STATUS_INTERVAL"),
+    (
+        "MARZBAN_SYNC_TRAFFIC_INTERVAL",
+        "PANEL_SYNC_TRAFFIC_INTERVAL",
+    ),
+    ("MARZBAN_STATS_INTERVAL", "PANEL_STATS_INTERVAL"),
+    ("MARZBAN_CLEANUP_INTERVAL", "PANEL_CLEANUP_INTERVAL"),
+    ("MARZBAN_CLEANUP_AFTER_DAYS", "PANEL_CLEANUP_AFTER_DAYS"),
+    ("MARZBAN_CLEANUP_ACTION", "PANEL_CLEANUP_ACTION"),
+];
+
 /// The client apps suggested by /status when CLIENT_APPS is unset.
 pub const DEFAULT_CLIENT_APPS: &str = "Android=v2rayNG https://github.com/2dust/v2rayNG/releases;iOS=Streisand https://apps.apple.com/app/id6450534064;Windows=Hiddify https://github.com/hiddify/hiddify-app/releases;macOS=Hiddify https://github.com/hiddify/hiddify-app/releases;Linux=Hiddify https://github.com/hiddify/hiddify-app/releases";
 
@@ -225,7 +249,7 @@ pub const VARS: &[Var] = &[
         "PANEL_KIND",
         Some("marzban"),
         "pasarguard",
-        "The panel the shop drives: `marzban` (0.8.4), `pasarguard` (5.1+) or `remnawave` (2.8 or 3.x). Only the settings of that panel are read; the MARZBAN_USERNAME_PREFIX … MARZBAN_CLEANUP_ACTION settings below apply to every panel.",
+        "The panel the shop drives: `marzban` (0.8.4), `pasarguard` (5.1+) or `remnawave` (2.8 or 3.x). Only the settings of that panel are read; the PANEL_USERNAME_PREFIX … PANEL_CLEANUP_ACTION settings below apply to every panel.",
     ),
     var(
         "MARZBAN_URL",
@@ -330,67 +354,67 @@ pub const VARS: &[Var] = &[
         "Devices (HWID) a new user may connect, sent as hwidDeviceLimit (0: no limit for that user). Unset: the panel's fallback limit applies.",
     ),
     var(
-        "MARZBAN_USERNAME_PREFIX",
+        "PANEL_USERNAME_PREFIX",
         Some("vpnshop_"),
         "shop1_",
         "Panel username = this prefix + the Telegram id (a-z, 0-9, _; at most 16 characters). The syncs never touch panel users without it.",
     ),
     var(
-        "MARZBAN_WRITE_CONCURRENCY",
+        "PANEL_WRITE_CONCURRENCY",
         Some("4"),
         "4",
         "Panel writes (create, modify, delete) one replica runs at the same time.",
     ),
     var(
-        "MARZBAN_TIMEOUT",
+        "PANEL_TIMEOUT",
         Some("10s"),
         "10s",
         "Timeout of one panel request.",
     ),
     var(
-        "MARZBAN_PAGE_SIZE",
+        "PANEL_PAGE_SIZE",
         Some("100"),
         "100",
         "Users per page when the syncs list the panel's users.",
     ),
     var(
-        "MARZBAN_SYNC_SUBSCRIPTIONS_INTERVAL",
+        "PANEL_SYNC_SUBSCRIPTIONS_INTERVAL",
         Some("2h"),
         "2h",
         "Interval of `panel_sync_subscriptions`: make expiry, data limit and status on the panel match the database.",
     ),
     var(
-        "MARZBAN_SYNC_STATUS_INTERVAL",
+        "PANEL_SYNC_STATUS_INTERVAL",
         Some("1h"),
         "1h",
         "Interval of `panel_sync_status`: read every shop user's panel status, last online time and traffic.",
     ),
     var(
-        "MARZBAN_SYNC_TRAFFIC_INTERVAL",
+        "PANEL_SYNC_TRAFFIC_INTERVAL",
         Some("5m"),
         "5m",
         "Interval of `panel_sync_traffic`: read the traffic of active users and warn at 80 % and 100 % of their limit.",
     ),
     var(
-        "MARZBAN_STATS_INTERVAL",
+        "PANEL_STATS_INTERVAL",
         Some("15m"),
         "15m",
         "Interval of `panel_stats`: record the panel's system stats (users by status, bandwidth, CPU, memory).",
     ),
     var(
-        "MARZBAN_CLEANUP_INTERVAL",
+        "PANEL_CLEANUP_INTERVAL",
         Some("7d"),
         "7d",
-        "Interval of `panel_cleanup`: disable or delete panel users expired for longer than MARZBAN_CLEANUP_AFTER_DAYS.",
+        "Interval of `panel_cleanup`: disable or delete panel users expired for longer than PANEL_CLEANUP_AFTER_DAYS.",
     ),
     var(
-        "MARZBAN_CLEANUP_AFTER_DAYS",
+        "PANEL_CLEANUP_AFTER_DAYS",
         Some("30"),
         "30",
         "Days after expiry before `panel_cleanup` acts on a user.",
     ),
     var(
-        "MARZBAN_CLEANUP_ACTION",
+        "PANEL_CLEANUP_ACTION",
         Some("disable"),
         "delete",
         "`disable` or `delete` the panel users `panel_cleanup` finds (the shop keeps their records).",
@@ -405,7 +429,7 @@ pub const VARS: &[Var] = &[
         "PAID_UNPROVISIONED_INTERVAL",
         Some("1m"),
         "1m",
-        "Interval of `paid_unprovisioned`, the check of paid access on the panel (when MARZBAN_URL is set).",
+        "Interval of `paid_unprovisioned`, the check of paid access on the panel (when a panel is configured).",
     ),
     secret(
         "TELEGRAM_BOT_TOKEN",
@@ -734,6 +758,12 @@ pub fn reference_markdown() -> String {
         }
         if var.secret {
             meaning.push_str(" Secret.");
+        }
+        if let Some((old, _)) = RENAMED.iter().find(|(_, new)| *new == var.name) {
+            meaning.push_str(&format!(
+                " Formerly {} (still accepted, deprecated).",
+                code(old)
+            ));
         }
         out.push_str(&format!(
             "| {} | {default} | {} |\n",

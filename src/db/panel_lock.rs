@@ -3,7 +3,7 @@
 //! re-creations, the cleanup) holds it while it reads the subscription and writes the panel.
 //!
 //! Why an advisory lock on a pooled connection: two writers of one user can be two jobs of one
-//! replica (`MARZBAN_WRITE_CONCURRENCY` > 1: a running provision job and a new one with the same
+//! replica (`PANEL_WRITE_CONCURRENCY` > 1: a running provision job and a new one with the same
 //! dedup key), or a sync on one replica and a job on another; only the shared database sees them
 //! all. A session-level `pg_try_advisory_lock` keeps no transaction open across the panel's HTTP
 //! calls (a row lock would make payments wait on the panel), and the locked section runs its own

@@ -112,6 +112,30 @@ pub fn drift(desired: &DesiredUser, panel: &PanelState) -> Drift {
     }
 }
 
+/// [`drift`] on a panel that keeps (`refuses_past_expiry == false`) or refuses an expiry in the
+/// past (Remnawave). Where it is refused, an access that has ended (`desired` active but its expiry
+/// before `now`) is held by a disabled panel user whatever expiry that user still has — the
+/// adapter disables instead of writing the past date — so such a user is in line, and the next
+/// sync does not write it again. A naturally expired user with the same expiry is in line too,
+/// as on every panel.
+pub fn drift_on(
+    desired: &DesiredUser,
+    panel: &PanelState,
+    refuses_past_expiry: bool,
+    now: i64,
+) -> Drift {
+    let changes = drift(desired, panel);
+    let ended = desired.status == WantedStatus::Active && desired.expire <= now;
+    if refuses_past_expiry && ended && panel.status == PanelUserStatus::Disabled {
+        return Drift {
+            expire: None,
+            status: None,
+            ..changes
+        };
+    }
+    changes
+}
+
 /// Traffic warning thresholds, in percent of the limit.
 pub const TRAFFIC_THRESHOLDS: [u8; 2] = [80, 100];
 
@@ -213,6 +237,61 @@ mod tests {
             ..same
         };
         assert_eq!(drift(&desired, &on_hold).status, Some(WantedStatus::Active));
+    }
+
+    #[test]
+    fn an_ended_access_held_by_a_disabled_user_is_in_line_where_past_expiries_are_refused() {
+        let now = 10_000;
+        let ended = DesiredUser {
+            expire: 9_000,
+            data_limit: 0,
+            status: WantedStatus::Active,
+        };
+        let disabled = PanelState {
+            expire: Some(20_000),
+            data_limit: None,
+            status: PanelUserStatus::Disabled,
+        };
+        assert!(drift_on(&ended, &disabled, true, now).is_empty());
+        // A panel that stores the past date gets it, and the user enabled (it shows expired).
+        assert_eq!(
+            drift_on(&ended, &disabled, false, now),
+            drift(&ended, &disabled)
+        );
+        // Still active on the panel: the expiry is written (the adapter disables instead).
+        let active = PanelState {
+            status: PanelUserStatus::Active,
+            ..disabled
+        };
+        assert_eq!(drift_on(&ended, &active, true, now).expire, Some(9_000));
+        // The data limit is still the database's.
+        let limited = PanelState {
+            data_limit: Some(5),
+            ..disabled
+        };
+        assert_eq!(
+            drift_on(&ended, &limited, true, now),
+            Drift {
+                data_limit: Some(0),
+                ..Drift::default()
+            }
+        );
+        // An access that has not ended is enabled again, with its expiry.
+        let running = DesiredUser {
+            expire: 11_000,
+            ..ended
+        };
+        assert_eq!(
+            drift_on(&running, &disabled, true, now),
+            drift(&running, &disabled)
+        );
+        // Naturally expired with the same date: in line.
+        let expired = PanelState {
+            expire: Some(9_000),
+            status: PanelUserStatus::Expired,
+            ..disabled
+        };
+        assert!(drift_on(&ended, &expired, true, now).is_empty());
     }
 
     #[test]

@@ -1021,7 +1021,7 @@ async fn spawn_with_panel(panel: &FakePanel) -> TestApp {
         ("MARZBAN_URL", url.as_str()),
         ("MARZBAN_USERNAME", ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "1s"),
+        ("PANEL_TIMEOUT", "1s"),
         ("JOB_POLL_INTERVAL", "200ms"),
         // The health probe runs at start, then not in the middle of a test.
         ("ALERT_CHECK_INTERVAL", "1h"),

@@ -885,7 +885,7 @@ async fn spawn_with_panel(panel: &FakePanel) -> TestApp {
         ("MARZBAN_URL", url.as_str()),
         ("MARZBAN_USERNAME", ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "1s"),
+        ("PANEL_TIMEOUT", "1s"),
         ("JOB_BACKOFF_BASE", "100ms"),
         ("JOB_BACKOFF_MAX", "500ms"),
         ("JOB_POLL_INTERVAL", "200ms"),

@@ -1,6 +1,8 @@
 //! Buying through the Telegram bot end to end: commands and button presses on the fake Bot API,
-//! payments on the fake YooKassa, WATA and Telegram Stars, the real app with its actors and the
-//! fake Marzban panel behind it. Each test checks the chat, the database and the panel.
+//! payments on the fake YooKassa, WATA and Telegram Stars, the real app with its actors and a
+//! fake panel behind it. Each test checks the chat, the database and the panel. The sale, the
+//! renewal, the sync after a change made on the panel and the traffic plans run on every panel a
+//! shop can drive (`on_every_panel!`: Marzban, PasarGuard, Remnawave 2.8 and 3.x).
 
 use crate::support;
 
@@ -11,11 +13,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use support::bot::{BotShop, bot_shop, button, buttons};
+use support::bot::{BotShop, bot_shop_on, button, buttons};
 use support::db::Subscriber;
-use support::marzban::FakeUser;
+use support::panels::{AnyPanel, Kind, PanelFake, Stored};
 use support::payments::Providers;
-use support::remnawave::{self as rw, FakeRemnawave};
 use support::telegram::{SentMessage, StarPayment};
 use support::wait_until;
 use support::wata::{self as wt, FakeWata};
@@ -47,11 +48,16 @@ struct Shop {
 }
 
 async fn shop(extra: &[(&str, &str)]) -> Shop {
+    shop_on(Kind::Marzban, extra).await
+}
+
+/// The shop on a panel of `kind`.
+async fn shop_on(kind: Kind, extra: &[(&str, &str)]) -> Shop {
     let providers = Providers::start();
     let mut env = providers.env();
     env.push(("STARS_ENABLED", "true"));
     env.extend_from_slice(extra);
-    let bot = bot_shop(&env).await;
+    let bot = bot_shop_on(kind, &env).await;
     drop(env);
     let Providers { yookassa, wata, .. } = providers;
     let plan = diesel::insert_into(plans::table)
@@ -227,7 +233,7 @@ impl Shop {
                 .subscription(telegram_id)
                 .await
                 .expect("a subscription");
-            let expire = self.bot.panel.user(&name).and_then(|u| u.expire);
+            let expire = self.bot.panel.stored(&name).and_then(|u| u.expire);
             if expire == Some(sub.expires_at.timestamp()) {
                 return sub;
             }
@@ -301,6 +307,11 @@ impl Shop {
             "the link in {}",
             message.text
         );
+        assert!(self.bot.panel.subscription_valid(link), "{link}");
+        assert!(
+            self.bot.panel.reaches_nodes(&format!("vpnshop_{u}")),
+            "the panel user can connect"
+        );
         assert_eq!(self.count(u, PAID), 1, "one payment message");
     }
 }
@@ -318,9 +329,8 @@ fn days_from_now(at: DateTime<Utc>) -> f64 {
     (at - Utc::now()).num_seconds() as f64 / DAY as f64
 }
 
-#[actix_rt::test]
-async fn buying_with_yookassa_through_the_bot_gives_the_link_and_the_panel_the_period() {
-    let shop = shop(&[]).await;
+async fn buying_with_yookassa_through_the_bot_gives_the_link_and_the_panel_the_period(kind: Kind) {
+    let shop = shop_on(kind, &[]).await;
     let u = 2001;
     let order = shop.buy_yookassa(u).await;
     shop.assert_paid(u, &order, None).await;
@@ -409,9 +419,8 @@ async fn buying_with_stars_through_the_bot_pays_once_even_when_the_payment_comes
     );
 }
 
-#[actix_rt::test]
-async fn renewing_through_the_bot_adds_the_period_to_the_time_left() {
-    let shop = shop(&[]).await;
+async fn renewing_through_the_bot_adds_the_period_to_the_time_left(kind: Kind) {
+    let shop = shop_on(kind, &[]).await;
     let u = 2004;
     let ends = Utc::now() + days(10);
     Subscriber {
@@ -439,66 +448,36 @@ async fn renewing_through_the_bot_adds_the_period_to_the_time_left() {
     );
 }
 
-/// The same sale on a Remnawave panel (`PANEL_KIND=remnawave`, 2.8 or 3.x): the paid period
-/// lands on the Remnawave user, in its squad, the chat gets Remnawave's link; a renewal adds the
-/// period and keeps the link; a change made on the panel is undone by the subscription sync.
-async fn a_sale_on_remnawave(version: &str) {
-    let remnawave = FakeRemnawave::start(version);
-    let url = remnawave.url();
-    let shop = shop(&[
-        ("PANEL_KIND", "remnawave"),
-        ("REMNAWAVE_URL", url.as_str()),
-        ("REMNAWAVE_TOKEN", rw::API_TOKEN),
-        ("REMNAWAVE_SQUADS", rw::SQUADS[0].0),
-    ])
-    .await;
+crate::on_every_panel!(
+    buying_with_yookassa_through_the_bot_gives_the_link_and_the_panel_the_period
+);
+crate::on_every_panel!(renewing_through_the_bot_adds_the_period_to_the_time_left);
+
+/// A renewal on the panel of `kind` adds the period and keeps the link; a change made on the
+/// panel behind the shop's back (expiry shortened, user disabled) is undone by the subscription
+/// sync, which then finds nothing more to write.
+async fn a_renewal_keeps_the_link_and_the_sync_undoes_changes_made_on_the_panel(kind: Kind) {
+    let shop = shop_on(kind, &[]).await;
+    let panel = &shop.bot.panel;
     let u = 2010;
     let name = format!("vpnshop_{u}");
-    let on_panel = async |shop: &Shop| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let sub = shop.subscription(u).await.expect("a subscription");
-            let panel = remnawave.user(&name);
-            if panel.as_ref().map(|p| p.expire_at.timestamp()) == Some(sub.expires_at.timestamp())
-                && panel.as_ref().is_some_and(|p| p.status == "ACTIVE")
-            {
-                return sub;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Remnawave {version}: {panel:?} vs {sub:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
     let order = shop.buy_yookassa(u).await;
-    let message = shop.bot.wait_text(u, PAID).await;
-    let sub = on_panel(&shop).await;
-    assert!(close(
-        sub.expires_at,
-        order_paid_at(&shop, &order).await + days(PLAN_DAYS)
-    ));
+    shop.assert_paid(u, &order, None).await;
+    let sub = shop.subscription(u).await.expect("a subscription");
     let link = sub.subscription_url.clone().expect("a link");
-    assert!(
-        link.starts_with(&format!("https://{}/", rw::SUB_PUBLIC_DOMAIN)),
-        "{link}"
-    );
-    assert!(remnawave.subscription_valid(&link));
-    assert!(
-        message.text.contains(&format!("{LINK}{link}</code>")),
-        "{}",
-        message.text
-    );
-    let user = remnawave.user(&name).unwrap();
-    assert_eq!(user.squads, [rw::SQUADS[0].0.to_owned()]);
-    assert_eq!(user.telegram_id, Some(u));
-    assert_eq!(user.traffic_limit_bytes, 0);
+    assert_eq!(panel.stored(&name).unwrap().data_limit, None, "unlimited");
+    if let AnyPanel::Remnawave(remnawave) = panel {
+        let user = remnawave.user(&name).unwrap();
+        assert_eq!(user.squads, [support::remnawave::SQUADS[0].0.to_owned()]);
+        assert_eq!(user.telegram_id, Some(u));
+    }
 
     // Renewal: the period is added to the time left; the link stays.
     let first_end = sub.expires_at;
+    shop.bot.wait_text(u, PAID).await;
     shop.buy_yookassa(u).await;
     let renewed = loop {
-        let sub = on_panel(&shop).await;
+        let sub = shop.panel_matches(u).await;
         if sub.expires_at > first_end {
             break sub;
         }
@@ -506,32 +485,28 @@ async fn a_sale_on_remnawave(version: &str) {
     };
     assert!(close(renewed.expires_at, first_end + days(PLAN_DAYS)));
     assert_eq!(renewed.subscription_url.as_deref(), Some(link.as_str()));
+    assert!(panel.subscription_valid(&link));
 
     // Behind the shop's back: shortened and disabled on the panel; the sync puts it back.
-    remnawave.update_user(&name, |user| {
-        user.expire_at = Utc::now() + days(1);
-        user.status = "DISABLED".into();
+    panel.edit(&name, |user| {
+        user.expire = Some((Utc::now() + days(1)).timestamp());
+        user.status = "disabled".into();
     });
-    run_sync(&shop, SyncKind::Subscriptions).await;
-    let fixed = remnawave.user(&name).unwrap();
-    assert_eq!(fixed.status, "ACTIVE");
-    assert_eq!(fixed.expire_at.timestamp(), renewed.expires_at.timestamp());
-    assert!(remnawave.users_without_squads().is_empty());
+    let counts = run_sync(&shop, SyncKind::Subscriptions).await;
+    assert_eq!((counts.checked, counts.updated, counts.failed), (1, 1, 0));
+    let fixed = panel.stored(&name).unwrap();
+    assert_eq!(
+        (fixed.status.as_str(), fixed.expire),
+        ("active", Some(renewed.expires_at.timestamp()))
+    );
+    assert!(panel.reaches_nodes(&name));
+    panel.clear_requests();
+    let again = run_sync(&shop, SyncKind::Subscriptions).await;
+    assert_eq!((again.checked, again.updated, again.failed), (1, 0, 0));
+    assert_eq!(panel.writes(), 0, "nothing left to write");
 }
 
-async fn order_paid_at(shop: &Shop, order: &Payment) -> DateTime<Utc> {
-    shop.order(order.id).await.paid_at.expect("paid")
-}
-
-#[actix_rt::test]
-async fn buying_on_remnawave_2_8_carries_the_sale_to_the_panel() {
-    a_sale_on_remnawave(rw::V2).await;
-}
-
-#[actix_rt::test]
-async fn buying_on_remnawave_3_carries_the_sale_to_the_panel() {
-    a_sale_on_remnawave(rw::V3).await;
-}
+crate::on_every_panel!(a_renewal_keeps_the_link_and_the_sync_undoes_changes_made_on_the_panel);
 
 /// The referral row of `invitee`, if any: (inviter, rewarded payment).
 async fn referral_of(shop: &Shop, invitee: UserId) -> Option<(UserId, Option<i64>)> {
@@ -744,14 +719,14 @@ async fn plan_through_the_api(shop: &Shop, name: &str, traffic_limit_bytes: Opti
     PlanId(plan["id"].as_i64().expect("a plan id"))
 }
 
-fn panel_user(shop: &Shop, telegram_id: i64) -> FakeUser {
+fn panel_user(shop: &Shop, telegram_id: i64) -> Stored {
     shop.bot
         .panel
-        .user(&format!("vpnshop_{telegram_id}"))
+        .stored(&format!("vpnshop_{telegram_id}"))
         .expect("a panel user")
 }
 
-async fn run_sync(shop: &Shop, kind: SyncKind) {
+async fn run_sync(shop: &Shop, kind: SyncKind) -> vpn_shop::db::sync::SyncCounts {
     shop.bot
         .app
         .app
@@ -762,12 +737,12 @@ async fn run_sync(shop: &Shop, kind: SyncKind) {
         .send(RunSync { kind })
         .await
         .expect("the syncer answers")
-        .expect("the sync succeeds");
+        .expect("the sync succeeds")
+        .expect("no other run of this kind is in progress")
 }
 
-#[actix_rt::test]
-async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allowance() {
-    let shop = shop(&[]).await;
+async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allowance(kind: Kind) {
+    let shop = shop_on(kind, &[]).await;
     let plan = plan_through_the_api(&shop, "10 GB", Some(10 * GIB)).await;
     let u = 2401;
     let offer = shop.bot.say(u, "/buy").await;
@@ -784,16 +759,10 @@ async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allo
         "the plan's limit reaches the panel"
     );
     assert_eq!(sub.traffic_limit_bytes, Some(10 * GIB));
-    assert_eq!(
-        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
-        0,
-        "a new user starts at 0 anyway"
-    );
+    assert_eq!(shop.bot.panel.resets(), 0, "a new user starts at 0 anyway");
 
     // 90 % used: the traffic sync warns (80 %), once.
-    shop.bot
-        .panel
-        .update_user(&format!("vpnshop_{u}"), |p| p.used_traffic = 9 * GIB);
+    shop.bot.panel.set_used(&format!("vpnshop_{u}"), 9 * GIB);
     run_sync(&shop, SyncKind::Traffic).await;
     run_sync(&shop, SyncKind::Traffic).await;
     assert_eq!(
@@ -814,29 +783,26 @@ async fn a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allo
     assert!(close(renewed.expires_at, before + days(PLAN_DAYS)));
     let panel = panel_user(&shop, u);
     assert_eq!(
-        (panel.used_traffic, panel.data_limit, panel.status.as_str()),
+        (panel.used, panel.data_limit, panel.status.as_str()),
         (0, Some(10 * GIB), "active"),
         "a renewal starts a fresh allowance"
     );
-    assert_eq!(
-        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
-        1
-    );
+    assert_eq!(shop.bot.panel.resets(), 1);
     wait_until("the fresh counter in the database", || async {
         shop.subscription(u).await.unwrap().traffic_used_bytes == 0
     })
     .await;
     // A later provisioning (e.g. the subscription sync) does not reset again.
     run_sync(&shop, SyncKind::Subscriptions).await;
-    assert_eq!(
-        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
-        1
-    );
+    assert_eq!(shop.bot.panel.resets(), 1);
 }
 
-#[actix_rt::test]
-async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it() {
-    let shop = shop(&[]).await;
+crate::on_every_panel!(
+    a_traffic_plan_limits_the_panel_user_warns_and_renews_with_a_fresh_allowance
+);
+
+async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it(kind: Kind) {
+    let shop = shop_on(kind, &[]).await;
     let plan = plan_through_the_api(&shop, "10 GB", Some(10 * GIB)).await;
     let u = 2402;
     shop.buy_yookassa_plan(u, plan).await;
@@ -845,9 +811,7 @@ async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it() {
     // The subscriber reads the payment notice before buying again (so that the answer to the
     // next /buy is not taken for this notice, still on its way on a busy machine).
     shop.bot.wait_text(u, "Thank you!").await;
-    shop.bot
-        .panel
-        .update_user(&format!("vpnshop_{u}"), |p| p.used_traffic = 3 * GIB);
+    shop.bot.panel.set_used(&format!("vpnshop_{u}"), 3 * GIB);
 
     // An admin grants a week: the limit and the counter stay.
     let token = shop.bot.app.token_for(AdminRole::Operator).await;
@@ -866,10 +830,7 @@ async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it() {
     let granted = shop.panel_matches(u).await;
     assert_eq!(granted.traffic_limit_bytes, Some(10 * GIB));
     let panel = panel_user(&shop, u);
-    assert_eq!(
-        (panel.data_limit, panel.used_traffic),
-        (Some(10 * GIB), 3 * GIB)
-    );
+    assert_eq!((panel.data_limit, panel.used), (Some(10 * GIB), 3 * GIB));
 
     // The unlimited plan: the limit goes.
     shop.buy_yookassa_plan(u, shop.plan).await;
@@ -880,11 +841,10 @@ async fn days_without_a_plan_keep_the_limit_and_another_plan_moves_it() {
         None,
         "unlimited on the panel"
     );
-    assert_eq!(
-        shop.bot.panel.count("POST", "/api/user/{username}/reset"),
-        0
-    );
+    assert_eq!(shop.bot.panel.resets(), 0);
 }
+
+crate::on_every_panel!(days_without_a_plan_keep_the_limit_and_another_plan_moves_it);
 
 #[actix_rt::test]
 async fn trial_traffic_limit_limits_the_trial_on_the_panel() {

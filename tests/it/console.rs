@@ -369,7 +369,7 @@ async fn a_reseller_runs_users_from_the_browser() {
         ("MARZBAN_URL", url.as_str()),
         ("MARZBAN_USERNAME", crate::support::marzban::ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", crate::support::marzban::ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "1s"),
+        ("PANEL_TIMEOUT", "1s"),
         ("JOB_BACKOFF_BASE", "100ms"),
         ("JOB_BACKOFF_MAX", "500ms"),
         ("JOB_POLL_INTERVAL", "200ms"),

@@ -542,7 +542,7 @@ async fn an_admin_runs_a_sync_reads_the_audit_log_and_manages_accounts() {
         ("MARZBAN_URL", url.as_str()),
         ("MARZBAN_USERNAME", crate::support::marzban::ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", crate::support::marzban::ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "1s"),
+        ("PANEL_TIMEOUT", "1s"),
     ])
     .await;
     app.create_admin("anna", PASSWORD, AdminRole::Admin).await;

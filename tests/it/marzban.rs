@@ -1,5 +1,6 @@
 //! Provisioning and the scheduled syncs against the fake Marzban panel, through the real app
-//! (job runner, MarzbanSyncer, database).
+//! (job runner, MarzbanSyncer, database). The subscription, traffic and cleanup syncs run on
+//! every panel a shop can drive (`on_every_panel!`); the rest is Marzban's own behaviour.
 
 use crate::support;
 
@@ -11,7 +12,8 @@ use diesel_async::AsyncConnection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use support::app::{TestApp, spawn_app};
 use support::db::Subscriber;
-use support::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel, FakeUser};
+use support::marzban::{ADMIN_USERNAME, FakePanel, FakeUser};
+use support::panels::{AnyPanel, Kind, PanelFake};
 use support::wait_until;
 use vpn_shop::actors::marzban::{UserJob, provision_job};
 use vpn_shop::actors::messages::{CheckPaidAccess, RunSync, SyncKind};
@@ -24,20 +26,19 @@ use vpn_shop::domain::{JobId, JobState, PanelUserStatus, SubscriptionStatus, Use
 
 const GIB: i64 = 1 << 30;
 
-async fn spawn_with_panel(panel: &FakePanel, extra: &[(&str, &str)]) -> TestApp {
-    let url = panel.url();
-    let mut settings = vec![
-        ("MARZBAN_URL", url.as_str()),
-        ("MARZBAN_USERNAME", ADMIN_USERNAME),
-        ("MARZBAN_PASSWORD", ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "1s"),
+async fn spawn_with_panel(panel: &impl PanelFake, extra: &[(&str, &str)]) -> TestApp {
+    let env = panel.env(false);
+    let mut settings: Vec<(&str, &str)> =
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    settings.extend_from_slice(&[
+        ("PANEL_TIMEOUT", "1s"),
         ("JOB_BACKOFF_BASE", "100ms"),
         ("JOB_BACKOFF_MAX", "500ms"),
         ("JOB_POLL_INTERVAL", "200ms"),
         // The health probe (`GET /api/system`) runs at start and then once an hour: not in
         // the middle of a test that counts the panel's requests.
         ("ALERT_CHECK_INTERVAL", "1h"),
-    ];
+    ]);
     settings.extend_from_slice(extra);
     let app = spawn_app(&settings).await;
     app.db.wait_start_up_panel_jobs().await;
@@ -212,7 +213,7 @@ async fn a_provision_retried_after_a_timeout_that_succeeded_leaves_one_user() {
     let conn = &mut app.db.connect().await;
     let expires = days(30);
     let user = subscriber(conn, 1002, SubscriptionStatus::Active, expires, None).await;
-    // The panel creates the user but answers after the client gave up (MARZBAN_TIMEOUT=1s).
+    // The panel creates the user but answers after the client gave up (PANEL_TIMEOUT=1s).
     panel.time_out_next_on("POST", "/api/user", 1, Duration::from_secs(3));
     let id = enqueue(conn, "provision", user).await;
     let done = wait_done(&app, &[id]).await;
@@ -353,7 +354,7 @@ async fn a_put_answered_5xx_is_retried_within_the_attempt() {
     app.shutdown().await;
 }
 
-/// README: at most `MARZBAN_WRITE_CONCURRENCY` panel writes at once per replica — and that many
+/// README: at most `PANEL_WRITE_CONCURRENCY` panel writes at once per replica — and that many
 /// do run at once. Every answer of the panel takes a second, so a create can only start a
 /// second after the create two before it when two at most run together.
 #[actix_rt::test]
@@ -361,10 +362,7 @@ async fn panel_writes_run_up_to_marzban_write_concurrency_at_once() {
     let panel = FakePanel::start();
     let app = spawn_with_panel(
         &panel,
-        &[
-            ("MARZBAN_WRITE_CONCURRENCY", "2"),
-            ("MARZBAN_TIMEOUT", "10s"),
-        ],
+        &[("PANEL_WRITE_CONCURRENCY", "2"), ("PANEL_TIMEOUT", "10s")],
     )
     .await;
     let conn = &mut app.db.connect().await;
@@ -438,10 +436,9 @@ async fn renewing_an_expired_user_makes_it_active_again() {
     app.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
-    let panel = FakePanel::start();
-    let app = spawn_with_panel(&panel, &[("MARZBAN_PAGE_SIZE", "2")]).await;
+async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users(kind: Kind) {
+    let panel = AnyPanel::start(kind);
+    let app = spawn_with_panel(&panel, &[("PANEL_PAGE_SIZE", "2")]).await;
     let conn = &mut app.db.connect().await;
     let expires = days(20);
     let mut ids = Vec::new();
@@ -458,14 +455,14 @@ async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
     }
     wait_done(&app, &ids).await;
     // Changed by hand on the panel: one expiry, one data limit, one disabled.
-    panel.update_user(&name(2002), |u| u.expire = Some(days(400).timestamp()));
-    panel.update_user(&name(2003), |u| u.data_limit = None);
-    panel.update_user(&name(2004), |u| u.status = "disabled".into());
+    panel.edit(&name(2002), |u| u.expire = Some(days(400).timestamp()));
+    panel.edit(&name(2003), |u| u.data_limit = None);
+    panel.edit(&name(2004), |u| u.status = "disabled".into());
     // Users that are not the shop's, and one with the prefix the shop does not know.
-    let mut foreign = FakeUser::new("alice");
-    foreign.expire = Some(days(1).timestamp());
-    panel.insert_user(foreign);
-    panel.insert_user(FakeUser::new(&name(9999)));
+    panel.seed("alice", 0);
+    panel.edit("alice", |u| u.expire = Some(days(1).timestamp()));
+    panel.seed(&name(9999), 0);
+    let others = [panel.stored("alice"), panel.stored(&name(9999))];
     panel.clear_requests();
 
     let counts = run_sync(&app, SyncKind::Subscriptions).await;
@@ -478,19 +475,8 @@ async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
             failed: 0
         }
     );
-    let puts: Vec<String> = panel
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| r.path)
-        .collect();
-    assert_eq!(
-        puts.len(),
-        3,
-        "only the drifted users are written: {puts:?}"
-    );
     for tg in [2002, 2003, 2004] {
-        let u = panel.user(&name(tg)).unwrap();
+        let u = panel.stored(&name(tg)).unwrap();
         assert_eq!(
             (u.expire, u.data_limit, u.status.as_str()),
             (Some(expires.timestamp()), Some(10 * GIB), "active"),
@@ -498,19 +484,32 @@ async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
         );
     }
     assert_eq!(
-        panel.user("alice").unwrap().expire,
-        Some(days(1).timestamp())
-    );
-    assert!(panel.user(&name(9999)).unwrap().expire.is_none());
-    assert!(
-        panel
-            .requests()
-            .iter()
-            .all(|r| !r.path.contains("alice") && !r.path.contains("9999")),
+        [panel.stored("alice"), panel.stored(&name(9999))],
+        others,
         "foreign users are never touched"
     );
-    // Pages of 2 for the 6 users the prefix search finds.
-    assert_eq!(panel.count("GET", "/api/users"), 3);
+    if let AnyPanel::Marzban(marzban) = &panel {
+        let puts: Vec<String> = marzban
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            puts.len(),
+            3,
+            "only the drifted users are written: {puts:?}"
+        );
+        assert!(
+            marzban
+                .requests()
+                .iter()
+                .all(|r| !r.path.contains("alice") && !r.path.contains("9999")),
+            "foreign users are never touched"
+        );
+        // Pages of 2 for the 6 users the prefix search finds.
+        assert_eq!(marzban.count("GET", "/api/users"), 3);
+    }
 
     let run: SyncRun = sync_runs::table
         .filter(sync_runs::kind.eq("subscriptions"))
@@ -525,14 +524,56 @@ async fn the_subscription_sync_corrects_drift_and_writes_only_drifted_users() {
     // A second run finds nothing to do.
     panel.clear_requests();
     let counts = run_sync(&app, SyncKind::Subscriptions).await;
-    assert_eq!(counts.updated, 0);
-    assert_eq!(panel.count("PUT", "/api/user/{username}"), 0);
+    assert_eq!((counts.updated, counts.failed), (0, 0));
+    assert_eq!(panel.writes(), 0);
     app.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn the_subscription_sync_recreates_users_missing_on_the_panel() {
-    let panel = FakePanel::start();
+crate::on_every_panel!(the_subscription_sync_corrects_drift_and_writes_only_drifted_users);
+
+/// A subscription cut short to a date already past (a refund took its days back) loses its
+/// access on the panel at the first sync, and the next sync finds nothing to write: on
+/// Remnawave, which refuses an expiry in the past, the user is disabled instead and stays so.
+async fn an_expiry_moved_into_the_past_is_written_once(kind: Kind) {
+    let panel = AnyPanel::start(kind);
+    let app = spawn_with_panel(&panel, &[]).await;
+    let conn = &mut app.db.connect().await;
+    let user = subscriber(conn, 2101, SubscriptionStatus::Active, days(20), None).await;
+    wait_done(&app, &[enqueue(conn, "provision", user).await]).await;
+    diesel::update(subscriptions::table.filter(subscriptions::user_id.eq(user)))
+        .set(subscriptions::expires_at.eq(days(-2)))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!((counts.checked, counts.updated, counts.failed), (1, 1, 0));
+    let ended = panel.stored(&name(2101)).unwrap();
+    assert!(
+        ["expired", "disabled"].contains(&ended.status.as_str()),
+        "the access ended: {ended:?}"
+    );
+    for _ in 0..2 {
+        panel.clear_requests();
+        let again = run_sync(&app, SyncKind::Subscriptions).await;
+        assert_eq!((again.checked, again.updated, again.failed), (1, 0, 0));
+        assert_eq!(panel.writes(), 0, "nothing written again");
+    }
+    // A renewal brings the access back.
+    wait_done(&app, &[pay(conn, user, 2101, 30).await]).await;
+    let renewed = panel.stored(&name(2101)).unwrap();
+    assert_eq!(renewed.status, "active");
+    assert_eq!(
+        renewed.expire,
+        Some(subscription(conn, user).await.expires_at.timestamp())
+    );
+    app.shutdown().await;
+}
+
+crate::on_every_panel!(an_expiry_moved_into_the_past_is_written_once);
+
+async fn the_subscription_sync_recreates_users_missing_on_the_panel(kind: Kind) {
+    let panel = AnyPanel::start(kind);
     let app = spawn_with_panel(&panel, &[]).await;
     let conn = &mut app.db.connect().await;
     let active = subscriber(conn, 3001, SubscriptionStatus::Active, days(9), None).await;
@@ -540,18 +581,23 @@ async fn the_subscription_sync_recreates_users_missing_on_the_panel() {
     let _disabled = subscriber(conn, 3003, SubscriptionStatus::Disabled, days(9), None).await;
     let counts = run_sync(&app, SyncKind::Subscriptions).await;
     assert_eq!((counts.created, counts.failed), (1, 0));
-    assert_eq!(
-        panel.user_count(),
-        1,
+    assert!(
+        panel.stored(&name(3002)).is_none() && panel.stored(&name(3003)).is_none(),
         "only access still paid for is re-created"
     );
     assert_eq!(
-        panel.user(&name(3001)).unwrap().expire,
+        panel.stored(&name(3001)).unwrap().expire,
         Some(days(9).timestamp())
     );
-    assert!(subscription(conn, active).await.subscription_url.is_some());
+    let link = subscription(conn, active)
+        .await
+        .subscription_url
+        .expect("a link");
+    assert!(panel.subscription_valid(&link) && panel.reaches_nodes(&name(3001)));
     app.shutdown().await;
 }
+
+crate::on_every_panel!(the_subscription_sync_recreates_users_missing_on_the_panel);
 
 #[actix_rt::test]
 async fn provision_jobs_wait_out_a_panel_outage_and_all_complete_after_it() {
@@ -601,7 +647,7 @@ async fn provision_jobs_wait_out_a_panel_outage_and_all_complete_after_it() {
 #[actix_rt::test]
 async fn an_expired_token_mid_sync_logs_in_again_once() {
     let panel = FakePanel::start();
-    let app = spawn_with_panel(&panel, &[("MARZBAN_PAGE_SIZE", "1")]).await;
+    let app = spawn_with_panel(&panel, &[("PANEL_PAGE_SIZE", "1")]).await;
     let conn = &mut app.db.connect().await;
     let mut ids = Vec::new();
     for tg in 5001..=5004 {
@@ -640,9 +686,8 @@ async fn notifications(conn: &mut AsyncPgConnection) -> Vec<serde_json::Value> {
         .unwrap()
 }
 
-#[actix_rt::test]
-async fn traffic_thresholds_enqueue_one_notification_each() {
-    let panel = FakePanel::start();
+async fn traffic_thresholds_enqueue_one_notification_each(kind: Kind) {
+    let panel = AnyPanel::start(kind);
     let app = spawn_with_panel(&panel, &[]).await;
     let conn = &mut app.db.connect().await;
     let user = subscriber(conn, 6001, SubscriptionStatus::Active, days(30), Some(1000)).await;
@@ -653,15 +698,15 @@ async fn traffic_thresholds_enqueue_one_notification_each() {
     ];
     wait_done(&app, &ids).await;
 
-    panel.update_user(&name(6001), |u| u.used_traffic = 500);
-    panel.update_user(&name(6002), |u| u.used_traffic = 10 * GIB);
+    panel.set_used(&name(6001), 500);
+    panel.set_used(&name(6002), 10 * GIB);
     run_sync(&app, SyncKind::Traffic).await;
     assert!(
         notifications(conn).await.is_empty(),
         "50 % announces nothing"
     );
 
-    panel.update_user(&name(6001), |u| u.used_traffic = 850);
+    panel.set_used(&name(6001), 850);
     for _ in 0..3 {
         run_sync(&app, SyncKind::Traffic).await;
     }
@@ -671,8 +716,8 @@ async fn traffic_thresholds_enqueue_one_notification_each() {
     assert_eq!(sent[0]["notification"]["percent"], 80);
     assert_eq!(sent[0]["user_id"], user.0);
 
-    panel.update_user(&name(6001), |u| u.used_traffic = 1000);
-    assert_eq!(panel.user(&name(6001)).unwrap().status, "limited");
+    panel.set_used(&name(6001), 1000);
+    assert_eq!(panel.stored(&name(6001)).unwrap().status, "limited");
     for _ in 0..3 {
         run_sync(&app, SyncKind::Traffic).await;
     }
@@ -695,6 +740,8 @@ async fn traffic_thresholds_enqueue_one_notification_each() {
     assert_eq!(notifications(conn).await.len(), 3);
     app.shutdown().await;
 }
+
+crate::on_every_panel!(traffic_thresholds_enqueue_one_notification_each);
 
 #[actix_rt::test]
 async fn the_status_sync_stores_panel_status_online_time_and_traffic() {
@@ -722,22 +769,26 @@ async fn the_status_sync_stores_panel_status_online_time_and_traffic() {
     app.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn cleanup_disables_long_expired_users_and_keeps_their_records() {
-    let panel = FakePanel::start();
+/// A user the panel has, expired `ago` days before the test's anchor.
+fn seed_expired(panel: &AnyPanel, telegram_id: i64, ago: i64) {
+    panel.seed(&name(telegram_id), 0);
+    panel.edit(&name(telegram_id), |u| {
+        u.expire = Some(days(-ago).timestamp())
+    });
+}
+
+async fn cleanup_disables_long_expired_users_and_keeps_their_records(kind: Kind) {
+    let panel = AnyPanel::start(kind);
     let app = spawn_with_panel(&panel, &[]).await;
     let conn = &mut app.db.connect().await;
     let old = subscriber(conn, 8001, SubscriptionStatus::Expired, days(-40), None).await;
     let recent = subscriber(conn, 8002, SubscriptionStatus::Expired, days(-10), None).await;
-    for tg in [8001, 8002] {
-        let mut u = FakeUser::new(&name(tg));
-        u.expire = Some(days(if tg == 8001 { -40 } else { -10 }).timestamp());
-        panel.insert_user(u);
-    }
+    seed_expired(&panel, 8001, 40);
+    seed_expired(&panel, 8002, 10);
     let counts = run_sync(&app, SyncKind::Cleanup).await;
     assert_eq!((counts.checked, counts.updated), (1, 1));
-    assert_eq!(panel.user(&name(8001)).unwrap().status, "disabled");
-    assert_eq!(panel.user(&name(8002)).unwrap().status, "expired");
+    assert_eq!(panel.stored(&name(8001)).unwrap().status, "disabled");
+    assert_eq!(panel.stored(&name(8002)).unwrap().status, "expired");
     assert_eq!(
         subscription(conn, old).await.status,
         SubscriptionStatus::Disabled
@@ -748,28 +799,32 @@ async fn cleanup_disables_long_expired_users_and_keeps_their_records() {
     );
     // Handled once: the next run finds nothing.
     assert_eq!(run_sync(&app, SyncKind::Cleanup).await.checked, 0);
-    // The subscription sync does not undo it.
-    run_sync(&app, SyncKind::Subscriptions).await;
-    assert_eq!(panel.user(&name(8001)).unwrap().status, "disabled");
+    // The subscription sync does not undo it, nor writes anything.
+    panel.clear_requests();
+    let counts = run_sync(&app, SyncKind::Subscriptions).await;
+    assert_eq!((counts.checked, counts.updated, counts.failed), (2, 0, 0));
+    assert_eq!(panel.stored(&name(8001)).unwrap().status, "disabled");
+    assert_eq!(panel.writes(), 0);
     app.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn cleanup_can_delete_instead() {
-    let panel = FakePanel::start();
-    let app = spawn_with_panel(&panel, &[("MARZBAN_CLEANUP_ACTION", "delete")]).await;
+crate::on_every_panel!(cleanup_disables_long_expired_users_and_keeps_their_records);
+
+async fn cleanup_can_delete_instead(kind: Kind) {
+    let panel = AnyPanel::start(kind);
+    let app = spawn_with_panel(&panel, &[("PANEL_CLEANUP_ACTION", "delete")]).await;
     let conn = &mut app.db.connect().await;
     let old = subscriber(conn, 8101, SubscriptionStatus::Expired, days(-40), None).await;
-    let mut u = FakeUser::new(&name(8101));
-    u.expire = Some(days(-40).timestamp());
-    panel.insert_user(u);
+    seed_expired(&panel, 8101, 40);
     run_sync(&app, SyncKind::Cleanup).await;
-    assert!(panel.user(&name(8101)).is_none());
+    assert!(panel.stored(&name(8101)).is_none());
     let sub = subscription(conn, old).await;
     assert_eq!(sub.status, SubscriptionStatus::Disabled);
     assert!(sub.panel_status.is_none() && sub.subscription_url.is_none());
     app.shutdown().await;
 }
+
+crate::on_every_panel!(cleanup_can_delete_instead);
 
 #[actix_rt::test]
 async fn admin_operations_reach_the_panel_and_the_database() {
@@ -913,7 +968,7 @@ async fn without_a_panel_provision_jobs_wait_in_the_queue() {
 async fn cleanup_leaves_alone_a_subscription_paid_while_it_runs() {
     let panel = FakePanel::start();
     // One write at a time: the cleanup deals with the users one after the other.
-    let app = spawn_with_panel(&panel, &[("MARZBAN_WRITE_CONCURRENCY", "1")]).await;
+    let app = spawn_with_panel(&panel, &[("PANEL_WRITE_CONCURRENCY", "1")]).await;
     let conn = &mut app.db.connect().await;
     let first = subscriber(conn, 8301, SubscriptionStatus::Expired, days(-40), None).await;
     let payer = subscriber(conn, 8302, SubscriptionStatus::Expired, days(-40), None).await;
@@ -1238,12 +1293,12 @@ async fn a_panel_that_refuses_connections_fails_the_job_which_completes_once_it_
     app.shutdown().await;
 }
 
-/// A panel that accepts connections and never answers: each attempt ends at `MARZBAN_TIMEOUT`,
+/// A panel that accepts connections and never answers: each attempt ends at `PANEL_TIMEOUT`,
 /// a read is tried three times (the client's retries), and the job is retried later as a whole.
 #[actix_rt::test]
 async fn a_hanging_panel_times_out_every_attempt_and_the_job_completes_after_the_hang() {
     let panel = FakePanel::start();
-    let app = spawn_with_panel(&panel, &[("MARZBAN_TIMEOUT", "300ms")]).await;
+    let app = spawn_with_panel(&panel, &[("PANEL_TIMEOUT", "300ms")]).await;
     let conn = &mut app.db.connect().await;
     let user = subscriber(conn, 9202, SubscriptionStatus::Active, days(30), None).await;
     panel.set_hanging(true);

@@ -505,7 +505,7 @@ async fn graceful_shutdown_lets_a_running_request_finish() {
         ("MARZBAN_URL", panel_url.as_str()),
         ("MARZBAN_USERNAME", mz::ADMIN_USERNAME),
         ("MARZBAN_PASSWORD", mz::ADMIN_PASSWORD),
-        ("MARZBAN_TIMEOUT", "20s"),
+        ("PANEL_TIMEOUT", "20s"),
     ])
     .await;
     // The start-up panel jobs are over: the held request must be the test's own.

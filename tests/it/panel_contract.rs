@@ -23,6 +23,7 @@ use vpn_shop::metrics::Metrics;
 
 use crate::support::app::spawn_app;
 use crate::support::marzban::{self as mz, FakePanel};
+use crate::support::panels::{PanelFake, Stored};
 use crate::support::pasarguard::{self as pg, FakePasarGuard};
 use crate::support::remnawave::{self as rw, FakeRemnawave};
 use crate::support::telegram::{self as tg, FakeTelegram};
@@ -30,167 +31,8 @@ use crate::support::telegram::{self as tg, FakeTelegram};
 const GIB: i64 = 1 << 30;
 const PREFIX: &str = "vpnshop_";
 
-/// A user as the fake panel stores it, in the suite's terms.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Stored {
-    status: String,
-    expire: Option<i64>,
-    data_limit: Option<i64>,
-    used: i64,
-}
-
-/// What the suite needs of a fake panel.
-pub(crate) trait ContractFake {
-    /// The shop's settings that point at this fake (right credentials unless `wrong`).
-    fn env(&self, wrong_credentials: bool) -> Vec<(String, String)>;
-    fn stored(&self, username: &str) -> Option<Stored>;
-    /// A user the panel has, made by hand, with `used` bytes of traffic.
-    fn seed(&self, username: &str, used: i64);
-    fn set_used(&self, username: &str, used: i64);
-    fn remove(&self, username: &str) -> bool;
-    fn fail_next(&self, n: usize, status: u16);
-    fn time_out_next(&self, n: usize, delay: Duration);
-    fn subscription_valid(&self, url: &str) -> bool;
-}
-
-impl ContractFake for FakePanel {
-    fn env(&self, wrong: bool) -> Vec<(String, String)> {
-        let password = if wrong { "wrong" } else { mz::ADMIN_PASSWORD };
-        env(&[
-            ("MARZBAN_URL", &self.url()),
-            ("MARZBAN_USERNAME", mz::ADMIN_USERNAME),
-            ("MARZBAN_PASSWORD", password),
-        ])
-    }
-    fn stored(&self, username: &str) -> Option<Stored> {
-        self.user(username).map(|u| Stored {
-            status: u.status,
-            expire: u.expire,
-            data_limit: u.data_limit,
-            used: u.used_traffic,
-        })
-    }
-    fn seed(&self, username: &str, used: i64) {
-        let mut user = self.new_user(username);
-        user.used_traffic = used;
-        self.insert_user(user);
-    }
-    fn set_used(&self, username: &str, used: i64) {
-        self.update_user(username, |u| u.used_traffic = used);
-    }
-    fn remove(&self, username: &str) -> bool {
-        self.remove_user(username)
-    }
-    fn fail_next(&self, n: usize, status: u16) {
-        FakePanel::fail_next(self, n, status)
-    }
-    fn time_out_next(&self, n: usize, delay: Duration) {
-        FakePanel::time_out_next(self, n, delay)
-    }
-    fn subscription_valid(&self, url: &str) -> bool {
-        FakePanel::subscription_valid(self, url)
-    }
-}
-
-impl ContractFake for FakePasarGuard {
-    fn env(&self, wrong: bool) -> Vec<(String, String)> {
-        let key = if wrong { "pg_key_wrong" } else { pg::API_KEY };
-        env(&[
-            ("PANEL_KIND", "pasarguard"),
-            ("PASARGUARD_URL", &self.url()),
-            ("PASARGUARD_API_KEY", key),
-            ("PASARGUARD_GROUP_IDS", "1"),
-        ])
-    }
-    fn stored(&self, username: &str) -> Option<Stored> {
-        self.user(username).map(|u| Stored {
-            status: u.status,
-            expire: u.expire.map(|t| t.timestamp()),
-            data_limit: u.data_limit.filter(|l| *l > 0),
-            used: u.used_traffic,
-        })
-    }
-    fn seed(&self, username: &str, used: i64) {
-        let mut user = self.new_user(username);
-        user.used_traffic = used;
-        user.lifetime_used_traffic = used;
-        self.insert_user(user);
-    }
-    fn set_used(&self, username: &str, used: i64) {
-        self.update_user(username, |u| u.used_traffic = used);
-    }
-    fn remove(&self, username: &str) -> bool {
-        self.remove_user(username)
-    }
-    fn fail_next(&self, n: usize, status: u16) {
-        FakePasarGuard::fail_next(self, n, status)
-    }
-    fn time_out_next(&self, n: usize, delay: Duration) {
-        FakePasarGuard::time_out_next(self, n, delay)
-    }
-    fn subscription_valid(&self, url: &str) -> bool {
-        FakePasarGuard::subscription_valid(self, url)
-    }
-}
-
-impl ContractFake for FakeRemnawave {
-    fn env(&self, wrong: bool) -> Vec<(String, String)> {
-        let token = if wrong {
-            "eyJ.wrong.token"
-        } else {
-            rw::API_TOKEN
-        };
-        env(&[
-            ("PANEL_KIND", "remnawave"),
-            ("REMNAWAVE_URL", &self.url()),
-            ("REMNAWAVE_TOKEN", token),
-            ("REMNAWAVE_SQUADS", rw::SQUADS[0].0),
-        ])
-    }
-    fn stored(&self, username: &str) -> Option<Stored> {
-        self.user(username).map(|u| Stored {
-            status: u.status.to_lowercase(),
-            expire: Some(u.expire_at.timestamp()),
-            data_limit: Some(u.traffic_limit_bytes).filter(|l| *l > 0),
-            used: u.used_traffic_bytes,
-        })
-    }
-    fn seed(&self, username: &str, used: i64) {
-        let mut user = self.new_user(username);
-        user.used_traffic_bytes = used;
-        user.lifetime_used_traffic_bytes = used;
-        self.insert_user(user);
-    }
-    fn set_used(&self, username: &str, used: i64) {
-        self.update_user(username, |u| u.used_traffic_bytes = used);
-    }
-    fn remove(&self, username: &str) -> bool {
-        self.remove_user(username)
-    }
-    fn fail_next(&self, n: usize, status: u16) {
-        FakeRemnawave::fail_next(self, n, status)
-    }
-    fn time_out_next(&self, n: usize, delay: Duration) {
-        FakeRemnawave::time_out_next(self, n, delay)
-    }
-    fn subscription_valid(&self, url: &str) -> bool {
-        FakeRemnawave::subscription_valid(self, url)
-    }
-}
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain([
-            // Long enough for a loaded machine, short enough for the timeout cases.
-            ("MARZBAN_TIMEOUT".to_owned(), "2s".to_owned()),
-        ])
-        .collect()
-}
-
 /// The adapter the shop would build from these settings.
-pub(crate) fn panel(fake: &impl ContractFake, wrong_credentials: bool) -> Panel {
+pub(crate) fn panel(fake: &impl PanelFake, wrong_credentials: bool) -> Panel {
     let raw = RawConfig::layered(None, None, fake.env(wrong_credentials)).expect("raw settings");
     let settings = Settings::from_raw(&raw).expect("valid settings");
     let panel = settings.panel.expect("a panel is configured");
@@ -222,7 +64,7 @@ pub(crate) async fn create(
 
 /// Create, extend, disable, enable, reset, revoke, delete: each visible on the panel and in the
 /// adapter's answer, in the shop's terms.
-async fn a_user_lives_and_dies(fake: &impl ContractFake) {
+async fn a_user_lives_and_dies(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     let name = "vpnshop_1001";
     let wanted = desired(30, 10 * GIB);
@@ -327,7 +169,7 @@ async fn a_user_lives_and_dies(fake: &impl ContractFake) {
 }
 
 /// The syncs page through every shop user: over 1,000 of them, with others' users around.
-async fn paging_reaches_every_shop_user(fake: &impl ContractFake) {
+async fn paging_reaches_every_shop_user(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     for i in 0..1_050 {
         fake.seed(&format!("{PREFIX}{}", 5_000_000 + i), 0);
@@ -362,7 +204,7 @@ async fn paging_reaches_every_shop_user(fake: &impl ContractFake) {
 }
 
 /// 5xx: reads are retried, a persistent failure is transient; a create is never repeated.
-async fn server_errors_are_retried_or_reported(fake: &impl ContractFake) {
+async fn server_errors_are_retried_or_reported(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     fake.seed("vpnshop_7", 0);
     panel.probe().await.expect("logged in");
@@ -395,7 +237,7 @@ async fn server_errors_are_retried_or_reported(fake: &impl ContractFake) {
 
 /// A panel that does not answer in time: reads give up as transient; a create that the panel
 /// did but answered late is found by the next attempt (`AlreadyExists`).
-async fn a_slow_panel_times_out(fake: &impl ContractFake) {
+async fn a_slow_panel_times_out(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     fake.seed("vpnshop_9", 0);
     panel.probe().await.expect("logged in");
@@ -427,7 +269,7 @@ async fn a_slow_panel_times_out(fake: &impl ContractFake) {
 }
 
 /// Wrong credentials: a clear refusal naming the settings to check.
-async fn refused_credentials_name_the_settings(fake: &impl ContractFake, variable: &str) {
+async fn refused_credentials_name_the_settings(fake: &impl PanelFake, variable: &str) {
     let panel = panel(fake, true);
     let e = panel.probe().await.unwrap_err();
     match &e {
@@ -441,7 +283,7 @@ async fn refused_credentials_name_the_settings(fake: &impl ContractFake, variabl
 }
 
 /// A user deleted on the panel by hand: reads say so, and writes do not pretend.
-async fn a_user_removed_behind_the_shops_back(fake: &impl ContractFake) {
+async fn a_user_removed_behind_the_shops_back(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     let user = create(&panel, "vpnshop_11", &desired(30, 0)).await;
     assert!(fake.remove("vpnshop_11"));
@@ -471,7 +313,7 @@ async fn a_user_removed_behind_the_shops_back(fake: &impl ContractFake) {
         .expect("gone counts as deleted");
 }
 
-async fn stats_in_the_shops_terms(fake: &impl ContractFake) {
+async fn stats_in_the_shops_terms(fake: &impl PanelFake) {
     let panel = panel(fake, false);
     fake.seed("vpnshop_12", 0);
     let user = create(&panel, "vpnshop_13", &desired(30, 0)).await;

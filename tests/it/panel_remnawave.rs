@@ -13,7 +13,8 @@ use vpn_shop::domain::PanelUserStatus;
 use vpn_shop::domain::panel::Drift;
 use vpn_shop::metrics::Metrics;
 
-use crate::panel_contract::{ContractFake, create, desired, panel};
+use crate::panel_contract::{create, desired, panel};
+use crate::support::panels::PanelFake;
 use crate::support::remnawave::{self as rw, FakeRemnawave};
 
 fn panel_with(fake: &FakeRemnawave, extra: &[(&str, &str)]) -> Panel {

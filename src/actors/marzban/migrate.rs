@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::clients::panel::{NewUser, Panel, PanelError, PanelUser};
 use crate::db::schema::subscriptions;
 use crate::domain::UserId;
-use crate::domain::panel::{DesiredUser, drift};
+use crate::domain::panel::DesiredUser;
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ async fn copy_one(
         }
         Err(e) => return Err(e),
     };
-    let changes = drift(desired, &existing.state());
+    let changes = target.drift(desired, &existing);
     if changes.is_empty() {
         return Ok(Outcome::Unchanged(existing));
     }

@@ -273,7 +273,7 @@ pub struct PanelJobs {
 }
 
 impl PanelJobs {
-    /// Registers every panel job kind: per-user operations limited to `MARZBAN_WRITE_CONCURRENCY`
+    /// Registers every panel job kind: per-user operations limited to `PANEL_WRITE_CONCURRENCY`
     /// at a time, each sync and the `paid_unprovisioned` check to one at a time.
     pub fn register(handlers: &mut JobHandlers, syncer: ActorHandle<MarzbanSyncer>, writes: usize) {
         let jobs = PanelJobs { syncer };

@@ -12,7 +12,7 @@ use crate::db::models::Subscription;
 use crate::db::panel_lock::PanelWriteLock;
 use crate::db::subscriptions::{self, PanelReport};
 use crate::domain::UserId;
-use crate::domain::panel::{DesiredUser, drift};
+use crate::domain::panel::DesiredUser;
 
 /// What a provision run did to the panel user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,7 @@ impl Shared {
             }
             Err(e) => return Err(job_error("reading the panel user", e)),
         };
-        let left = drift(&desired, &user.state());
+        let left = self.panel.drift(&desired, &user);
         if !left.is_empty() {
             return Err(JobError::retryable(format!(
                 "the panel did not apply the wanted state: still differs in {left:?}"
@@ -288,7 +288,7 @@ impl Shared {
         desired: &DesiredUser,
         user: PanelUser,
     ) -> Result<(PanelUser, bool), JobError> {
-        let changes = drift(desired, &user.state());
+        let changes = self.panel.drift(desired, &user);
         if changes.is_empty() {
             return Ok((user, false));
         }

@@ -21,7 +21,7 @@ use crate::db::subscriptions::{self, UsageBatch};
 use crate::db::sync::{self as runs, SyncCounts};
 use crate::domain::PanelUserStatus;
 use crate::domain::notifications::{Notification, NotifyJob};
-use crate::domain::panel::{DesiredUser, drift, traffic_level};
+use crate::domain::panel::{DesiredUser, traffic_level};
 
 impl Shared {
     /// Runs one sync and records it (`sync_runs`, metrics).
@@ -137,7 +137,7 @@ impl Shared {
                 };
                 counts.checked += 1;
                 let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
-                if !drift(&desired, &user.state()).is_empty() {
+                if !self.panel.drift(&desired, &user).is_empty() {
                     drifted.push(sub);
                 }
             }
@@ -384,7 +384,7 @@ impl Shared {
         Ok(counts)
     }
 
-    /// Disables or deletes panel users expired for longer than `MARZBAN_CLEANUP_AFTER_DAYS`.
+    /// Disables or deletes panel users expired for longer than `PANEL_CLEANUP_AFTER_DAYS`.
     /// The subscription is disabled in the database too, so no sync brings the user back; a
     /// renewal enables it again. The list read at the start is only a list of candidates: each
     /// user's change is decided again by a conditional update under the user's lock, so one who

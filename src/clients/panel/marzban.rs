@@ -28,6 +28,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     webhooks: false,
     case_sensitive_usernames: false,
     reset_keeps_status: false,
+    refuses_past_expiry: false,
 };
 
 /// `UserResponse` (the fields the shop uses; the panel sends more).

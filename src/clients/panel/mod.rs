@@ -20,7 +20,7 @@ pub use remnawave::RemnawaveClient;
 
 use crate::config::{PanelConnection, PanelSettings};
 use crate::domain::PanelUserStatus;
-use crate::domain::panel::{DesiredUser, Drift, PanelState, WantedStatus};
+use crate::domain::panel::{DesiredUser, Drift, PanelState, WantedStatus, drift_on};
 use crate::metrics::Metrics;
 
 /// A panel user as the shop sees it, whichever panel reported it.
@@ -135,6 +135,8 @@ pub struct Capabilities {
     pub case_sensitive_usernames: bool,
     /// A traffic reset keeps a disabled user disabled (Marzban 0.8.4 makes it active).
     pub reset_keeps_status: bool,
+    /// The panel refuses an expiry in the past (Remnawave): an ended access is a disabled user.
+    pub refuses_past_expiry: bool,
 }
 
 /// Which panel.
@@ -231,6 +233,17 @@ impl Panel {
 
     pub fn capabilities(&self) -> Capabilities {
         self.kind().capabilities()
+    }
+
+    /// What must change on the panel for `user` to be `desired`, by this panel's rules
+    /// ([`drift_on`]).
+    pub fn drift(&self, desired: &DesiredUser, user: &PanelUser) -> Drift {
+        drift_on(
+            desired,
+            &user.state(),
+            self.capabilities().refuses_past_expiry,
+            Utc::now().timestamp(),
+        )
     }
 
     /// The panel's base URL (for logs).

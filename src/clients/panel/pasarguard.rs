@@ -28,6 +28,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     webhooks: true,
     case_sensitive_usernames: true,
     reset_keeps_status: true,
+    refuses_past_expiry: false,
 };
 
 /// An aware ISO-8601 datetime (`…Z` or `…+00:00`), or a naive one read as UTC.

@@ -33,6 +33,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     webhooks: true,
     case_sensitive_usernames: true,
     reset_keeps_status: true,
+    refuses_past_expiry: true,
 };
 
 /// The expiry sent for "never" (`expireAt` cannot be null); read back as never.

@@ -1,12 +1,13 @@
-//! The shop with its Telegram bot running against the fake Bot API and the fake panel: send a
-//! message or press a button as a user, wait for the bot's answer.
+//! The shop with its Telegram bot running against the fake Bot API and a fake panel (Marzban
+//! unless told another kind): send a message or press a button as a user, wait for the bot's
+//! answer.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::app::{TestApp, spawn_app};
-use super::marzban::{ADMIN_PASSWORD, ADMIN_USERNAME, FakePanel};
+use super::panels::{AnyPanel, Kind, PanelFake};
 use super::telegram::{self as tg, FakeTelegram, SentMessage};
 
 /// The Telegram id of the shop's admin in these tests (ADMIN_TELEGRAM_IDS).
@@ -17,34 +18,38 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct BotShop {
     pub app: TestApp,
     pub telegram: FakeTelegram,
-    pub panel: FakePanel,
+    pub panel: AnyPanel,
 }
 
 /// Settings the bot tests share; `extra` overrides them.
-pub fn bot_env(telegram: &FakeTelegram, panel: &FakePanel) -> Vec<(String, String)> {
-    [
-        ("TELEGRAM_BOT_TOKEN", tg::TOKEN.to_owned()),
-        ("TELEGRAM_API_URL", telegram.url()),
-        ("MARZBAN_URL", panel.url()),
-        ("MARZBAN_USERNAME", ADMIN_USERNAME.to_owned()),
-        ("MARZBAN_PASSWORD", ADMIN_PASSWORD.to_owned()),
-        ("MARZBAN_TIMEOUT", "2s".to_owned()),
-        ("JOB_POLL_INTERVAL", "200ms".to_owned()),
-        ("JOB_BACKOFF_BASE", "100ms".to_owned()),
-        ("JOB_BACKOFF_MAX", "500ms".to_owned()),
-        ("ADMIN_TELEGRAM_IDS", ADMIN_ID.to_string()),
-        ("SUPPORT_CONTACT", "@shop_support".to_owned()),
-        // Tests send faster than people; the limit has a test of its own.
-        ("BOT_RATE_LIMIT", "1000/1s".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+pub fn bot_env(telegram: &FakeTelegram, panel: &AnyPanel) -> Vec<(String, String)> {
+    let mut env = panel.env(false);
+    env.extend(
+        [
+            ("TELEGRAM_BOT_TOKEN", tg::TOKEN.to_owned()),
+            ("TELEGRAM_API_URL", telegram.url()),
+            ("JOB_POLL_INTERVAL", "200ms".to_owned()),
+            ("JOB_BACKOFF_BASE", "100ms".to_owned()),
+            ("JOB_BACKOFF_MAX", "500ms".to_owned()),
+            ("ADMIN_TELEGRAM_IDS", ADMIN_ID.to_string()),
+            ("SUPPORT_CONTACT", "@shop_support".to_owned()),
+            // Tests send faster than people; the limit has a test of its own.
+            ("BOT_RATE_LIMIT", "1000/1s".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
 }
 
+/// The bot shop on a Marzban panel.
 pub async fn bot_shop(extra: &[(&str, &str)]) -> BotShop {
+    bot_shop_on(Kind::Marzban, extra).await
+}
+
+/// The bot shop on a panel of `kind`; `extra` overrides the settings.
+pub async fn bot_shop_on(kind: Kind, extra: &[(&str, &str)]) -> BotShop {
     let telegram = FakeTelegram::start();
-    let panel = FakePanel::start();
+    let panel = AnyPanel::start(kind);
     let mut env = bot_env(&telegram, &panel);
     for (k, v) in extra {
         env.retain(|(name, _)| name != k);

@@ -363,7 +363,7 @@ impl FakePanel {
     }
 
     /// While hanging, every request (login included) is accepted and read but never answered and
-    /// nothing is applied: the client's timeout (`MARZBAN_TIMEOUT`) is all that ends it. The
+    /// nothing is applied: the client's timeout (`PANEL_TIMEOUT`) is all that ends it. The
     /// requests are recorded with status 0. When the hang ends, the requests still waiting are
     /// answered 503, still applying nothing.
     pub fn set_hanging(&self, hang: bool) {

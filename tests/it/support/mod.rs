@@ -9,6 +9,7 @@ pub mod bot;
 pub mod browser;
 pub mod db;
 pub mod marzban;
+pub mod panels;
 pub mod pasarguard;
 pub mod payments;
 pub mod pg;

@@ -135,6 +135,8 @@ struct State {
     logins: usize,
     fail_next: (usize, u16),
     time_out_next: (usize, Duration),
+    /// Added to every answer (as a distant panel would take).
+    latency: Duration,
     requests: Vec<Recorded>,
 }
 
@@ -256,8 +258,17 @@ impl FakePasarGuard {
         self.state().time_out_next = (n, delay);
     }
 
+    /// Every request from now on is answered after `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
     }
 
     /// Requests with this method and route pattern, e.g. `("PUT", "/api/user/by-id/{id}")`.
@@ -325,7 +336,7 @@ async fn serve(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>
                 st.time_out_next.0 -= 1;
                 st.time_out_next.1
             } else {
-                Duration::ZERO
+                st.latency
             };
             (reply, delay)
         };

@@ -148,6 +148,8 @@ struct State {
     gate: Option<(String, String)>,
     fail_next: (usize, u16),
     time_out_next: (usize, Duration),
+    /// Added to every answer (as a distant panel would take).
+    latency: Duration,
     requests: Vec<Recorded>,
 }
 
@@ -299,8 +301,17 @@ impl FakeRemnawave {
         self.state().time_out_next = (n, delay);
     }
 
+    /// Every request from now on is answered after `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
     }
 
     /// Requests with this method and route pattern, e.g. `("POST", "/api/users")`.
@@ -405,7 +416,7 @@ async fn serve(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>
             st.time_out_next.0 -= 1;
             st.time_out_next.1
         } else {
-            Duration::ZERO
+            st.latency
         };
         record(&mut st, reply.status);
         (reply, delay)
