@@ -15,7 +15,7 @@ use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
 pub async fn find_by_user(
     conn: &mut PgConn,
     user_id: UserId,
-) -> QueryResult<Option<(Subscription, i64)>> {
+) -> QueryResult<Option<(Subscription, Option<i64>)>> {
     subscriptions::table
         .inner_join(users::table)
         .filter(subscriptions::user_id.eq(user_id))
@@ -26,7 +26,7 @@ pub async fn find_by_user(
 }
 
 /// Every subscription with its user's Telegram id (the syncs compare them with the panel).
-pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, i64)>> {
+pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, Option<i64>)>> {
     subscriptions::table
         .inner_join(users::table)
         .select((Subscription::as_select(), users::telegram_id))
@@ -608,7 +608,7 @@ pub async fn list(
     trial: Option<bool>,
     page: i64,
     per_page: i64,
-) -> QueryResult<(Vec<(Subscription, (UserId, i64, Option<String>))>, i64)> {
+) -> QueryResult<(Vec<(Subscription, (UserId, Option<i64>, Option<String>))>, i64)> {
     let now = Utc::now();
     let filtered = || filtered(state, trial, now);
     let total = filtered().count().get_result(conn).await?;

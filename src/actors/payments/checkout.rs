@@ -113,6 +113,11 @@ impl Shared {
         if user.banned {
             return Err(CheckoutError::Banned);
         }
+        // Stars are paid inside Telegram: a web-only user has no chat to pay in.
+        let stars_chat = user.telegram_id;
+        if msg.provider == PaymentProvider::Stars && stars_chat.is_none() {
+            return Err(CheckoutError::ProviderOff);
+        }
         let plan = plans::find(&mut conn, msg.plan_id)
             .await?
             .filter(|p| p.active)
@@ -218,7 +223,10 @@ impl Shared {
             }
             PaymentProvider::Wata => self.wata_checkout(&order, &payer).await,
             PaymentProvider::Stars => {
-                self.stars_checkout(&order, &payer, plan.days, user.telegram_id, msg.auto_renew)
+                let Some(telegram_id) = stars_chat else {
+                    return Err(CheckoutError::ProviderOff);
+                };
+                self.stars_checkout(&order, &payer, plan.days, telegram_id, msg.auto_renew)
                     .await
             }
             PaymentProvider::Free => Err(CheckoutError::ProviderOff),
@@ -476,6 +484,7 @@ impl Shared {
                 let order = payments::find(conn, id).await?;
                 let owner = match &order {
                     Some(o) => users::find(conn, o.user_id).await?.map(|u| u.telegram_id),
+                    // (`Some(None)`: an owner without Telegram, who never matches below.)
                     None => None,
                 };
                 Ok(order.zip(owner))
@@ -486,7 +495,7 @@ impl Shared {
             Some((order, owner))
                 if order.provider == PaymentProvider::Stars
                     && order.status == PaymentStatus::Pending
-                    && owner == msg.telegram_id
+                    && owner == Some(msg.telegram_id)
                     && order.amount() == msg.amount =>
             {
                 Ok(())

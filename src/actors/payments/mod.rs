@@ -126,7 +126,7 @@ impl Shared {
         if let Some(payment) = crate::db::payments::find(conn, order).await? {
             let telegram_id = crate::db::users::find(conn, payment.user_id)
                 .await?
-                .map(|u| u.telegram_id);
+                .and_then(|u| u.telegram_id);
             let alert = Alert::PaymentFlagged {
                 anomaly,
                 order: Some(order),
