@@ -92,3 +92,25 @@ app-account-email = Email
 app-account-telegram = Telegram
 app-account-linked = linked
 app-account-not-linked = not linked
+
+app-buy-title = Buy access
+app-buy-renew = Renew or change plan
+app-buy-plan = Plan
+app-buy-promo = Promo code (if you have one)
+app-buy-method = Payment method
+app-buy-submit = Continue to payment
+app-buy-off = Nothing can be bought here right now. Please try again later.
+app-buy-choose-method = Choose a payment method.
+app-buy-error-provider-off = This payment method is not available right now. Please choose another one.
+app-buy-error-unknown-plan = This plan is no longer on sale. Please choose another one.
+app-buy-error-banned = Your account is blocked. Please contact support.
+app-buy-error-provider = The payment service is not answering. Please try again in a minute or choose another method.
+app-buy-error-promo = Your promo code cannot be used for this order: { $reason }
+
+app-order-title = Order
+app-order-pay-text = Pay on the payment service's page; it brings you back here.
+app-order-pay = Pay
+app-order-waiting = Waiting for the payment to be confirmed.
+app-order-reload = Check again
+app-order-paid = Paid. Your access now lasts until
+app-order-failed = This order was not paid. You can start a new one.

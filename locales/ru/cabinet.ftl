@@ -98,3 +98,25 @@ app-account-email = Email
 app-account-telegram = Telegram
 app-account-linked = привязан
 app-account-not-linked = не привязан
+
+app-buy-title = Купить доступ
+app-buy-renew = Продлить или сменить тариф
+app-buy-plan = Тариф
+app-buy-promo = Промокод (если есть)
+app-buy-method = Способ оплаты
+app-buy-submit = Перейти к оплате
+app-buy-off = Сейчас здесь ничего нельзя купить. Попробуйте позже.
+app-buy-choose-method = Выберите способ оплаты.
+app-buy-error-provider-off = Этот способ оплаты сейчас недоступен. Выберите другой.
+app-buy-error-unknown-plan = Этот тариф больше не продаётся. Выберите другой.
+app-buy-error-banned = Ваша учётная запись заблокирована. Напишите в поддержку.
+app-buy-error-provider = Платёжный сервис не отвечает. Попробуйте через минуту или выберите другой способ.
+app-buy-error-promo = Промокод нельзя применить к этому заказу: { $reason }
+
+app-order-title = Заказ
+app-order-pay-text = Оплатите на странице платёжного сервиса — он вернёт вас сюда.
+app-order-pay = Оплатить
+app-order-waiting = Ждём подтверждения оплаты.
+app-order-reload = Проверить ещё раз
+app-order-paid = Оплачено. Доступ теперь действует до
+app-order-failed = Этот заказ не оплачен. Можно оформить новый.

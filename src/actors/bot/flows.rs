@@ -10,7 +10,7 @@ use super::context::{Ctx, Keyboard};
 use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;
 use crate::subscribers::{self, TrialOutcome, notify};
-use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout};
+use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout, ReturnTo};
 use crate::db::models::{Plan, User};
 use crate::db::subscriptions::Grant;
 use crate::db::{
@@ -369,6 +369,7 @@ pub async fn pay(
         provider,
         promo_code: None,
         auto_renew,
+        return_to: ReturnTo::Bot,
     };
     let answer = ctx.deps.payments.addr().send(request).await?;
     let lang = ctx.lang();

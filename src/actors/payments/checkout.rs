@@ -11,7 +11,9 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, LabeledPrice};
 
 use super::fulfil::{Outcome, PaymentUpdate};
-use super::{CheckStarsOrder, CreateCheckout, Shared, parse_stars_payload, stars_payload};
+use super::{
+    CheckStarsOrder, CreateCheckout, ReturnTo, Shared, parse_stars_payload, stars_payload,
+};
 use crate::actors::notifier::Priority;
 use crate::clients::wata::CreateLink;
 use crate::clients::yookassa::{
@@ -218,10 +220,10 @@ impl Shared {
         };
         match msg.provider {
             PaymentProvider::Yookassa => {
-                self.yookassa_checkout(&order, &payer, user.email.as_deref())
+                self.yookassa_checkout(&order, &payer, user.email.as_deref(), msg.return_to)
                     .await
             }
-            PaymentProvider::Wata => self.wata_checkout(&order, &payer).await,
+            PaymentProvider::Wata => self.wata_checkout(&order, &payer, msg.return_to).await,
             PaymentProvider::Stars => {
                 let Some(telegram_id) = stars_chat else {
                     return Err(CheckoutError::ProviderOff);
@@ -272,8 +274,17 @@ impl Shared {
         tracing::warn!(order = %order.id, reason, "checkout failed");
     }
 
-    /// Where the payment page sends the payer back: `PAYMENT_RETURN_URL`, else the bot's chat.
-    fn return_url(&self) -> Option<String> {
+    /// Where the payment page sends the payer back: the cabinet's page of the order for an
+    /// order made there; else `PAYMENT_RETURN_URL`, else the bot's chat.
+    fn return_url(&self, order: &Payment, to: ReturnTo) -> Option<String> {
+        if to == ReturnTo::Cabinet {
+            return self
+                .settings
+                .public_base_url
+                .join(&format!("app/payments/{}", order.id))
+                .ok()
+                .map(String::from);
+        }
         match &self.settings.payments.return_url {
             Some(url) => Some(url.to_string()),
             None => self
@@ -289,6 +300,7 @@ impl Shared {
         order: &Payment,
         payer: &Payer<'_>,
         email: Option<&str>,
+        return_to: ReturnTo,
     ) -> Result<Checkout, CheckoutError> {
         let (Some(client), Some(settings)) =
             (&self.clients.yookassa, &self.settings.payments.yookassa)
@@ -320,7 +332,9 @@ impl Shared {
             capture: true,
             confirmation: Some(Confirmation {
                 kind: "redirect",
-                return_url: self.return_url().unwrap_or_else(|| "https://t.me".into()),
+                return_url: self
+                    .return_url(order, return_to)
+                    .unwrap_or_else(|| "https://t.me".into()),
             }),
             description: cut(
                 checkout::order_description(payer.language, payer.plan, &order.id.to_string()),
@@ -363,6 +377,7 @@ impl Shared {
         &self,
         order: &Payment,
         payer: &Payer<'_>,
+        return_to: ReturnTo,
     ) -> Result<Checkout, CheckoutError> {
         let Some(client) = &self.clients.wata else {
             return Err(CheckoutError::ProviderOff);
@@ -377,7 +392,7 @@ impl Shared {
                 MAX_PAYMENT_DESCRIPTION,
             ),
             order.id.to_string(),
-            self.return_url(),
+            self.return_url(order, return_to),
             expires,
         );
         // Never repeated: WATA has no idempotency, a repeat could open a second link.

@@ -3,6 +3,7 @@
 //! import into the common apps, payment history, referral link, the trial. Every action calls
 //! the code the bot calls (`crate::subscribers`, the payment processor); no rule lives here.
 
+mod buy;
 mod home;
 pub mod session;
 mod signin;
@@ -40,6 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/signout").post(signin::sign_out))
                 .service(web::resource("/").get(home::show))
                 .service(web::resource("/trial").post(home::trial))
+                .service(web::resource("/buy").get(buy::show).post(buy::submit))
+                .service(web::resource("/payments/{id}").get(buy::payment))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),
