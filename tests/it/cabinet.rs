@@ -10,13 +10,14 @@ use chrono::Utc;
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl;
 use reqwest::header;
-use vpn_shop::db::schema::{email_logins, subscriptions, users};
+use vpn_shop::db::schema::{email_logins, plans, subscriptions, users};
 use vpn_shop::domain::init_data;
 
 use crate::console::{client, csrf_of, set_cookie};
 use crate::support::app::{TestApp, spawn_app};
 use crate::support::browser::Browser;
 use crate::support::db::Subscriber;
+use crate::support::payments::Providers;
 use crate::support::smtp::FakeSmtp;
 use crate::support::telegram::{FakeTelegram, TOKEN};
 use crate::support::wait_until;
@@ -453,4 +454,130 @@ async fn a_subscriber_signs_up_by_email_takes_the_trial_and_sees_how_to_connect(
     browser.click("#signout").await;
     assert!(browser.current_url().await.ends_with("/app/signin"));
     browser.quit().await;
+}
+
+/// A web-only subscriber signed in by email: the session cookie.
+async fn web_session(env: &Env, email: &str) -> String {
+    ask_link(&env.app, email).await;
+    let token = mailed_token(&env.smtp, email).await;
+    let resp = use_link(&env.app, &token).await;
+    set_cookie(&resp, "vpnshop_app").expect("session cookie").0
+}
+
+#[actix_rt::test]
+async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end() {
+    let providers = Providers::start();
+    let env = spawn(&providers.env()).await;
+    let conn = &mut env.app.db.connect().await;
+    let plan: i64 = diesel::insert_into(plans::table)
+        .values((
+            plans::name.eq("30 days"),
+            plans::days.eq(30),
+            plans::price_minor.eq(19_900_i64),
+        ))
+        .returning(plans::id)
+        .get_result(conn)
+        .await
+        .unwrap();
+    let session = web_session(&env, "buyer@example.com").await;
+    let page = client()
+        .get(env.app.url("/app/buy"))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("value=\"yookassa\"") && html.contains("value=\"wata\""));
+    assert!(!html.contains("value=\"stars\""), "no Stars on the web");
+    let csrf = csrf_of(&html);
+
+    // An unknown promo code: the form again, saying why.
+    let refused = client()
+        .post(env.app.url("/app/buy"))
+        .header(header::COOKIE, &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("plan", &plan.to_string()),
+            ("provider", "yookassa"),
+            ("promo", "NOSUCHCODE"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("there is no such code"));
+
+    let resp = client()
+        .post(env.app.url("/app/buy"))
+        .header(header::COOKIE, &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("plan", &plan.to_string()),
+            ("provider", "yookassa"),
+            ("promo", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let order_page = resp.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(order_page.starts_with("/app/payments/"), "{order_page}");
+
+    // YooKassa was asked to bring the payer back to that page.
+    let payment = providers.yookassa.payments().pop().expect("a YooKassa payment");
+    let return_url = payment["confirmation"]["return_url"].as_str().unwrap();
+    assert!(return_url.ends_with(&order_page), "{return_url}");
+    let confirmation = payment["confirmation"]["confirmation_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let html = client()
+        .get(env.app.url(&order_page))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("href=\"{}\"", confirmation.replace('&', "&amp;"))),
+        "the pay button leads to YooKassa: {html}"
+    );
+
+    // The payer pays; YooKassa tells the shop; the page shows the new end.
+    let id = payment["id"].as_str().unwrap();
+    providers.yookassa.succeed(id);
+    let status = providers
+        .yookassa
+        .send_notification(&env.app.url("/webhooks/yookassa"), id, "payment.succeeded")
+        .await;
+    assert_eq!(status, 200);
+    let html = client()
+        .get(env.app.url(&order_page))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"new-end\""), "{html}");
+    let end: chrono::DateTime<Utc> = subscriptions::table
+        .select(subscriptions::expires_at)
+        .first(conn)
+        .await
+        .unwrap();
+    assert!(end > Utc::now() + chrono::Duration::days(29));
+
+    // Another subscriber's order is not found.
+    let other = web_session(&env, "other@example.com").await;
+    let foreign = client()
+        .get(env.app.url(&order_page))
+        .header(header::COOKIE, &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404);
 }
