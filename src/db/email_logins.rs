@@ -56,11 +56,8 @@ pub async fn consume(conn: &mut PgConn, token_hash: &[u8]) -> QueryResult<Option
 
 /// Removes links that ended more than a day ago.
 pub async fn prune(conn: &mut PgConn) -> QueryResult<usize> {
-    diesel::delete(
-        email_logins::table.filter(
-            email_logins::expires_at.lt(diesel::dsl::now - diesel::dsl::IntervalDsl::days(1)),
-        ),
-    )
-    .execute(conn)
-    .await
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(1);
+    diesel::delete(email_logins::table.filter(email_logins::expires_at.lt(cutoff)))
+        .execute(conn)
+        .await
 }

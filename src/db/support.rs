@@ -374,7 +374,7 @@ pub async fn list(
 /// A conversation, the user's telegram id, username, first name, language, and its messages.
 type SummaryRow = (
     ConversationRow,
-    i64,
+    Option<i64>,
     Option<String>,
     Option<String>,
     Language,

@@ -102,7 +102,9 @@ impl App {
         let n = encode_component(name);
         match self.scheme {
             Scheme::Hiddify => format!("hiddify://import/{url}#{n}"),
-            Scheme::V2rayNg => format!("v2rayng://install-config?url={}#{n}", encode_component(url)),
+            Scheme::V2rayNg => {
+                format!("v2rayng://install-config?url={}#{n}", encode_component(url))
+            }
             Scheme::Streisand => format!("streisand://import/{url}#{n}"),
             Scheme::V2rayTun => format!("v2raytun://import/{url}"),
             Scheme::Happ => format!("happ://add/{url}"),
@@ -178,7 +180,10 @@ mod tests {
 
     #[test]
     fn encoding_is_encode_uri_component() {
-        assert_eq!(encode_component("a b&c=d/é?+#"), "a%20b%26c%3Dd%2F%C3%A9%3F%2B%23");
+        assert_eq!(
+            encode_component("a b&c=d/é?+#"),
+            "a%20b%26c%3Dd%2F%C3%A9%3F%2B%23"
+        );
         assert_eq!(encode_component("A-z_0.9!~*'()"), "A-z_0.9!~*'()");
     }
 

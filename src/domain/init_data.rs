@@ -77,7 +77,10 @@ pub fn verify(
     let hash = field("hash").ok_or(InitDataError::Malformed)?;
     let hash: Vec<u8> = (0..hash.len())
         .step_by(2)
-        .map(|i| hash.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            hash.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect::<Option<_>>()
         .ok_or(InitDataError::BadHash)?;
     let mut mac = secret_key(bot_token);
@@ -181,11 +184,20 @@ mod tests {
             Err(InitDataError::BadHash)
         );
         let other_user = good.replace("5001", "5002");
-        assert_eq!(verify(&other_user, TOKEN, HOUR, now), Err(InitDataError::BadHash));
+        assert_eq!(
+            verify(&other_user, TOKEN, HOUR, now),
+            Err(InitDataError::BadHash)
+        );
         let later = good.replace("1700000000", "1700000099");
-        assert_eq!(verify(&later, TOKEN, HOUR, now), Err(InitDataError::BadHash));
+        assert_eq!(
+            verify(&later, TOKEN, HOUR, now),
+            Err(InitDataError::BadHash)
+        );
         let no_hash = good.split("&hash=").next().unwrap().to_owned();
-        assert_eq!(verify(&no_hash, TOKEN, HOUR, now), Err(InitDataError::Malformed));
+        assert_eq!(
+            verify(&no_hash, TOKEN, HOUR, now),
+            Err(InitDataError::Malformed)
+        );
         assert_eq!(
             verify(&format!("{no_hash}&hash=zz"), TOKEN, HOUR, now),
             Err(InitDataError::BadHash)

@@ -506,7 +506,13 @@ async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end(
         .await
         .unwrap();
     assert_eq!(refused.status(), 422);
-    assert!(refused.text().await.unwrap().contains("there is no such code"));
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("there is no such code")
+    );
 
     let resp = client()
         .post(env.app.url("/app/buy"))
@@ -521,11 +527,18 @@ async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end(
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    let order_page = resp.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let order_page = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(order_page.starts_with("/app/payments/"), "{order_page}");
 
     // YooKassa was asked to bring the payer back to that page.
-    let payment = providers.yookassa.payments().pop().expect("a YooKassa payment");
+    let payment = providers
+        .yookassa
+        .payments()
+        .pop()
+        .expect("a YooKassa payment");
     let return_url = payment["confirmation"]["return_url"].as_str().unwrap();
     assert!(return_url.ends_with(&order_page), "{return_url}");
     let confirmation = payment["confirmation"]["confirmation_url"]

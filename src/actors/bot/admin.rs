@@ -300,7 +300,9 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
             .text("id", &user.id.to_string())
             .text(
                 "telegram_id",
-                &user.telegram_id.map_or_else(|| "—".to_owned(), |id| id.to_string()),
+                &user
+                    .telegram_id
+                    .map_or_else(|| "—".to_owned(), |id| id.to_string()),
             )
             .text("language", user.language.as_str())
             .text("joined", &format_date(lang, user.created_at, offset))

@@ -9,21 +9,17 @@ use super::callback::Callback;
 use super::context::{Ctx, Keyboard};
 use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;
-use crate::subscribers::{self, TrialOutcome, notify};
 use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout, ReturnTo};
 use crate::db::models::{Plan, User};
 use crate::db::subscriptions::Grant;
-use crate::db::{
-    PgConn, jobs, notifications, payments, plans, promo, referrals, subscriptions, users,
-};
+use crate::db::{jobs, payments, plans, promo, referrals, subscriptions, users};
 use crate::domain::email::normalize_email;
-use crate::domain::qr;
-use crate::domain::notifications::{Notification, NotifyJob, PromoEffect};
+use crate::domain::notifications::{Notification, PromoEffect};
 use crate::domain::pricing::{self, Customer, PromoRefusal, PromoRules};
-use crate::domain::{
-    Currency, Language, Money, PaymentProvider, PlanId, PromoKind, SubscriptionStatus, UserId,
-};
+use crate::domain::qr;
+use crate::domain::{Currency, Language, Money, PaymentProvider, PlanId, PromoKind};
 use crate::i18n::{self, Args, escape_html, format_bytes, format_datetime, format_money};
+use crate::subscribers::{self, TrialOutcome, notify};
 
 fn days_text(lang: Language, days: i64) -> String {
     i18n::message(lang, "days", &Args::new().number("days", days as f64))

@@ -196,7 +196,10 @@ async fn enter(
         let text = i18n::message(user.language, "banned", &Args::new());
         if let Some(q) = callback {
             deps.answer_query(q, Some(text), true).await?;
-        } else if deps.throttle.tell_banned(profile.telegram_id, Instant::now()) {
+        } else if deps
+            .throttle
+            .tell_banned(profile.telegram_id, Instant::now())
+        {
             deps.reply(chat, text).await?;
         }
         return Ok(None);
@@ -213,11 +216,7 @@ async fn enter(
 
 /// The per-user rate limit: `false` when the update is dropped.
 async fn admitted(ctx: &Ctx, callback: Option<&CallbackQuery>) -> anyhow::Result<bool> {
-    match ctx
-        .deps
-        .throttle
-        .check(ctx.telegram_id, Instant::now())
-    {
+    match ctx.deps.throttle.check(ctx.telegram_id, Instant::now()) {
         Verdict::Allow => Ok(true),
         verdict => {
             if let Some(q) = callback {

@@ -119,9 +119,7 @@ impl Shared {
             }
             let outcome = self
                 .on_channel(&d, To::User(&user), async {
-                    telegram
-                        .send(chat, &rendered.html, &buttons, false)
-                        .await
+                    telegram.send(chat, &rendered.html, &buttons, false).await
                 })
                 .await?;
             self.tally(kind, "telegram", &outcome, &mut transient);

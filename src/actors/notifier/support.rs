@@ -396,7 +396,9 @@ impl Shared {
                 .text("user", &user_label(user))
                 .text(
                     "telegram_id",
-                    &user.telegram_id.map_or_else(|| "—".to_owned(), |id| id.to_string()),
+                    &user
+                        .telegram_id
+                        .map_or_else(|| "—".to_owned(), |id| id.to_string()),
                 )
                 .text("user_id", &user.id.to_string())
                 .text("language", user.language.as_str())
@@ -435,13 +437,7 @@ impl Shared {
             .on_channel(&d, To::User(&user), async {
                 match media {
                     Some((from, message_id)) => telegram
-                        .copy(
-                            chat,
-                            None,
-                            from,
-                            message_id,
-                            Priority::Notification,
-                        )
+                        .copy(chat, None, from, message_id, Priority::Notification)
                         .await
                         .map(|_| ()),
                     None => telegram.send(chat, &html, &[], false).await,

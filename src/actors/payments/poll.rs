@@ -621,7 +621,11 @@ impl Shared {
             };
             bot.edit_user_star_subscription(
                 // Only a Telegram user can have paid in Stars.
-                TelegramUserId(telegram_id.and_then(|id| u64::try_from(id).ok()).unwrap_or_default()),
+                TelegramUserId(
+                    telegram_id
+                        .and_then(|id| u64::try_from(id).ok())
+                        .unwrap_or_default(),
+                ),
                 TelegramTransactionId(charge.clone()),
                 true,
             )

@@ -127,8 +127,7 @@ pub fn set_cookie_with(
         SameSite::Strict => "Strict",
         SameSite::Lax => "Lax",
     };
-    let mut out =
-        format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={age}");
+    let mut out = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={age}");
     if secure(state) {
         out.push_str("; Secure");
     }

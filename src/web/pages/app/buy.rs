@@ -14,7 +14,7 @@ use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout, ReturnTo}
 use crate::db::models::{Payment, Plan};
 use crate::db::{payments, plans, subscriptions};
 use crate::domain::pricing::PromoRefusal;
-use crate::domain::{PaymentId, PaymentProvider, PaymentStatus, PlanId};
+use crate::domain::{Money, PaymentId, PaymentProvider, PaymentStatus, PlanId};
 use crate::error::{AppError, AppResult};
 use crate::i18n::{self, Args};
 use crate::web::WebState;
@@ -25,13 +25,22 @@ use crate::web::pages::{render, see_other};
 #[template(path = "app/buy.html")]
 struct BuyPage {
     layout: AppLayout,
-    plans: Vec<Plan>,
-    providers: Vec<PaymentProvider>,
-    /// The form as sent, when it comes back with an error.
-    plan: Option<PlanId>,
-    provider: Option<PaymentProvider>,
+    plans: Vec<PlanChoice>,
+    /// The methods, and which one is chosen.
+    providers: Vec<(PaymentProvider, bool)>,
     promo: String,
     error: Option<String>,
+}
+
+/// A plan as the form offers it, in the reader's language.
+struct PlanChoice {
+    id: PlanId,
+    name: String,
+    description: Option<String>,
+    days: i32,
+    traffic_limit_bytes: Option<i64>,
+    price: Money,
+    checked: bool,
 }
 
 #[derive(Template)]
@@ -67,12 +76,35 @@ async fn buy_page(
         let mut conn = state.pool.get().await?;
         plans::active(&mut conn).await?
     };
+    let language = subscriber.user.language;
+    // The choice sent back, else the first.
+    let chosen_plan = form
+        .map(|f| PlanId(f.plan))
+        .filter(|id| plans.iter().any(|p| p.id == *id))
+        .or_else(|| plans.first().map(|p| p.id));
+    let providers = web_providers(state);
+    let chosen_provider = form
+        .and_then(|f| f.provider.parse::<PaymentProvider>().ok())
+        .filter(|p| providers.contains(p))
+        .or_else(|| providers.first().copied());
     let page = BuyPage {
         layout: AppLayout::for_request(req, Some(subscriber)),
-        plans,
-        providers: web_providers(state),
-        plan: form.map(|f| PlanId(f.plan)),
-        provider: form.and_then(|f| f.provider.parse().ok()),
+        plans: plans
+            .iter()
+            .map(|p: &Plan| PlanChoice {
+                id: p.id,
+                name: p.name_in(language).to_owned(),
+                description: p.description_in(language).map(str::to_owned),
+                days: p.days,
+                traffic_limit_bytes: p.traffic_limit_bytes,
+                price: p.price(),
+                checked: Some(p.id) == chosen_plan,
+            })
+            .collect(),
+        providers: providers
+            .into_iter()
+            .map(|p| (p, Some(p) == chosen_provider))
+            .collect(),
         promo: form.map(|f| f.promo.clone()).unwrap_or_default(),
         error,
     };
@@ -118,7 +150,11 @@ fn refusal(language: crate::domain::Language, error: &CheckoutError) -> String {
                 _ => Args::new(),
             };
             let why = i18n::message(language, &format!("promo-reason-{}", reason.code()), &args);
-            return i18n::message(language, "app-buy-error-promo", &Args::new().text("reason", &why));
+            return i18n::message(
+                language,
+                "app-buy-error-promo",
+                &Args::new().text("reason", &why),
+            );
         }
     };
     i18n::message(language, id, &Args::new())
@@ -143,8 +179,20 @@ pub async fn submit(
         .ok()
         .filter(|p| web_providers(&state).contains(p));
     let Some(provider) = provider else {
-        let error = Some(i18n::message(language, "app-buy-choose-method", &Args::new()));
-        return buy_page(&state, &req, &subscriber, StatusCode::UNPROCESSABLE_ENTITY, Some(&form), error).await;
+        let error = Some(i18n::message(
+            language,
+            "app-buy-choose-method",
+            &Args::new(),
+        ));
+        return buy_page(
+            &state,
+            &req,
+            &subscriber,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&form),
+            error,
+        )
+        .await;
     };
     let promo = form.promo.trim();
     let request = CreateCheckout {
@@ -168,13 +216,21 @@ pub async fn submit(
         Ok(Checkout::StarsInvoice { order_id, .. }) => {
             Ok(see_other(&format!("/app/payments/{order_id}")))
         }
-        Err(CheckoutError::Internal(cause)) => {
-            Err(AppError::Internal(anyhow::anyhow!("checkout failed: {cause}")))
-        }
+        Err(CheckoutError::Internal(cause)) => Err(AppError::Internal(anyhow::anyhow!(
+            "checkout failed: {cause}"
+        ))),
         Err(e) => {
             tracing::info!(user = %subscriber.user.id, error = %e, "no checkout in the cabinet");
             let error = Some(refusal(language, &e));
-            buy_page(&state, &req, &subscriber, StatusCode::UNPROCESSABLE_ENTITY, Some(&form), error).await
+            buy_page(
+                &state,
+                &req,
+                &subscriber,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&form),
+                error,
+            )
+            .await
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::AppLayout;
 use super::session::Subscriber;
-use crate::db::models::{Plan, Subscription};
+use crate::db::models::Subscription;
 use crate::db::users::{PaymentBrief, ReferralSummary};
 use crate::db::{plans, subscriptions, users};
 use crate::domain::import_links::{self, Platform};
@@ -36,7 +36,8 @@ pub struct ImportGroup {
 /// The subscription as the page shows it.
 pub struct SubscriptionView {
     pub sub: Subscription,
-    pub plan: Option<Plan>,
+    /// The plan's name in the reader's language.
+    pub plan: Option<String>,
     /// `active`, `limited`, `expired` or `disabled`.
     pub state: &'static str,
     pub days_left: i64,
@@ -123,7 +124,7 @@ pub async fn show(
                         .collect()
                 })
                 .unwrap_or_default(),
-            plan,
+            plan: plan.map(|p| p.name_in(user.language).to_owned()),
             sub,
         }
     });

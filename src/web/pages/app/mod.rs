@@ -67,10 +67,8 @@ impl AppLayout {
             .app_data::<web::Data<WebState>>()
             .map(|s| s.settings.notifications.display_offset)
             .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc));
-        let language = session.map_or_else(
-            || super::admin::browser_language(req),
-            |s| s.user.language,
-        );
+        let language =
+            session.map_or_else(|| super::admin::browser_language(req), |s| s.user.language);
         AppLayout {
             tr: Tr::new(language, offset),
             css: super::assets::stylesheet_href(),

@@ -130,9 +130,7 @@ async fn find(req: &HttpRequest) -> AppResult<Option<SubscriberSession>> {
 
 /// The live session of a request, if any.
 pub fn current(req: &HttpRequest) -> Option<SubscriberSession> {
-    req.extensions()
-        .get::<Current>()
-        .and_then(|c| c.0.clone())
+    req.extensions().get::<Current>().and_then(|c| c.0.clone())
 }
 
 /// A signed-in subscriber: the sign-in page without a session (401, which the page guard turns

@@ -35,8 +35,7 @@ pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The sign-in forms' double-submit cookie.
 const SIGN_IN_COOKIE: &str = "vpnshop_signin";
 /// Sign-in mails per address: one per 5 minutes, after a burst of 3.
-const PER_ADDRESS: (Duration, Duration) =
-    (Duration::from_secs(300), Duration::from_secs(600));
+const PER_ADDRESS: (Duration, Duration) = (Duration::from_secs(300), Duration::from_secs(600));
 /// Sign-in mails per client address: one per 20 s, after a burst of 16.
 const PER_CLIENT: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(300));
 
@@ -169,7 +168,13 @@ pub async fn request_link(
     }
     let token = random_token();
     let lifetime = chrono::Duration::from_std(LINK_LIFETIME).unwrap_or_default();
-    email_logins::create(&mut conn, &hash_token(&token), &address, Utc::now() + lifetime).await?;
+    email_logins::create(
+        &mut conn,
+        &hash_token(&token),
+        &address,
+        Utc::now() + lifetime,
+    )
+    .await?;
     drop(conn);
     let link = state
         .settings
@@ -312,20 +317,24 @@ pub async fn telegram(
         ));
     }
     let Some(telegram) = &state.settings.telegram else {
-        return Err(AppError::NotFound("Telegram sign-in (no TELEGRAM_BOT_TOKEN)".into()));
+        return Err(AppError::NotFound(
+            "Telegram sign-in (no TELEGRAM_BOT_TOKEN)".into(),
+        ));
     };
     let max_age = state.settings.bot.webapp_auth_max_age;
     let who = match init_data::verify(&init_data, telegram.token.expose(), max_age, Utc::now()) {
         Ok(who) => who,
         Err(e) => {
             tracing::warn!(error = %e, "Mini App sign-in refused");
-            return Err(AppError::Forbidden(match e {
-                InitDataError::Stale => "the Mini App's sign-in data is too old: open it again",
-                InitDataError::BadHash | InitDataError::Malformed => {
-                    "the Mini App's sign-in data is not signed by this shop's bot"
+            return Err(AppError::Forbidden(
+                match e {
+                    InitDataError::Stale => "the Mini App's sign-in data is too old: open it again",
+                    InitDataError::BadHash | InitDataError::Malformed => {
+                        "the Mini App's sign-in data is not signed by this shop's bot"
+                    }
                 }
-            }
-            .into()));
+                .into(),
+            ));
         }
     };
     let profile = TelegramProfile {
