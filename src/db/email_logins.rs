@@ -9,6 +9,17 @@ use diesel_async::RunQueryDsl;
 use crate::db::PgConn;
 use crate::db::schema::email_logins;
 
+/// A link as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = email_logins, check_for_backend(diesel::pg::Pg))]
+pub struct EmailLogin {
+    pub token_hash: Vec<u8>,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
 pub async fn create(
     conn: &mut PgConn,
     token_hash: &[u8],
