@@ -379,7 +379,16 @@ async fn run() -> anyhow::Result<bool> {
     }
     let expected: Vec<(i64, String)> = orders
         .iter()
-        .map(|o| (o.telegram_id, panel_username(&prefix, o.telegram_id)))
+        .map(|o| {
+            (
+                o.telegram_id,
+                panel_username(
+                    &prefix,
+                    vpn_shop::domain::UserId(o.user_id),
+                    Some(o.telegram_id),
+                ),
+            )
+        })
         .collect();
     let measured_orders = orders.split_off(warmup.min(orders.len()));
     let warmup_orders = orders;

@@ -356,6 +356,13 @@ pub async fn start(settings: &Settings, database_url: &str) -> anyhow::Result<Ru
             .webhook_refusals
             .map(|(budget, rate)| web::ratelimit::RateLimiter::new(rate, budget)),
         dashboard: Arc::default(),
+        mailer: match &settings.notifications.smtp {
+            Some(smtp) => Some(Arc::new(crate::actors::notifier::Mailer::new(
+                smtp,
+                Arc::clone(&metrics),
+            )?)),
+            None => None,
+        },
     });
     let server = web::start(state, settings.http_bind, settings.shutdown_timeout)?;
     tracing::info!(

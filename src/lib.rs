@@ -12,5 +12,6 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod metrics;
+pub mod subscribers;
 pub mod telemetry;
 pub mod web;

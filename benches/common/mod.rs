@@ -340,6 +340,7 @@ pub async fn checkouts(
                         provider,
                         promo_code: None,
                         auto_renew: false,
+                        return_to: vpn_shop::actors::payments::ReturnTo::Bot,
                     })
                     .await;
                 match checkout {

@@ -100,6 +100,7 @@ user-id = Id
 user-no-name = no username
 user-name = Name
 user-telegram = Telegram id
+user-web-only = Web only (no Telegram)
 user-subscription = Subscription
 user-joined = Joined
 user-banned = banned

@@ -103,6 +103,7 @@ user-id = Id
 user-no-name = без имени
 user-name = Имя
 user-telegram = Telegram id
+user-web-only = Только веб (без Telegram)
 user-subscription = Подписка
 user-joined = С нами с
 user-banned = заблокирован

@@ -81,6 +81,8 @@ pub struct BotSettings {
     pub support_chat_id: Option<i64>,
     /// The longest a subscriber should wait for a first answer (`SUPPORT_SLA`).
     pub support_sla: Duration,
+    /// The oldest Mini App `initData` the cabinet signs in with (`WEBAPP_AUTH_MAX_AGE`).
+    pub webapp_auth_max_age: Duration,
     pub terms_text: Option<String>,
     /// `@username` or a numeric chat id.
     pub required_channel: Option<String>,
@@ -127,6 +129,7 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
         support_contact: r.optional("SUPPORT_CONTACT", |v| non_empty(v, 200))?,
         support_chat_id: r.optional("SUPPORT_CHAT_ID", parse_group_id)?,
         support_sla: r.required("SUPPORT_SLA", super::parse_duration)?,
+        webapp_auth_max_age: r.required("WEBAPP_AUTH_MAX_AGE", super::parse_duration)?,
         terms_text: r
             .optional("TERMS_TEXT", |v| non_empty(v, 3500))?
             .map(|t| t.replace("\\n", "\n")),

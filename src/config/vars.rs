@@ -502,6 +502,12 @@ pub const VARS: &[Var] = &[
         "How long a subscriber may wait for the first answer before the `VpnShopSupportWaiting` Prometheus alert fires (exported as `vpn_shop_support_sla_seconds`).",
     ),
     var(
+        "WEBAPP_AUTH_MAX_AGE",
+        Some("1h"),
+        "1h",
+        "The subscriber cabinet opened as a Telegram Mini App signs in with the `initData` Telegram signed when it opened; older data than this is refused (the person opens the cabinet again).",
+    ),
+    var(
         "TERMS_TEXT",
         None,
         "Access is for personal use. Refunds within 3 days: write to support.",

@@ -264,5 +264,8 @@ pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
     .execute(conn)
     .await?;
     let sessions = crate::db::admin_sessions::prune_expired(conn).await?;
-    Ok(throttles + tokens + sessions)
+    // The cabinet's sessions and sign-in links end the same way.
+    let subscriber_sessions = crate::db::user_sessions::prune_expired(conn).await?;
+    let links = crate::db::email_logins::prune(conn).await?;
+    Ok(throttles + tokens + sessions + subscriber_sessions + links)
 }

@@ -127,7 +127,7 @@ pub async fn cancel(conn: &mut PgConn, id: BroadcastId) -> QueryResult<bool> {
 
 /// The audience filter, shared by the count and the recipient pages. `$1` segment, `$2` language.
 const AUDIENCE: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id \
-     WHERE NOT u.banned AND NOT u.bot_blocked \
+     WHERE NOT u.banned AND NOT u.bot_blocked AND u.telegram_id IS NOT NULL \
        AND ($2::text IS NULL OR u.language = $2) \
        AND CASE $1 \
            WHEN 'all' THEN true \

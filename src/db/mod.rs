@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod broadcasts;
+pub mod email_logins;
 pub mod embedded;
 pub mod jobs;
 pub mod models;
@@ -30,6 +31,7 @@ pub mod support;
 pub mod support_posts;
 pub mod sync;
 pub mod telegram;
+pub mod user_sessions;
 pub mod users;
 
 use std::time::Duration;

@@ -84,7 +84,8 @@ pub struct PromoCode {
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     pub id: UserId,
-    pub telegram_id: i64,
+    /// `None`: a subscriber who signed up on the web by email and has not linked Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -100,6 +101,24 @@ pub struct User {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The panel username a new subscription of this user gets
+    /// ([`crate::domain::panel::panel_username`]).
+    pub fn panel_username(&self, prefix: &str) -> String {
+        crate::domain::panel::panel_username(prefix, self.id, self.telegram_id)
+    }
+
+    /// How the user is named to the team when there is no name: the Telegram id, or the email
+    /// of a web-only user.
+    pub fn fallback_name(&self) -> String {
+        match (self.telegram_id, &self.email) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(email)) => email.clone(),
+            (None, None) => format!("user {}", self.id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -370,7 +370,7 @@ pub async fn redemptions(
     id: PromoCodeId,
     page: i64,
     per_page: i64,
-) -> QueryResult<(Vec<(PromoRedemption, i64, Option<String>)>, i64)> {
+) -> QueryResult<(Vec<(PromoRedemption, Option<i64>, Option<String>)>, i64)> {
     let total = promo_redemptions::table
         .filter(promo_redemptions::promo_code_id.eq(id))
         .count()

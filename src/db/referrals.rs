@@ -97,8 +97,8 @@ pub async fn revoke_bonus_of_payment(
 pub struct InviterStats {
     #[diesel(sql_type = BigInt)]
     pub user_id: UserId,
-    #[diesel(sql_type = BigInt)]
-    pub telegram_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub telegram_id: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     pub username: Option<String>,
     /// Users who joined through the inviter's link.

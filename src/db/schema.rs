@@ -104,6 +104,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_logins (token_hash) {
+        token_hash -> Bytea,
+        email -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     jobs (id) {
         id -> Int8,
         kind -> Text,
@@ -448,9 +458,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_sessions (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Int8,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        remote_addr -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
-        telegram_id -> Int8,
+        telegram_id -> Nullable<Int8>,
         username -> Nullable<Text>,
         first_name -> Nullable<Text>,
         last_name -> Nullable<Text>,
@@ -473,6 +495,7 @@ diesel::joinable!(admin_sessions -> admins (admin_id));
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(broadcasts -> admins (created_by_admin_id));
 diesel::joinable!(notification_keys -> users (user_id));
+diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(notifications -> alerts (alert_id));
 diesel::joinable!(notifications -> broadcasts (broadcast_id));
 diesel::joinable!(notifications -> users (user_id));
@@ -506,6 +529,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     bot_dialogues,
     broadcasts,
+    email_logins,
     jobs,
     login_throttle,
     notification_keys,
@@ -529,5 +553,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     support_messages,
     sync_runs,
     telegram_updates,
+    user_sessions,
     users,
 );

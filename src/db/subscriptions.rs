@@ -15,7 +15,7 @@ use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
 pub async fn find_by_user(
     conn: &mut PgConn,
     user_id: UserId,
-) -> QueryResult<Option<(Subscription, i64)>> {
+) -> QueryResult<Option<(Subscription, Option<i64>)>> {
     subscriptions::table
         .inner_join(users::table)
         .filter(subscriptions::user_id.eq(user_id))
@@ -26,7 +26,7 @@ pub async fn find_by_user(
 }
 
 /// Every subscription with its user's Telegram id (the syncs compare them with the panel).
-pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, i64)>> {
+pub async fn all(conn: &mut PgConn) -> QueryResult<Vec<(Subscription, Option<i64>)>> {
     subscriptions::table
         .inner_join(users::table)
         .select((Subscription::as_select(), users::telegram_id))
@@ -608,7 +608,10 @@ pub async fn list(
     trial: Option<bool>,
     page: i64,
     per_page: i64,
-) -> QueryResult<(Vec<(Subscription, (UserId, i64, Option<String>))>, i64)> {
+) -> QueryResult<(
+    Vec<(Subscription, (UserId, Option<i64>, Option<String>))>,
+    i64,
+)> {
     let now = Utc::now();
     let filtered = || filtered(state, trial, now);
     let total = filtered().count().get_result(conn).await?;
@@ -619,14 +622,15 @@ pub async fn list(
         .offset((page - 1).saturating_mul(per_page))
         .load(conn)
         .await?;
-    let owners: std::collections::HashMap<UserId, (UserId, i64, Option<String>)> = users::table
-        .filter(users::id.eq_any(page_rows.iter().map(|s| s.user_id).collect::<Vec<_>>()))
-        .select((users::id, users::telegram_id, users::username))
-        .load::<(UserId, i64, Option<String>)>(conn)
-        .await?
-        .into_iter()
-        .map(|u| (u.0, u))
-        .collect();
+    let owners: std::collections::HashMap<UserId, (UserId, Option<i64>, Option<String>)> =
+        users::table
+            .filter(users::id.eq_any(page_rows.iter().map(|s| s.user_id).collect::<Vec<_>>()))
+            .select((users::id, users::telegram_id, users::username))
+            .load::<(UserId, Option<i64>, Option<String>)>(conn)
+            .await?
+            .into_iter()
+            .map(|u| (u.0, u))
+            .collect();
     let items = page_rows
         .into_iter()
         .filter_map(|s| owners.get(&s.user_id).cloned().map(|u| (s, u)))

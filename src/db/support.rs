@@ -73,7 +73,7 @@ pub struct SupportMessageRow {
 pub struct ConversationSummary {
     #[serde(flatten)]
     pub conversation: ConversationRow,
-    pub telegram_id: i64,
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     #[schema(value_type = String, example = "ru")]
@@ -374,7 +374,7 @@ pub async fn list(
 /// A conversation, the user's telegram id, username, first name, language, and its messages.
 type SummaryRow = (
     ConversationRow,
-    i64,
+    Option<i64>,
     Option<String>,
     Option<String>,
     Language,

@@ -165,7 +165,7 @@ impl UserFilter {
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRow {
     pub id: UserId,
-    pub telegram_id: i64,
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     pub language: Language,
@@ -399,7 +399,7 @@ pub async fn recent_payments(
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRef {
     pub id: UserId,
-    pub telegram_id: i64,
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
 }
 
@@ -558,6 +558,52 @@ pub async fn register(conn: &mut PgConn, who: &TelegramProfile) -> QueryResult<(
         }
     }
     Err(diesel::result::Error::RollbackTransaction)
+}
+
+/// The web-only account (no Telegram) of `email`, an address already normalised
+/// (`domain::email::normalize_email`): created on its first sign-in, in `language`. `true` when
+/// the user is new. One account per address however many sign-ins race (`users_web_email_key`).
+pub async fn register_web(
+    conn: &mut PgConn,
+    email: &str,
+    language: Language,
+) -> QueryResult<(User, bool)> {
+    for _ in 0..4 {
+        if let Some(user) = find_web(conn, email).await? {
+            return Ok((user, false));
+        }
+        let inserted = diesel::insert_into(users::table)
+            .values((
+                users::email.eq(email),
+                users::language.eq(language),
+                users::referral_code.eq(new_referral_code()),
+                users::last_seen_at.eq(diesel::dsl::now),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await;
+        match inserted {
+            Ok(user) => return Ok((user, true)),
+            // A referral code taken, or the same address signed up a moment ago: look again.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(diesel::result::Error::RollbackTransaction)
+}
+
+/// The web-only account of `email` (case-insensitive).
+pub async fn find_web(conn: &mut PgConn, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::telegram_id.is_null())
+        .filter(lower(users::email).eq(email.to_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn find_by_telegram_id(conn: &mut PgConn, telegram_id: i64) -> QueryResult<Option<User>> {

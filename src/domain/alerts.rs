@@ -140,7 +140,7 @@ pub enum Alert {
     RefundMade {
         order: PaymentId,
         user: UserId,
-        telegram_id: i64,
+        telegram_id: Option<i64>,
         amount: Money,
         provider: PaymentProvider,
         refund_id: String,
@@ -182,7 +182,7 @@ pub enum Alert {
     Sale {
         order: PaymentId,
         user: UserId,
-        telegram_id: i64,
+        telegram_id: Option<i64>,
         plan: String,
         amount: Money,
         provider: PaymentProvider,

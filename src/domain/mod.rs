@@ -10,12 +10,15 @@ pub mod broadcast;
 pub mod email;
 pub mod enums;
 pub mod ids;
+pub mod import_links;
+pub mod init_data;
 pub mod localized;
 pub mod money;
 pub mod notifications;
 pub mod panel;
 pub mod password;
 pub mod pricing;
+pub mod qr;
 pub mod roles;
 pub mod support;
 

@@ -4,16 +4,34 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{PanelUserStatus, SubscriptionStatus};
+use crate::domain::{PanelUserStatus, SubscriptionStatus, UserId};
 
-/// Panel username of a Telegram user: prefix + id, lowercase, within the panel's
-/// `[a-z0-9_]{3,32}` (the prefix is validated at start-up to leave room for any id).
-pub fn panel_username(prefix: &str, telegram_id: i64) -> String {
-    format!(
-        "{}{}",
-        prefix.to_ascii_lowercase(),
-        telegram_id.unsigned_abs()
-    )
+/// Panel username of a subscriber, within the panel's `[a-z0-9_]{3,32}` (the prefix is
+/// validated at start-up to leave room for any id): prefix + Telegram id for one who came
+/// through the bot (the names the shop has always given), prefix + `w` + the shop's own user id
+/// for one who signed up on the web without Telegram. A subscription keeps the name it was
+/// created with (`subscriptions.panel_username`), so linking Telegram later renames nothing.
+pub fn panel_username(prefix: &str, user_id: UserId, telegram_id: Option<i64>) -> String {
+    let prefix = prefix.to_ascii_lowercase();
+    match telegram_id {
+        Some(telegram_id) => format!("{prefix}{}", telegram_id.unsigned_abs()),
+        // Base 36 keeps any i64 id within 13 characters: 16 + 1 + 13 <= 32.
+        None => format!("{prefix}w{}", base36(user_id.0.unsigned_abs())),
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    out.into_iter().map(char::from).collect()
 }
 
 /// The status the shop asks the panel for. `limited` and `expired` are computed by the panel
@@ -165,14 +183,25 @@ mod tests {
 
     #[test]
     fn usernames_fit_the_panel_rule() {
-        assert_eq!(panel_username("vpnshop_", 123456789), "vpnshop_123456789");
-        let longest = panel_username("sixteen_chars_pf", i64::MAX >> 11);
-        assert!(
-            longest.len() <= 32
-                && longest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        let id = UserId(7);
+        assert_eq!(
+            panel_username("vpnshop_", id, Some(123456789)),
+            "vpnshop_123456789"
         );
+        assert_eq!(panel_username("vpnshop_", UserId(42), None), "vpnshop_w16");
+        assert_eq!(panel_username("Shop_", UserId(35), None), "shop_wz");
+        let longest = [
+            panel_username("sixteen_chars_pf", id, Some(i64::MAX >> 11)),
+            panel_username("sixteen_chars_pf", UserId(i64::MAX), None),
+        ];
+        for name in longest {
+            assert!(
+                name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{name}"
+            );
+        }
+        // A web-only name never equals a Telegram user's: theirs are digits after the prefix.
+        assert!(panel_username("p_", UserId(1), None).starts_with("p_w"));
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn render(
                 .text("amount", &money(*amount))
                 .text("order", &order.to_string())
                 .text("provider", provider.as_str())
-                .text("user", &user_label(lang, Some(*user), Some(*telegram_id)))
+                .text("user", &user_label(lang, Some(*user), *telegram_id))
                 // Already a text of ours: not escaped twice.
                 .html("origin", origin)
         }
@@ -172,7 +172,7 @@ pub fn render(
             .text("plan", plan)
             .text("amount", &money(*amount))
             .text("provider", provider.as_str())
-            .text("user", &user_label(lang, Some(*user), Some(*telegram_id))),
+            .text("user", &user_label(lang, Some(*user), *telegram_id)),
         Alert::Digest { day, figures } => {
             let revenue = if figures.revenue.is_empty() {
                 none()
@@ -267,7 +267,7 @@ mod tests {
             Alert::RefundMade {
                 order: PaymentId(12),
                 user: UserId(3),
-                telegram_id: 42,
+                telegram_id: Some(42),
                 amount: rub,
                 provider: PaymentProvider::Wata,
                 refund_id: "r1".into(),
@@ -304,7 +304,7 @@ mod tests {
             Alert::Sale {
                 order: PaymentId(12),
                 user: UserId(3),
-                telegram_id: 42,
+                telegram_id: Some(42),
                 plan: "30 days".into(),
                 amount: rub,
                 provider: PaymentProvider::Stars,

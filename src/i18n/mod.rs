@@ -28,6 +28,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ("alerts.ftl", include_str!("../../locales/en/alerts.ftl")),
             ("support.ftl", include_str!("../../locales/en/support.ftl")),
             ("console.ftl", include_str!("../../locales/en/console.ftl")),
+            ("cabinet.ftl", include_str!("../../locales/en/cabinet.ftl")),
         ],
     ),
     (
@@ -41,6 +42,7 @@ const SOURCES: [(Language, &[(&str, &str)]); 2] = [
             ("alerts.ftl", include_str!("../../locales/ru/alerts.ftl")),
             ("support.ftl", include_str!("../../locales/ru/support.ftl")),
             ("console.ftl", include_str!("../../locales/ru/console.ftl")),
+            ("cabinet.ftl", include_str!("../../locales/ru/cabinet.ftl")),
         ],
     ),
 ];

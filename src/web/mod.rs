@@ -59,6 +59,8 @@ pub struct WebState {
     pub webhook_refusals: Option<ratelimit::RateLimiter>,
     /// The console dashboard's overview, recomputed at most every few seconds.
     pub dashboard: Arc<pages::admin::OverviewSnapshot>,
+    /// Sends the cabinet's sign-in links; `None` without `SMTP_URL` (email sign-in is off).
+    pub mailer: Option<Arc<crate::actors::notifier::Mailer>>,
 }
 
 /// Largest JSON body the API accepts.

@@ -20,7 +20,6 @@ use crate::db::models::User;
 use crate::db::subscriptions as subs;
 use crate::db::users::{self, ProfileChanges, Search, StatusFilter, UserFilter, UserSort};
 use crate::domain::email::normalize_email;
-use crate::domain::panel::panel_username;
 use crate::domain::{Language, SubscriptionStatus, UserId};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::web::auth::{AuthenticatedAdmin, Require, role};
@@ -584,7 +583,7 @@ pub(crate) async fn extend(
                 .await?
                 .ok_or_else(|| user_not_found(id))?;
             let before = subs::lock_by_user(conn, id).await?.map(|s| s.expires_at);
-            let name = panel_username(prefix, user.telegram_id);
+            let name = user.panel_username(prefix);
             // A banned user's subscription gets the days and stays disabled.
             subs::extend(conn, id, &name, days, subs::Grant::Days).await?;
             jobs::enqueue(conn, provision_job(id), max_attempts).await?;

@@ -522,6 +522,7 @@ async fn a_reseller_refunds_and_sells_from_the_browser() {
             provider: PaymentProvider::Yookassa,
             promo_code: Some("Winter-25".into()),
             auto_renew: false,
+            return_to: vpn_shop::actors::payments::ReturnTo::Bot,
         })
         .await
         .unwrap()

@@ -197,6 +197,7 @@ async fn while_postgresql_is_down_the_app_says_so_and_catches_up_when_it_is_back
             provider: PaymentProvider::Yookassa,
             promo_code: None,
             auto_renew: false,
+            return_to: vpn_shop::actors::payments::ReturnTo::Bot,
         })
         .await
         .unwrap();

@@ -13,6 +13,7 @@ mod api_users;
 mod auth;
 mod bot;
 mod bot_payments;
+mod cabinet;
 mod catalogue;
 mod cli;
 mod console;

@@ -55,7 +55,7 @@ pub(crate) async fn create(
     panel
         .create_user(&NewUser {
             username,
-            telegram_id: 42,
+            telegram_id: Some(42),
             desired: wanted,
         })
         .await
@@ -92,7 +92,7 @@ async fn a_user_lives_and_dies(fake: &impl PanelFake) {
     let again = panel
         .create_user(&NewUser {
             username: name,
-            telegram_id: 42,
+            telegram_id: Some(42),
             desired: &wanted,
         })
         .await;
@@ -223,7 +223,7 @@ async fn server_errors_are_retried_or_reported(fake: &impl PanelFake) {
     let e = panel
         .create_user(&NewUser {
             username: "vpnshop_8",
-            telegram_id: 8,
+            telegram_id: Some(8),
             desired: &desired(30, 0),
         })
         .await
@@ -250,7 +250,7 @@ async fn a_slow_panel_times_out(fake: &impl PanelFake) {
     let wanted = desired(30, 0);
     let new = NewUser {
         username: "vpnshop_10",
-        telegram_id: 10,
+        telegram_id: Some(10),
         desired: &wanted,
     };
     fake.time_out_next(1, Duration::from_secs(4));

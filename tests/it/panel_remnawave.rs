@@ -85,7 +85,7 @@ async fn an_unsupported_version_is_refused_at_start() {
         let e = panel
             .create_user(&NewUser {
                 username: "vpnshop_1",
-                telegram_id: 1,
+                telegram_id: Some(1),
                 desired: &desired(30, 0),
             })
             .await

@@ -136,6 +136,7 @@ impl Shop {
                 provider,
                 promo_code: promo.map(str::to_owned),
                 auto_renew,
+                return_to: vpn_shop::actors::payments::ReturnTo::Bot,
             })
             .await
             .expect("the payment processor answers")
@@ -1979,6 +1980,7 @@ async fn providers_without_credentials_are_not_offered_and_banned_users_cannot_b
                 provider,
                 promo_code: None,
                 auto_renew: false,
+                return_to: vpn_shop::actors::payments::ReturnTo::Bot,
             })
             .await
             .unwrap();

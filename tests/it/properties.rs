@@ -1168,6 +1168,7 @@ impl MoneyShop {
                         },
                         promo_code: None,
                         auto_renew: false,
+                        return_to: vpn_shop::actors::payments::ReturnTo::Bot,
                     })
                     .await
                     .unwrap();

@@ -18,7 +18,6 @@ use crate::db::models::User;
 use crate::db::subscriptions::Grant;
 use crate::db::{PgConn, stats, subscriptions, users};
 use crate::domain::broadcast::{Audience, Segment, validate};
-use crate::domain::panel::panel_username;
 use crate::domain::{Currency, Money, PaymentProvider, UserId};
 use crate::i18n::{Args, format_bytes, format_date, format_money};
 
@@ -27,7 +26,7 @@ const MAX_GRANT_DAYS: i64 = 3650;
 
 /// The admin as the audit log names them.
 pub(super) fn actor(ctx: &Ctx) -> String {
-    format!("telegram:{}", ctx.user.telegram_id)
+    format!("telegram:{}", ctx.telegram_id)
 }
 
 /// Audit-logs `action` of the admin on `target` (its type and id).
@@ -78,7 +77,7 @@ fn name_of(user: &User) -> String {
     match (&user.username, &user.first_name) {
         (Some(username), _) => format!("@{username}"),
         (None, Some(first)) => first.clone(),
-        (None, None) => user.telegram_id.to_string(),
+        (None, None) => user.fallback_name(),
     }
 }
 
@@ -299,7 +298,12 @@ async fn profile(ctx: &Ctx, id: UserId) -> anyhow::Result<()> {
         &Args::new()
             .text("name", &name_of(&user))
             .text("id", &user.id.to_string())
-            .text("telegram_id", &user.telegram_id.to_string())
+            .text(
+                "telegram_id",
+                &user
+                    .telegram_id
+                    .map_or_else(|| "—".to_owned(), |id| id.to_string()),
+            )
             .text("language", user.language.as_str())
             .text("joined", &format_date(lang, user.created_at, offset))
             .text(
@@ -391,7 +395,7 @@ async fn grant(ctx: &Ctx, id: UserId, days: i64) -> anyhow::Result<()> {
             let before = subscriptions::lock_by_user(conn, id)
                 .await?
                 .map(|s| s.expires_at);
-            let name = panel_username(&prefix, target.telegram_id);
+            let name = target.panel_username(&prefix);
             let end = subscriptions::extend(conn, id, &name, days, Grant::Days).await?;
             jobs::enqueue(conn, provision_job(id), attempts).await?;
             audit(
@@ -409,7 +413,7 @@ async fn grant(ctx: &Ctx, id: UserId, days: i64) -> anyhow::Result<()> {
     let Some((target, end)) = done else {
         return not_found(ctx, &id.to_string()).await;
     };
-    tracing::info!(user = %id, days, admin = ctx.user.telegram_id, "days granted in the bot");
+    tracing::info!(user = %id, days, admin = ctx.telegram_id, "days granted in the bot");
     let lang = ctx.lang();
     ctx.send(
         ctx.ta(
@@ -462,7 +466,7 @@ async fn ban(ctx: &Ctx, id: UserId, banned: bool) -> anyhow::Result<()> {
     let Some(target) = target else {
         return Ok(());
     };
-    tracing::info!(user = %id, banned, admin = ctx.user.telegram_id, "ban changed in the bot");
+    tracing::info!(user = %id, banned, admin = ctx.telegram_id, "ban changed in the bot");
     let id_text = if banned {
         "admin-banned"
     } else {
@@ -517,7 +521,7 @@ async fn panel_job(ctx: &Ctx, id: UserId, kind: &'static str) -> anyhow::Result<
         (true, PANEL_RESET_TRAFFIC) => "admin-traffic-reset",
         (true, _) => "admin-link-revoked",
     };
-    tracing::info!(user = %id, kind, queued, admin = ctx.user.telegram_id, "panel operation from the bot");
+    tracing::info!(user = %id, kind, queued, admin = ctx.telegram_id, "panel operation from the bot");
     ctx.send(
         ctx.ta(text, &Args::new().text("name", &name_of(&target))),
         Vec::new(),
@@ -603,7 +607,7 @@ async fn send_broadcast(ctx: &Ctx) -> anyhow::Result<()> {
         Err(e) => return invalid_broadcast(ctx, &e).await,
     };
     let attempts = ctx.deps.settings.jobs.max_attempts;
-    let telegram_id = ctx.user.telegram_id;
+    let telegram_id = ctx.telegram_id;
     let audience = Audience {
         segment,
         language: None,

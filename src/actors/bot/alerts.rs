@@ -107,7 +107,7 @@ pub async fn set_muted(ctx: &Ctx, kind: AlertKind, muted: bool) -> anyhow::Resul
     })
     .await?;
     drop(conn);
-    tracing::info!(%kind, muted, admin = ctx.user.telegram_id, "alert kind muted from the bot");
+    tracing::info!(%kind, muted, admin = ctx.telegram_id, "alert kind muted from the bot");
     menu(ctx).await
 }
 
@@ -167,7 +167,7 @@ pub async fn retry(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let args = Args::new().text("job", &id.to_string());
     match outcome {
         Ok(job) => {
-            tracing::info!(job = %id, kind = %job.kind, admin = ctx.user.telegram_id, "dead job retried from the bot");
+            tracing::info!(job = %id, kind = %job.kind, admin = ctx.telegram_id, "dead job retried from the bot");
             ctx.send(ctx.ta("alerts-retried", &args), Vec::new()).await
         }
         Err(RetryError::Db(e)) => Err(e.into()),

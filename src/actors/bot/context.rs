@@ -117,6 +117,8 @@ pub struct Ctx {
     pub bot: Bot,
     pub deps: Arc<Deps>,
     pub user: User,
+    /// The Telegram id of the person writing (always there: `user.telegram_id` is `Some` of it).
+    pub telegram_id: i64,
     pub chat: ChatId,
     /// The message whose button was pressed, when it can be edited into the answer.
     pub editable: Option<MessageId>,
@@ -143,7 +145,7 @@ impl Ctx {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.deps.settings.bot.is_admin(self.user.telegram_id)
+        self.deps.settings.bot.is_admin(self.telegram_id)
     }
 
     /// A new message.

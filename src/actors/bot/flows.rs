@@ -7,23 +7,19 @@ use teloxide::types::InlineKeyboardButton;
 
 use super::callback::Callback;
 use super::context::{Ctx, Keyboard};
-use super::qr;
 use super::storage::DialogueState;
 use crate::actors::marzban::provision_job;
-use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout};
+use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout, ReturnTo};
 use crate::db::models::{Plan, User};
 use crate::db::subscriptions::Grant;
-use crate::db::{
-    PgConn, jobs, notifications, payments, plans, promo, referrals, subscriptions, users,
-};
+use crate::db::{jobs, payments, plans, promo, referrals, subscriptions, users};
 use crate::domain::email::normalize_email;
-use crate::domain::notifications::{Notification, NotifyJob, PromoEffect};
+use crate::domain::notifications::{Notification, PromoEffect};
 use crate::domain::pricing::{self, Customer, PromoRefusal, PromoRules};
-use crate::domain::{
-    Currency, Language, Money, PaymentProvider, PlanId, PromoKind, SubscriptionStatus, UserId,
-    panel::panel_username,
-};
+use crate::domain::qr;
+use crate::domain::{Currency, Language, Money, PaymentProvider, PlanId, PromoKind};
 use crate::i18n::{self, Args, escape_html, format_bytes, format_datetime, format_money};
+use crate::subscribers::{self, TrialOutcome, notify};
 
 fn days_text(lang: Language, days: i64) -> String {
     i18n::message(lang, "days", &Args::new().number("days", days as f64))
@@ -61,7 +57,7 @@ fn name_of(user: &User) -> String {
     user.first_name
         .clone()
         .or_else(|| user.username.clone())
-        .unwrap_or_else(|| user.telegram_id.to_string())
+        .unwrap_or_else(|| user.fallback_name())
 }
 
 fn offset(ctx: &Ctx) -> chrono::FixedOffset {
@@ -74,23 +70,6 @@ fn date(ctx: &Ctx, at: chrono::DateTime<Utc>) -> String {
 
 fn max_attempts(ctx: &Ctx) -> i32 {
     ctx.deps.settings.jobs.max_attempts
-}
-
-async fn notify(
-    conn: &mut PgConn,
-    user: UserId,
-    key: String,
-    notification: Notification,
-    max_attempts: i32,
-) -> diesel::QueryResult<()> {
-    let job = NotifyJob {
-        user_id: user,
-        notification,
-        dedup_key: key,
-    };
-    notifications::enqueue_once(conn, &job, max_attempts)
-        .await
-        .map(|_| ())
 }
 
 /// `/start [ref_<code> | promo_<CODE>]`.
@@ -152,7 +131,7 @@ async fn join_by_referral(ctx: &Ctx, code: &str) -> anyhow::Result<Option<i32>> 
                     friend: user
                         .first_name
                         .clone()
-                        .unwrap_or_else(|| user.telegram_id.to_string()),
+                        .unwrap_or_else(|| user.fallback_name()),
                     bonus_days: u32::try_from(inviter_days).unwrap_or(0),
                 },
                 attempts,
@@ -161,7 +140,7 @@ async fn join_by_referral(ctx: &Ctx, code: &str) -> anyhow::Result<Option<i32>> 
             if invitee_days == 0 {
                 return Ok(None);
             }
-            let name = panel_username(&prefix, user.telegram_id);
+            let name = user.panel_username(&prefix);
             let end =
                 subscriptions::extend(conn, user.id, &name, invitee_days, Grant::Days).await?;
             jobs::enqueue(conn, provision_job(user.id), attempts).await?;
@@ -187,49 +166,19 @@ pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.show(ctx.t("menu-text"), menu_keyboard(ctx)).await
 }
 
-/// `/trial`: TRIAL_DAYS once per Telegram account; the link follows when the panel confirms.
+/// `/trial`: TRIAL_DAYS once per account ([`subscribers::start_trial`]); the link follows when
+/// the panel confirms.
 pub async fn trial(ctx: &Ctx) -> anyhow::Result<()> {
-    let days = ctx.deps.settings.bot.trial_days;
-    if days == 0 {
-        return ctx
-            .show(ctx.t("trial-off"), vec![back(ctx, Callback::Menu)])
-            .await;
-    }
-    let days = i32::try_from(days).unwrap_or(7);
-    let id = ctx.user.id;
-    let name = panel_username(
-        ctx.deps.settings.panel_username_prefix(),
-        ctx.user.telegram_id,
-    );
-    let attempts = max_attempts(ctx);
-    let trial = Grant::Trial {
-        traffic_limit_bytes: ctx.deps.settings.bot.trial_traffic_limit,
+    let outcome = {
+        let mut conn = ctx.deps.pool.get().await?;
+        subscribers::start_trial(&mut conn, &ctx.deps.settings, &ctx.user).await?
     };
-    let mut conn = ctx.deps.pool.get().await?;
-    let taken = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            if !users::take_trial(conn, id).await? {
-                return Ok(None);
-            }
-            let end = subscriptions::extend(conn, id, &name, days, trial).await?;
-            jobs::enqueue(conn, provision_job(id), attempts).await?;
-            notify(
-                conn,
-                id,
-                format!("trial:{id}"),
-                Notification::TrialStarted {
-                    days: u32::try_from(days).unwrap_or(0),
-                    expires_at: end,
-                },
-                attempts,
-            )
-            .await?;
-            Ok(Some(end))
-        })
-        .await?;
-    match taken {
-        Some(_) => {
-            tracing::info!(user = %id, days, "trial started");
+    match outcome {
+        TrialOutcome::Off => {
+            ctx.show(ctx.t("trial-off"), vec![back(ctx, Callback::Menu)])
+                .await
+        }
+        TrialOutcome::Started { days, .. } => {
             ctx.show(
                 ctx.ta(
                     "trial-starting",
@@ -239,13 +188,9 @@ pub async fn trial(ctx: &Ctx) -> anyhow::Result<()> {
             )
             .await
         }
-        None => {
-            let used = users::find(&mut conn, id)
-                .await?
-                .and_then(|u| u.trial_used_at)
-                .unwrap_or_else(Utc::now);
+        TrialOutcome::Used { at } => {
             ctx.show(
-                ctx.ta("trial-used", &Args::new().text("date", &date(ctx, used))),
+                ctx.ta("trial-used", &Args::new().text("date", &date(ctx, at))),
                 vec![
                     vec![ctx.button("menu-button-buy", Callback::Buy)],
                     back(ctx, Callback::Menu),
@@ -420,6 +365,7 @@ pub async fn pay(
         provider,
         promo_code: None,
         auto_renew,
+        return_to: ReturnTo::Bot,
     };
     let answer = ctx.deps.payments.addr().send(request).await?;
     let lang = ctx.lang();
@@ -515,7 +461,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let Some(sub) = sub else {
         let mut keyboard = Vec::new();
-        if ctx.deps.settings.bot.trial_days > 0 && ctx.user.trial_used_at.is_none() {
+        if subscribers::trial_available(&ctx.deps.settings, &ctx.user) {
             keyboard.push(vec![ctx.button("menu-button-trial", Callback::Trial)]);
         }
         keyboard.push(vec![ctx.button("menu-button-buy", Callback::Buy)]);
@@ -532,17 +478,8 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         _ if sub.is_trial => ctx.t("status-plan-trial"),
         _ => ctx.ta("status-plan", &Args::new().text("plan", "—")),
     });
-    let limited = sub
-        .traffic_limit_bytes
-        .is_some_and(|limit| sub.traffic_used_bytes >= limit);
-    let state = match sub.status {
-        SubscriptionStatus::Active if sub.expires_at <= now => "state-expired",
-        SubscriptionStatus::Active if limited => "state-limited",
-        SubscriptionStatus::Active => "state-active",
-        SubscriptionStatus::Expired => "state-expired",
-        SubscriptionStatus::Disabled => "state-disabled",
-    };
-    lines.push(ctx.ta("status-state", &Args::new().text("state", &ctx.t(state))));
+    let state = ctx.t(&format!("state-{}", subscribers::access_state(&sub, now)));
+    lines.push(ctx.ta("status-state", &Args::new().text("state", &state)));
     if sub.expires_at > now {
         lines.push(ctx.ta(
             "status-expires",
@@ -630,7 +567,7 @@ pub async fn referral(ctx: &Ctx) -> anyhow::Result<()> {
         .get()
         .cloned()
         .unwrap_or_default();
-    let link = format!("https://t.me/{bot}?start=ref_{}", ctx.user.referral_code);
+    let link = subscribers::referral_link(&bot, &ctx.user.referral_code);
     let lang = ctx.lang();
     let p = &ctx.deps.settings.payments;
     let text = ctx.ta(
@@ -680,10 +617,9 @@ pub async fn apply_promo(ctx: &Ctx, typed: &str) -> anyhow::Result<()> {
     let code_text = promo::normalise(typed);
     let user = ctx.user.id;
     let attempts = max_attempts(ctx);
-    let name = panel_username(
-        ctx.deps.settings.panel_username_prefix(),
-        ctx.user.telegram_id,
-    );
+    let name = ctx
+        .user
+        .panel_username(ctx.deps.settings.panel_username_prefix());
     let mut conn = ctx.deps.pool.get().await?;
     let outcome = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {

@@ -196,7 +196,10 @@ async fn enter(
         let text = i18n::message(user.language, "banned", &Args::new());
         if let Some(q) = callback {
             deps.answer_query(q, Some(text), true).await?;
-        } else if deps.throttle.tell_banned(user.telegram_id, Instant::now()) {
+        } else if deps
+            .throttle
+            .tell_banned(profile.telegram_id, Instant::now())
+        {
             deps.reply(chat, text).await?;
         }
         return Ok(None);
@@ -205,6 +208,7 @@ async fn enter(
         bot: bot.clone(),
         deps: Arc::clone(deps),
         user,
+        telegram_id: profile.telegram_id,
         chat,
         editable: None,
     }))
@@ -212,11 +216,7 @@ async fn enter(
 
 /// The per-user rate limit: `false` when the update is dropped.
 async fn admitted(ctx: &Ctx, callback: Option<&CallbackQuery>) -> anyhow::Result<bool> {
-    match ctx
-        .deps
-        .throttle
-        .check(ctx.user.telegram_id, Instant::now())
-    {
+    match ctx.deps.throttle.check(ctx.telegram_id, Instant::now()) {
         Verdict::Allow => Ok(true),
         verdict => {
             if let Some(q) = callback {
@@ -240,7 +240,7 @@ async fn in_channel(ctx: &Ctx) -> anyhow::Result<bool> {
         || ctx
             .deps
             .throttle
-            .is_known_member(ctx.user.telegram_id, Instant::now())
+            .is_known_member(ctx.telegram_id, Instant::now())
     {
         return Ok(true);
     }
@@ -248,12 +248,12 @@ async fn in_channel(ctx: &Ctx) -> anyhow::Result<bool> {
         Ok(id) => Recipient::Id(ChatId(id)),
         Err(_) => Recipient::ChannelUsername(channel.clone()),
     };
-    let user = teloxide::types::UserId(ctx.user.telegram_id.unsigned_abs());
+    let user = teloxide::types::UserId(ctx.telegram_id.unsigned_abs());
     match ctx.bot.get_chat_member(recipient, user).await {
         Ok(member) if member.is_present() => {
             ctx.deps
                 .throttle
-                .remember_member(ctx.user.telegram_id, Instant::now());
+                .remember_member(ctx.telegram_id, Instant::now());
             Ok(true)
         }
         Ok(_) => {
@@ -427,7 +427,7 @@ async fn on_callback(ctx: &Ctx, q: &CallbackQuery) -> anyhow::Result<()> {
                 admin::action(ctx, action).await
             } else {
                 tracing::warn!(
-                    user = ctx.user.telegram_id,
+                    user = ctx.telegram_id,
                     ?action,
                     "a non-admin pressed an admin button"
                 );

@@ -17,7 +17,6 @@ pub mod context;
 pub mod flows;
 pub mod handler;
 pub mod payments;
-pub mod qr;
 pub mod storage;
 pub mod support;
 pub mod throttle;

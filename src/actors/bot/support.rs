@@ -134,7 +134,7 @@ pub async fn from_admin(ctx: &Ctx, m: &Message) -> anyhow::Result<bool> {
     if !is_reply && !matches!(command.as_deref(), Some("tickets" | "close")) {
         return Ok(false);
     }
-    let author = format!("telegram:{}", ctx.user.telegram_id);
+    let author = format!("telegram:{}", ctx.telegram_id);
     team(&ctx.deps, m, &author, ctx.lang(), false).await?;
     Ok(true)
 }
@@ -287,7 +287,7 @@ async fn tickets(deps: &Deps, language: Language) -> anyhow::Result<String> {
             let who = match (&c.username, &c.first_name) {
                 (Some(u), _) => format!("@{u}"),
                 (None, Some(f)) => f.clone(),
-                (None, None) => c.telegram_id.to_string(),
+                (None, None) => c.telegram_id.map_or_else(String::new, |id| id.to_string()),
             };
             let waiting = c
                 .conversation

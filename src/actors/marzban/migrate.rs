@@ -101,7 +101,7 @@ pub async fn migrate(
 async fn copy_one(
     target: &Panel,
     name: &str,
-    telegram_id: i64,
+    telegram_id: Option<i64>,
     desired: &DesiredUser,
 ) -> Result<Outcome, PanelError> {
     let existing = match target.get_user(name).await {

@@ -28,7 +28,10 @@ pub(super) enum Provisioned {
 }
 
 /// The subscription and its user's Telegram id, read on the locked connection.
-async fn subscription(conn: &mut PgConn, user_id: UserId) -> Result<(Subscription, i64), JobError> {
+async fn subscription(
+    conn: &mut PgConn,
+    user_id: UserId,
+) -> Result<(Subscription, Option<i64>), JobError> {
     subscriptions::find_by_user(conn, user_id)
         .await?
         .ok_or_else(|| JobError::permanent(format!("user {user_id} has no subscription")))
@@ -175,7 +178,7 @@ impl Shared {
         &self,
         conn: &mut PgConn,
         sub: &Subscription,
-        telegram_id: i64,
+        telegram_id: Option<i64>,
     ) -> Result<Provisioned, JobError> {
         let desired = DesiredUser::new(sub.status, sub.expires_at, sub.traffic_limit_bytes);
         let name = sub.panel_username.as_str();

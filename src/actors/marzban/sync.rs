@@ -111,7 +111,7 @@ impl Shared {
     /// read again, so a payment made meanwhile is never written back over.
     async fn sync_subscriptions(&self) -> Result<SyncCounts, (SyncCounts, anyhow::Error)> {
         let mut counts = SyncCounts::default();
-        let mut wanted: HashMap<String, (Subscription, i64)> = match self.pool.get().await {
+        let mut wanted: HashMap<String, (Subscription, Option<i64>)> = match self.pool.get().await {
             Ok(mut conn) => match subscriptions::all(&mut conn).await {
                 Ok(all) => all
                     .into_iter()

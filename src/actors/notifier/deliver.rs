@@ -100,7 +100,7 @@ impl Shared {
         };
 
         let mut transient = Vec::new();
-        if let Some(telegram) = &self.telegram {
+        if let (Some(telegram), Some(chat)) = (&self.telegram, user.telegram_id) {
             let d = delivery(NotificationChannel::Telegram);
             let mut buttons = vec![MessageButton::Callback {
                 text: rendered.button.text.clone(),
@@ -119,16 +119,14 @@ impl Shared {
             }
             let outcome = self
                 .on_channel(&d, To::User(&user), async {
-                    telegram
-                        .send(user.telegram_id, &rendered.html, &buttons, false)
-                        .await
+                    telegram.send(chat, &rendered.html, &buttons, false).await
                 })
                 .await?;
             self.tally(kind, "telegram", &outcome, &mut transient);
         }
-        if let (Some(mailer), Some(email), true) =
-            (&self.mailer, &user.email, job.notification.by_email())
-        {
+        // A user without Telegram gets every message by email: it is their only channel.
+        let by_email = job.notification.by_email() || user.telegram_id.is_none();
+        if let (Some(mailer), Some(email), true) = (&self.mailer, &user.email, by_email) {
             let d = delivery(NotificationChannel::Email);
             let text = crate::i18n::html_to_text(&rendered.html);
             let html = email_html(&rendered.subject, &rendered.html);

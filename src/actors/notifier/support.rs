@@ -108,7 +108,7 @@ pub fn user_label(user: &User) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let mut label = if name.is_empty() {
-        user.telegram_id.to_string()
+        user.fallback_name()
     } else {
         name
     };
@@ -116,6 +116,13 @@ pub fn user_label(user: &User) -> String {
         label.push_str(&format!(" @{username}"));
     }
     label
+}
+
+/// The subscriber's chat with the bot (support conversations happen there; a web-only user
+/// has none).
+fn telegram_chat(user: &User) -> Result<i64, JobError> {
+    user.telegram_id
+        .ok_or_else(|| JobError::permanent(format!("user {} has no Telegram chat", user.id)))
 }
 
 impl Shared {
@@ -387,7 +394,12 @@ impl Shared {
             &Args::new()
                 .text("id", &conversation.id.to_string())
                 .text("user", &user_label(user))
-                .text("telegram_id", &user.telegram_id.to_string())
+                .text(
+                    "telegram_id",
+                    &user
+                        .telegram_id
+                        .map_or_else(|| "—".to_owned(), |id| id.to_string()),
+                )
                 .text("user_id", &user.id.to_string())
                 .text("language", user.language.as_str())
                 .html("subscription", subscription)
@@ -407,6 +419,7 @@ impl Shared {
         }
         .ok_or_else(|| JobError::permanent(format!("support message {id} does not exist")))?;
         let (_, user) = self.conversation(row.conversation_id).await?;
+        let chat = telegram_chat(&user)?;
         let html = message(
             user.language,
             "support-answer",
@@ -424,16 +437,10 @@ impl Shared {
             .on_channel(&d, To::User(&user), async {
                 match media {
                     Some((from, message_id)) => telegram
-                        .copy(
-                            user.telegram_id,
-                            None,
-                            from,
-                            message_id,
-                            Priority::Notification,
-                        )
+                        .copy(chat, None, from, message_id, Priority::Notification)
                         .await
                         .map(|_| ()),
-                    None => telegram.send(user.telegram_id, &html, &[], false).await,
+                    None => telegram.send(chat, &html, &[], false).await,
                 }
             })
             .await?;
@@ -455,13 +462,14 @@ impl Shared {
             return Err(JobError::permanent("no Telegram bot token"));
         };
         let (_, user) = self.conversation(id).await?;
+        let chat = telegram_chat(&user)?;
         let html = message(user.language, "support-closed", &Args::new());
         let key = format!("support:closed:{id}");
         let payload = serde_json::json!({ "conversation_id": id });
         let d = delivery(&user, &key, &payload);
         let outcome = self
             .on_channel(&d, To::User(&user), async {
-                telegram.send(user.telegram_id, &html, &[], false).await
+                telegram.send(chat, &html, &[], false).await
             })
             .await?;
         let mut transient = Vec::new();

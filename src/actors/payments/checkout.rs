@@ -11,7 +11,9 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, LabeledPrice};
 
 use super::fulfil::{Outcome, PaymentUpdate};
-use super::{CheckStarsOrder, CreateCheckout, Shared, parse_stars_payload, stars_payload};
+use super::{
+    CheckStarsOrder, CreateCheckout, ReturnTo, Shared, parse_stars_payload, stars_payload,
+};
 use crate::actors::notifier::Priority;
 use crate::clients::wata::CreateLink;
 use crate::clients::yookassa::{
@@ -113,6 +115,11 @@ impl Shared {
         if user.banned {
             return Err(CheckoutError::Banned);
         }
+        // Stars are paid inside Telegram: a web-only user has no chat to pay in.
+        let stars_chat = user.telegram_id;
+        if msg.provider == PaymentProvider::Stars && stars_chat.is_none() {
+            return Err(CheckoutError::ProviderOff);
+        }
         let plan = plans::find(&mut conn, msg.plan_id)
             .await?
             .filter(|p| p.active)
@@ -213,12 +220,15 @@ impl Shared {
         };
         match msg.provider {
             PaymentProvider::Yookassa => {
-                self.yookassa_checkout(&order, &payer, user.email.as_deref())
+                self.yookassa_checkout(&order, &payer, user.email.as_deref(), msg.return_to)
                     .await
             }
-            PaymentProvider::Wata => self.wata_checkout(&order, &payer).await,
+            PaymentProvider::Wata => self.wata_checkout(&order, &payer, msg.return_to).await,
             PaymentProvider::Stars => {
-                self.stars_checkout(&order, &payer, plan.days, user.telegram_id, msg.auto_renew)
+                let Some(telegram_id) = stars_chat else {
+                    return Err(CheckoutError::ProviderOff);
+                };
+                self.stars_checkout(&order, &payer, plan.days, telegram_id, msg.auto_renew)
                     .await
             }
             PaymentProvider::Free => Err(CheckoutError::ProviderOff),
@@ -264,8 +274,17 @@ impl Shared {
         tracing::warn!(order = %order.id, reason, "checkout failed");
     }
 
-    /// Where the payment page sends the payer back: `PAYMENT_RETURN_URL`, else the bot's chat.
-    fn return_url(&self) -> Option<String> {
+    /// Where the payment page sends the payer back: the cabinet's page of the order for an
+    /// order made there; else `PAYMENT_RETURN_URL`, else the bot's chat.
+    fn return_url(&self, order: &Payment, to: ReturnTo) -> Option<String> {
+        if to == ReturnTo::Cabinet {
+            return self
+                .settings
+                .public_base_url
+                .join(&format!("app/payments/{}", order.id))
+                .ok()
+                .map(String::from);
+        }
         match &self.settings.payments.return_url {
             Some(url) => Some(url.to_string()),
             None => self
@@ -281,6 +300,7 @@ impl Shared {
         order: &Payment,
         payer: &Payer<'_>,
         email: Option<&str>,
+        return_to: ReturnTo,
     ) -> Result<Checkout, CheckoutError> {
         let (Some(client), Some(settings)) =
             (&self.clients.yookassa, &self.settings.payments.yookassa)
@@ -312,7 +332,9 @@ impl Shared {
             capture: true,
             confirmation: Some(Confirmation {
                 kind: "redirect",
-                return_url: self.return_url().unwrap_or_else(|| "https://t.me".into()),
+                return_url: self
+                    .return_url(order, return_to)
+                    .unwrap_or_else(|| "https://t.me".into()),
             }),
             description: cut(
                 checkout::order_description(payer.language, payer.plan, &order.id.to_string()),
@@ -355,6 +377,7 @@ impl Shared {
         &self,
         order: &Payment,
         payer: &Payer<'_>,
+        return_to: ReturnTo,
     ) -> Result<Checkout, CheckoutError> {
         let Some(client) = &self.clients.wata else {
             return Err(CheckoutError::ProviderOff);
@@ -369,7 +392,7 @@ impl Shared {
                 MAX_PAYMENT_DESCRIPTION,
             ),
             order.id.to_string(),
-            self.return_url(),
+            self.return_url(order, return_to),
             expires,
         );
         // Never repeated: WATA has no idempotency, a repeat could open a second link.
@@ -476,6 +499,7 @@ impl Shared {
                 let order = payments::find(conn, id).await?;
                 let owner = match &order {
                     Some(o) => users::find(conn, o.user_id).await?.map(|u| u.telegram_id),
+                    // (`Some(None)`: an owner without Telegram, who never matches below.)
                     None => None,
                 };
                 Ok(order.zip(owner))
@@ -486,7 +510,7 @@ impl Shared {
             Some((order, owner))
                 if order.provider == PaymentProvider::Stars
                     && order.status == PaymentStatus::Pending
-                    && owner == msg.telegram_id
+                    && owner == Some(msg.telegram_id)
                     && order.amount() == msg.amount =>
             {
                 Ok(())

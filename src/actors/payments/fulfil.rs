@@ -19,7 +19,6 @@ use crate::db::subscriptions::Grant;
 use crate::db::{PgConn, notifications, plans, promo, referrals, subscriptions, users};
 use crate::domain::alerts::{Alert, RefundOrigin};
 use crate::domain::notifications::{FailureReason, Notification, NotifyJob};
-use crate::domain::panel::panel_username;
 use crate::domain::{
     Language, Money, PaymentEventVerdict, PaymentId, PaymentKind, PaymentProvider, PaymentStatus,
     UserId,
@@ -317,7 +316,7 @@ impl Shared {
         let user = users::find(conn, order.user_id)
             .await?
             .ok_or(diesel::result::Error::NotFound)?;
-        let name = panel_username(self.panel_prefix(), user.telegram_id);
+        let name = user.panel_username(self.panel_prefix());
         let end = subscriptions::extend(
             conn,
             user.id,
@@ -436,7 +435,7 @@ impl Shared {
         let Some(inviter) = users::find(conn, referral.inviter_id).await? else {
             return Ok(());
         };
-        let name = panel_username(self.panel_prefix(), inviter.telegram_id);
+        let name = inviter.panel_username(self.panel_prefix());
         let end = subscriptions::extend(conn, inviter.id, &name, days, Grant::Days).await?;
         self.provision(conn, inviter.id).await?;
         self.notify(

@@ -126,7 +126,7 @@ impl Shared {
         if let Some(payment) = crate::db::payments::find(conn, order).await? {
             let telegram_id = crate::db::users::find(conn, payment.user_id)
                 .await?
-                .map(|u| u.telegram_id);
+                .and_then(|u| u.telegram_id);
             let alert = Alert::PaymentFlagged {
                 anomaly,
                 order: Some(order),
@@ -297,6 +297,17 @@ pub struct CreateCheckout {
     pub promo_code: Option<String>,
     /// YooKassa: save the card for automatic renewal; Stars: a monthly Star subscription.
     pub auto_renew: bool,
+    /// Where the payment page sends the payer back.
+    pub return_to: ReturnTo,
+}
+
+/// Where a provider's payment page sends the payer back when they are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnTo {
+    /// `PAYMENT_RETURN_URL`, else the bot's chat.
+    Bot,
+    /// The cabinet's page of the order (`/app/payments/<id>`), which shows how it went.
+    Cabinet,
 }
 
 /// What a provider told us about a payment, authenticated by the caller (webhook handler, bot,

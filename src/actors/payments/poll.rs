@@ -620,7 +620,12 @@ impl Shared {
                 return Err(CheckoutError::ProviderOff);
             };
             bot.edit_user_star_subscription(
-                TelegramUserId(u64::try_from(telegram_id).unwrap_or_default()),
+                // Only a Telegram user can have paid in Stars.
+                TelegramUserId(
+                    telegram_id
+                        .and_then(|id| u64::try_from(id).ok())
+                        .unwrap_or_default(),
+                ),
                 TelegramTransactionId(charge.clone()),
                 true,
             )

@@ -275,7 +275,12 @@ impl Shared {
                 drop(conn);
                 let refunded = bot
                     .refund_star_payment(
-                        TelegramUserId(u64::try_from(user.telegram_id).unwrap_or_default()),
+                        // Only a Telegram user can have paid in Stars.
+                        TelegramUserId(
+                            user.telegram_id
+                                .and_then(|id| u64::try_from(id).ok())
+                                .unwrap_or_default(),
+                        ),
                         TelegramTransactionId(external.clone()),
                     )
                     .await;

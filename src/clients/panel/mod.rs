@@ -60,14 +60,18 @@ impl PanelUser {
 #[derive(Debug, Clone, Copy)]
 pub struct NewUser<'a> {
     pub username: &'a str,
-    pub telegram_id: i64,
+    /// `None`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub desired: &'a DesiredUser,
 }
 
 impl NewUser<'_> {
     /// The note the shop leaves on its users.
     pub fn note(&self) -> String {
-        format!("vpn-shop: telegram {}", self.telegram_id)
+        match self.telegram_id {
+            Some(id) => format!("vpn-shop: telegram {id}"),
+            None => "vpn-shop: web".to_owned(),
+        }
     }
 }
 

@@ -194,7 +194,8 @@ pub struct CreateUser {
     pub traffic_limit_strategy: &'static str,
     /// Always sent and never empty: a user without squads cannot connect.
     pub active_internal_squads: Vec<String>,
-    pub telegram_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram_id: Option<i64>,
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hwid_device_limit: Option<u32>,

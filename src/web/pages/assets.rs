@@ -50,6 +50,38 @@ static CONSOLE_JS: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The cabinet's own styles, on top of the console's stylesheet (same colours, type, cards).
+static CABINET_CSS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "cabinet",
+        "css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../assets/cabinet.css"),
+    )
+});
+
+/// The cabinet's script: the Mini App's sign-in (Telegram's `initData` from the page's
+/// fragment), Telegram's theme colours, and the copy buttons. No library; without it the
+/// cabinet still works in a browser.
+static CABINET_JS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "cabinet",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../assets/cabinet.js"),
+    )
+});
+
+/// The path of the cabinet's stylesheet.
+pub fn cabinet_stylesheet_href() -> String {
+    format!("/assets/{}", CABINET_CSS.name)
+}
+
+/// The path of the cabinet's script.
+pub fn cabinet_script_href() -> String {
+    format!("/assets/{}", CABINET_JS.name)
+}
+
 /// The path of the script, for `<script src>`.
 pub fn script_href() -> String {
     format!("/assets/{}", CONSOLE_JS.name)
@@ -62,7 +94,7 @@ pub fn stylesheet_href() -> String {
 
 /// `GET /assets/{name}`: an embedded file by its hashed name, cacheable for a year.
 pub async fn serve(name: web::Path<String>) -> AppResult<HttpResponse> {
-    let asset = [&*CONSOLE_CSS, &*CONSOLE_JS]
+    let asset = [&*CONSOLE_CSS, &*CONSOLE_JS, &*CABINET_CSS, &*CABINET_JS]
         .into_iter()
         .find(|a| a.name == *name)
         .ok_or_else(|| AppError::not_found(format!("asset {name}")))?;

@@ -1,10 +1,11 @@
-//! Server-rendered web pages: the admin console under `/admin` (and, later, the subscriber
-//! cabinet under `/app`). What every page shares lives here: the embedded assets, the security
+//! Server-rendered web pages: the admin console under `/admin` and the subscriber cabinet
+//! under `/app`. What every page shares lives here: the embedded assets, the security
 //! headers (a strict Content-Security-Policy, no framing, no caching of pages), errors rendered as
 //! HTML pages, and the cookie sessions with their CSRF tokens (`session`). Handlers parse, call
 //! the same code as the API route they mirror, and return a typed askama template.
 
 pub mod admin;
+pub mod app;
 pub mod assets;
 pub mod session;
 
@@ -26,7 +27,8 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// Routes of the pages and their assets.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/assets/{name}").get(assets::serve))
-        .configure(admin::routes);
+        .configure(admin::routes)
+        .configure(app::routes);
 }
 
 /// An HTML answer of a rendered template.
@@ -66,10 +68,11 @@ pub async fn page_guard(
         None => res.map_into_left_body(),
     };
     let mut res = res;
+    let cabinet = is_cabinet(res.request());
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(CSP),
+        header::HeaderValue::from_static(if cabinet { app::CSP } else { CSP }),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -79,10 +82,14 @@ pub async fn page_guard(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("same-origin"),
     );
-    headers.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
+    // The cabinet is framed by Telegram's web client (its CSP says by whom; X-Frame-Options
+    // cannot name an origin).
+    if !cabinet {
+        headers.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(
             header::CACHE_CONTROL,
@@ -90,6 +97,11 @@ pub async fn page_guard(
         );
     }
     Ok(res)
+}
+
+/// Whether a request is one of the subscriber cabinet's.
+fn is_cabinet(req: &actix_web::HttpRequest) -> bool {
+    req.path() == "/app" || req.path().starts_with("/app/")
 }
 
 /// The error page of a failed request.
@@ -102,18 +114,36 @@ struct ErrorPage {
     message: String,
 }
 
+/// The error page of a failed request of the cabinet.
+#[derive(Template)]
+#[template(path = "app/error.html")]
+struct AppErrorPage {
+    layout: app::AppLayout,
+    status: u16,
+    title: String,
+    message: String,
+}
+
 fn error_page(
     req: &actix_web::HttpRequest,
     error: &actix_web::Error,
     status: StatusCode,
 ) -> HttpResponse {
     let app_error = error.as_error::<AppError>();
+    let cabinet = is_cabinet(req);
     if let Some(AppError::Unauthorized(_)) = app_error {
-        return see_other(admin::LOGIN_PATH);
+        return see_other(if cabinet {
+            app::SIGN_IN_PATH
+        } else {
+            admin::LOGIN_PATH
+        });
     }
-    let session = req.extensions().get::<session::Current>().cloned();
-    let layout = admin::Layout::for_request(req, session.as_ref().and_then(|c| c.0.as_ref()));
-    let tr: Tr = layout.tr;
+    let tr: Tr = if cabinet {
+        app::AppLayout::for_request(req, app::session::current(req).as_ref()).tr
+    } else {
+        let session = req.extensions().get::<session::Current>().cloned();
+        admin::Layout::for_request(req, session.as_ref().and_then(|c| c.0.as_ref())).tr
+    };
     let title = match status.as_u16() {
         403 => tr.t("error-forbidden"),
         404 => tr.t("error-not-found"),
@@ -128,13 +158,25 @@ fn error_page(
         Some(e) if !status.is_server_error() => e.to_string(),
         _ => String::new(),
     };
-    let page = ErrorPage {
-        layout,
-        status: status.as_u16(),
-        title,
-        message,
+    let rendered = if cabinet {
+        AppErrorPage {
+            layout: app::AppLayout::for_request(req, app::session::current(req).as_ref()),
+            status: status.as_u16(),
+            title,
+            message,
+        }
+        .render()
+    } else {
+        let session = req.extensions().get::<session::Current>().cloned();
+        ErrorPage {
+            layout: admin::Layout::for_request(req, session.as_ref().and_then(|c| c.0.as_ref())),
+            status: status.as_u16(),
+            title,
+            message,
+        }
+        .render()
     };
-    match page.render() {
+    match rendered {
         Ok(html) => HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(html),

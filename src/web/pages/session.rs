@@ -1,11 +1,13 @@
-//! Cookie sessions of the web pages, stored server-side (`db::admin_sessions`): the cookie
-//! (HttpOnly, SameSite=Strict, and `Secure` with the `__Host-` prefix when `PUBLIC_BASE_URL` is
-//! https) carries a random token whose SHA-256 finds the row. A session ends after
+//! Cookie sessions of the web pages, stored server-side (`db::admin_sessions` for the console,
+//! `db::user_sessions` for the cabinet, `web::pages::app::session`): the cookie (HttpOnly,
+//! SameSite, and `Secure` with the `__Host-` prefix when `PUBLIC_BASE_URL` is https) carries a
+//! random token whose SHA-256 finds the row. The cookie, token and CSRF plumbing here serves
+//! both. A session ends after
 //! [`SESSION_IDLE`] without a request, [`SESSION_LIFETIME`] after login, at logout, or when the
 //! account is disabled or its password or role changes — the rules of the API's tokens.
 //!
 //! Every form carries the session's CSRF token; [`CsrfForm`] refuses a POST without the right
-//! one (403). The login form, before any session, uses a double-submit token in a cookie of its
+//! one (403), whichever kind of session put its [`FormGuard`] in the request. The login form, before any session, uses a double-submit token in a cookie of its
 //! own. Roles are checked by [`Console`], ready at once like the API's `Require`.
 
 use std::future::{Ready, ready};
@@ -55,6 +57,14 @@ impl ConsoleSession {
 #[derive(Debug, Clone)]
 pub struct Current(pub Option<ConsoleSession>);
 
+/// What [`CsrfForm`] checks a form against: the live session's CSRF token, and who it is for
+/// the log. Each kind of session (console, cabinet) puts one in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct FormGuard {
+    pub csrf: String,
+    pub who: String,
+}
+
 /// Whether cookies get `Secure` and the `__Host-` prefix: the shop is reached over https.
 pub fn secure(state: &WebState) -> bool {
     state.settings.public_base_url.scheme() == "https"
@@ -86,12 +96,38 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The `SameSite` attribute of a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Never sent on a request another site started: the console's cookies.
+    Strict,
+    /// Also sent on a top-level GET from another site: the cabinet's, whose sign-in link is
+    /// opened from a mail client and whose Mini App is opened by Telegram. Forms are still
+    /// guarded by their CSRF token.
+    Lax,
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/, Secure over https; `max_age`
 /// `None` deletes the cookie.
 pub fn set_cookie(state: &WebState, base: &str, value: &str, max_age: Option<Duration>) -> String {
+    set_cookie_with(state, base, value, max_age, SameSite::Strict)
+}
+
+/// [`set_cookie`] with the given `SameSite`.
+pub fn set_cookie_with(
+    state: &WebState,
+    base: &str,
+    value: &str,
+    max_age: Option<Duration>,
+    same_site: SameSite,
+) -> String {
     let name = cookie_name(state, base);
     let age = max_age.map_or(0, |a| a.as_secs());
-    let mut out = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}");
+    let same_site = match same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+    };
+    let mut out = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={age}");
     if secure(state) {
         out.push_str("; Secure");
     }
@@ -104,8 +140,24 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_token(token: &str) -> Vec<u8> {
+/// The SHA-256 of a token: what the database keeps instead of it.
+pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A sign-in form's double-submit token (there is no session yet, so no session token): the
+/// one in the browser's cookie `base`, or a new one. The page sets it as that cookie again.
+pub fn sign_in_token(state: &WebState, req: &HttpRequest, base: &str) -> String {
+    cookie(req, &cookie_name(state, base))
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(random_token)
+}
+
+/// Whether a sign-in form's `csrf` field matches its cookie `base` (a form another site posts
+/// cannot know it).
+pub fn sign_in_token_matches(state: &WebState, req: &HttpRequest, base: &str, csrf: &str) -> bool {
+    let expected = cookie(req, &cookie_name(state, base)).unwrap_or_default();
+    !csrf.is_empty() && same_secret(csrf, &expected)
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -158,6 +210,12 @@ pub async fn load_session(
         Ok(session) => Current(session),
         Err(e) => return Err(e.into()),
     };
+    if let Some(session) = &current.0 {
+        req.extensions_mut().insert(FormGuard {
+            csrf: session.csrf.clone(),
+            who: format!("admin {}", session.admin.username),
+        });
+    }
     req.extensions_mut().insert(current);
     next.call(req).await
 }
@@ -250,8 +308,9 @@ struct CsrfField {
     csrf: String,
 }
 
-/// An `application/x-www-form-urlencoded` form of a console session whose `csrf` field matches
-/// the session's token; 403 otherwise (a forged or stale form), before `T` is looked at.
+/// An `application/x-www-form-urlencoded` form of a live session (console or cabinet) whose
+/// `csrf` field matches the session's token; 403 otherwise (a forged or stale form), before `T`
+/// is looked at; 401 without a session.
 pub struct CsrfForm<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
@@ -259,10 +318,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
     type Future = LocalBoxFuture<'static, AppResult<Self>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let session = session_of(req);
+        let guard = req
+            .extensions()
+            .get::<FormGuard>()
+            .cloned()
+            .ok_or_else(|| AppError::Unauthorized("sign in first".into()));
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let session = session?;
+            let session = guard?;
             let body = body
                 .await
                 .map_err(|e| AppError::BadRequest(format!("reading the form failed: {e}")))?;
@@ -275,7 +338,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 csrf: String::new(),
             });
             if csrf.is_empty() || !same_secret(&csrf, &session.csrf) {
-                tracing::warn!(admin = %session.admin.username, "form refused: missing or wrong CSRF token");
+                tracing::warn!(who = %session.who, "form refused: missing or wrong CSRF token");
                 return Err(AppError::Forbidden(
                     "this form's security token is missing or out of date; reload the page and try again"
                         .into(),

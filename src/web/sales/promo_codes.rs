@@ -350,7 +350,8 @@ pub struct RedemptionView {
     pub id: i64,
     #[schema(value_type = i64)]
     pub user_id: UserId,
-    pub telegram_id: i64,
+    /// `null`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     /// The order it priced; `null` for bonus days applied outside a checkout.
     #[schema(value_type = Option<i64>)]
@@ -362,7 +363,7 @@ pub struct RedemptionView {
 }
 
 impl RedemptionView {
-    fn new((r, telegram_id, username): (PromoRedemption, i64, Option<String>)) -> Self {
+    fn new((r, telegram_id, username): (PromoRedemption, Option<i64>, Option<String>)) -> Self {
         RedemptionView {
             id: r.id,
             user_id: r.user_id,

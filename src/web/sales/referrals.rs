@@ -17,7 +17,8 @@ use crate::web::jobs::pagination;
 pub struct InviterView {
     #[schema(value_type = i64)]
     pub user_id: UserId,
-    pub telegram_id: i64,
+    /// `null`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     /// Users who joined through the inviter's link.
     pub invited: i64,

@@ -27,7 +27,8 @@ pub struct SubscriptionSummary {
 pub struct UserListItem {
     #[schema(value_type = i64)]
     pub id: UserId,
-    pub telegram_id: i64,
+    /// `null`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     #[schema(value_type = String, example = "ru")]
@@ -78,7 +79,8 @@ pub struct UserPage {
 pub struct UserProfile {
     #[schema(value_type = i64)]
     pub id: UserId,
-    pub telegram_id: i64,
+    /// `null`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -221,7 +223,8 @@ pub struct PaymentItem {
 pub struct UserRefView {
     #[schema(value_type = i64)]
     pub id: UserId,
-    pub telegram_id: i64,
+    /// `null`: a subscriber who signed up on the web without Telegram.
+    pub telegram_id: Option<i64>,
     pub username: Option<String>,
 }
 

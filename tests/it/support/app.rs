@@ -216,6 +216,7 @@ impl TestApp {
                 provider,
                 promo_code: None,
                 auto_renew: false,
+                return_to: vpn_shop::actors::payments::ReturnTo::Bot,
             })
             .await
             .expect("the payment processor answers")

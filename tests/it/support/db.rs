@@ -303,7 +303,8 @@ impl Subscriber {
                     subscriptions::user_id.eq(user_id),
                     subscriptions::panel_username.eq(vpn_shop::domain::panel::panel_username(
                         "vpnshop_",
-                        self.telegram_id,
+                        user_id,
+                        Some(self.telegram_id),
                     )),
                     subscriptions::status.eq(self.status),
                     subscriptions::expires_at.eq(expires_at),

@@ -18,8 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::WebState;
 use crate::web::auth::{role, verify_login};
 use crate::web::pages::session::{
-    self, Console, CsrfForm, LOGIN_COOKIE, SESSION_COOKIE, cookie, cookie_name, same_secret,
-    set_cookie,
+    self, Console, CsrfForm, LOGIN_COOKIE, SESSION_COOKIE, set_cookie,
 };
 use crate::web::pages::{render, see_other};
 
@@ -36,13 +35,6 @@ struct LoginPage {
     error: Option<String>,
 }
 
-/// The login form's token: the one in the browser's cookie, or a new one.
-fn login_token(state: &WebState, req: &HttpRequest) -> String {
-    cookie(req, &cookie_name(state, LOGIN_COOKIE))
-        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        .unwrap_or_else(session::random_token)
-}
-
 fn login_page(
     state: &WebState,
     req: &HttpRequest,
@@ -50,7 +42,7 @@ fn login_page(
     username: String,
     error: Option<String>,
 ) -> AppResult<HttpResponse> {
-    let csrf = login_token(state, req);
+    let csrf = session::sign_in_token(state, req, LOGIN_COOKIE);
     let page = LoginPage {
         layout: Layout::for_request(req, None),
         csrf: csrf.clone(),
@@ -99,8 +91,7 @@ pub async fn submit(
         password,
         lang,
     } = form.into_inner();
-    let expected = cookie(&req, &cookie_name(&state, LOGIN_COOKIE)).unwrap_or_default();
-    if csrf.is_empty() || !same_secret(&csrf, &expected) {
+    if !session::sign_in_token_matches(&state, &req, LOGIN_COOKIE, &csrf) {
         return Err(AppError::Forbidden(
             "the login form's security token is missing or out of date; reload the page".into(),
         ));

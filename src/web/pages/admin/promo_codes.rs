@@ -278,7 +278,7 @@ struct PromoCodePage {
     /// Where the form posts.
     action: String,
     promo: PromoCode,
-    redemptions: Vec<(PromoRedemption, i64, Option<String>)>,
+    redemptions: Vec<(PromoRedemption, Option<i64>, Option<String>)>,
     redemptions_total: i64,
     can_edit: bool,
     csrf: String,

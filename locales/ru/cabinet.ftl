@@ -1,0 +1,122 @@
+# Личный кабинет подписчика (/app), в браузере и как Mini App в Telegram. Простой текст:
+# страница экранирует его сама.
+app-name = Мой VPN
+app-signout = Выйти
+app-back = В кабинет
+
+app-signin-title = Вход
+app-signin-lead = Введите email: мы пришлём ссылку для входа. Без пароля и без Telegram. Новый адрес — новая учётная запись.
+app-signin-email = Email
+app-signin-submit = Прислать ссылку для входа
+app-signin-bad-email = Это не похоже на адрес почты. Проверьте и попробуйте снова.
+app-signin-too-many = Слишком много запросов ссылки. Попробуйте через { $n ->
+    [one] { $n } минуту
+    [few] { $n } минуты
+   *[other] { $n } минут
+}.
+app-signin-email-off = Вход по почте в этом магазине недоступен. Откройте кабинет из Telegram-бота магазина.
+app-signin-telegram = Входим через Telegram…
+
+app-mail-sent-title = Проверьте почту
+app-mail-sent-text = Если адрес верный, ссылка для входа уже отправлена. Она действует 15 минут и один раз.
+app-mail-sent-hint = Письма нет? Загляните в «Спам» или запросите новую ссылку.
+app-mail-sent-again = Запросить новую ссылку
+app-mail-subject = Ссылка для входа
+app-mail-text = Откройте ссылку, чтобы войти в кабинет VPN:
+    { $link }
+    Она действует 15 минут и один раз. Если вы её не запрашивали, просто удалите письмо.
+
+app-link-title = Вход
+app-link-text = Нажмите кнопку, чтобы войти на этом устройстве.
+app-link-submit = Войти
+app-link-gone-title = Ссылка больше не действует
+app-link-gone-text = Ссылка для входа действует 15 минут и только один раз. Запросите новую.
+
+app-hello = Здравствуйте
+app-done-trial = Пробный период начался. Ссылка появится здесь через минуту; если нет — обновите страницу.
+app-done-trial-used = Пробный период на этой учётной записи уже использован.
+
+app-sub-title = Моя подписка
+app-sub-none = Подписки пока нет.
+app-sub-plan-trial = Пробный период
+app-sub-until = До
+app-sub-days-left = { $n ->
+    [one] остался { $n } день
+    [few] осталось { $n } дня
+   *[other] осталось { $n } дней
+}
+app-sub-ended = Закончилась
+app-sub-traffic = Трафик
+app-sub-traffic-of = из
+app-sub-traffic-unlimited = без ограничения
+app-sub-link = Ссылка подписки
+app-sub-link-pending = Ссылка готовится. Обновите страницу через минуту.
+app-sub-link-secret = По этой ссылке вашим VPN может пользоваться кто угодно: не пересылайте её.
+app-copy = Скопировать
+app-copied = Скопировано
+app-qr = Отсканируйте приложением VPN на другом устройстве.
+app-import-title = Добавить в приложение одним нажатием
+app-import-hint = Приложение должно быть установлено. Если ничего не произошло, скопируйте ссылку и добавьте её в приложении вручную.
+app-platform-android = Android
+app-platform-ios = iPhone и iPad
+app-platform-desktop = Компьютер
+
+app-trial-title = Бесплатный пробный период
+app-trial-text = { $n ->
+    [one] Попробуйте VPN бесплатно { $n } день.
+    [few] Попробуйте VPN бесплатно { $n } дня.
+   *[other] Попробуйте VPN бесплатно { $n } дней.
+}
+app-trial-submit = Начать пробный период
+
+app-payments-title = Платежи
+app-payments-none = Платежей пока нет.
+app-payment-days = { $n ->
+    [one] { $n } день
+    [few] { $n } дня
+   *[other] { $n } дней
+}
+
+app-referral-title = Пригласите друзей
+app-referral-invitee = { $n ->
+    [one] Друг, пришедший по вашей ссылке, получит { $n } бонусный день.
+    [few] Друг, пришедший по вашей ссылке, получит { $n } бонусных дня.
+   *[other] Друг, пришедший по вашей ссылке, получит { $n } бонусных дней.
+}
+app-referral-inviter = { $n ->
+    [one] Вы получите { $n } день, когда он впервые оплатит.
+    [few] Вы получите { $n } дня, когда он впервые оплатит.
+   *[other] Вы получите { $n } дней, когда он впервые оплатит.
+}
+app-referral-invited = Приглашено
+app-referral-paid = Оплатили
+app-referral-earned = Заработано дней
+app-referral-off = Ссылка-приглашение появится, когда бот магазина запущен.
+
+app-account-title = Учётная запись
+app-account-email = Email
+app-account-telegram = Telegram
+app-account-linked = привязан
+app-account-not-linked = не привязан
+
+app-buy-title = Купить доступ
+app-buy-renew = Продлить или сменить тариф
+app-buy-plan = Тариф
+app-buy-promo = Промокод (если есть)
+app-buy-method = Способ оплаты
+app-buy-submit = Перейти к оплате
+app-buy-off = Сейчас здесь ничего нельзя купить. Попробуйте позже.
+app-buy-choose-method = Выберите способ оплаты.
+app-buy-error-provider-off = Этот способ оплаты сейчас недоступен. Выберите другой.
+app-buy-error-unknown-plan = Этот тариф больше не продаётся. Выберите другой.
+app-buy-error-banned = Ваша учётная запись заблокирована. Напишите в поддержку.
+app-buy-error-provider = Платёжный сервис не отвечает. Попробуйте через минуту или выберите другой способ.
+app-buy-error-promo = Промокод нельзя применить к этому заказу: { $reason }
+
+app-order-title = Заказ
+app-order-pay-text = Оплатите на странице платёжного сервиса — он вернёт вас сюда.
+app-order-pay = Оплатить
+app-order-waiting = Ждём подтверждения оплаты.
+app-order-reload = Проверить ещё раз
+app-order-paid = Оплачено. Доступ теперь действует до
+app-order-failed = Этот заказ не оплачен. Можно оформить новый.
