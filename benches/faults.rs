@@ -153,6 +153,9 @@ impl Fakes {
             ("JOB_POLL_INTERVAL", "200ms".to_owned()),
             ("JOB_BACKOFF_BASE", "200ms".to_owned()),
             ("JOB_BACKOFF_MAX", "2s".to_owned()),
+            // With waits of at most 2 s, the default 20 attempts last as little as ~20 s: a job
+            // must outlive the longest outage (BENCH_OUTAGE_SECS) instead of going dead in it.
+            ("JOB_MAX_ATTEMPTS", "100".to_owned()),
             // A job whose claim was committed but whose answer a PostgreSQL restart cut off stays
             // `running` until its lease ends (10 min by default), then another attempt takes it
             // over: a lease of 30 s lets `pg_restart` see that within its 2 minutes.
