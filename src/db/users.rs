@@ -26,12 +26,16 @@ pub async fn find(conn: &mut PgConn, id: UserId) -> QueryResult<Option<User>> {
         .optional()
 }
 
-/// The user, locked for the caller's transaction.
+/// The user, locked for the caller's transaction against other changes of the row. `FOR NO KEY
+/// UPDATE`, not `FOR UPDATE`: rows that name the user (a notification, a payment) may still be
+/// written meanwhile. With `FOR UPDATE` a ban (user locked, then its subscription changed) and an
+/// order being fulfilled (subscription changed, then its notification written) waited on each
+/// other until PostgreSQL aborted one.
 pub async fn lock(conn: &mut PgConn, id: UserId) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .await
         .optional()

@@ -1166,3 +1166,30 @@ async fn the_subscription_list_by_state() {
     assert!(doc["components"]["schemas"]["UserDetail"].is_object());
     app.shutdown().await;
 }
+
+/// A ban locks the user, then changes the subscription; an order being fulfilled changes the
+/// subscription, then writes rows that name the user (its notification, its jobs). The user's
+/// lock must not stop those rows (a foreign key takes a KEY SHARE lock on the user), or the two
+/// wait on each other and PostgreSQL aborts one: the ban answered 500 in a property test.
+#[actix_rt::test]
+async fn locking_a_user_does_not_stop_rows_that_name_the_user() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = support::db::TestDb::new().await;
+    let (a, b) = (&mut db.connect().await, &mut db.connect().await);
+    let user = subscriber(a, 3301, Some(days(5)), SubscriptionStatus::Active, false).await;
+    b.batch_execute("SET lock_timeout = '3s'").await.unwrap();
+    a.batch_execute("BEGIN").await.unwrap();
+    assert!(vpn_shop::db::users::lock(a, user).await.unwrap().is_some());
+    // The other transaction writes a row that references the locked user.
+    let written = b
+        .batch_execute(&format!(
+            "INSERT INTO notifications (user_id, kind, channel, dedup_key) \
+             VALUES ({user}, 'payment_succeeded', 'telegram', 'k1')"
+        ))
+        .await;
+    a.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        written.is_ok(),
+        "a row naming a locked user waited for the lock: {written:?}"
+    );
+}
