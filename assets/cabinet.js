@@ -1,6 +1,6 @@
-// vpn-shop subscriber cabinet: the Mini App's sign-in and theme, and the copy buttons. Written
-// for the cabinet, no library (Telegram's telegram-web-app.js is not loaded: Telegram hands the
-// signed initData and the theme to the page in its URL fragment). Without this script the
+// vpn-shop subscriber cabinet: the Mini App's sign-in, theme and Stars invoices, and the copy
+// buttons. Written for the cabinet, no library (Telegram's telegram-web-app.js is not loaded:
+// Telegram hands the signed initData and the theme to the page in its URL fragment). Without this script the
 // cabinet still works in a browser through its plain forms.
 (function () {
   'use strict';
@@ -25,8 +25,61 @@
     }
   } catch (e) { /* no theme: the page keeps its own colours */ }
 
+  // Telegram's Mini App protocol, the two calls the cabinet needs: postEvent to the client (the
+  // mobile and desktop apps inject TelegramWebviewProxy; the web client frames the page and
+  // listens to postMessage) and the events it sends back.
+  function postEvent(type, data) {
+    var proxy = window.TelegramWebviewProxy;
+    if (proxy && typeof proxy.postEvent === 'function') {
+      proxy.postEvent(type, JSON.stringify(data));
+      return true;
+    }
+    if (window.parent !== window) {
+      window.parent.postMessage(JSON.stringify({ eventType: type, eventData: data }), 'https://web.telegram.org');
+      return true;
+    }
+    return false;
+  }
+  var handlers = {};
+  function receiveEvent(type, data) {
+    if (handlers[type]) { handlers[type](data || {}); }
+  }
+  window.Telegram = window.Telegram || {};
+  window.Telegram.WebView = window.Telegram.WebView || {};
+  window.Telegram.WebView.receiveEvent = receiveEvent;
+  window.TelegramGameProxy_receiveEvent = receiveEvent;
+  window.addEventListener('message', function (event) {
+    if (event.source !== window.parent) { return; }
+    try {
+      var message = JSON.parse(event.data);
+      if (message && message.eventType) { receiveEvent(message.eventType, message.eventData); }
+    } catch (e) { /* not Telegram's */ }
+  });
+
+  // An invoice link (https://t.me/$slug or https://t.me/invoice/slug) opened in Telegram's own
+  // payment sheet; the order's page reloads when it is paid. Outside Telegram the link is
+  // followed as it is.
+  function invoiceSlug(url) {
+    var match = /^https:\/\/t\.me\/(?:\$|invoice\/)([A-Za-z0-9_=-]+)$/.exec(url);
+    return match ? match[1] : null;
+  }
+
   function ready() {
     if (inTelegram) { document.body.classList.add('tg'); }
+
+    document.querySelectorAll('a[data-invoice]').forEach(function (link) {
+      link.addEventListener('click', function (event) {
+        var slug = invoiceSlug(link.getAttribute('data-invoice'));
+        if (!inTelegram || !slug) { return; }
+        handlers.invoice_closed = function (data) {
+          if (data.slug === slug && data.status === 'paid') {
+            // The payment reaches the shop through the bot a moment later.
+            setTimeout(function () { window.location.reload(); }, 1500);
+          }
+        };
+        if (postEvent('web_app_open_invoice', { slug: slug })) { event.preventDefault(); }
+      });
+    });
 
     // Sign-in inside Telegram: post initData once, instead of the email form.
     var form = document.getElementById('telegram-signin');

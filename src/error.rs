@@ -154,6 +154,12 @@ impl From<diesel::result::Error> for AppError {
             {
                 AppError::BadRequest("text must not contain the NUL character (\\u0000)".to_owned())
             }
+            // Two subscribers would share one verified sign-in address.
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
+                if info.constraint_name() == Some("users_verified_email_key") =>
+            {
+                AppError::Conflict("another account signs in with this email address".to_owned())
+            }
             other => AppError::Internal(anyhow::Error::new(other).context("database query failed")),
         }
     }

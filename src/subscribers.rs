@@ -1,6 +1,6 @@
 //! What a subscriber does and sees, whether in the bot or in the web cabinet: taking the trial,
-//! the state of their access, their referral link. The bot's flows and the cabinet's pages
-//! both call these, so a rule lives once.
+//! the state of their access, their referral link, linking Telegram to a web-only account. The
+//! bot's flows and the cabinet's pages both call these, so a rule lives once.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -9,7 +9,8 @@ use crate::actors::marzban::provision_job;
 use crate::config::Settings;
 use crate::db::models::{Subscription, User};
 use crate::db::subscriptions::{self, Grant};
-use crate::db::{PgConn, jobs, notifications, users};
+use crate::db::users::TelegramProfile;
+use crate::db::{PgConn, jobs, link_codes, notifications, users};
 use crate::domain::notifications::{Notification, NotifyJob};
 use crate::domain::{SubscriptionStatus, UserId};
 
@@ -121,6 +122,101 @@ pub fn referral_link(bot_username: &str, referral_code: &str) -> String {
     format!("https://t.me/{bot_username}?start=ref_{referral_code}")
 }
 
+/// How long a Telegram link code works.
+pub const LINK_CODE_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
+
+/// The letters of a link code: no 0/O, 1/I/L or U, so a code read off a phone is typed right.
+const LINK_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+const LINK_CODE_LEN: usize = 8;
+
+/// The form a typed code is compared in: upper case, without spaces and dashes.
+fn normalize_link_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+fn link_code_hash(code: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(normalize_link_code(code).as_bytes()).to_vec()
+}
+
+/// A new code that links a Telegram account to the web-only account `user`, replacing its
+/// earlier one, valid [`LINK_CODE_LIFETIME`]. The subscriber sends it to the bot.
+pub async fn new_link_code(conn: &mut PgConn, user: UserId) -> diesel::QueryResult<String> {
+    let bytes: [u8; LINK_CODE_LEN] = rand::random();
+    let code: String = bytes
+        .iter()
+        .map(|b| char::from(LINK_CODE_ALPHABET[usize::from(*b) % LINK_CODE_ALPHABET.len()]))
+        .collect();
+    link_codes::replace(
+        conn,
+        user,
+        &link_code_hash(&code),
+        Utc::now() + LINK_CODE_LIFETIME,
+    )
+    .await?;
+    Ok(code)
+}
+
+/// What sending a link code to the bot did.
+#[derive(Debug, Clone)]
+pub enum LinkOutcome {
+    /// The web-only account now has this Telegram account; the account that Telegram account
+    /// had in the shop (only a name: it held nothing) is gone.
+    Linked(Box<User>),
+    /// No live code like it: mistyped, used, or older than [`LINK_CODE_LIFETIME`].
+    UnknownCode,
+    /// This Telegram account holds a subscription, payments, the trial or referrals of its own
+    /// in the shop; two accounts with history are not merged here (support does it).
+    TelegramHasHistory,
+    /// The web account has linked another Telegram account meanwhile.
+    AlreadyLinked,
+}
+
+/// Links the Telegram account `who` (whose shop account, registered when it wrote to the bot,
+/// is `telegram_user`) to the web-only account of `code`, in one transaction: the code is
+/// used, the Telegram account's empty shop account removed, the web account given the
+/// Telegram id. A refusal changes nothing (the code still works).
+pub async fn link_telegram(
+    conn: &mut PgConn,
+    code: &str,
+    telegram_user: UserId,
+    who: &TelegramProfile,
+) -> diesel::QueryResult<LinkOutcome> {
+    let hash = link_code_hash(code);
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let Some(web_id) = link_codes::lock_live(conn, &hash).await? else {
+            return Ok(LinkOutcome::UnknownCode);
+        };
+        let Some(web) = users::lock(conn, web_id).await? else {
+            return Ok(LinkOutcome::UnknownCode);
+        };
+        if web.telegram_id.is_some() {
+            link_codes::delete_for(conn, web_id).await?;
+            return Ok(LinkOutcome::AlreadyLinked);
+        }
+        // Locked first: a trial or an order of this account waits, then finds it gone.
+        if users::lock_to_remove(conn, telegram_user).await?.is_some() {
+            if users::has_history(conn, telegram_user).await? {
+                return Ok(LinkOutcome::TelegramHasHistory);
+            }
+            users::delete_empty(conn, telegram_user).await?;
+        }
+        link_codes::delete_for(conn, web_id).await?;
+        let linked = users::attach_telegram(conn, web_id, who).await?;
+        Ok(LinkOutcome::Linked(Box::new(linked)))
+    })
+    .await
+    .inspect(|outcome| match outcome {
+        LinkOutcome::Linked(user) => {
+            tracing::info!(user = %user.id, removed = %telegram_user, "Telegram linked to a web account");
+        }
+        other => tracing::info!(telegram_user = %telegram_user, ?other, "Telegram link refused"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +227,12 @@ mod tests {
             referral_link("shop_bot", "AbC123"),
             "https://t.me/shop_bot?start=ref_AbC123"
         );
+    }
+
+    #[test]
+    fn a_link_code_is_the_same_however_it_is_typed() {
+        assert_eq!(normalize_link_code(" abcd-2345 "), "ABCD2345");
+        assert_eq!(link_code_hash("abcd 2345"), link_code_hash("ABCD2345"));
+        assert_ne!(link_code_hash("ABCD2345"), link_code_hash("ABCD2346"));
     }
 }

@@ -10,6 +10,7 @@ menu-button-referral = 👥 Invite friends
 menu-button-promo = 🏷 Promo code
 menu-button-settings = ⚙️ Settings
 menu-button-help = ❓ Help
+menu-button-cabinet = 📱 Cabinet
 button-back = « Back
 button-to-menu = « Menu
 button-cancel = Cancel
@@ -146,6 +147,14 @@ email-invalid = This does not look like an email address ({ $problem }). Send it
 auto-renew-turned-off = Auto-renewal is off. Your subscription stays active until { $date }.
 language-changed = Language: English.
 cancelled = Cancelled.
+
+## Linking a web account (the cabinet shows the code)
+
+link-usage = Send the code shown in your web cabinet, like this: /link ABCD2345
+link-done = Done: this Telegram account is now linked to your shop account <b>{ $email }</b>. The bot and the cabinet show the same subscription, and reminders come here too.
+link-unknown = This code does not work: it is mistyped, used already, or older than 15 minutes. Open the cabinet and get a new one.
+link-has-history = This Telegram account already has its own subscription, payments or trial in the shop, so it cannot be joined to another account here. Write to support: they can move it.
+link-already = That cabinet account is already linked to a Telegram account.
 
 ## Help
 

@@ -92,6 +92,42 @@ app-account-email = Email
 app-account-telegram = Telegram
 app-account-linked = linked
 app-account-not-linked = not linked
+app-account-email-verified = signs you in
+app-account-email-unverified = not confirmed: it does not sign you in
+app-email-change-label = Change the sign-in email
+app-email-add-label = An email to sign in without Telegram
+app-email-change-submit = Send a link
+app-email-change-hint = We mail a link to the address; it becomes your sign-in email when you open it.
+app-done-email = Your email is confirmed: it now signs you in.
+app-confirm-mail-subject = Confirm your email
+app-confirm-mail-text = Open this link to make { $email } the sign-in email of your VPN cabinet:
+    { $link }
+    It works for 15 minutes, once. If you did not ask for it, ignore this mail.
+app-confirm-title = Confirm your email
+app-confirm-text = Press the button to make this address the sign-in email of your VPN account.
+app-confirm-submit = Confirm
+app-confirmed-title = Email confirmed
+app-confirmed-text = You can now sign in to your VPN cabinet with this address.
+app-confirm-taken-title = This email is taken
+app-confirm-taken = Another account signs in with this address, so nothing was changed. Use another address, or write to support.
+
+app-done-auto-renew-off = Auto-renewal is off. Your access lasts until its end date; renew by hand when you want.
+app-account-auto-renew = Auto-renewal
+app-account-auto-renew-on = on
+app-account-auto-renew-off = off
+app-account-auto-renew-turn-off = Turn auto-renewal off
+app-account-other-language = Русский
+app-account-other-language-code = ru
+
+app-telegram-link = Link Telegram
+app-telegram-title = Link your Telegram
+app-telegram-text = { $n ->
+    [one] Send this code to the shop's Telegram bot within { $n } minute:
+   *[other] Send this code to the shop's Telegram bot within { $n } minutes:
+}
+app-telegram-open = Open the bot with this code
+app-telegram-or = Or send the bot this message:
+app-telegram-after = Once linked, the bot and this cabinet show the same subscription, and reminders come to Telegram as well. You keep signing in here with your email.
 
 app-buy-title = Buy access
 app-buy-renew = Renew or change plan
@@ -99,6 +135,9 @@ app-buy-plan = Plan
 app-buy-promo = Promo code (if you have one)
 app-buy-method = Payment method
 app-buy-submit = Continue to payment
+app-buy-stars-hint = Paid in Telegram: the price in Stars is on the next page.
+app-buy-auto-renew = Renew automatically with this card
+app-buy-auto-renew-hint = Only with a bank card (YooKassa): the card is saved and charged before the access ends. You can turn it off here at any time.
 app-buy-off = Nothing can be bought here right now. Please try again later.
 app-buy-choose-method = Choose a payment method.
 app-buy-error-provider-off = This payment method is not available right now. Please choose another one.

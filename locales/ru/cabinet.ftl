@@ -98,6 +98,43 @@ app-account-email = Email
 app-account-telegram = Telegram
 app-account-linked = привязан
 app-account-not-linked = не привязан
+app-account-email-verified = для входа
+app-account-email-unverified = не подтверждён: для входа не годится
+app-email-change-label = Сменить email для входа
+app-email-add-label = Email, чтобы входить без Telegram
+app-email-change-submit = Прислать ссылку
+app-email-change-hint = Мы отправим ссылку на этот адрес; он станет email для входа, когда вы её откроете.
+app-done-email = Email подтверждён: теперь по нему можно входить.
+app-confirm-mail-subject = Подтвердите email
+app-confirm-mail-text = Откройте ссылку, чтобы сделать { $email } адресом для входа в кабинет VPN:
+    { $link }
+    Она действует 15 минут и один раз. Если вы её не запрашивали, просто проигнорируйте письмо.
+app-confirm-title = Подтвердите email
+app-confirm-text = Нажмите кнопку, чтобы сделать этот адрес email для входа в ваш аккаунт VPN.
+app-confirm-submit = Подтвердить
+app-confirmed-title = Email подтверждён
+app-confirmed-text = Теперь по этому адресу можно входить в кабинет VPN.
+app-confirm-taken-title = Этот email занят
+app-confirm-taken = По этому адресу уже входят в другой аккаунт, поэтому ничего не изменилось. Укажите другой адрес или напишите в поддержку.
+
+app-done-auto-renew-off = Автопродление выключено. Доступ действует до даты окончания; продлевайте вручную, когда захотите.
+app-account-auto-renew = Автопродление
+app-account-auto-renew-on = включено
+app-account-auto-renew-off = выключено
+app-account-auto-renew-turn-off = Выключить автопродление
+app-account-other-language = English
+app-account-other-language-code = en
+
+app-telegram-link = Привязать Telegram
+app-telegram-title = Привязка Telegram
+app-telegram-text = { $n ->
+    [one] Отправьте этот код боту магазина в Telegram в течение { $n } минуты:
+    [few] Отправьте этот код боту магазина в Telegram в течение { $n } минут:
+   *[other] Отправьте этот код боту магазина в Telegram в течение { $n } минут:
+}
+app-telegram-open = Открыть бота с этим кодом
+app-telegram-or = Или отправьте боту сообщение:
+app-telegram-after = После привязки в боте и в кабинете будет одна подписка, напоминания будут приходить и в Telegram. Входить сюда можно по-прежнему по email.
 
 app-buy-title = Купить доступ
 app-buy-renew = Продлить или сменить тариф
@@ -105,6 +142,9 @@ app-buy-plan = Тариф
 app-buy-promo = Промокод (если есть)
 app-buy-method = Способ оплаты
 app-buy-submit = Перейти к оплате
+app-buy-stars-hint = Оплата в Telegram: цена в звёздах — на следующей странице.
+app-buy-auto-renew = Продлевать автоматически с этой карты
+app-buy-auto-renew-hint = Только при оплате картой (ЮKassa): карта сохраняется и списание происходит до окончания доступа. Выключить можно здесь в любой момент.
 app-buy-off = Сейчас здесь ничего нельзя купить. Попробуйте позже.
 app-buy-choose-method = Выберите способ оплаты.
 app-buy-error-provider-off = Этот способ оплаты сейчас недоступен. Выберите другой.

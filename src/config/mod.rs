@@ -571,6 +571,15 @@ impl Settings {
                 example: "https://shop.example.com",
             });
         }
+        if bot.webapp_enabled && public_base_url.scheme() != "https" {
+            let var = Reader::var("PUBLIC_BASE_URL");
+            return Err(ConfigError::Invalid {
+                var: var.name,
+                value: format!("'{public_base_url}'"),
+                problem: "must be an https:// URL with WEBAPP_ENABLED=true (Telegram opens Mini Apps over HTTPS only)".into(),
+                example: "https://shop.example.com",
+            });
+        }
         let backup_telegram = r.required("BACKUP_TELEGRAM", payments::parse_bool)?;
         if backup_telegram {
             let missing = if telegram.is_none() {
@@ -733,6 +742,19 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.bot.mode, TelegramMode::Webhook);
+    }
+
+    #[test]
+    fn the_mini_app_needs_an_https_address() {
+        let on = ("WEBAPP_ENABLED", "true");
+        let err = settings(&[on]).unwrap_err().to_string();
+        assert!(
+            err.contains("PUBLIC_BASE_URL") && err.contains("WEBAPP_ENABLED=true"),
+            "{err}"
+        );
+        let ok = settings(&[on, ("PUBLIC_BASE_URL", "https://shop.example.com")]).unwrap();
+        assert!(ok.bot.webapp_enabled);
+        assert!(!settings(&[]).unwrap().bot.webapp_enabled);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct BotSettings {
     pub support_sla: Duration,
     /// The oldest Mini App `initData` the cabinet signs in with (`WEBAPP_AUTH_MAX_AGE`).
     pub webapp_auth_max_age: Duration,
+    /// The bot opens the cabinet as a Mini App: its menu button and an "Open cabinet" button
+    /// (`WEBAPP_ENABLED`; needs an https PUBLIC_BASE_URL).
+    pub webapp_enabled: bool,
     pub terms_text: Option<String>,
     /// `@username` or a numeric chat id.
     pub required_channel: Option<String>,
@@ -130,6 +133,7 @@ pub(super) fn read_bot(r: &Reader<'_>) -> Result<BotSettings, ConfigError> {
         support_chat_id: r.optional("SUPPORT_CHAT_ID", parse_group_id)?,
         support_sla: r.required("SUPPORT_SLA", super::parse_duration)?,
         webapp_auth_max_age: r.required("WEBAPP_AUTH_MAX_AGE", super::parse_duration)?,
+        webapp_enabled: r.required("WEBAPP_ENABLED", super::payments::parse_bool)?,
         terms_text: r
             .optional("TERMS_TEXT", |v| non_empty(v, 3500))?
             .map(|t| t.replace("\\n", "\n")),

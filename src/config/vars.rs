@@ -502,6 +502,12 @@ pub const VARS: &[Var] = &[
         "How long a subscriber may wait for the first answer before the `VpnShopSupportWaiting` Prometheus alert fires (exported as `vpn_shop_support_sla_seconds`).",
     ),
     var(
+        "WEBAPP_ENABLED",
+        Some("false"),
+        "true",
+        "The bot opens the subscriber cabinet (`PUBLIC_BASE_URL`/app/) as a Telegram Mini App: its menu button (next to the message field) and an \"Open cabinet\" button in the main menu. Telegram opens Mini Apps over HTTPS only, so PUBLIC_BASE_URL must be an https:// URL.",
+    ),
+    var(
         "WEBAPP_AUTH_MAX_AGE",
         Some("1h"),
         "1h",

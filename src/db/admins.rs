@@ -249,7 +249,8 @@ pub async fn clear_failures(conn: &mut PgConn, username: &str) -> QueryResult<()
 }
 
 /// Removes throttle rows whose window and lock are over, revoked tokens past their expiry and
-/// console sessions past their end.
+/// console sessions past their end (and the cabinet's sessions, sign-in links and Telegram link
+/// codes).
 pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
     let throttles = diesel::sql_query(
         "DELETE FROM login_throttle WHERE window_started_at < now() - make_interval(secs => $1) \
@@ -267,5 +268,6 @@ pub async fn prune_auth_state(conn: &mut PgConn) -> QueryResult<usize> {
     // The cabinet's sessions and sign-in links end the same way.
     let subscriber_sessions = crate::db::user_sessions::prune_expired(conn).await?;
     let links = crate::db::email_logins::prune(conn).await?;
-    Ok(throttles + tokens + sessions + subscriber_sessions + links)
+    let codes = crate::db::link_codes::prune(conn).await?;
+    Ok(throttles + tokens + sessions + subscriber_sessions + links + codes)
 }

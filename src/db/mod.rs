@@ -13,6 +13,7 @@ pub mod broadcasts;
 pub mod email_logins;
 pub mod embedded;
 pub mod jobs;
+pub mod link_codes;
 pub mod models;
 pub mod notifications;
 pub mod paid_access;

@@ -101,6 +101,9 @@ pub struct User {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When a sign-in link mailed to `email` was used: the cabinet's email sign-in opens this
+    /// account. `None` for an address typed into the bot.
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 impl User {

@@ -122,6 +122,16 @@ pub async fn set_checkout(
         .map(|_| ())
 }
 
+/// The page (an invoice link) an order is paid on, when the provider's id comes only with the
+/// payment (Stars).
+pub async fn set_confirmation_url(conn: &mut PgConn, id: PaymentId, url: &str) -> QueryResult<()> {
+    diesel::update(payments::table.find(id))
+        .set(payments::confirmation_url.eq(url))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// A pending (or expired: paid just as its link closed) order is paid: succeeded, with the
 /// provider's id and answer. `false` when it was already decided otherwise.
 pub async fn mark_succeeded(

@@ -110,6 +110,7 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        user_id -> Nullable<Int8>,
     }
 }
 
@@ -470,6 +471,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    telegram_link_codes (code_hash) {
+        code_hash -> Bytea,
+        user_id -> Int8,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         telegram_id -> Nullable<Int8>,
@@ -488,13 +498,16 @@ diesel::table! {
         last_seen_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_verified_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::joinable!(admin_sessions -> admins (admin_id));
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(broadcasts -> admins (created_by_admin_id));
+diesel::joinable!(email_logins -> users (user_id));
 diesel::joinable!(notification_keys -> users (user_id));
+diesel::joinable!(telegram_link_codes -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(notifications -> alerts (alert_id));
 diesel::joinable!(notifications -> broadcasts (broadcast_id));
@@ -552,6 +565,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     support_forwards,
     support_messages,
     sync_runs,
+    telegram_link_codes,
     telegram_updates,
     user_sessions,
     users,

@@ -41,6 +41,18 @@ pub async fn lock(conn: &mut PgConn, id: UserId) -> QueryResult<Option<User>> {
         .optional()
 }
 
+/// The user, locked to be removed: no row naming them can be written until the transaction
+/// ends (a foreign key check waits on this lock).
+pub async fn lock_to_remove(conn: &mut PgConn, id: UserId) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The user blocked the bot (or is gone): no more Telegram messages until they come back.
 pub async fn mark_bot_blocked(conn: &mut PgConn, id: UserId) -> QueryResult<()> {
     diesel::update(users::table.find(id))
@@ -362,11 +374,21 @@ pub async fn update_profile(
     id: UserId,
     changes: &ProfileChanges,
 ) -> QueryResult<User> {
-    diesel::update(users::table.find(id))
+    let user: User = diesel::update(users::table.find(id))
         .set(changes)
         .returning(User::as_returning())
         .get_result(conn)
-        .await
+        .await?;
+    // An address an admin typed for a Telegram user is not verified (it opens no account by
+    // email); a web-only account keeps its sign-in address verified, the admin vouching for it.
+    if changes.email.is_some() && user.telegram_id.is_some() && user.email_verified_at.is_some() {
+        return diesel::update(users::table.find(id))
+            .set(users::email_verified_at.eq(None::<DateTime<Utc>>))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await;
+    }
+    Ok(user)
 }
 
 /// A payment as the admin profile lists it.
@@ -564,21 +586,23 @@ pub async fn register(conn: &mut PgConn, who: &TelegramProfile) -> QueryResult<(
     Err(diesel::result::Error::RollbackTransaction)
 }
 
-/// The web-only account (no Telegram) of `email`, an address already normalised
-/// (`domain::email::normalize_email`): created on its first sign-in, in `language`. `true` when
-/// the user is new. One account per address however many sign-ins race (`users_web_email_key`).
+/// The account a used sign-in link of `email` opens, an address already normalised
+/// (`domain::email::normalize_email`): the one whose address is verified, or a web-only account
+/// (no Telegram) created now, in `language`. `true` when the user is new. One account per
+/// verified address however many sign-ins race (`users_verified_email_key`).
 pub async fn register_web(
     conn: &mut PgConn,
     email: &str,
     language: Language,
 ) -> QueryResult<(User, bool)> {
     for _ in 0..4 {
-        if let Some(user) = find_web(conn, email).await? {
+        if let Some(user) = find_by_verified_email(conn, email).await? {
             return Ok((user, false));
         }
         let inserted = diesel::insert_into(users::table)
             .values((
                 users::email.eq(email),
+                users::email_verified_at.eq(diesel::dsl::now),
                 users::language.eq(language),
                 users::referral_code.eq(new_referral_code()),
                 users::last_seen_at.eq(diesel::dsl::now),
@@ -599,10 +623,11 @@ pub async fn register_web(
     Err(diesel::result::Error::RollbackTransaction)
 }
 
-/// The web-only account of `email` (case-insensitive).
-pub async fn find_web(conn: &mut PgConn, email: &str) -> QueryResult<Option<User>> {
+/// The account whose verified address is `email` (case-insensitive): a web-only account, or
+/// one that linked Telegram afterwards.
+pub async fn find_by_verified_email(conn: &mut PgConn, email: &str) -> QueryResult<Option<User>> {
     users::table
-        .filter(users::telegram_id.is_null())
+        .filter(users::email_verified_at.is_not_null())
         .filter(lower(users::email).eq(email.to_lowercase()))
         .select(User::as_select())
         .first(conn)
@@ -660,13 +685,96 @@ pub async fn set_language(conn: &mut PgConn, id: UserId, language: Language) -> 
         .map(|_| ())
 }
 
-/// `None` removes the address. The caller validated it (`domain::email::normalize_email`).
+/// `None` removes the address. The caller validated it (`domain::email::normalize_email`). A
+/// typed address is not verified: the verification stays only when the address is the same.
 pub async fn set_email(conn: &mut PgConn, id: UserId, email: Option<&str>) -> QueryResult<()> {
-    diesel::update(users::table.find(id))
-        .set(users::email.eq(email))
+    diesel::sql_query(
+        "UPDATE users SET email_verified_at = CASE WHEN lower(email) = lower($2) \
+           THEN email_verified_at END, email = $2 WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id.0)
+    .bind::<Nullable<Text>, _>(email)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Makes `email` (normalised) the verified address of `id`: a link mailed to it was used.
+/// `None` when another account signs in with that address.
+pub async fn set_verified_email(
+    conn: &mut PgConn,
+    id: UserId,
+    email: &str,
+) -> QueryResult<Option<User>> {
+    let updated = diesel::update(users::table.find(id))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(diesel::dsl::now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await;
+    match updated {
+        Ok(user) => Ok(Some(user)),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            ref info,
+        )) if info.constraint_name() == Some("users_verified_email_key") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the account holds anything of value: a subscription, a payment, the trial taken,
+/// a referral either way, a promo code redeemed. An account without any is only a name, and
+/// linking Telegram to a web-only account may replace it.
+pub async fn has_history(conn: &mut PgConn, id: UserId) -> QueryResult<bool> {
+    diesel::sql_query(
+        "SELECT (EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1) \
+              OR EXISTS (SELECT 1 FROM payments WHERE user_id = $1) \
+              OR EXISTS (SELECT 1 FROM users WHERE id = $1 AND trial_used_at IS NOT NULL) \
+              OR EXISTS (SELECT 1 FROM referrals WHERE inviter_id = $1 OR invitee_id = $1) \
+              OR EXISTS (SELECT 1 FROM promo_redemptions WHERE user_id = $1)) AS found",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id.0)
+    .get_result::<Found>(conn)
+    .await
+    .map(|f| f.found)
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+}
+
+/// Removes an account that holds nothing ([`has_history`]): its sessions, dialogue and
+/// notifications go with it.
+pub async fn delete_empty(conn: &mut PgConn, id: UserId) -> QueryResult<()> {
+    diesel::delete(users::table.find(id))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Gives the web-only account `id` the Telegram account of `who` (names refreshed, the chat
+/// open). The caller removed any other account of that Telegram id first.
+pub async fn attach_telegram(
+    conn: &mut PgConn,
+    id: UserId,
+    who: &TelegramProfile,
+) -> QueryResult<User> {
+    diesel::update(users::table.find(id).filter(users::telegram_id.is_null()))
+        .set((
+            users::telegram_id.eq(who.telegram_id),
+            users::username.eq(&who.username),
+            users::first_name.eq(&who.first_name),
+            users::last_name.eq(&who.last_name),
+            users::bot_blocked.eq(false),
+            users::last_seen_at.eq(diesel::dsl::now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
 }
 
 /// A discount code remembered for the next checkout.

@@ -372,6 +372,12 @@ impl UserPatch {
                 .map(|e| normalize_email(&e))
                 .transpose()
                 .map_err(|e| AppError::validation("email", e.to_string()))?;
+            if email.is_none() && user.telegram_id.is_none() {
+                return Err(AppError::validation(
+                    "email",
+                    "this subscriber has no Telegram and signs in by email: the address cannot be removed",
+                ));
+            }
             changes.email = (email != user.email).then_some(email);
         }
         if let Some(note) = self.note {

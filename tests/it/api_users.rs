@@ -1167,6 +1167,78 @@ async fn the_subscription_list_by_state() {
     app.shutdown().await;
 }
 
+#[actix_rt::test]
+async fn a_web_only_subscribers_sign_in_address_stays_and_stays_unique() {
+    let app = spawn_app(&[]).await;
+    let token = app.token_for(AdminRole::Operator).await;
+    let conn = &mut app.db.connect().await;
+    exec(
+        conn,
+        "INSERT INTO users (email, email_verified_at, referral_code) VALUES \
+           ('web@example.com', now(), 'webref01'), ('other@example.com', now(), 'webref02'); \
+         INSERT INTO users (telegram_id, email, email_verified_at, referral_code) VALUES \
+           (3101, 'linked@example.com', now(), 'tgref001');",
+    )
+    .await;
+    let id_of = async |conn: &mut AsyncPgConnection, email: &str| -> i64 {
+        use vpn_shop::db::schema::users;
+        users::table
+            .filter(users::email.eq(email))
+            .select(users::id)
+            .first(conn)
+            .await
+            .unwrap()
+    };
+    let web = id_of(conn, "web@example.com").await;
+    let path = format!("/api/v1/users/{web}");
+    let (status, reply) = app
+        .call("PATCH", &path, Some(&token), Some(json!({"email": null})))
+        .await;
+    assert_eq!(status, 422, "{reply}");
+    assert_eq!(reply["error"]["field"], "email", "{reply}");
+    let (status, reply) = app
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "Other@Example.com"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{reply}");
+    // A new address for the web account: the admin vouches for it, it still signs in.
+    let (status, reply) = app
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "new@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let verified = async |conn: &mut AsyncPgConnection, id: i64| -> bool {
+        use vpn_shop::db::schema::users;
+        users::table
+            .find(id)
+            .select(users::email_verified_at.is_not_null())
+            .first(conn)
+            .await
+            .unwrap()
+    };
+    assert!(verified(conn, web).await);
+    // A Telegram user's address typed by an admin is not verified.
+    let linked = id_of(conn, "linked@example.com").await;
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{linked}"),
+            Some(&token),
+            Some(json!({"email": "typed@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!verified(conn, linked).await);
+}
+
 /// A ban locks the user, then changes the subscription; an order being fulfilled changes the
 /// subscription, then writes rows that name the user (its notification, its jobs). The user's
 /// lock must not stop those rows (a foreign key takes a KEY SHARE lock on the user), or the two

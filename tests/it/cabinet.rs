@@ -17,6 +17,8 @@ use crate::console::{client, csrf_of, set_cookie};
 use crate::support::app::{TestApp, spawn_app};
 use crate::support::browser::Browser;
 use crate::support::db::Subscriber;
+use crate::support::marzban::FakePanel;
+use crate::support::panels::PanelFake as _;
 use crate::support::payments::Providers;
 use crate::support::smtp::FakeSmtp;
 use crate::support::telegram::{FakeTelegram, TOKEN};
@@ -25,7 +27,7 @@ use crate::support::wait_until;
 struct Env {
     app: TestApp,
     smtp: FakeSmtp,
-    _telegram: FakeTelegram,
+    telegram: FakeTelegram,
 }
 
 async fn spawn(extra: &[(&str, &str)]) -> Env {
@@ -44,7 +46,7 @@ async fn spawn(extra: &[(&str, &str)]) -> Env {
     Env {
         app: spawn_app(&settings).await,
         smtp,
-        _telegram: telegram,
+        telegram,
     }
 }
 
@@ -450,6 +452,21 @@ async fn a_subscriber_signs_up_by_email_takes_the_trial_and_sees_how_to_connect(
     }
     browser.screenshots("cabinet-home").await;
 
+    // Linking Telegram: the code from the page, sent to the bot.
+    browser.set_width(360).await;
+    browser.click("#link-telegram").await;
+    let code = browser.text("#link-code").await;
+    let open_bot = browser.attribute("#open-bot", "href").await.unwrap();
+    assert!(
+        open_bot.ends_with(&format!("?start=link_{code}")),
+        "{open_bot}"
+    );
+    browser.screenshots("cabinet-telegram-link").await;
+    let done = tell_bot(&env, 8801, &format!("/link {code}")).await;
+    assert!(done.contains("now linked"), "{done}");
+    browser.goto(&env.app.url("/app/")).await;
+    assert_eq!(browser.text("#telegram-state").await, "linked");
+
     // Signing out returns to the sign-in page.
     browser.click("#signout").await;
     assert!(browser.current_url().await.ends_with("/app/signin"));
@@ -462,6 +479,274 @@ async fn web_session(env: &Env, email: &str) -> String {
     let token = mailed_token(&env.smtp, email).await;
     let resp = use_link(&env.app, &token).await;
     set_cookie(&resp, "vpnshop_app").expect("session cookie").0
+}
+
+/// `GET path` with a session cookie: the status and the page.
+async fn get_page(app: &TestApp, session: &str, path: &str) -> (u16, String) {
+    let resp = client()
+        .get(app.url(path))
+        .header(header::COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Posts a form of the cabinet (its CSRF token taken from the home page) with `fields`.
+async fn post_form(
+    app: &TestApp,
+    session: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, home) = get_page(app, session, "/app/").await;
+    let csrf = csrf_of(&home);
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    client()
+        .post(app.url(path))
+        .header(header::COOKIE, session)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// What the element with `id` holds (its text up to the next tag).
+fn text_of(html: &str, id: &str) -> String {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find('<').unwrap() + open;
+    rest[open..close].trim().to_owned()
+}
+
+/// Sends `text` to the bot as Telegram user `from` and waits for the bot's answer.
+async fn tell_bot(env: &Env, from: i64, text: &str) -> String {
+    let seen = env.telegram.messages_to(from).len();
+    env.telegram.push_message(from, text);
+    let messages = env
+        .telegram
+        .wait_for_messages(from, seen + 1, Duration::from_secs(15))
+        .await;
+    messages
+        .get(seen)
+        .unwrap_or_else(|| panic!("the bot did not answer {text:?}: {messages:#?}"))
+        .text
+        .clone()
+}
+
+/// The code the cabinet shows for linking Telegram.
+async fn link_code(env: &Env, session: &str) -> String {
+    let resp = post_form(&env.app, session, "/app/telegram", &[]).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    let code = text_of(&html, "link-code");
+    assert!(
+        html.contains(&format!(
+            "https://t.me/{}?start=link_{code}",
+            crate::support::telegram::BOT_USERNAME
+        )),
+        "the button opens the bot with the code: {html}"
+    );
+    code
+}
+
+#[actix_rt::test]
+async fn a_web_only_subscriber_links_telegram_with_the_cabinets_code() {
+    let env = spawn(&[]).await;
+    let session = web_session(&env, "linker@example.com").await;
+    let trial = post_form(&env.app, &session, "/app/trial", &[]).await;
+    assert_eq!(trial.status(), 303);
+    let (_, home) = get_page(&env.app, &session, "/app/").await;
+    assert_eq!(text_of(&home, "telegram-state"), "not linked");
+    let code = link_code(&env, &session).await;
+    assert_eq!(code.len(), 8, "{code}");
+
+    // The Telegram user wrote to the bot before: their (empty) shop account goes away.
+    assert!(tell_bot(&env, 5501, "/start").await.contains("Hello"));
+    let conn = &mut env.app.db.connect().await;
+    assert_eq!(
+        users::table.count().get_result::<i64>(conn).await.unwrap(),
+        2
+    );
+    assert!(
+        tell_bot(&env, 5501, "/link WRONG123")
+            .await
+            .contains("This code does not work")
+    );
+    // Typed in lower case with a dash, as people do.
+    let typed = format!("/link {}-{}", &code[..4], &code[4..]).to_lowercase();
+    let done = tell_bot(&env, 5501, &typed).await;
+    assert!(
+        done.contains("now linked") && done.contains("linker@example.com"),
+        "{done}"
+    );
+    let linked: Vec<(Option<i64>, Option<String>)> = users::table
+        .select((users::telegram_id, users::email))
+        .load(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        linked,
+        vec![(Some(5501), Some("linker@example.com".to_owned()))],
+        "one account: the web one, with Telegram"
+    );
+    let (_, home) = get_page(&env.app, &session, "/app/").await;
+    assert_eq!(text_of(&home, "telegram-state"), "linked");
+    assert!(!home.contains("id=\"link-telegram\""));
+
+    // The bot now sees the web account's trial.
+    let status = tell_bot(&env, 5501, "/status").await;
+    assert!(
+        status.contains("Trial") || status.contains("trial"),
+        "{status}"
+    );
+    // The code worked once.
+    assert!(
+        tell_bot(&env, 5502, &format!("/link {code}"))
+            .await
+            .contains("This code does not work")
+    );
+    // Email sign-in still opens the same account.
+    env.smtp.clear();
+    let again = web_session(&env, "linker@example.com").await;
+    let (_, home) = get_page(&env.app, &again, "/app/").await;
+    assert_eq!(text_of(&home, "telegram-state"), "linked");
+    let accounts: i64 = users::table
+        .filter(users::email.eq("linker@example.com"))
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap();
+    assert_eq!(accounts, 1);
+}
+
+#[actix_rt::test]
+async fn a_telegram_account_with_its_own_subscription_is_not_merged() {
+    let env = spawn(&[]).await;
+    let conn = &mut env.app.db.connect().await;
+    Subscriber {
+        expires_at: Some(Utc::now() + chrono::Duration::days(10)),
+        ..Subscriber::new(6601)
+    }
+    .insert(conn)
+    .await;
+    let session = web_session(&env, "second@example.com").await;
+    let code = link_code(&env, &session).await;
+    let refused = tell_bot(&env, 6601, &format!("/link {code}")).await;
+    assert!(refused.contains("already has its own"), "{refused}");
+    let telegram_of_web: Option<i64> = users::table
+        .filter(users::email.eq("second@example.com"))
+        .select(users::telegram_id)
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!(telegram_of_web, None, "nothing changed");
+    // The refusal did not use the code up: another Telegram account links with it, from the
+    // cabinet's deep link.
+    let done = tell_bot(&env, 6602, &format!("/start link_{code}")).await;
+    assert!(done.contains("now linked"), "{done}");
+    // A web account that has Telegram shows no code.
+    let resp = post_form(&env.app, &session, "/app/telegram", &[]).await;
+    assert_eq!(resp.status(), 303);
+}
+
+#[actix_rt::test]
+async fn the_cabinet_switches_the_language_and_turns_auto_renewal_off() {
+    let env = spawn(&[]).await;
+    let session = web_session(&env, "settings@example.com").await;
+    let conn = &mut env.app.db.connect().await;
+    let switched = post_form(
+        &env.app,
+        &session,
+        "/app/settings/language",
+        &[("language", "ru")],
+    )
+    .await;
+    assert_eq!(switched.status(), 303);
+    let (_, home) = get_page(&env.app, &session, "/app/").await;
+    assert!(home.contains("Здравствуйте"), "{home}");
+    let bad = post_form(
+        &env.app,
+        &session,
+        "/app/settings/language",
+        &[("language", "de")],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+
+    // A subscription that renews itself with a saved card.
+    post_form(&env.app, &session, "/app/trial", &[]).await;
+    diesel::update(subscriptions::table)
+        .set((
+            subscriptions::auto_renew.eq(true),
+            subscriptions::auto_renew_provider.eq("yookassa"),
+            subscriptions::auto_renew_method_id.eq("pm-1"),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    let (_, home) = get_page(&env.app, &session, "/app/").await;
+    assert_eq!(text_of(&home, "auto-renew-state"), "включено");
+    let off = post_form(&env.app, &session, "/app/settings/auto-renew-off", &[]).await;
+    assert_eq!(off.status(), 303);
+    let (auto, method): (bool, Option<String>) = subscriptions::table
+        .select((
+            subscriptions::auto_renew,
+            subscriptions::auto_renew_method_id,
+        ))
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!((auto, method), (false, None));
+    let (_, home) = get_page(&env.app, &session, "/app/?done=auto-renew-off").await;
+    assert_eq!(text_of(&home, "auto-renew-state"), "выключено");
+    assert!(!home.contains("id=\"auto-renew-off\""));
+    // Without the form's token: refused.
+    let forged = client()
+        .post(env.app.url("/app/settings/language"))
+        .header(header::COOKIE, &session)
+        .form(&[("language", "en")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[actix_rt::test]
+async fn with_webapp_enabled_the_bot_opens_the_cabinet_as_a_mini_app() {
+    let env = spawn(&[
+        ("WEBAPP_ENABLED", "true"),
+        ("PUBLIC_BASE_URL", "https://shop.example.com"),
+    ])
+    .await;
+    let calls = env
+        .telegram
+        .wait_for_calls("setChatMenuButton", 1, Duration::from_secs(15))
+        .await;
+    let button: serde_json::Value = match &calls[0].params["menu_button"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(button["type"], "web_app");
+    assert_eq!(button["web_app"]["url"], "https://shop.example.com/app/");
+    env.telegram.push_message(7701, "/start");
+    let start = env
+        .telegram
+        .wait_for_messages(7701, 1, Duration::from_secs(15))
+        .await
+        .remove(0);
+    assert!(
+        crate::support::bot::buttons(&start).contains(&(
+            "📱 Cabinet".to_owned(),
+            "https://shop.example.com/app/".to_owned()
+        )),
+        "{:?}",
+        start.reply_markup
+    );
 }
 
 #[actix_rt::test]
@@ -522,6 +807,7 @@ async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end(
             ("plan", &plan.to_string()),
             ("provider", "yookassa"),
             ("promo", ""),
+            ("auto_renew", "on"),
         ])
         .send()
         .await
@@ -539,6 +825,17 @@ async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end(
         .payments()
         .pop()
         .expect("a YooKassa payment");
+    let asked = providers
+        .yookassa
+        .requests()
+        .into_iter()
+        .rfind(|r| r.route == "/v3/payments" && r.method == "POST")
+        .and_then(|r| r.body)
+        .expect("the payment's creation");
+    assert_eq!(
+        asked["save_payment_method"], true,
+        "the card is kept for automatic renewal: {asked}"
+    );
     let return_url = payment["confirmation"]["return_url"].as_str().unwrap();
     assert!(return_url.ends_with(&order_page), "{return_url}");
     let confirmation = payment["confirmation"]["confirmation_url"]
@@ -593,4 +890,309 @@ async fn a_web_only_subscriber_buys_with_yookassa_and_comes_back_to_the_new_end(
         .await
         .unwrap();
     assert_eq!(foreign.status(), 404);
+}
+
+#[actix_rt::test]
+async fn in_a_browser_a_subscriber_pays_on_the_providers_page_and_the_panel_has_the_new_end() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let providers = Providers::start();
+    providers.yookassa.serve_checkout_page();
+    let panel = FakePanel::start();
+    // The provider sends the browser back to PUBLIC_BASE_URL: the shop listens there.
+    let port = crate::cli::free_port();
+    let (bind, base) = (
+        format!("127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    );
+    let panel_env = panel.env(false);
+    let mut extra = providers.env();
+    extra.extend(panel_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    extra.extend([
+        ("HTTP_BIND", bind.as_str()),
+        ("PUBLIC_BASE_URL", base.as_str()),
+    ]);
+    let env = spawn(&extra).await;
+    let conn = &mut env.app.db.connect().await;
+    diesel::insert_into(plans::table)
+        .values((
+            plans::name.eq("30 days"),
+            plans::days.eq(30),
+            plans::price_minor.eq(19_900_i64),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    browser.goto(&env.app.url("/app/signin")).await;
+    browser.fill("#email", "payer@example.com").await;
+    browser.click("form[action='/app/signin'] button").await;
+    let token = mailed_token(&env.smtp, "payer@example.com").await;
+    browser
+        .goto(&env.app.url(&format!("/app/signin/{token}")))
+        .await;
+    browser.click("#use-link").await;
+    browser.click("#buy-link").await;
+    assert!(browser.current_url().await.ends_with("/app/buy"));
+    browser.screenshots("cabinet-buy").await;
+    browser.click("#checkout").await;
+    let order_page = browser.current_url().await;
+    assert!(order_page.contains("/app/payments/"), "{order_page}");
+    browser.screenshots("cabinet-order").await;
+
+    // The provider's page, and back.
+    browser.click("#pay").await;
+    assert!(
+        browser.current_url().await.contains("/checkout/"),
+        "on YooKassa's page"
+    );
+    assert_eq!(browser.text("#amount").await, "199.00 RUB");
+    browser.click("#pay").await;
+    assert_eq!(browser.current_url().await, order_page, "back at the order");
+    // YooKassa tells the shop, as it does after a payment.
+    let id = providers.yookassa.payments()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = providers
+        .yookassa
+        .send_notification(&env.app.url("/webhooks/yookassa"), &id, "payment.succeeded")
+        .await;
+    assert_eq!(status, 200);
+    browser.goto(&order_page).await;
+    assert!(browser.source().await.contains("id=\"new-end\""));
+    browser.screenshots("cabinet-paid").await;
+
+    // The panel has the new end.
+    let (name, end): (String, chrono::DateTime<Utc>) = subscriptions::table
+        .select((subscriptions::panel_username, subscriptions::expires_at))
+        .first(conn)
+        .await
+        .unwrap();
+    assert!(end > Utc::now() + chrono::Duration::days(29));
+    wait_until("the panel account", || {
+        let expire = panel.user(&name).and_then(|u| u.expire);
+        async move { expire == Some(end.timestamp()) }
+    })
+    .await;
+    browser.quit().await;
+}
+
+#[actix_rt::test]
+async fn inside_telegram_stars_are_paid_through_an_invoice_link_the_mini_app_opens() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let env = spawn(&[("STARS_ENABLED", "true")]).await;
+    let conn = &mut env.app.db.connect().await;
+    diesel::insert_into(plans::table)
+        .values((
+            plans::name.eq("30 days"),
+            plans::days.eq(30),
+            plans::price_minor.eq(19_900_i64),
+            plans::price_stars.eq(150_i64),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+
+    // Telegram opens the Mini App with the signed initData and its theme in the fragment.
+    let init = init_data_of(7301, Utc::now().timestamp(), TOKEN);
+    let fragment = reqwest::Url::parse_with_params(
+        "http://x/",
+        &[
+            ("tgWebAppData", init.as_str()),
+            (
+                "tgWebAppThemeParams",
+                r##"{"bg_color":"#ffffff","button_color":"#2481cc"}"##,
+            ),
+        ],
+    )
+    .unwrap()
+    .query()
+    .unwrap()
+    .to_owned();
+    browser
+        .goto(&env.app.url(&format!("/app/signin#{fragment}")))
+        .await;
+    wait_until("the Mini App's sign-in", || {
+        let browser = &browser;
+        async move { browser.current_url().await.ends_with("/app/") }
+    })
+    .await;
+    browser.goto(&env.app.url("/app/buy")).await;
+    assert_eq!(
+        browser
+            .evaluate("getComputedStyle(document.getElementById('stars-choice')).display")
+            .await,
+        "flex",
+        "Stars are offered inside Telegram"
+    );
+    browser.click_here("#stars-choice input").await;
+    browser.click("#checkout").await;
+    let order_page = browser.current_url().await;
+    assert!(order_page.contains("/app/payments/"), "{order_page}");
+
+    // The order's invoice link, as Telegram made it.
+    let links = env.telegram.invoice_links();
+    assert_eq!(links.len(), 1, "one invoice link");
+    let payload = links[0].params["payload"].as_str().unwrap().to_owned();
+    assert_eq!(
+        browser.attribute("#pay", "data-invoice").await.as_deref(),
+        Some(links[0].url.as_str())
+    );
+    let slug = links[0].url.trim_start_matches("https://t.me/$").to_owned();
+
+    // The test plays the Telegram client around the page: the Pay button asks it to open the
+    // invoice in its payment sheet rather than leaving the page.
+    browser
+        .evaluate(
+            "window.sent = []; window.TelegramWebviewProxy = { postEvent: function (t, d) { \
+             window.sent.push([t, JSON.parse(d)]); } }; true",
+        )
+        .await;
+    browser.click_here("#pay").await;
+    assert_eq!(browser.current_url().await, order_page);
+    assert_eq!(
+        browser.evaluate("JSON.stringify(window.sent)").await,
+        format!(r#"[["web_app_open_invoice",{{"slug":"{slug}"}}]]"#)
+    );
+
+    // The payer pays in the sheet: the bot gets the pre-checkout query and the payment.
+    env.telegram.push_pre_checkout(7301, "XTR", 150, &payload);
+    wait_until("the pre-checkout answer", || {
+        let answered = !env.telegram.pre_checkout_answers().is_empty();
+        async move { answered }
+    })
+    .await;
+    assert!(env.telegram.pre_checkout_answers()[0].ok);
+    env.telegram.push_successful_payment(
+        7301,
+        &crate::support::telegram::StarPayment::new(150, &payload),
+    );
+    // Telegram tells the page the invoice was paid: it reloads and shows the new end.
+    browser
+        .evaluate(&format!(
+            "window.Telegram.WebView.receiveEvent('invoice_closed', {{slug: '{slug}', status: 'paid'}}); true"
+        ))
+        .await;
+    wait_until("the paid order's page", || {
+        let browser = &browser;
+        async move { browser.source().await.contains("id=\"new-end\"") }
+    })
+    .await;
+    let end: chrono::DateTime<Utc> = subscriptions::table
+        .select(subscriptions::expires_at)
+        .first(conn)
+        .await
+        .unwrap();
+    assert!(end > Utc::now() + chrono::Duration::days(29));
+    browser.screenshots("cabinet-stars-paid").await;
+    browser.quit().await;
+}
+
+#[actix_rt::test]
+async fn a_new_sign_in_address_is_confirmed_by_a_mailed_link() {
+    let env = spawn(&[]).await;
+    let now = Utc::now().timestamp();
+    // A Telegram user in the Mini App adds an address to sign in without Telegram.
+    let signed = mini_app_sign_in(&env.app, &init_data_of(7401, now - 60, TOKEN)).await;
+    let (session, _) = set_cookie(&signed, "vpnshop_app").expect("session");
+    let asked = post_form(
+        &env.app,
+        &session,
+        "/app/settings/email",
+        &[("email", "Mila@Example.com")],
+    )
+    .await;
+    assert_eq!(asked.status(), 200);
+    assert!(asked.text().await.unwrap().contains("id=\"mail-sent\""));
+    let token = mailed_token(&env.smtp, "mila@example.com").await;
+    let mail = env.smtp.messages().pop().unwrap();
+    assert_eq!(
+        mail.subject, "Подтвердите email",
+        "in the subscriber's language"
+    );
+    let (_, page) = get_page(&env.app, "", &format!("/app/signin/{token}")).await;
+    assert!(page.contains("mila@example.com") && page.contains("id=\"use-link\""));
+
+    // Opened elsewhere (the mail app's browser): confirmed, and nobody is signed in by it.
+    let used = use_link(&env.app, &token).await;
+    assert_eq!(used.status(), 200);
+    assert!(set_cookie(&used, "vpnshop_app").is_none());
+    assert!(
+        used.text()
+            .await
+            .unwrap()
+            .contains("id=\"email-confirmed\"")
+    );
+    let conn = &mut env.app.db.connect().await;
+    let (email, verified): (Option<String>, bool) = users::table
+        .filter(users::telegram_id.eq(7401))
+        .select((users::email, users::email_verified_at.is_not_null()))
+        .first(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (email.as_deref(), verified),
+        (Some("mila@example.com"), true)
+    );
+
+    // The address now signs in to the Telegram user's account, without Telegram.
+    env.smtp.clear();
+    let by_mail = web_session(&env, "mila@example.com").await;
+    let (_, home) = get_page(&env.app, &by_mail, "/app/").await;
+    assert!(home.contains("Mila"), "{home}");
+    assert_eq!(
+        users::table.count().get_result::<i64>(conn).await.unwrap(),
+        1
+    );
+
+    // Another account cannot take it.
+    let other = web_session(&env, "other@example.com").await;
+    env.smtp.clear();
+    post_form(
+        &env.app,
+        &other,
+        "/app/settings/email",
+        &[("email", "mila@example.com")],
+    )
+    .await;
+    let token = mailed_token(&env.smtp, "mila@example.com").await;
+    let taken = use_link(&env.app, &token).await;
+    assert_eq!(taken.status(), 409);
+    assert!(taken.text().await.unwrap().contains("id=\"email-taken\""));
+
+    // Confirmed in the browser that asked: back to the cabinet.
+    env.smtp.clear();
+    post_form(
+        &env.app,
+        &other,
+        "/app/settings/email",
+        &[("email", "new@example.com")],
+    )
+    .await;
+    let token = mailed_token(&env.smtp, "new@example.com").await;
+    let (cookie, csrf) = sign_in_form(&env.app).await;
+    let own = client()
+        .post(env.app.url("/app/signin/link"))
+        .header(header::COOKIE, format!("{cookie}; {other}"))
+        .form(&[("csrf", csrf.as_str()), ("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 303);
+    assert_eq!(own.headers()[header::LOCATION], "/app/?done=email#account");
+    let (_, home) = get_page(&env.app, &other, "/app/").await;
+    assert!(text_of(&home, "account-email").starts_with("new@example.com"));
+    // A malformed address is refused.
+    let bad = post_form(
+        &env.app,
+        &other,
+        "/app/settings/email",
+        &[("email", "not an address")],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
 }

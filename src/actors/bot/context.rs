@@ -112,6 +112,7 @@ fn query_too_old(error: &RequestError) -> bool {
 }
 
 /// One update's context: who, in which chat, in which language, and where the answer goes.
+#[derive(Clone)]
 pub struct Ctx {
     /// For the requests that are no messages (e.g. `getChatMember`).
     pub bot: Bot,

@@ -1,5 +1,5 @@
 //! The subscriber flows: start (deep links), menu, trial, buying, status, referrals, promo
-//! codes, settings and the help texts. Each is reachable by a command and by a menu button.
+//! codes, settings, linking a web account and the help texts. Each is reachable by a command and by a menu button.
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
@@ -19,7 +19,7 @@ use crate::domain::pricing::{self, Customer, PromoRefusal, PromoRules};
 use crate::domain::qr;
 use crate::domain::{Currency, Language, Money, PaymentProvider, PlanId, PromoKind};
 use crate::i18n::{self, Args, escape_html, format_bytes, format_datetime, format_money};
-use crate::subscribers::{self, TrialOutcome, notify};
+use crate::subscribers::{self, LinkOutcome, TrialOutcome, notify};
 
 fn days_text(lang: Language, days: i64) -> String {
     i18n::message(lang, "days", &Args::new().number("days", days as f64))
@@ -32,6 +32,12 @@ pub fn menu_keyboard(ctx: &Ctx) -> Keyboard {
     ]];
     if ctx.deps.settings.bot.trial_days > 0 && ctx.user.trial_used_at.is_none() {
         rows.push(vec![ctx.button("menu-button-trial", Callback::Trial)]);
+    }
+    if let Some(cabinet) = super::cabinet_web_app(&ctx.deps.settings) {
+        rows.push(vec![InlineKeyboardButton::web_app(
+            ctx.t("menu-button-cabinet"),
+            cabinet,
+        )]);
     }
     rows.push(vec![
         ctx.button("menu-button-referral", Callback::Referral),
@@ -72,8 +78,11 @@ fn max_attempts(ctx: &Ctx) -> i32 {
     ctx.deps.settings.jobs.max_attempts
 }
 
-/// `/start [ref_<code> | promo_<CODE>]`.
+/// `/start [ref_<code> | promo_<CODE> | link_<CODE>]`.
 pub async fn start(ctx: &Ctx, payload: &str) -> anyhow::Result<()> {
+    if let Some(code) = payload.strip_prefix("link_") {
+        return link(ctx, code).await;
+    }
     let new = ctx.user.last_seen_at == Some(ctx.user.created_at);
     let mut lines = vec![ctx.ta(
         if new { "welcome" } else { "welcome-back" },
@@ -164,6 +173,48 @@ async fn join_by_referral(ctx: &Ctx, code: &str) -> anyhow::Result<Option<i32>> 
 
 pub async fn menu(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.show(ctx.t("menu-text"), menu_keyboard(ctx)).await
+}
+
+/// `/link CODE` (or the cabinet's `/start link_CODE` button): this Telegram account joins the
+/// web-only account that showed the code ([`subscribers::link_telegram`]).
+pub async fn link(ctx: &Ctx, code: &str) -> anyhow::Result<()> {
+    if code.trim().is_empty() {
+        return ctx.send(ctx.t("link-usage"), menu_keyboard(ctx)).await;
+    }
+    let who = users::TelegramProfile {
+        telegram_id: ctx.telegram_id,
+        username: ctx.user.username.clone(),
+        first_name: ctx.user.first_name.clone(),
+        last_name: ctx.user.last_name.clone(),
+        language: ctx.user.language,
+    };
+    let outcome = {
+        let mut conn = ctx.deps.pool.get().await?;
+        subscribers::link_telegram(&mut conn, code, ctx.user.id, &who).await?
+    };
+    match outcome {
+        LinkOutcome::Linked(user) => {
+            let email = user.email.clone().unwrap_or_default();
+            let ctx = Ctx {
+                user: *user,
+                ..ctx.clone()
+            };
+            ctx.send(
+                ctx.ta(
+                    "link-done",
+                    &Args::new().text("email", &escape_html(&email)),
+                ),
+                menu_keyboard(&ctx),
+            )
+            .await
+        }
+        LinkOutcome::UnknownCode => ctx.send(ctx.t("link-unknown"), Vec::new()).await,
+        LinkOutcome::TelegramHasHistory => {
+            ctx.send(ctx.t("link-has-history"), menu_keyboard(ctx))
+                .await
+        }
+        LinkOutcome::AlreadyLinked => ctx.send(ctx.t("link-already"), Vec::new()).await,
+    }
 }
 
 /// `/trial`: TRIAL_DAYS once per account ([`subscribers::start_trial`]); the link follows when

@@ -324,6 +324,7 @@ async fn on_message(ctx: &Ctx, m: &Message) -> anyhow::Result<()> {
         }
         return match name.as_str() {
             "start" => flows::start(ctx, args).await,
+            "link" => flows::link(ctx, args).await,
             "menu" => flows::menu(ctx).await,
             "trial" => flows::trial(ctx).await,
             "buy" | "renew" => flows::buy(ctx).await,

@@ -34,10 +34,10 @@ use teloxide::Bot;
 use teloxide::dispatching::{Dispatcher, ShutdownToken};
 use teloxide::dptree;
 use teloxide::error_handlers::LoggingErrorHandler;
-use teloxide::payloads::{SetMyCommandsSetters, SetWebhookSetters};
+use teloxide::payloads::{SetChatMenuButtonSetters, SetMyCommandsSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
 use teloxide::stop::{StopToken, mk_stop_token};
-use teloxide::types::{AllowedUpdate, BotCommand, Update};
+use teloxide::types::{AllowedUpdate, BotCommand, MenuButton, Update, WebAppInfo};
 use teloxide::update_listeners::{AsUpdateStream, Polling, StatefulListener, UpdateListener};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -204,8 +204,17 @@ impl BotActor {
     }
 }
 
-/// The command menus (English by default, Russian for `ru` users) and, in webhook mode, the
-/// webhook with its secret.
+/// The cabinet as a Mini App (`PUBLIC_BASE_URL/app/`), when WEBAPP_ENABLED.
+pub fn cabinet_web_app(settings: &crate::config::Settings) -> Option<WebAppInfo> {
+    if !settings.bot.webapp_enabled {
+        return None;
+    }
+    let url = settings.public_base_url.join("app/").ok()?;
+    Some(WebAppInfo { url })
+}
+
+/// The command menus (English by default, Russian for `ru` users), the menu button that opens
+/// the cabinet (WEBAPP_ENABLED) and, in webhook mode, the webhook with its secret.
 async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<()> {
     for language in [Language::En, Language::Ru] {
         let commands: Vec<BotCommand> = [
@@ -226,6 +235,18 @@ async fn announce(bot: &Bot, deps: &Deps, mode: TelegramMode) -> anyhow::Result<
             Language::En => req.await?,
             Language::Ru => req.language_code("ru").await?,
         };
+    }
+    // The menu button next to the message field opens the cabinet. Without WEBAPP_ENABLED it is
+    // left as it is (BotFather may have set one).
+    if let Some(cabinet) = cabinet_web_app(&deps.settings) {
+        let url = cabinet.url.clone();
+        bot.set_chat_menu_button()
+            .menu_button(MenuButton::WebApp {
+                text: i18n::message(Language::En, "menu-button-cabinet", &Args::new()),
+                web_app: cabinet,
+            })
+            .await?;
+        tracing::info!(%url, "the bot's menu button opens the cabinet");
     }
     if mode == TelegramMode::Webhook {
         let url = deps.settings.public_base_url.join("webhooks/telegram")?;

@@ -89,6 +89,15 @@ const MAX_PAYMENT_DESCRIPTION: usize = 128;
 const MAX_INVOICE_TITLE: usize = 32;
 const MAX_INVOICE_DESCRIPTION: usize = 255;
 
+/// How a Stars order is paid: in which chat, whether it renews as a Star subscription, and
+/// whether an invoice link is wanted (the cabinet) rather than an invoice message.
+struct StarsCheckout {
+    days: i32,
+    telegram_id: i64,
+    subscription: bool,
+    return_to: ReturnTo,
+}
+
 /// The buyer's language and the plan as they read it.
 struct Payer<'a> {
     language: Language,
@@ -228,8 +237,13 @@ impl Shared {
                 let Some(telegram_id) = stars_chat else {
                     return Err(CheckoutError::ProviderOff);
                 };
-                self.stars_checkout(&order, &payer, plan.days, telegram_id, msg.auto_renew)
-                    .await
+                let stars = StarsCheckout {
+                    days: plan.days,
+                    telegram_id,
+                    subscription: msg.auto_renew,
+                    return_to: msg.return_to,
+                };
+                self.stars_checkout(&order, &payer, stars).await
             }
             PaymentProvider::Free => Err(CheckoutError::ProviderOff),
         }
@@ -418,10 +432,14 @@ impl Shared {
         &self,
         order: &Payment,
         payer: &Payer<'_>,
-        days: i32,
-        telegram_id: i64,
-        subscription: bool,
+        how: StarsCheckout,
     ) -> Result<Checkout, CheckoutError> {
+        let StarsCheckout {
+            days,
+            telegram_id,
+            subscription,
+            return_to,
+        } = how;
         let (Some(bot), Some(telegram)) = (&self.clients.stars, &self.clients.telegram) else {
             return Err(CheckoutError::ProviderOff);
         };
@@ -436,20 +454,30 @@ impl Shared {
         );
         let price = [LabeledPrice::new(title.clone(), stars)];
         let payload = stars_payload(order.id);
-        // A Star subscription renews every 30 days: only for 30-day plans.
-        if subscription && days == 30 {
-            let link = bot
-                .create_invoice_link(title, text, payload, "XTR", price)
-                .subscription_period(teloxide::types::Seconds::from_seconds(
-                    STAR_SUBSCRIPTION_PERIOD,
-                ))
-                .await;
+        // A Star subscription renews every 30 days: only for 30-day plans. It is paid through an
+        // invoice link, as is an order from the cabinet (the Mini App opens the link).
+        let renews = subscription && days == 30;
+        if renews || return_to == ReturnTo::Cabinet {
+            let request = bot.create_invoice_link(title, text, payload, "XTR", price);
+            let link = if renews {
+                request
+                    .subscription_period(teloxide::types::Seconds::from_seconds(
+                        STAR_SUBSCRIPTION_PERIOD,
+                    ))
+                    .await
+            } else {
+                request.await
+            };
             return match link {
-                Ok(url) => Ok(Checkout::Redirect {
-                    order_id: order.id,
-                    url,
-                    amount: order.amount(),
-                }),
+                Ok(url) => {
+                    let mut conn = self.pool.get().await?;
+                    payments::set_confirmation_url(&mut conn, order.id, &url).await?;
+                    Ok(Checkout::Redirect {
+                        order_id: order.id,
+                        url,
+                        amount: order.amount(),
+                    })
+                }
                 Err(e) => {
                     self.abandon(order, &e.to_string()).await;
                     Err(CheckoutError::Provider(e.to_string()))

@@ -125,7 +125,7 @@ impl BotShop {
     }
 }
 
-/// The callback data of a message's inline buttons, row by row flattened.
+/// The callback data (or the address) of a message's inline buttons, row by row flattened.
 pub fn buttons(message: &SentMessage) -> Vec<(String, String)> {
     let Some(markup) = &message.reply_markup else {
         return Vec::new();
@@ -140,6 +140,7 @@ pub fn buttons(message: &SentMessage) -> Vec<(String, String)> {
             let target = b["callback_data"]
                 .as_str()
                 .or_else(|| b["url"].as_str())
+                .or_else(|| b["web_app"]["url"].as_str())
                 .unwrap_or_default()
                 .to_owned();
             (text, target)

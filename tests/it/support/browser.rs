@@ -320,15 +320,23 @@ impl Browser {
         .await;
     }
 
-    /// The page's width in CSS pixels against the viewport's: more means horizontal scrolling.
-    pub async fn overflows_horizontally(&self) -> bool {
+    /// Runs `script` in the page and returns what it evaluates to (JSON). For what a test plays
+    /// of the page's surroundings, e.g. the Telegram client around a Mini App.
+    pub async fn evaluate(&self, script: &str) -> Value {
         let v = self
             .cdp(
                 "Runtime.evaluate",
-                json!({"expression": "document.documentElement.scrollWidth > window.innerWidth", "returnByValue": true}),
+                json!({"expression": script, "returnByValue": true}),
             )
             .await;
-        v["result"]["value"] == true
+        v["result"]["value"].clone()
+    }
+
+    /// The page's width in CSS pixels against the viewport's: more means horizontal scrolling.
+    pub async fn overflows_horizontally(&self) -> bool {
+        self.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+            .await
+            == true
     }
 
     /// Saves a screenshot of the whole page (beyond the viewport) as

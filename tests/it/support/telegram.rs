@@ -1368,12 +1368,21 @@ impl State {
     fn handle(&mut self, method: &'static str, p: &Map<String, Value>, now: Instant) -> Reply {
         match method {
             "getMe" => Reply::ok(me_json()),
-            "logOut"
-            | "close"
-            | "setChatMenuButton"
-            | "setMyDescription"
-            | "setMyShortDescription"
-            | "setMyName" => Reply::ok(json!(true)),
+            "setChatMenuButton" => match p_json(p, "menu_button") {
+                Some(button) if button["type"] == "web_app" => {
+                    match web_app_url(&button["web_app"]) {
+                        Ok(()) if button["text"].as_str().is_some_and(|t| !t.is_empty()) => {
+                            Reply::ok(json!(true))
+                        }
+                        Ok(()) => Reply::bad_request("menu button text must be non-empty"),
+                        Err(e) => Reply::bad_request(&e),
+                    }
+                }
+                _ => Reply::ok(json!(true)),
+            },
+            "logOut" | "close" | "setMyDescription" | "setMyShortDescription" | "setMyName" => {
+                Reply::ok(json!(true))
+            }
             "getMyName" => Reply::ok(json!({ "name": BOT_FIRST_NAME })),
             "getMyDescription" => Reply::ok(json!({ "description": "" })),
             "setWebhook" => self.set_webhook(p),
@@ -2294,7 +2303,20 @@ fn caption_fields(
     Ok(())
 }
 
-/// Inline keyboards: every button has a text and exactly one action; callback data 1–64 bytes.
+/// A Mini App's `WebAppInfo`: Telegram opens HTTPS addresses only.
+fn web_app_url(app: &Value) -> Result<(), String> {
+    let url = app["url"].as_str().unwrap_or_default();
+    if url.len() > 8 && url[..8].eq_ignore_ascii_case("https://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "inline keyboard button Web App URL '{url}' is invalid: Only HTTPS links are allowed"
+        ))
+    }
+}
+
+/// Inline keyboards: every button has a text and exactly one action; callback data 1–64 bytes;
+/// a Mini App's address is https.
 fn check_markup(markup: &Value) -> Result<(), String> {
     const ACTIONS: [&str; 10] = [
         "url",
@@ -2335,6 +2357,9 @@ fn check_markup(markup: &Value) -> Result<(), String> {
                 if !(1..=64).contains(&len) {
                     return Err("BUTTON_DATA_INVALID".into());
                 }
+            }
+            if let Some(app) = button.get("web_app") {
+                web_app_url(app)?;
             }
             if let Some(url) = button.get("url") {
                 let url = url.as_str().unwrap_or_default();

@@ -254,59 +254,16 @@ impl FakeYooKassa {
     /// `saved` = the payment's `save_payment_method`. Returns the payment now.
     /// Panics unless the payment exists and is `pending`.
     pub fn succeed(&self, id: &str) -> Value {
-        let mut guard = self.state();
-        let st = &mut *guard;
-        let now = st.now();
-        let problem = match st.payments.get(id) {
-            None => Some(format!("fake YooKassa has no payment {id:?}")),
-            Some(p) if p.status() != "pending" => Some(format!(
-                "succeed({id:?}): the payment is {}, not pending",
-                p.status()
-            )),
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            drop(guard);
-            panic!("{problem}");
-        }
-        let payment = st.payments.get_mut(id).expect("checked above");
-        let method_id = match &payment.method {
-            // An autopayment left pending charges its saved method.
-            Some(method_id) => method_id.clone(),
-            None => {
-                let chosen = payment.object.get("payment_method");
-                let kind = chosen
-                    .and_then(|m| m["type"].as_str())
-                    .unwrap_or("bank_card")
-                    .to_owned();
-                // [I] A method id of its own, not the payment's, so a client mixing them up fails.
-                let method_id = chosen
-                    .and_then(|m| m["id"].as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| new_id(now, "000f-5000-8000"));
-                let object = if kind == "bank_card" {
-                    card_method(&method_id, payment.save_method, now)
-                } else {
-                    json!({
-                        "type": kind,
-                        "id": method_id,
-                        "saved": payment.save_method,
-                        "title": method_title(&kind),
-                    })
-                };
-                st.methods.insert(
-                    method_id.clone(),
-                    SavedMethod {
-                        object,
-                        revoked: false,
-                    },
-                );
-                method_id
-            }
-        };
-        let method_object = st.methods[&method_id].object.clone();
-        payment.mark_paid(method_object, now);
-        Value::Object(payment.object.clone())
+        let result = self.state().succeed(id);
+        result.unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// Confirmation URLs lead to a checkout page this fake serves (`GET /checkout/{id}`), with
+    /// a *Pay* button that succeeds the payment and sends the browser to its `return_url`, as
+    /// the payer would see it. Without this they are YooKassa's own (unreachable) addresses.
+    pub fn serve_checkout_page(&self) {
+        let base = format!("{}/checkout/", self.server.url());
+        self.state().checkout_page = Some(base);
     }
 
     /// The payment is declined or abandoned: `pending`/`waiting_for_capture` → `canceled` with
@@ -471,7 +428,41 @@ struct Incoming {
     received_at: Instant,
 }
 
+/// The payer's checkout page ([`FakeYooKassa::serve_checkout_page`]): `GET` shows the amount
+/// and a *Pay* button, `POST` pays and sends the browser back to the shop's `return_url`.
+fn checkout(req: &HttpRequest, id: &str, shared: &Shared) -> HttpResponse {
+    let mut st = shared.lock();
+    let Some(payment) = st.payments.get(id).map(|p| p.object.clone()) else {
+        return HttpResponse::NotFound().body("no such payment");
+    };
+    if req.method() == actix_web::http::Method::GET {
+        let amount = &payment["amount"];
+        let html = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>YooKassa checkout</title></head>\
+             <body><h1 id=\"amount\">{} {}</h1><form method=\"post\"><button id=\"pay\" type=\"submit\">Pay</button></form></body></html>",
+            amount["value"].as_str().unwrap_or_default(),
+            amount["currency"].as_str().unwrap_or_default(),
+        );
+        return HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html);
+    }
+    if let Err(problem) = st.succeed(id) {
+        return HttpResponse::Conflict().body(problem);
+    }
+    let back = payment["confirmation"]["return_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    HttpResponse::SeeOther()
+        .insert_header(("location", back))
+        .finish()
+}
+
 async fn serve(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    if let Some(id) = req.path().strip_prefix("/checkout/") {
+        return checkout(&req, id, &shared);
+    }
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -736,6 +727,8 @@ struct State {
     fail_after_applying: (usize, u16),
     time_out_next: (usize, Duration),
     requests: Vec<Recorded>,
+    /// Where confirmation URLs lead ([`FakeYooKassa::serve_checkout_page`]).
+    checkout_page: Option<String>,
 }
 
 impl State {
@@ -757,7 +750,64 @@ impl State {
             fail_after_applying: (0, 500),
             time_out_next: (0, Duration::ZERO),
             requests: Vec::new(),
+            checkout_page: None,
         }
+    }
+
+    /// The payer pays ([`FakeYooKassa::succeed`]); why not, when the payment is not pending.
+    fn succeed(&mut self, id: &str) -> Result<Value, String> {
+        let st = self;
+        let now = st.now();
+        let problem = match st.payments.get(id) {
+            None => Some(format!("fake YooKassa has no payment {id:?}")),
+            Some(p) if p.status() != "pending" => Some(format!(
+                "succeed({id:?}): the payment is {}, not pending",
+                p.status()
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(problem);
+        }
+        let payment = st.payments.get_mut(id).expect("checked above");
+        let method_id = match &payment.method {
+            // An autopayment left pending charges its saved method.
+            Some(method_id) => method_id.clone(),
+            None => {
+                let chosen = payment.object.get("payment_method");
+                let kind = chosen
+                    .and_then(|m| m["type"].as_str())
+                    .unwrap_or("bank_card")
+                    .to_owned();
+                // [I] A method id of its own, not the payment's, so a client mixing them up fails.
+                let method_id = chosen
+                    .and_then(|m| m["id"].as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| new_id(now, "000f-5000-8000"));
+                let object = if kind == "bank_card" {
+                    card_method(&method_id, payment.save_method, now)
+                } else {
+                    json!({
+                        "type": kind,
+                        "id": method_id,
+                        "saved": payment.save_method,
+                        "title": method_title(&kind),
+                    })
+                };
+                st.methods.insert(
+                    method_id.clone(),
+                    SavedMethod {
+                        object,
+                        revoked: false,
+                    },
+                );
+                method_id
+            }
+        };
+        let method_object = st.methods[&method_id].object.clone();
+        let payment = st.payments.get_mut(id).expect("checked above");
+        payment.mark_paid(method_object, now);
+        Ok(Value::Object(payment.object.clone()))
     }
 
     /// The fake's clock (real time plus `advance_time`), never going backwards.
@@ -1020,7 +1070,10 @@ impl State {
                 json!({
                     "type": "redirect",
                     "return_url": return_url,
-                    "confirmation_url": format!("{CONFIRMATION_URL_PREFIX}{id}"),
+                    "confirmation_url": format!(
+                        "{}{id}",
+                        self.checkout_page.as_deref().unwrap_or(CONFIRMATION_URL_PREFIX)
+                    ),
                 }),
             );
         }

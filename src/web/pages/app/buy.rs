@@ -1,7 +1,7 @@
 //! Buying and renewing in the cabinet: the plans on sale, a promo code and the payment method
 //! go to the payment processor's checkout — the bot's — which writes the order and asks
 //! YooKassa or WATA for a payment page that sends the payer back to the order's page here.
-//! Stars are paid inside Telegram and are not offered on the web.
+//! Inside Telegram, Stars too: an invoice link the Mini App opens in Telegram's payment sheet.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::AppLayout;
 use super::session::Subscriber;
 use crate::actors::payments::{Checkout, CheckoutError, CreateCheckout, ReturnTo};
-use crate::db::models::{Payment, Plan};
+use crate::db::models::{Payment, Plan, User};
 use crate::db::{payments, plans, subscriptions};
 use crate::domain::pricing::PromoRefusal;
 use crate::domain::{Money, PaymentId, PaymentProvider, PaymentStatus, PlanId};
@@ -29,6 +29,10 @@ struct BuyPage {
     /// The methods, and which one is chosen.
     providers: Vec<(PaymentProvider, bool)>,
     promo: String,
+    /// YooKassa is offered: its card can be saved for automatic renewal, as the bot's "Card with
+    /// auto-renewal" (WATA saves no card).
+    can_auto_renew: bool,
+    auto_renew: bool,
     error: Option<String>,
 }
 
@@ -52,15 +56,17 @@ struct PaymentPage {
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The providers a browser can pay with (Stars only inside Telegram's own payment sheet).
-fn web_providers(state: &WebState) -> Vec<PaymentProvider> {
+/// The providers `user` can pay with here: Stars only for an account with Telegram (paid in
+/// Telegram's own payment sheet, which the Mini App opens; the page shows them only inside
+/// Telegram).
+fn web_providers(state: &WebState, user: &User) -> Vec<PaymentProvider> {
     state
         .payment_clients
         .as_ref()
         .map(|c| c.providers())
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| *p != PaymentProvider::Stars)
+        .filter(|p| *p != PaymentProvider::Stars || user.telegram_id.is_some())
         .collect()
 }
 
@@ -82,7 +88,7 @@ async fn buy_page(
         .map(|f| PlanId(f.plan))
         .filter(|id| plans.iter().any(|p| p.id == *id))
         .or_else(|| plans.first().map(|p| p.id));
-    let providers = web_providers(state);
+    let providers = web_providers(state, &subscriber.user);
     let chosen_provider = form
         .and_then(|f| f.provider.parse::<PaymentProvider>().ok())
         .filter(|p| providers.contains(p))
@@ -102,10 +108,13 @@ async fn buy_page(
             })
             .collect(),
         providers: providers
-            .into_iter()
+            .iter()
+            .copied()
             .map(|p| (p, Some(p) == chosen_provider))
             .collect(),
         promo: form.map(|f| f.promo.clone()).unwrap_or_default(),
+        can_auto_renew: providers.contains(&PaymentProvider::Yookassa),
+        auto_renew: form.is_some_and(|f| f.auto_renew.is_some()),
         error,
     };
     render(status, &page)
@@ -128,6 +137,9 @@ pub struct BuyForm {
     provider: String,
     #[serde(default)]
     promo: String,
+    /// The checkbox "renew automatically with this card" (present when ticked).
+    #[serde(default)]
+    auto_renew: Option<String>,
 }
 
 /// Why there is no checkout, in the reader's language.
@@ -177,7 +189,7 @@ pub async fn submit(
         .provider
         .parse::<PaymentProvider>()
         .ok()
-        .filter(|p| web_providers(&state).contains(p));
+        .filter(|p| web_providers(&state, &subscriber.user).contains(p));
     let Some(provider) = provider else {
         let error = Some(i18n::message(
             language,
@@ -200,7 +212,7 @@ pub async fn submit(
         plan_id: PlanId(form.plan),
         provider,
         promo_code: (!promo.is_empty()).then(|| promo.to_owned()),
-        auto_renew: false,
+        auto_renew: form.auto_renew.is_some() && provider == PaymentProvider::Yookassa,
         return_to: ReturnTo::Cabinet,
     };
     let answer = processor
@@ -212,7 +224,8 @@ pub async fn submit(
         Ok(Checkout::Redirect { order_id, .. } | Checkout::Free { order_id, .. }) => {
             Ok(see_other(&format!("/app/payments/{order_id}")))
         }
-        // Not offered on the web.
+        // The cabinet asks for an invoice link (a `Redirect`); an invoice message would be in
+        // the bot's chat.
         Ok(Checkout::StarsInvoice { order_id, .. }) => {
             Ok(see_other(&format!("/app/payments/{order_id}")))
         }

@@ -52,8 +52,16 @@ struct HomePage {
     layout: AppLayout,
     name: String,
     email: Option<String>,
+    /// The address signs in (a mailed link to it was used).
+    email_verified: bool,
+    /// The shop sends mail: the address can be changed here.
+    mail_on: bool,
     /// The account is linked to a Telegram user.
     telegram: bool,
+    /// A web-only account can link Telegram here (the shop has a bot).
+    can_link_telegram: bool,
+    /// The subscription renews itself (a saved card or Star subscription).
+    auto_renew: bool,
     subscription: Option<SubscriptionView>,
     payments: Vec<PaymentBrief>,
     referral: ReferralSummary,
@@ -62,7 +70,8 @@ struct HomePage {
     inviter_days: u32,
     trial_days: u32,
     trial: bool,
-    /// What was just done (`?done=trial`), or why not (`?done=trial-used`).
+    /// What was just done (`?done=trial`, `?done=auto-renew-off`), or why not
+    /// (`?done=trial-used`).
     done: Option<String>,
 }
 
@@ -143,7 +152,11 @@ pub async fn show(
         layout: AppLayout::for_request(&req, Some(&subscriber)),
         name,
         email: user.email.clone(),
+        email_verified: user.email_verified_at.is_some(),
+        mail_on: state.mailer.is_some(),
         telegram: user.telegram_id.is_some(),
+        can_link_telegram: user.telegram_id.is_none() && state.settings.telegram.is_some(),
+        auto_renew: subscription.as_ref().is_some_and(|s| s.sub.auto_renew),
         subscription,
         payments,
         referral,
@@ -155,7 +168,7 @@ pub async fn show(
         done: query
             .into_inner()
             .done
-            .filter(|d| ["trial", "trial-used"].contains(&d.as_str())),
+            .filter(|d| ["trial", "trial-used", "auto-renew-off", "email"].contains(&d.as_str())),
     };
     render(StatusCode::OK, &page)
 }

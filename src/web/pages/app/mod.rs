@@ -3,6 +3,7 @@
 //! import into the common apps, payment history, referral link, the trial. Every action calls
 //! the code the bot calls (`crate::subscribers`, the payment processor); no rule lives here.
 
+mod account;
 mod buy;
 mod home;
 pub mod session;
@@ -43,6 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/trial").post(home::trial))
                 .service(web::resource("/buy").get(buy::show).post(buy::submit))
                 .service(web::resource("/payments/{id}").get(buy::payment))
+                .service(web::resource("/telegram").post(account::link_code))
+                .service(web::resource("/settings/language").post(account::language))
+                .service(web::resource("/settings/email").post(signin::change_email))
+                .service(web::resource("/settings/auto-renew-off").post(account::auto_renew_off))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::not_found("page"))
                 })),

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use super::{AppLayout, session};
 use crate::db::users::{self, TelegramProfile};
 use crate::db::{email_logins, rate};
-use crate::domain::Language;
 use crate::domain::email::normalize_email;
 use crate::domain::init_data::{self, InitDataError};
+use crate::domain::{Language, UserId};
 use crate::error::{AppError, AppResult};
 use crate::web::WebState;
 use crate::web::pages::session::{
@@ -64,6 +64,17 @@ struct LinkPage {
     csrf: String,
     token: String,
     usable: bool,
+    /// A link that confirms this address as an account's new one (not a sign-in link).
+    confirm: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "app/email_confirmed.html")]
+struct EmailConfirmedPage {
+    layout: AppLayout,
+    email: String,
+    /// Another account signs in with this address: nothing changed.
+    taken: bool,
 }
 
 /// A page with the sign-in forms' token set as their cookie.
@@ -129,6 +140,77 @@ fn budget_key(kind: &str, what: &str) -> String {
     format!("app-signin:{kind}:{hex}")
 }
 
+/// What asking for a mailed link did.
+enum Mailed {
+    /// The link is on its way (the answer does not wait on the mail server).
+    Sent,
+    /// A budget is spent: the next link in about this many minutes.
+    TooMany { minutes: i64 },
+}
+
+/// Mails `address` a one-time link (15 minutes): a sign-in link, or with `user` a link that
+/// confirms the address as that account's. Rate-limited per address and per client, in the
+/// database (replicas share the budgets); only the token's SHA-256 is stored.
+async fn mail_link(
+    state: &WebState,
+    req: &HttpRequest,
+    mailer: std::sync::Arc<crate::actors::notifier::Mailer>,
+    language: Language,
+    address: &str,
+    user: Option<UserId>,
+) -> AppResult<Mailed> {
+    let client = crate::web::remote_addr(req).unwrap_or_default();
+    let mut conn = state.pool.get().await?;
+    for (key, (interval, burst)) in [
+        (budget_key("client", &client), PER_CLIENT),
+        (budget_key("email", address), PER_ADDRESS),
+    ] {
+        if let Err(retry_at) = rate::reserve(&mut conn, &key, interval, burst).await? {
+            tracing::info!(key, "cabinet mail link refused: rate limit");
+            let minutes = (retry_at - Utc::now()).num_minutes().max(0) + 1;
+            return Ok(Mailed::TooMany { minutes });
+        }
+    }
+    let token = random_token();
+    let lifetime = chrono::Duration::from_std(LINK_LIFETIME).unwrap_or_default();
+    email_logins::create(
+        &mut conn,
+        &hash_token(&token),
+        address,
+        Utc::now() + lifetime,
+        user,
+    )
+    .await?;
+    drop(conn);
+    let link = state
+        .settings
+        .public_base_url
+        .join(&format!("app/signin/{token}"))
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("mail link: {e}")))?;
+    let (subject, text) = match user {
+        None => ("app-mail-subject", "app-mail-text"),
+        Some(_) => ("app-confirm-mail-subject", "app-confirm-mail-text"),
+    };
+    let args = crate::i18n::Args::new()
+        .text("link", link.as_str())
+        .text("email", address);
+    let subject = crate::i18n::message(language, subject, &crate::i18n::Args::new());
+    let text = crate::i18n::message(language, text, &args);
+    let html = crate::i18n::notifications::email_html(
+        &subject,
+        &crate::i18n::escape_html(&text).replace('\n', "<br>"),
+    );
+    // The answer does not wait on the mail server (nor tells how it went): the same page at
+    // the same speed whatever the address.
+    let address = address.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = mailer.send(&address, &subject, text, html).await {
+            tracing::warn!(error = %e, "the cabinet's mail link was not sent");
+        }
+    });
+    Ok(Mailed::Sent)
+}
+
 /// `POST /app/signin`: mails a sign-in link to the address and says so — the same page for an
 /// address that has an account and one that has not.
 pub async fn request_link(
@@ -153,51 +235,12 @@ pub async fn request_link(
             return sign_in_page(&state, &req, StatusCode::UNPROCESSABLE_ENTITY, email, error);
         }
     };
-    let client = crate::web::remote_addr(&req).unwrap_or_default();
-    let mut conn = state.pool.get().await?;
-    for (key, (interval, burst)) in [
-        (budget_key("client", &client), PER_CLIENT),
-        (budget_key("email", &address), PER_ADDRESS),
-    ] {
-        if let Err(retry_at) = rate::reserve(&mut conn, &key, interval, burst).await? {
-            let minutes = (retry_at - Utc::now()).num_minutes().max(0) + 1;
-            tracing::info!(key, "cabinet sign-in link refused: rate limit");
-            let error = Some(tr.n("app-signin-too-many", minutes));
-            return sign_in_page(&state, &req, StatusCode::TOO_MANY_REQUESTS, email, error);
-        }
+    if let Mailed::TooMany { minutes } =
+        mail_link(&state, &req, mailer, tr.language, &address, None).await?
+    {
+        let error = Some(tr.n("app-signin-too-many", minutes));
+        return sign_in_page(&state, &req, StatusCode::TOO_MANY_REQUESTS, email, error);
     }
-    let token = random_token();
-    let lifetime = chrono::Duration::from_std(LINK_LIFETIME).unwrap_or_default();
-    email_logins::create(
-        &mut conn,
-        &hash_token(&token),
-        &address,
-        Utc::now() + lifetime,
-    )
-    .await?;
-    drop(conn);
-    let link = state
-        .settings
-        .public_base_url
-        .join(&format!("app/signin/{token}"))
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("sign-in link: {e}")))?;
-    let subject = tr.t("app-mail-subject");
-    let text = crate::i18n::message(
-        tr.language,
-        "app-mail-text",
-        &crate::i18n::Args::new().text("link", link.as_str()),
-    );
-    let html = crate::i18n::notifications::email_html(
-        &subject,
-        &crate::i18n::escape_html(&text).replace('\n', "<br>"),
-    );
-    // The answer does not wait on the mail server (nor tells how it went): the same page at
-    // the same speed whatever the address.
-    tokio::spawn(async move {
-        if let Err(e) = mailer.send(&address, &subject, text, html).await {
-            tracing::warn!(error = %e, "the cabinet's sign-in mail was not sent");
-        }
-    });
     let page = MailSentPage {
         layout: AppLayout::for_request(&req, None),
         email: email.trim().to_owned(),
@@ -213,16 +256,18 @@ pub async fn show_link(
     token: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let token = token.into_inner();
-    let usable = {
+    let link = {
         let mut conn = state.pool.get().await?;
-        email_logins::is_usable(&mut conn, &hash_token(&token)).await?
+        email_logins::usable(&mut conn, &hash_token(&token)).await?
     };
+    let usable = link.is_some();
     let csrf = sign_in_token(&state, &req, SIGN_IN_COOKIE);
     let page = LinkPage {
         layout: AppLayout::for_request(&req, None),
         csrf: csrf.clone(),
         token,
         usable,
+        confirm: link.and_then(|l| l.user_id.map(|_| l.email)),
     };
     let status = if usable {
         StatusCode::OK
@@ -256,16 +301,44 @@ pub async fn use_link(
     }
     let language = AppLayout::for_request(&req, None).tr.language;
     let mut conn = state.pool.get().await?;
-    let Some(address) = email_logins::consume(&mut conn, &hash_token(&token)).await? else {
+    let Some((address, owner)) = email_logins::consume(&mut conn, &hash_token(&token)).await?
+    else {
         tracing::info!("a used, expired or unknown sign-in link was refused");
         let page = LinkPage {
             layout: AppLayout::for_request(&req, None),
             csrf,
             token: String::new(),
             usable: false,
+            confirm: None,
         };
         return render(StatusCode::GONE, &page);
     };
+    if let Some(owner) = owner {
+        let confirmed = users::set_verified_email(&mut conn, owner, &address).await?;
+        drop(conn);
+        if confirmed.is_none() {
+            tracing::info!(user = %owner, "a new address was refused: another account signs in with it");
+        } else {
+            tracing::info!(user = %owner, "a new sign-in address was confirmed");
+        }
+        // The browser that asked goes on to its cabinet; any other is only told (the link
+        // confirms the address, it does not sign anyone in).
+        let own = session::current(&req).is_some_and(|s| s.user.id == owner);
+        if own && confirmed.is_some() {
+            return Ok(see_other("/app/?done=email#account"));
+        }
+        let page = EmailConfirmedPage {
+            layout: AppLayout::for_request(&req, None),
+            email: address,
+            taken: confirmed.is_none(),
+        };
+        let status = if confirmed.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CONFLICT
+        };
+        return render(status, &page);
+    }
     let (user, new) = users::register_web(&mut conn, &address, language).await?;
     drop(conn);
     if user.banned {
@@ -292,6 +365,50 @@ async fn signed_in(
             set_cookie_with(state, SIGN_IN_COOKIE, "", None, SameSite::Strict),
         ))
         .finish())
+}
+
+#[derive(Deserialize)]
+pub struct EmailChangeForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /app/settings/email`: mails a link that makes the address this account's sign-in
+/// address once opened (a web-only account's new address; a Telegram user's way in without
+/// Telegram). Rate-limited as sign-in links are.
+pub async fn change_email(
+    subscriber: session::Subscriber,
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    form: CsrfForm<EmailChangeForm>,
+) -> AppResult<HttpResponse> {
+    let CsrfForm(EmailChangeForm { email }) = form;
+    let Some(mailer) = state.mailer.clone() else {
+        return Err(AppError::NotFound("email (no SMTP_URL)".into()));
+    };
+    let user = &subscriber.user;
+    let address = normalize_email(&email)
+        .map_err(|e| AppError::validation("email", e.to_string()))?
+        .to_lowercase();
+    if user.email_verified_at.is_some()
+        && user.email.as_deref().map(str::to_lowercase).as_deref() == Some(address.as_str())
+    {
+        return Ok(see_other("/app/#account"));
+    }
+    if let Mailed::TooMany { minutes } =
+        mail_link(&state, &req, mailer, user.language, &address, Some(user.id)).await?
+    {
+        return Err(AppError::TooManyRequests {
+            message: format!("too many links asked for; try again in {minutes} min"),
+            retry_after: Duration::from_secs(u64::try_from(minutes).unwrap_or(1) * 60),
+        });
+    }
+    tracing::info!(user = %user.id, "a confirmation link for a new sign-in address was mailed");
+    let page = MailSentPage {
+        layout: AppLayout::for_request(&req, Some(&subscriber)),
+        email: address,
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
