@@ -98,3 +98,6 @@ promo_applied-body = { $effect ->
 button-menu = Menu
 button-renew = Renew
 button-status = My subscription
+
+# The subject of a broadcast mailed to a subscriber without Telegram.
+broadcast-email-subject = News from your VPN shop

@@ -99,3 +99,6 @@ promo_applied-body = { $effect ->
 button-menu = Меню
 button-renew = Продлить
 button-status = Моя подписка
+
+# The subject of a broadcast mailed to a subscriber without Telegram.
+broadcast-email-subject = Новости вашего VPN-магазина

@@ -126,8 +126,11 @@ pub async fn cancel(conn: &mut PgConn, id: BroadcastId) -> QueryResult<bool> {
 }
 
 /// The audience filter, shared by the count and the recipient pages. `$1` segment, `$2` language.
+/// Telegram users who have not blocked the bot, and subscribers without Telegram (by email).
 const AUDIENCE: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id \
-     WHERE NOT u.banned AND NOT u.bot_blocked AND u.telegram_id IS NOT NULL \
+     WHERE NOT u.banned \
+       AND ((u.telegram_id IS NOT NULL AND NOT u.bot_blocked) \
+            OR (u.telegram_id IS NULL AND u.email IS NOT NULL)) \
        AND ($2::text IS NULL OR u.language = $2) \
        AND CASE $1 \
            WHEN 'all' THEN true \
@@ -153,13 +156,18 @@ pub async fn count_audience(conn: &mut PgConn, audience: Audience) -> QueryResul
     Ok(row.count)
 }
 
-/// A recipient: user id and Telegram chat.
-#[derive(Debug, Clone, Copy, QueryableByName)]
+/// A recipient: the Telegram chat, or for a subscriber without Telegram the address (and the
+/// language the mail's subject is in).
+#[derive(Debug, Clone, QueryableByName)]
 pub struct Recipient {
     #[diesel(sql_type = BigInt)]
     pub user_id: UserId,
-    #[diesel(sql_type = BigInt)]
-    pub telegram_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub telegram_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub email: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub language: crate::domain::Language,
 }
 
 /// The next recipients after user `after`, in id order.
@@ -170,7 +178,8 @@ pub async fn recipients(
     limit: i64,
 ) -> QueryResult<Vec<Recipient>> {
     diesel::sql_query(format!(
-        "SELECT u.id AS user_id, u.telegram_id {AUDIENCE} AND u.id > $3 ORDER BY u.id LIMIT $4"
+        "SELECT u.id AS user_id, u.telegram_id, u.email, u.language {AUDIENCE} AND u.id > $3 \
+         ORDER BY u.id LIMIT $4"
     ))
     .bind::<Text, _>(audience.segment.as_str())
     .bind::<Nullable<Text>, _>(audience.language.map(|l| l.as_str()))

@@ -440,6 +440,14 @@ async fn a_subscriber_signs_up_by_email_takes_the_trial_and_sees_how_to_connect(
         .await
         .unwrap();
     assert_eq!(happ, format!("happ://add/{link}"));
+    // Connect instructions per platform, folded under each platform's buttons.
+    assert_eq!(browser.find_all("#import-ios .howto li").await.len(), 3);
+    assert!(
+        browser
+            .source()
+            .await
+            .contains("Install Hiddify, v2rayNG, v2RayTun or Happ from Google Play.")
+    );
     let qr = browser.attribute("#sub-qr", "src").await.unwrap();
     assert!(qr.starts_with("data:image/svg+xml;base64,"), "{qr}");
     assert!(browser.text("#sub-state").await.contains("active"));

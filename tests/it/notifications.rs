@@ -1272,3 +1272,56 @@ async fn a_message_that_went_without_the_link_is_followed_by_the_link_once() {
     assert!(mails[1].html.as_deref().unwrap_or_default().contains(link));
     env.app.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_subscriber_without_telegram_gets_the_broadcast_by_email() {
+    let env = spawn(&[("TELEGRAM_MAX_RATE", "200"), ("BROADCAST_RATE", "200")]).await;
+    let conn = &mut env.app.db.connect().await;
+    Subscriber::new(5801).insert(conn).await;
+    diesel::sql_query(
+        "INSERT INTO users (email, email_verified_at, language, referral_code) \
+         VALUES ('web@example.com', now(), 'ru', 'webonly1')",
+    )
+    .execute(conn)
+    .await
+    .unwrap();
+    let b = broadcast(conn, ALL).await;
+    wait_until_within(
+        "the broadcast to complete",
+        Duration::from_secs(20),
+        || async {
+            broadcast_state(&mut env.app.db.connect().await, b.id)
+                .await
+                .status
+                == BroadcastStatus::Completed
+        },
+    )
+    .await;
+    let done = broadcast_state(conn, b.id).await;
+    assert_eq!(
+        (done.total, done.sent, done.failed, done.blocked),
+        (2, 2, 0, 0)
+    );
+    assert_eq!(env.telegram.messages_to(5801).len(), 1);
+    let mails: Vec<_> = env
+        .smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.to == ["web@example.com"])
+        .collect();
+    assert_eq!(mails.len(), 1, "one mail");
+    assert_eq!(mails[0].subject, "Новости вашего VPN-магазина");
+    let text = mails[0].text.clone().unwrap_or_default();
+    assert!(
+        text.contains("News: faster servers") && text.contains("Read: https://example.com/news"),
+        "{text}"
+    );
+    assert!(
+        mails[0].html.as_deref().is_some_and(
+            |h| h.contains("<b>News</b>") && h.contains("href=\"https://example.com/news\"")
+        ),
+        "{:?}",
+        mails[0].html
+    );
+    env.app.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! flight, in slices of a few seconds (a slice queues the next, so shutdowns and restarts only
 //! ever wait for one slice). Each recipient is claimed before the message goes out and never
 //! claimed twice: after a crash, a message whose outcome is unknown is counted failed, not resent.
+//! A subscriber without Telegram gets the broadcast by email.
 
 use std::time::{Duration, Instant};
 
@@ -151,10 +152,14 @@ impl Shared {
     ) -> Result<Message, JobError> {
         let dedup_key = format!("broadcast:{}:{}", broadcast.id, recipient.user_id);
         let payload = serde_json::json!({"type": "broadcast", "broadcast_id": broadcast.id});
+        let channel = match recipient.telegram_id {
+            Some(_) => NotificationChannel::Telegram,
+            None => NotificationChannel::Email,
+        };
         let delivery = Delivery {
             user_id: Some(recipient.user_id),
             kind: "broadcast",
-            channel: NotificationChannel::Telegram,
+            channel,
             dedup_key: &dedup_key,
             payload: &payload,
             broadcast_id: Some(broadcast.id),
@@ -167,14 +172,20 @@ impl Shared {
         let Some(id) = claimed else {
             return Ok(Message::Skipped);
         };
-        let result = telegram
-            .send(
-                recipient.telegram_id,
-                &broadcast.text,
-                button.map(std::slice::from_ref).unwrap_or_default(),
-                true,
-            )
-            .await;
+        let result = match (recipient.telegram_id, &recipient.email) {
+            (Some(chat), _) => {
+                telegram
+                    .send(
+                        chat,
+                        &broadcast.text,
+                        button.map(std::slice::from_ref).unwrap_or_default(),
+                        true,
+                    )
+                    .await
+            }
+            (None, Some(address)) => self.mail_broadcast(broadcast, &recipient, address).await,
+            (None, None) => Err(SendError::Unreachable("no Telegram and no email".into())),
+        };
         let Ok(mut conn) = self.pool.get().await else {
             // The row stays pending: a later run counts it failed (the message may have gone out).
             return Ok(Message::Failed);
@@ -182,7 +193,9 @@ impl Shared {
         let recorded = match &result {
             Ok(()) => notifications::mark_sent(&mut conn, id).await,
             Err(SendError::Unreachable(reason)) => {
-                let _ = users::mark_bot_blocked(&mut conn, recipient.user_id).await;
+                if recipient.telegram_id.is_some() {
+                    let _ = users::mark_bot_blocked(&mut conn, recipient.user_id).await;
+                }
                 notifications::mark_skipped(&mut conn, id, reason).await
             }
             Err(error) => notifications::mark_failed(&mut conn, id, &error.to_string()).await,
@@ -195,5 +208,40 @@ impl Shared {
             Err(SendError::Unreachable(_)) => Message::Blocked,
             Err(_) => Message::Failed,
         })
+    }
+
+    /// The broadcast by email, to a subscriber without Telegram: the same text (Telegram's HTML
+    /// subset is HTML) and its button as a link, under a subject in their language.
+    async fn mail_broadcast(
+        &self,
+        broadcast: &Broadcast,
+        recipient: &Recipient,
+        address: &str,
+    ) -> Result<(), SendError> {
+        let Some(mailer) = &self.mailer else {
+            return Err(SendError::Unreachable(
+                "no mail server (SMTP_URL) for a subscriber without Telegram".into(),
+            ));
+        };
+        let subject = crate::i18n::message(
+            recipient.language,
+            "broadcast-email-subject",
+            &crate::i18n::Args::new(),
+        );
+        let mut html = broadcast.text.replace('\n', "<br>");
+        let mut text = crate::i18n::html_to_text(&broadcast.text);
+        if let (Some(label), Some(url)) = (&broadcast.button_text, &broadcast.button_url) {
+            html.push_str(&format!(
+                "<p><a href=\"{}\">{}</a></p>",
+                crate::i18n::escape_html(url),
+                crate::i18n::escape_html(label)
+            ));
+            text.push_str(&format!("\n\n{label}: {url}"));
+        }
+        let html = crate::i18n::notifications::email_html(&subject, &html);
+        mailer
+            .send(address, &subject, text, html)
+            .await
+            .map_err(SendError::from)
     }
 }

@@ -27,11 +27,16 @@ use crate::web::pages::{render, see_other};
 /// Payments listed on the page.
 const PAYMENTS_SHOWN: i64 = 20;
 
-/// One platform's import buttons.
+/// One platform's import buttons and how to connect there.
 pub struct ImportGroup {
     pub platform: &'static str,
     pub apps: Vec<(&'static str, String)>,
+    /// The steps from installing an app to a running VPN, in the reader's language.
+    pub steps: Vec<String>,
 }
+
+/// Steps of the connect instructions per platform (`app-howto-<platform>-<n>`).
+const HOWTO_STEPS: u32 = 3;
 
 /// The subscription as the page shows it.
 pub struct SubscriptionView {
@@ -115,6 +120,7 @@ pub async fn show(
         .as_ref()
         .and_then(|c| c.bot_username.get().cloned())
         .unwrap_or_else(|| "VPN".to_owned());
+    let layout = AppLayout::for_request(&req, Some(&subscriber));
     let subscription = sub.map(|sub| {
         let link = sub.subscription_url.clone();
         SubscriptionView {
@@ -129,6 +135,9 @@ pub async fn show(
                         .map(|p| ImportGroup {
                             platform: p.as_str(),
                             apps: import_links::for_platform(*p, link, &shop_name),
+                            steps: (1..=HOWTO_STEPS)
+                                .map(|n| layout.tr.t(&format!("app-howto-{}-{n}", p.as_str())))
+                                .collect(),
                         })
                         .collect()
                 })
@@ -149,7 +158,7 @@ pub async fn show(
         .unwrap_or_else(|| user.fallback_name());
     let payments_settings = &state.settings.payments;
     let page = HomePage {
-        layout: AppLayout::for_request(&req, Some(&subscriber)),
+        layout,
         name,
         email: user.email.clone(),
         email_verified: user.email_verified_at.is_some(),
