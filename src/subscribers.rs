@@ -117,9 +117,14 @@ pub fn access_state(sub: &Subscription, now: DateTime<Utc>) -> &'static str {
     }
 }
 
+/// The link that opens the bot with `/start <payload>`.
+pub fn bot_start_link(bot_username: &str, payload: &str) -> String {
+    format!("https://t.me/{bot_username}?start={payload}")
+}
+
 /// The user's invitation link: the bot's `/start ref_<code>`.
 pub fn referral_link(bot_username: &str, referral_code: &str) -> String {
-    format!("https://t.me/{bot_username}?start=ref_{referral_code}")
+    bot_start_link(bot_username, &format!("ref_{referral_code}"))
 }
 
 /// How long a Telegram link code works.
@@ -127,7 +132,6 @@ pub const LINK_CODE_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 
 /// The letters of a link code: no 0/O, 1/I/L or U, so a code read off a phone is typed right.
 const LINK_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
-const LINK_CODE_LEN: usize = 8;
 
 /// The form a typed code is compared in: upper case, without spaces and dashes.
 fn normalize_link_code(code: &str) -> String {
@@ -145,11 +149,7 @@ fn link_code_hash(code: &str) -> Vec<u8> {
 /// A new code that links a Telegram account to the web-only account `user`, replacing its
 /// earlier one, valid [`LINK_CODE_LIFETIME`]. The subscriber sends it to the bot.
 pub async fn new_link_code(conn: &mut PgConn, user: UserId) -> diesel::QueryResult<String> {
-    let bytes: [u8; LINK_CODE_LEN] = rand::random();
-    let code: String = bytes
-        .iter()
-        .map(|b| char::from(LINK_CODE_ALPHABET[usize::from(*b) % LINK_CODE_ALPHABET.len()]))
-        .collect();
+    let code = crate::domain::random_code::<8>(LINK_CODE_ALPHABET);
     link_codes::replace(
         conn,
         user,

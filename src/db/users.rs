@@ -532,12 +532,7 @@ pub struct TelegramProfile {
 
 /// A fresh referral code: 8 letters and digits (62^8 codes; a collision is retried).
 fn new_referral_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let bytes: [u8; 8] = rand::random();
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
+    crate::domain::random_code::<8>(b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
 }
 
 /// The user behind a Telegram update: created on first contact (with a referral code), names

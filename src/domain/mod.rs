@@ -22,6 +22,15 @@ pub mod qr;
 pub mod roles;
 pub mod support;
 
+/// A random code of `N` characters drawn from `alphabet` (referral codes, Telegram link codes).
+pub fn random_code<const N: usize>(alphabet: &[u8]) -> String {
+    let bytes: [u8; N] = rand::random();
+    bytes
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect()
+}
+
 pub use enums::*;
 pub use ids::*;
 pub use localized::Localized;

@@ -63,6 +63,16 @@ pub struct WebState {
     pub mailer: Option<Arc<crate::actors::notifier::Mailer>>,
 }
 
+impl WebState {
+    /// The bot's @username, once it has connected (`getMe`); `None` without a bot.
+    pub fn bot_username(&self) -> Option<&str> {
+        self.payment_clients
+            .as_ref()
+            .and_then(|c| c.bot_username.get())
+            .map(String::as_str)
+    }
+}
+
 /// Largest JSON body the API accepts.
 const JSON_LIMIT: usize = 64 * 1024;
 

@@ -95,10 +95,19 @@ async fn mailed_token(smtp: &FakeSmtp, email: &str) -> String {
 
 /// Uses a sign-in link's token: the answer (a 303 with the session cookie when it worked).
 async fn use_link(app: &TestApp, token: &str) -> reqwest::Response {
+    use_link_with(app, token, None).await
+}
+
+/// Uses a mailed link's token in a browser that has `session` (or none).
+async fn use_link_with(app: &TestApp, token: &str, session: Option<&str>) -> reqwest::Response {
     let (cookie, csrf) = sign_in_form(app).await;
+    let cookies = match session {
+        Some(session) => format!("{cookie}; {session}"),
+        None => cookie,
+    };
     client()
         .post(app.url("/app/signin/link"))
-        .header(header::COOKIE, cookie)
+        .header(header::COOKIE, cookies)
         .form(&[("csrf", csrf.as_str()), ("token", token)])
         .send()
         .await
@@ -1100,6 +1109,22 @@ async fn inside_telegram_stars_are_paid_through_an_invoice_link_the_mini_app_ope
     browser.quit().await;
 }
 
+/// Asks, as `session`, for `email` to become the account's sign-in address: the token of the
+/// link mailed to it.
+async fn ask_confirmation(env: &Env, session: &str, email: &str) -> String {
+    env.smtp.clear();
+    let asked = post_form(
+        &env.app,
+        session,
+        "/app/settings/email",
+        &[("email", email)],
+    )
+    .await;
+    assert_eq!(asked.status(), 200);
+    assert!(asked.text().await.unwrap().contains("id=\"mail-sent\""));
+    mailed_token(&env.smtp, &email.to_lowercase()).await
+}
+
 #[actix_rt::test]
 async fn a_new_sign_in_address_is_confirmed_by_a_mailed_link() {
     let env = spawn(&[]).await;
@@ -1107,16 +1132,7 @@ async fn a_new_sign_in_address_is_confirmed_by_a_mailed_link() {
     // A Telegram user in the Mini App adds an address to sign in without Telegram.
     let signed = mini_app_sign_in(&env.app, &init_data_of(7401, now - 60, TOKEN)).await;
     let (session, _) = set_cookie(&signed, "vpnshop_app").expect("session");
-    let asked = post_form(
-        &env.app,
-        &session,
-        "/app/settings/email",
-        &[("email", "Mila@Example.com")],
-    )
-    .await;
-    assert_eq!(asked.status(), 200);
-    assert!(asked.text().await.unwrap().contains("id=\"mail-sent\""));
-    let token = mailed_token(&env.smtp, "mila@example.com").await;
+    let token = ask_confirmation(&env, &session, "Mila@Example.com").await;
     let mail = env.smtp.messages().pop().unwrap();
     assert_eq!(
         mail.subject, "Подтвердите email",
@@ -1159,37 +1175,14 @@ async fn a_new_sign_in_address_is_confirmed_by_a_mailed_link() {
 
     // Another account cannot take it.
     let other = web_session(&env, "other@example.com").await;
-    env.smtp.clear();
-    post_form(
-        &env.app,
-        &other,
-        "/app/settings/email",
-        &[("email", "mila@example.com")],
-    )
-    .await;
-    let token = mailed_token(&env.smtp, "mila@example.com").await;
+    let token = ask_confirmation(&env, &other, "mila@example.com").await;
     let taken = use_link(&env.app, &token).await;
     assert_eq!(taken.status(), 409);
     assert!(taken.text().await.unwrap().contains("id=\"email-taken\""));
 
     // Confirmed in the browser that asked: back to the cabinet.
-    env.smtp.clear();
-    post_form(
-        &env.app,
-        &other,
-        "/app/settings/email",
-        &[("email", "new@example.com")],
-    )
-    .await;
-    let token = mailed_token(&env.smtp, "new@example.com").await;
-    let (cookie, csrf) = sign_in_form(&env.app).await;
-    let own = client()
-        .post(env.app.url("/app/signin/link"))
-        .header(header::COOKIE, format!("{cookie}; {other}"))
-        .form(&[("csrf", csrf.as_str()), ("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let token = ask_confirmation(&env, &other, "new@example.com").await;
+    let own = use_link_with(&env.app, &token, Some(&other)).await;
     assert_eq!(own.status(), 303);
     assert_eq!(own.headers()[header::LOCATION], "/app/?done=email#account");
     let (_, home) = get_page(&env.app, &other, "/app/").await;

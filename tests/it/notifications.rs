@@ -715,6 +715,14 @@ async fn broadcast_state(conn: &mut AsyncPgConnection, id: BroadcastId) -> Broad
     broadcasts::find(conn, id).await.unwrap().unwrap()
 }
 
+/// Waits until the broadcast `id` completed, within `within`.
+async fn wait_completed(db: &support::db::TestDb, id: BroadcastId, within: Duration) {
+    wait_until_within("the broadcast to complete", within, || async {
+        broadcast_state(&mut db.connect().await, id).await.status == BroadcastStatus::Completed
+    })
+    .await;
+}
+
 const ALL: Audience = Audience {
     segment: Segment::All,
     language: None,
@@ -731,17 +739,7 @@ async fn a_broadcast_keeps_to_the_rate_limit_and_provokes_no_429() {
     many_users(conn, 700_000, 300).await;
     let started = Instant::now();
     let b = broadcast(conn, ALL).await;
-    wait_until_within(
-        "the broadcast to complete",
-        Duration::from_secs(90),
-        || async {
-            broadcast_state(&mut env.app.db.connect().await, b.id)
-                .await
-                .status
-                == BroadcastStatus::Completed
-        },
-    )
-    .await;
+    wait_completed(&env.app.db, b.id, Duration::from_secs(90)).await;
     let took = started.elapsed();
     let done = broadcast_state(conn, b.id).await;
     assert_eq!(
@@ -814,17 +812,7 @@ async fn a_broadcast_reaches_only_its_audience_and_counts_blocked_users() {
         language: Some(Language::Ru),
     };
     let b = broadcast(conn, audience).await;
-    wait_until_within(
-        "the broadcast to complete",
-        Duration::from_secs(20),
-        || async {
-            broadcast_state(&mut env.app.db.connect().await, b.id)
-                .await
-                .status
-                == BroadcastStatus::Completed
-        },
-    )
-    .await;
+    wait_completed(&env.app.db, b.id, Duration::from_secs(20)).await;
     let done = broadcast_state(conn, b.id).await;
     assert_eq!(
         (done.total, done.sent, done.failed, done.blocked),
@@ -920,15 +908,7 @@ async fn a_restart_in_the_middle_of_a_broadcast_sends_nobody_twice() {
     let second = vpn_shop::app::start(&second_settings, &db.url)
         .await
         .unwrap();
-    wait_until_within(
-        "the broadcast to complete",
-        Duration::from_secs(60),
-        || async {
-            broadcast_state(&mut db.connect().await, b.id).await.status
-                == BroadcastStatus::Completed
-        },
-    )
-    .await;
+    wait_completed(&db, b.id, Duration::from_secs(60)).await;
     assert!(
         telegram.sent_count() > at_restart,
         "the second instance carried on"
@@ -1286,17 +1266,7 @@ async fn a_subscriber_without_telegram_gets_the_broadcast_by_email() {
     .await
     .unwrap();
     let b = broadcast(conn, ALL).await;
-    wait_until_within(
-        "the broadcast to complete",
-        Duration::from_secs(20),
-        || async {
-            broadcast_state(&mut env.app.db.connect().await, b.id)
-                .await
-                .status
-                == BroadcastStatus::Completed
-        },
-    )
-    .await;
+    wait_completed(&env.app.db, b.id, Duration::from_secs(20)).await;
     let done = broadcast_state(conn, b.id).await;
     assert_eq!(
         (done.total, done.sent, done.failed, done.blocked),

@@ -308,6 +308,10 @@ struct CsrfField {
     csrf: String,
 }
 
+/// The fields of a form that is only a button: its CSRF token, which [`CsrfForm`] checks.
+#[derive(serde::Deserialize)]
+pub struct EmptyForm {}
+
 /// An `application/x-www-form-urlencoded` form of a live session (console or cabinet) whose
 /// `csrf` field matches the session's token; 403 otherwise (a forged or stale form), before `T`
 /// is looked at; 401 without a session.

@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::WebState;
 use crate::web::auth::{role, verify_login};
 use crate::web::pages::session::{
-    self, Console, CsrfForm, LOGIN_COOKIE, SESSION_COOKIE, set_cookie,
+    self, Console, CsrfForm, EmptyForm, LOGIN_COOKIE, SESSION_COOKIE, set_cookie,
 };
 use crate::web::pages::{render, see_other};
 
@@ -136,16 +136,13 @@ pub async fn submit(
         .finish())
 }
 
-#[derive(Deserialize)]
-pub struct LogoutForm {}
-
 /// `POST /admin/logout`: ends this session (other sessions and API tokens stay), audit-logged
 /// as the API's logout is.
 pub async fn logout(
     console: Console<role::Viewer>,
     state: web::Data<WebState>,
     req: HttpRequest,
-    _form: CsrfForm<LogoutForm>,
+    _form: CsrfForm<EmptyForm>,
 ) -> AppResult<HttpResponse> {
     let remote = crate::web::remote_addr(&req);
     let admin = &console.admin;

@@ -17,7 +17,7 @@ use crate::web::WebState;
 use crate::web::admin::panel::{run_now, sync_kind};
 use crate::web::auth::role;
 use crate::web::jobs::pagination;
-use crate::web::pages::session::{Console, CsrfForm};
+use crate::web::pages::session::{Console, CsrfForm, EmptyForm};
 use crate::web::pages::{render, see_other};
 
 /// Runs per page of the history.
@@ -116,9 +116,6 @@ async fn list(
     )
 }
 
-#[derive(Deserialize)]
-struct RunForm {}
-
 /// `POST /admin/syncs/{kind}`: runs the sync now and waits (the API's `POST /sync/{kind}`);
 /// back to the page, which says how it ended. A run that failed is in the history with its
 /// error; no panel, or a run of the kind in progress, is shown as the API's 409.
@@ -127,7 +124,7 @@ async fn run(
     state: web::Data<WebState>,
     req: HttpRequest,
     kind: web::Path<String>,
-    _form: CsrfForm<RunForm>,
+    _form: CsrfForm<EmptyForm>,
 ) -> AppResult<HttpResponse> {
     let kind = sync_kind("kind", &kind)?;
     let remote = crate::web::remote_addr(&req);

@@ -14,7 +14,7 @@ use crate::domain::Language;
 use crate::error::{AppError, AppResult};
 use crate::subscribers;
 use crate::web::WebState;
-use crate::web::pages::session::CsrfForm;
+use crate::web::pages::session::{CsrfForm, EmptyForm};
 use crate::web::pages::{render, see_other};
 
 #[derive(Template)]
@@ -26,9 +26,6 @@ struct TelegramLinkPage {
     bot_link: Option<String>,
     minutes: i64,
 }
-
-#[derive(Deserialize)]
-pub struct EmptyForm {}
 
 /// `POST /app/telegram`: a new code that links a Telegram account to this web-only account,
 /// with the button that opens the bot with it. An account that has Telegram goes home.
@@ -52,10 +49,8 @@ pub async fn link_code(
     };
     tracing::info!(user = %subscriber.user.id, "Telegram link code shown");
     let bot_link = state
-        .payment_clients
-        .as_ref()
-        .and_then(|c| c.bot_username.get())
-        .map(|bot| format!("https://t.me/{bot}?start=link_{code}"));
+        .bot_username()
+        .map(|bot| subscribers::bot_start_link(bot, &format!("link_{code}")));
     let page = TelegramLinkPage {
         layout: AppLayout::for_request(&req, Some(&subscriber)),
         code,

@@ -21,7 +21,7 @@ use crate::domain::qr;
 use crate::error::AppResult;
 use crate::subscribers::{self, TrialOutcome};
 use crate::web::WebState;
-use crate::web::pages::session::CsrfForm;
+use crate::web::pages::session::{CsrfForm, EmptyForm};
 use crate::web::pages::{render, see_other};
 
 /// Payments listed on the page.
@@ -115,11 +115,7 @@ pub async fn show(
     let referral = users::referral_summary(&mut conn, user.id).await?;
     drop(conn);
     let now = Utc::now();
-    let shop_name = state
-        .payment_clients
-        .as_ref()
-        .and_then(|c| c.bot_username.get().cloned())
-        .unwrap_or_else(|| "VPN".to_owned());
+    let shop_name = state.bot_username().unwrap_or("VPN").to_owned();
     let layout = AppLayout::for_request(&req, Some(&subscriber));
     let subscription = sub.map(|sub| {
         let link = sub.subscription_url.clone();
@@ -147,9 +143,7 @@ pub async fn show(
         }
     });
     let referral_link = state
-        .payment_clients
-        .as_ref()
-        .and_then(|c| c.bot_username.get())
+        .bot_username()
         .map(|bot| subscribers::referral_link(bot, &user.referral_code));
     let name = user
         .first_name
@@ -182,14 +176,11 @@ pub async fn show(
     render(StatusCode::OK, &page)
 }
 
-#[derive(Deserialize)]
-pub struct TrialForm {}
-
 /// `POST /app/trial`: the bot's trial ([`subscribers::start_trial`]), then back home.
 pub async fn trial(
     subscriber: Subscriber,
     state: web::Data<WebState>,
-    _form: CsrfForm<TrialForm>,
+    _form: CsrfForm<EmptyForm>,
 ) -> AppResult<HttpResponse> {
     let outcome = {
         let mut conn = state.pool.get().await?;

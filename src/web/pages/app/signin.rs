@@ -25,7 +25,7 @@ use crate::domain::{Language, UserId};
 use crate::error::{AppError, AppResult};
 use crate::web::WebState;
 use crate::web::pages::session::{
-    CsrfForm, SameSite, hash_token, random_token, set_cookie_with, sign_in_token,
+    CsrfForm, EmptyForm, SameSite, hash_token, random_token, set_cookie_with, sign_in_token,
     sign_in_token_matches,
 };
 use crate::web::pages::{render, see_other};
@@ -471,14 +471,11 @@ pub async fn telegram(
     signed_in(&state, &req, &user).await
 }
 
-#[derive(Deserialize)]
-pub struct SignOutForm {}
-
 /// `POST /app/signout`: ends this session.
 pub async fn sign_out(
     subscriber: session::Subscriber,
     state: web::Data<WebState>,
-    _form: CsrfForm<SignOutForm>,
+    _form: CsrfForm<EmptyForm>,
 ) -> AppResult<HttpResponse> {
     {
         let mut conn = state.pool.get().await?;
